@@ -1,0 +1,5 @@
+import sys
+
+from t2m.cli import main
+
+sys.exit(main())
