@@ -1,0 +1,48 @@
+"""kNN-MT datastore: decoder states -> next tokens, FAISS retrieval, log-space interpolation.
+
+Knows nothing of tasks or chemistry: it maps vectors to token ids. The pieces (knn-box's split):
+
+- :mod:`datastore.store`    the on-disk store (``Datastore.load``), fingerprints, ``KNNParams``
+- :mod:`datastore.build`    ``build_datastore`` (streaming, resumable, multi-process, atomic)
+- :mod:`datastore.index`    FAISS index from a factory string (``DEFAULT_FACTORY``)
+- :mod:`datastore.retrieve` ``Retriever.search`` -> ``Neighbours``
+- :mod:`datastore.combine`  ``knn_log_probs``, ``interpolate_log_probs``
+- :mod:`datastore.augment`  ``knn_generation`` context manager -> logits processors for ``generate``
+
+Names are imported lazily so ``import datastore`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Datastore": "datastore.store",
+    "DatastoreError": "datastore.store",
+    "DatastoreMismatchError": "datastore.store",
+    "KNNParams": "datastore.store",
+    "model_fingerprint": "datastore.store",
+    "tokenizer_fingerprint": "datastore.store",
+    "build_datastore": "datastore.build",
+    "PairBatches": "datastore.build",
+    "plain_encoder": "datastore.build",
+    "build_index": "datastore.index",
+    "DEFAULT_FACTORY": "datastore.index",
+    "Retriever": "datastore.retrieve",
+    "Neighbours": "datastore.retrieve",
+    "knn_log_probs": "datastore.combine",
+    "interpolate_log_probs": "datastore.combine",
+    "knn_generation": "datastore.augment",
+    "KNNLogitsProcessor": "datastore.augment",
+    "StepTrace": "datastore.augment",
+    "StateCapture": "datastore.hooks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'datastore' has no attribute {name!r}")

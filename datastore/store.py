@@ -1,0 +1,347 @@
+"""The on-disk datastore: a folder of plain ``.npy`` arrays, a FAISS index file and one JSON.
+
+Layout of a finished store (``DIR/``)::
+
+    datastore.json   shapes, dtypes, count, task, key layer, data files + hashes, model and tokenizer
+                     fingerprints, default kNN parameters, index spec. Written last: a folder without it
+                     is not a store.
+    keys.npy         (count, dim) float16   decoder states (memory-mapped on load)
+    values.npy       (count,)     int32     the target token that followed each state
+    rows.npy         (count,)     int32     source row (index into the data the store was built from)
+    positions.npy    (count,)     int32     target position t of the entry in that row
+    index.faiss      the FAISS index over ``keys`` (``faiss.write_index``)
+
+Nothing is pickled: arrays are loaded with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+META_FILE = "datastore.json"
+INDEX_FILE = "index.faiss"
+FORMAT_NAME = "t2m-datastore"
+FORMAT_VERSION = 1
+ARRAY_FILES = {"keys": "keys.npy", "values": "values.npy", "rows": "rows.npy", "positions": "positions.npy"}
+ARRAY_DTYPES = {"keys": "float16", "values": "int32", "rows": "int32", "positions": "int32"}
+
+# Config fields that define what a model computes (others, like use_cache or dtype, do not).
+_ARCH_CONFIG_KEYS = (
+    "model_type", "vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
+    "relative_attention_num_buckets", "relative_attention_max_distance", "feed_forward_proj",
+    "layer_norm_epsilon", "scale_decoder_outputs", "tie_word_embeddings", "is_gated_act", "dense_act_fn",
+    "hidden_size", "num_hidden_layers", "num_attention_heads",
+)
+_SAMPLES_PER_TENSOR = 4096
+
+
+class DatastoreError(RuntimeError):
+    """A store folder that is missing, incomplete or inconsistent."""
+
+
+class DatastoreMismatchError(DatastoreError):
+    """A store used with a model or tokenizer other than the one it was built from."""
+
+
+@dataclass(frozen=True)
+class KNNParams:
+    """Retrieval-augmented decoding parameters: ``k`` neighbours, weight ``lambda_`` of the kNN
+    distribution, softmax ``temperature`` over negative squared L2 distances."""
+
+    k: int = 16
+    lambda_: float = 0.3
+    temperature: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if not 0.0 <= self.lambda_ <= 1.0:
+            raise ValueError(f"lambda must be in [0, 1], got {self.lambda_}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def to_json(self) -> dict[str, float]:
+        return {"k": int(self.k), "lambda": float(self.lambda_), "temperature": float(self.temperature)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "KNNParams":
+        return cls(k=int(data["k"]), lambda_=float(data["lambda"]), temperature=float(data["temperature"]))
+
+    def replace(self, k: int | None = None, lambda_: float | None = None,
+                temperature: float | None = None) -> "KNNParams":
+        """These parameters with the given ones (those not None) substituted."""
+        return KNNParams(
+            k=self.k if k is None else int(k),
+            lambda_=self.lambda_ if lambda_ is None else float(lambda_),
+            temperature=self.temperature if temperature is None else float(temperature),
+        )
+
+
+# --------------------------------------------------------------------------------------------- hashes
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _json_sha256(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_fingerprint(model: Any) -> dict[str, Any]:
+    """What identifies a model's computation: the sha256 of its architecture config fields and a
+    sha256 over every state-dict tensor's name, shape and an evenly strided sample of up to 4,096 of
+    its values rounded to float16 (so the same weights in float32 or float16 match; bfloat16 does not).
+
+    Returns ``{"fingerprint", "config_sha256", "weights_sha256", "name_or_path"}``.
+    """
+    import torch
+
+    config = model.config
+    config_dict = config.to_dict()
+    arch = {key: config_dict.get(key, getattr(config, key, None)) for key in _ARCH_CONFIG_KEYS}
+    arch = {key: value for key, value in arch.items() if value is not None}
+    config_hash = _json_sha256(arch)
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        state = model.state_dict()
+        for name in sorted(state):
+            tensor = state[name]
+            if not torch.is_tensor(tensor) or not tensor.is_floating_point():
+                continue
+            flat = tensor.detach().reshape(-1)
+            if flat.numel() > _SAMPLES_PER_TENSOR:
+                picks = torch.linspace(0, flat.numel() - 1, _SAMPLES_PER_TENSOR, device=flat.device).long()
+                flat = flat[picks]
+            digest.update(name.encode())
+            digest.update(json.dumps(list(tensor.shape)).encode())
+            digest.update(flat.to(torch.float16).cpu().numpy().tobytes())
+    weights_hash = digest.hexdigest()
+    return {
+        "fingerprint": hashlib.sha256((config_hash + weights_hash).encode()).hexdigest()[:32],
+        "config_sha256": config_hash,
+        "weights_sha256": weights_hash,
+        "name_or_path": str(getattr(config, "_name_or_path", "") or ""),
+    }
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
+    """sha256 of the tokenizer's vocabulary (token -> id, sorted by id) and special-token ids.
+
+    Returns ``{"fingerprint", "vocab_size", "class"}``; the class name is informative only (a slow and a
+    fast tokenizer with the same vocabulary match).
+    """
+    vocab = tokenizer.get_vocab()
+    items = sorted(vocab.items(), key=lambda item: (item[1], item[0]))
+    specials = {
+        name: getattr(tokenizer, f"{name}_token_id", None) for name in ("pad", "eos", "unk", "bos")
+    }
+    return {
+        "fingerprint": _json_sha256({"vocab": items, "specials": specials})[:32],
+        "vocab_size": len(vocab),
+        "class": type(tokenizer).__name__,
+    }
+
+
+# ----------------------------------------------------------------------------------------- atomic io
+
+
+def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` to a temporary name beside ``path`` then ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DatastoreError(
+            f"{path}, line {error.lineno}: not valid JSON ({error.msg}); rebuild the store with "
+            "`t2m datastore build`"
+        ) from error
+
+
+# ------------------------------------------------------------------------------------------- the store
+
+
+@dataclass
+class Datastore:
+    """A loaded store: memory-mapped arrays plus its metadata. Build one with
+    :func:`datastore.build.build_datastore`, open one with :meth:`Datastore.load`."""
+
+    path: Path
+    meta: dict[str, Any]
+    keys: np.ndarray  # (count, dim) float16, memory-mapped
+    values: np.ndarray  # (count,) int32
+    rows: np.ndarray  # (count,) int32
+    positions: np.ndarray  # (count,) int32
+    _retrievers: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Any = None, tokenizer: Any = None,
+             mmap: bool = True) -> "Datastore":
+        """Open the store in ``path``; when ``model`` / ``tokenizer`` are given, refuse them
+        (:class:`DatastoreMismatchError`) unless they are the ones the store was built from."""
+        path = Path(path)
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            hint = ""
+            partial = sorted(path.parent.glob(f"{path.name}.tmp-*"))
+            if partial:
+                hint = f" (an unfinished build is in {partial[0]}: rerun the same build command to resume it)"
+            raise DatastoreError(f"{meta_path} not found: {path} is not a finished datastore{hint}")
+        meta = read_json(meta_path)
+        if meta.get("format") != FORMAT_NAME or int(meta.get("format_version", -1)) > FORMAT_VERSION:
+            raise DatastoreError(
+                f"{meta_path}: format {meta.get('format')!r} version {meta.get('format_version')!r} is not "
+                f"{FORMAT_NAME!r} <= {FORMAT_VERSION}; rebuild it with this version of t2m"
+            )
+        arrays = {}
+        count = int(meta["count"])
+        for name, spec in meta["arrays"].items():
+            file = path / spec["file"]
+            if not file.is_file():
+                raise DatastoreError(f"{file} is missing: the store in {path} is incomplete, rebuild it")
+            array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+            if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
+                raise DatastoreError(
+                    f"{file}: shape {list(array.shape)} dtype {array.dtype} but {meta_path} says "
+                    f"{spec['shape']} {spec['dtype']}; the store is corrupt, rebuild it"
+                )
+            if array.shape[0] != count:
+                raise DatastoreError(f"{file}: {array.shape[0]} entries but {meta_path} says count={count}")
+            arrays[name] = array
+        store = cls(path=path, meta=meta, keys=arrays["keys"], values=np.asarray(arrays["values"]),
+                    rows=arrays["rows"], positions=arrays["positions"])
+        if model is not None or tokenizer is not None:
+            store.check_matches(model=model, tokenizer=tokenizer)
+        return store
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def count(self) -> int:
+        return int(self.meta["count"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def layer(self) -> str:
+        return str(self.meta["key"]["layer"])
+
+    @property
+    def task(self) -> str | None:
+        return self.meta.get("task")
+
+    @property
+    def knn_params(self) -> KNNParams:
+        """The store's default (or tuned) k, lambda, temperature."""
+        return KNNParams.from_json(self.meta["knn"])
+
+    @property
+    def index_path(self) -> Path:
+        return self.path / self.meta.get("index", {}).get("file", INDEX_FILE)
+
+    # ---------------------------------------------------------------- checks
+
+    def check_matches(self, model: Any = None, tokenizer: Any = None) -> None:
+        """Raise :class:`DatastoreMismatchError` naming both sides when ``model`` or ``tokenizer``
+        is not the one this store was built from."""
+        meta_path = self.path / META_FILE
+        if model is not None:
+            built = self.meta["model"]
+            given = model_fingerprint(model)
+            if given["fingerprint"] != built["fingerprint"]:
+                what = "architecture config" if given["config_sha256"] != built["config_sha256"] else "weights"
+                raise DatastoreMismatchError(
+                    f"{meta_path}: this datastore was built from model {built.get('name_or_path') or '?'} "
+                    f"(fingerprint {built['fingerprint']}), but the model given "
+                    f"({given['name_or_path'] or 'unnamed'}, fingerprint {given['fingerprint']}) differs in "
+                    f"its {what}. Its keys are another model's hidden states: use the model it was built "
+                    f"from, or rebuild the store with `t2m datastore build --model <your model> ...`."
+                )
+        if tokenizer is not None:
+            built = self.meta["tokenizer"]
+            given = tokenizer_fingerprint(tokenizer)
+            if given["fingerprint"] != built["fingerprint"]:
+                raise DatastoreMismatchError(
+                    f"{meta_path}: this datastore was built with a tokenizer of {built['vocab_size']} tokens "
+                    f"(fingerprint {built['fingerprint']}), but the tokenizer given has {given['vocab_size']} "
+                    f"tokens (fingerprint {given['fingerprint']}). Its values are token ids of the other "
+                    f"vocabulary: use the matching tokenizer or rebuild the store."
+                )
+
+    # ---------------------------------------------------------------- updates
+
+    def update_meta(self, changes: Mapping[str, Any]) -> None:
+        """Merge ``changes`` (top-level keys) into ``datastore.json`` atomically, e.g. tuned kNN params."""
+        meta = dict(self.meta)
+        meta.update(changes)
+        write_json_atomic(self.path / META_FILE, meta)
+        self.meta = meta
+
+    def set_knn_params(self, params: KNNParams, source: str, extra: Mapping[str, Any] | None = None) -> None:
+        """Store ``params`` as the defaults for decoding with this store; ``source`` says where they
+        came from (e.g. ``"tune: dev BLEU-4 0.41"``)."""
+        knn = params.to_json()
+        knn["source"] = source
+        if extra:
+            knn.update(extra)
+        self.update_meta({"knn": knn})
+
+    # ---------------------------------------------------------------- retrieval
+
+    def retriever(self, nprobe: int | None = None, ef_search: int | None = None,
+                  use_gpu: bool | str = "auto", exact: bool = False) -> Any:
+        """A :class:`datastore.retrieve.Retriever` over this store (cached per settings on this object)."""
+        from datastore.retrieve import Retriever
+
+        key = (nprobe, ef_search, str(use_gpu), exact)
+        if key not in self._retrievers:
+            self._retrievers[key] = Retriever.from_store(self, nprobe=nprobe, ef_search=ef_search,
+                                                         use_gpu=use_gpu, exact=exact)
+        return self._retrievers[key]
+
+    def __repr__(self) -> str:
+        return (f"Datastore({str(self.path)!r}, count={self.count}, dim={self.dim}, layer={self.layer!r}, "
+                f"task={self.task!r}, index={self.meta.get('index', {}).get('factory')!r})")

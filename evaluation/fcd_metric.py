@@ -1,0 +1,124 @@
+"""Fréchet ChemNet Distance as MolT5 computes it with the ``fcd`` package (pinned: values depend on it).
+
+MolT5: ``get_fcd([canonical ground truths], [canonical outputs], load_ref_model())`` after dropping the
+SMILES that do not canonicalise (an empty output is sent as ``"[]"`` and so dropped). ``fcd`` pads every
+SMILES of one list to ``max(350, longest + 1)`` one-hot positions -- per list, so the ground-truth list
+of ChEBI-20's test split (longest canonical SMILES 1,122 characters) runs ChemNet's LSTMs over 1,123
+positions -- and batches 128 at a time. This module does the same computation (same one-hot encoding,
+batches of 128 from the start of the list, ``np.mean``/``np.cov``, fcd's own ``calculate_frechet_distance``)
+but lets a second process take half of the batches, and caches the statistics of a reference list.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from evaluation.cache import atomic_write_bytes, cache_path, strings_digest
+
+BATCH_SIZE = 128  # fcd.get_predictions' default
+DEFAULT_PAD_LEN = 350
+
+
+def pad_length(smiles: Sequence[str]) -> int:
+    """fcd's SmilesDataset pad length for one list."""
+    return max(DEFAULT_PAD_LEN, max(len(s) for s in smiles) + 1)
+
+
+def _torch_threads(n: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def chemnet_activations(smiles: Sequence[str], pad_len: int, threads: int = 1) -> np.ndarray:
+    """ChemNet activations (len(smiles), 512) float32, batches of 128 as fcd.get_predictions forms them."""
+    import torch
+    from fcd import load_ref_model
+    from fcd.utils import get_one_hot
+
+    _torch_threads(threads)
+    model = load_ref_model()  # lru-cached by fcd: loaded once per process (and inherited by forked workers)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(smiles), BATCH_SIZE):
+            batch = np.stack([get_one_hot(s, pad_len=pad_len) for s in smiles[start : start + BATCH_SIZE]])
+            batch = batch / batch.shape[2]  # fcd: features / features.shape[1] (the vocabulary size)
+            x = torch.from_numpy(batch).transpose(1, 2).float()  # (batch, 35 symbols, pad_len)
+            out.append(model(x).numpy().astype(np.float32))  # (batch, 512)
+    if not out:
+        return np.zeros((0, 512), dtype=np.float32)
+    return np.vstack(out)
+
+
+def activations_in_two_processes(smiles: Sequence[str], executor=None, threads: int = 1) -> np.ndarray:
+    """Activations for one list; with an executor (a forked process holding torch) it takes the second half."""
+    pad = pad_length(smiles)
+    n_batches = -(-len(smiles) // BATCH_SIZE)
+    if executor is None or n_batches < 2:
+        return chemnet_activations(smiles, pad, threads)
+    split = (n_batches // 2) * BATCH_SIZE  # batch boundaries stay where fcd puts them
+    future = executor.submit(chemnet_activations, list(smiles[split:]), pad, 1)
+    first = chemnet_activations(smiles[:split], pad, 1)
+    return np.vstack([first, future.result()])
+
+
+def statistics(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) exactly as fcd.get_fcd computes them."""
+    return np.mean(activations, axis=0), np.cov(activations.T)
+
+
+def frechet_distance(stats1: tuple[np.ndarray, np.ndarray], stats2: tuple[np.ndarray, np.ndarray]) -> float:
+    from fcd.utils import calculate_frechet_distance
+
+    return float(calculate_frechet_distance(mu1=stats1[0], mu2=stats2[0], sigma1=stats1[1], sigma2=stats2[1]))
+
+
+def _versions() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"fcd={version('fcd')}", f"torch={version('torch')}", f"numpy={np.__version__}"]
+
+
+def reference_statistics(
+    canonical_references: Sequence[str], executor=None, use_cache: bool = True, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """FCD statistics of a reference list, from the cache when this exact list was seen before."""
+    path = cache_path("fcd", [strings_digest(list(canonical_references)), *_versions()], "npz")
+    if use_cache and path.is_file():
+        try:
+            with np.load(path) as z:
+                return z["mu"], z["sigma"]
+        except (OSError, ValueError, KeyError):
+            pass
+    if use_cache:
+        print(f"t2m eval: computing ChemNet statistics of {len(canonical_references)} references (cached afterwards)", file=sys.stderr)
+    stats = statistics(activations_in_two_processes(canonical_references, executor, threads))
+    if use_cache:
+        buf = io.BytesIO()
+        np.savez(buf, mu=stats[0], sigma=stats[1])
+        atomic_write_bytes(path, buf.getvalue())
+    return stats
+
+
+def fcd_score(
+    canonical_references: Sequence[str],
+    canonical_outputs: Sequence[str],
+    executor=None,
+    use_cache: bool = True,
+    threads: int = 1,
+) -> float:
+    """FCD between two lists of canonical SMILES (Nones already dropped); NaN if either list is empty."""
+    if not canonical_references or not canonical_outputs:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_stats = reference_statistics(canonical_references, executor, use_cache, threads)
+        out_stats = statistics(activations_in_two_processes(canonical_outputs, executor, threads))
+        return frechet_distance(ref_stats, out_stats)

@@ -1,0 +1,49 @@
+"""The result of one evaluation: metrics, row count, signature, and notes; printable and JSON-able."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+# how each metric prints (decimals) and reads (higher/lower is better)
+_FORMATS = {
+    "levenshtein": ("{:.4f}", "lower"),
+    "fcd": ("{:.3f}", "lower"),
+    "sacrebleu": ("{:.2f}", "higher"),
+}
+
+
+@dataclass
+class EvalResult:
+    task: str
+    n: int
+    metrics: dict[str, float]
+    signature: dict[str, str | None]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """``{"n", "task", "signature", "metrics", "notes"}``; NaN becomes null."""
+        metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.metrics.items()}
+        return {"n": self.n, "task": self.task, "signature": self.signature, "metrics": metrics, "notes": self.notes}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def signature_string(self) -> str:
+        """sacrebleu-style one-line signature: ``key:value|key:value``."""
+        return "|".join(f"{k}:{v}" for k, v in self.signature.items() if v is not None and k != "sacrebleu")
+
+    def format_table(self, title: str | None = None) -> str:
+        lines = [title or f"{self.task}  n={self.n}  mode={self.signature.get('mode')}"]
+        width = max(len(k) for k in self.metrics) if self.metrics else 6
+        lines.append(f"{'metric':<{width}}  {'value':>10}  better")
+        for k, v in self.metrics.items():
+            fmt, better = _FORMATS.get(k, ("{:.4f}", "higher"))
+            value = "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
+            lines.append(f"{k:<{width}}  {value:>10}  {better}")
+        lines.append(f"signature: {self.signature_string()}")
+        if self.signature.get("sacrebleu"):
+            lines.append(f"sacrebleu signature: {self.signature['sacrebleu']}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)

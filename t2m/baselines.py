@@ -1,0 +1,203 @@
+"""Retrieval baselines with no model: answer with the nearest training pair's other side.
+
+- mol2text: the caption of the training molecule most similar to the input molecule — Morgan bit vectors
+  (radius 2, 2048 bits), Tanimoto similarity (RDKit ``BulkTanimotoSimilarity``). An input SMILES RDKit
+  cannot parse (or an empty one) falls back to the training SMILES most similar *as text* (TF-IDF over
+  character 1–4-grams, cosine) and is flagged in :attr:`Retrieved.fallback`.
+- text2mol: the SMILES of the training pair whose description is most similar to the input — TF-IDF over
+  word 1–2-grams with sublinear term frequency (``1 + log tf``; scikit-learn defaults otherwise:
+  lower-cased, ``\\b\\w\\w+\\b`` tokens, smoothed idf, l2-normalised rows), cosine similarity. An
+  input sharing no term with any training description gets the first training SMILES, flagged.
+
+Ties go to the earliest training row, so results are deterministic. Run as a script to write both
+baselines' predictions on ChEBI-20 in MolT5's format::
+
+    python -m t2m.baselines --out DIR [--data DIR] [--setting benchmark] [--database train|first-3001]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from t2m.data import write_predictions  # re-exported: baselines write MolT5's 3-column TSV
+from t2m.tasks import MOL2TEXT, TEXT2MOL
+
+__all__ = [
+    "Retrieved",
+    "MoleculeRetriever",
+    "TextRetriever",
+    "mol2text_baseline",
+    "text2mol_baseline",
+    "write_predictions",
+]
+
+QUERY_CHUNK = 256  # text queries scored per sparse product: (256, database) floats at a time
+
+
+@dataclass
+class Retrieved:
+    """One retrieval per query: the output, the database row it came from, and how it was found."""
+
+    outputs: list[str]
+    neighbours: list[int]  # database row of each output
+    similarities: list[float]  # Tanimoto (mol2text) or cosine (text2mol) to that row; 0.0 on fallback with no match
+    fallback: list[bool]  # True where the input could not be used as intended (see the module docstring)
+
+    @property
+    def n_fallback(self) -> int:
+        return sum(self.fallback)
+
+
+def morgan_fingerprint(smiles: str, radius: int = 2, n_bits: int = 2048):
+    """Morgan bit vector (``ExplicitBitVect``) of ``smiles``; None when RDKit cannot parse it or it has
+    no atoms."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import rdFingerprintGenerator
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits).GetFingerprint(mol)
+
+
+def _nearest_by_tfidf(vectorizer, database_matrix, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, cosine) of the nearest database row for each query; rows are l2-normalised so a dot
+    product is the cosine. Ties go to the earliest row."""
+    query_matrix = vectorizer.transform(list(queries))  # (queries, vocabulary), sparse
+    rows = np.zeros(len(queries), dtype=np.int64)
+    scores = np.zeros(len(queries), dtype=np.float64)
+    for start in range(0, len(queries), QUERY_CHUNK):
+        block = (query_matrix[start:start + QUERY_CHUNK] @ database_matrix.T).toarray()  # (chunk, database)
+        rows[start:start + QUERY_CHUNK] = block.argmax(axis=1)
+        scores[start:start + QUERY_CHUNK] = block.max(axis=1)
+    return rows, scores
+
+
+class MoleculeRetriever:
+    """mol2text baseline: nearest training molecule by Morgan-fingerprint Tanimoto, answer its caption."""
+
+    def __init__(self, smiles: Sequence[str], captions: Sequence[str], *, radius: int = 2, n_bits: int = 2048):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        smiles, captions = list(smiles), list(captions)
+        if len(smiles) != len(captions) or not smiles:
+            raise ValueError(f"need one caption per SMILES and at least one pair (got {len(smiles)} SMILES, {len(captions)} captions)")
+        self.smiles, self.captions, self.radius, self.n_bits = smiles, captions, radius, n_bits
+        fingerprints = [morgan_fingerprint(s, radius, n_bits) for s in smiles]
+        # Database molecules RDKit cannot parse cannot be found by fingerprint (only by the text fallback).
+        self._fp_rows = np.array([i for i, fp in enumerate(fingerprints) if fp is not None], dtype=np.int64)
+        self._fps = [fingerprints[i] for i in self._fp_rows]
+        self._text = TfidfVectorizer(analyzer="char", ngram_range=(1, 4), lowercase=False)
+        self._text_matrix = self._text.fit_transform(smiles)
+
+    def retrieve(self, queries: Sequence[str], *, progress: bool = True) -> Retrieved:
+        from rdkit import DataStructs
+
+        outputs, neighbours, similarities, fallback = [], [], [], []
+        invalid: list[int] = []
+        for query in tqdm(queries, desc="mol2text retrieval", unit="mol", disable=not progress):
+            fp = morgan_fingerprint(query, self.radius, self.n_bits)
+            if fp is None or not len(self._fps):
+                invalid.append(len(outputs))
+                outputs.append("")
+                neighbours.append(-1)
+                similarities.append(0.0)
+                fallback.append(True)
+                continue
+            scores = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, self._fps))  # (database,)
+            best = int(scores.argmax())
+            row = int(self._fp_rows[best])
+            outputs.append(self.captions[row])
+            neighbours.append(row)
+            similarities.append(float(scores[best]))
+            fallback.append(False)
+        if invalid:
+            rows, scores = _nearest_by_tfidf(self._text, self._text_matrix, [queries[i] for i in invalid])
+            for i, row, score in zip(invalid, rows, scores):
+                outputs[i], neighbours[i], similarities[i] = self.captions[int(row)], int(row), float(score)
+        return Retrieved(outputs, neighbours, similarities, fallback)
+
+
+class TextRetriever:
+    """text2mol baseline: nearest training description by TF-IDF (word 1–2-grams, sublinear tf) cosine,
+    answer its SMILES."""
+
+    def __init__(self, descriptions: Sequence[str], smiles: Sequence[str], *, ngram_range: tuple[int, int] = (1, 2)):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        descriptions, smiles = list(descriptions), list(smiles)
+        if len(descriptions) != len(smiles) or not smiles:
+            raise ValueError(f"need one SMILES per description and at least one pair (got {len(descriptions)} descriptions, {len(smiles)} SMILES)")
+        self.descriptions, self.smiles = descriptions, smiles
+        self._vectorizer = TfidfVectorizer(ngram_range=ngram_range, sublinear_tf=True)
+        self._matrix = self._vectorizer.fit_transform(descriptions)  # (database, vocabulary), l2-normalised rows
+
+    def retrieve(self, queries: Sequence[str], *, progress: bool = True) -> Retrieved:
+        rows, scores = _nearest_by_tfidf(self._vectorizer, self._matrix, queries)
+        return Retrieved(
+            outputs=[self.smiles[int(r)] for r in rows],
+            neighbours=[int(r) for r in rows],
+            similarities=[float(s) for s in scores],
+            fallback=[bool(s <= 0.0) for s in scores],
+        )
+
+
+def mol2text_baseline(queries: Sequence[str], database_smiles: Sequence[str], database_captions: Sequence[str], **options) -> list[str]:
+    """Caption of the most similar database molecule for each query SMILES (see :class:`MoleculeRetriever`)."""
+    return MoleculeRetriever(database_smiles, database_captions, **options).retrieve(queries).outputs
+
+
+def text2mol_baseline(queries: Sequence[str], database_descriptions: Sequence[str], database_smiles: Sequence[str], **options) -> list[str]:
+    """SMILES of the most similar database description for each query (see :class:`TextRetriever`)."""
+    return TextRetriever(database_descriptions, database_smiles, **options).retrieve(queries).outputs
+
+
+def run_chebi20(out_dir: Path, data_dir: Path | None = None, setting: str = "auto", database: str = "train") -> dict[str, Path]:
+    """Write ``retrieval-mol2text.txt`` and ``retrieval-text2mol.txt`` (MolT5 format) for the test split.
+
+    ``database="train"`` uses the setting's train split; ``"first-3001"`` the first 3,001 rows of
+    ``validation.txt`` (how the reference numbers in issue 5 were computed)."""
+    from t2m.data import load_chebi20_records, read_tsv_records, resolve_chebi20_dir
+
+    splits = load_chebi20_records(data_dir, setting)
+    if database == "train":
+        db = splits.train
+    elif database == "first-3001":
+        db = read_tsv_records(resolve_chebi20_dir(data_dir) / "validation.txt")[:3001]
+    else:
+        raise ValueError(f"unknown database {database!r}: choose 'train' or 'first-3001'")
+    db_smiles, db_text = [r["smiles"] for r in db], [r["description"] for r in db]
+    test_smiles, test_text = [r["smiles"] for r in splits.test], [r["description"] for r in splits.test]
+
+    mol = MoleculeRetriever(db_smiles, db_text).retrieve(test_smiles)
+    text = TextRetriever(db_text, db_smiles).retrieve(test_text)
+    paths = {MOL2TEXT: out_dir / "retrieval-mol2text.txt", TEXT2MOL: out_dir / "retrieval-text2mol.txt"}
+    write_predictions(paths[MOL2TEXT], MOL2TEXT, test_smiles, test_text, mol.outputs)
+    write_predictions(paths[TEXT2MOL], TEXT2MOL, test_text, test_smiles, text.outputs)
+    print(f"setting {splits.setting}, database {database} ({len(db)} pairs), test {len(splits.test)} rows; "
+          f"fallbacks: mol2text {mol.n_fallback}, text2mol {text.n_fallback}", file=sys.stderr)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m t2m.baselines", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for the two predictions files")
+    parser.add_argument("--data", type=Path, help="ChEBI-20 directory (default: found as t2m data info does)")
+    parser.add_argument("--setting", default="auto", choices=("auto", "benchmark", "official"))
+    parser.add_argument("--database", default="train", choices=("train", "first-3001"))
+    args = parser.parse_args(argv)
+    for task, path in run_chebi20(args.out, args.data, args.setting, args.database).items():
+        print(f"{task}: {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Model configurations and checkpoint loading.
+
+A checkpoint is a Hugging Face directory: ``config.json`` + ``model.safetensors`` + a tokenizer
+(``tokenizer.json`` or a T5 ``spiece.model``) + optional ``t2m.json`` naming the prompt style. It
+loads with ``T5ForConditionalGeneration.from_pretrained`` anywhere; this module adds what t2m needs:
+size presets, the prompt style of outside checkpoints (MolT5 is single-task and reads bare inputs;
+Text+Chem T5 reads task prompts) and a refusal to unpickle weights unless the user opts in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+T2M_META_FILE = "t2m.json"
+
+# Shapes of T5 v1.1 (gated-GELU) and some sized for a 2-core CPU. transformers 5 always ties the LM
+# head to the input embeddings for T5 and then rescales decoder outputs by d_model**-0.5 (original T5).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-tiny": dict(d_model=128, d_ff=512, d_kv=32, num_layers=2, num_decoder_layers=2, num_heads=4),
+    "cpu-small": dict(d_model=256, d_ff=1024, d_kv=32, num_layers=4, num_decoder_layers=4, num_heads=8),
+    "cpu-medium": dict(d_model=384, d_ff=1536, d_kv=48, num_layers=6, num_decoder_layers=6, num_heads=8),
+    "t5-v1_1-small": dict(d_model=512, d_ff=1024, d_kv=64, num_layers=8, num_decoder_layers=8, num_heads=6),
+    "t5-v1_1-base": dict(d_model=768, d_ff=2048, d_kv=64, num_layers=12, num_decoder_layers=12, num_heads=12),
+}
+_COMMON = dict(
+    feed_forward_proj="gated-gelu",
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    dropout_rate=0.1,
+    layer_norm_epsilon=1e-6,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+)
+
+
+def make_config(preset: str | None = None, config_file: str | Path | None = None, vocab_size: int | None = None, **overrides):
+    """A ``T5Config`` from a preset name or a JSON config file, with ``overrides`` on top."""
+    from transformers import T5Config
+
+    if config_file is not None:
+        config = T5Config.from_json_file(str(config_file))
+    else:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown model preset {preset!r}: choose one of {', '.join(PRESETS)} or pass a config file")
+        config = T5Config(**_COMMON, **PRESETS[preset])
+    if vocab_size is not None:
+        config.vocab_size = vocab_size
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@dataclass
+class CheckpointInfo:
+    """What t2m knows about a loaded checkpoint."""
+
+    path: str
+    prompt_style: str = "textchem"
+    tasks: tuple[str, ...] = ("text2mol", "mol2text")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Prompt style and tasks of a checkpoint: from ``t2m.json`` when present, else guessed.
+
+    MolT5 checkpoints (``*molt5*`` names, or ``t5-v1_1`` fine-tunes such as ``caption2smiles``) are
+    single-task and read bare inputs; anything else gets Text+Chem T5's prompts.
+    """
+    path = Path(path)
+    meta_file = path / T2M_META_FILE
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        return CheckpointInfo(
+            path=str(path),
+            prompt_style=meta.get("prompt_style", "textchem"),
+            tasks=tuple(meta.get("tasks", ("text2mol", "mol2text"))),
+            extra=meta,
+        )
+    name = path.resolve().name.lower()
+    if "molt5" in name or "caption2smiles" in name or "smiles2caption" in name:
+        tasks = ("text2mol",) if "caption2smiles" in name else ("mol2text",) if "smiles2caption" in name else ("text2mol", "mol2text")
+        return CheckpointInfo(path=str(path), prompt_style="none", tasks=tasks)
+    return CheckpointInfo(path=str(path))
+
+
+def write_checkpoint_info(path: str | Path, prompt_style: str = "textchem", **extra) -> None:
+    meta = {"prompt_style": prompt_style, "tasks": ["text2mol", "mol2text"], **extra}
+    Path(path, T2M_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _check_weights(path: Path, allow_pickle: bool) -> None:
+    has_safetensors = any(path.glob("*.safetensors"))
+    pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+    if not has_safetensors and pickled and not allow_pickle:
+        raise PermissionError(
+            f"{path}: the weights are only pickled ({', '.join(sorted(pickled))}); unpickling a file from "
+            "elsewhere can run arbitrary code. If you trust its source, pass --allow-pickle "
+            "(Python: allow_pickle=True), or convert it once to safetensors."
+        )
+    if not has_safetensors and not pickled:
+        raise FileNotFoundError(f"{path}: no model weights (model.safetensors or pytorch_model.bin) in this directory")
+
+
+def load_model(path: str | Path, allow_pickle: bool = False, device: str | None = None, prompt_style: str | None = None):
+    """Load ``(model, tokenizer, info)`` from a checkpoint directory.
+
+    ``prompt_style`` overrides the stored or guessed one ("textchem" or "none").
+    """
+    from transformers import T5ForConditionalGeneration
+
+    from t2m.tokenizer import load_tokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json); pass a directory saved by `t2m train` or `save_pretrained`")
+    _check_weights(path, allow_pickle)
+    model = T5ForConditionalGeneration.from_pretrained(str(path), use_safetensors=not allow_pickle or None)
+    model.eval()
+    if device:
+        model.to(device)
+    tokenizer = load_tokenizer(path)
+    info = read_checkpoint_info(path)
+    if prompt_style is not None:
+        info.prompt_style = prompt_style
+    return model, tokenizer, info
+
+
+def default_model_dir() -> Path:
+    """The small model that ships inside the package."""
+    return Path(__file__).resolve().parent / "default_model"
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of the model's config and a sample of its weights (to match datastores to models)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items())[:: max(1, len(model.state_dict()) // 16)]:
+            h.update(name.encode())
+            h.update(tensor.detach().float().flatten()[:4096].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,265 @@
+"""Datastore benchmark: build throughput, index recall / speed / size, decoding cost of kNN.
+
+    python tests/benchmarks/bench_datastore.py --data ../shared/data --task mol2text \
+        [--model CHECKPOINT_DIR | --tokenizer TOKENIZER_DIR --preset cpu-small] [--json OUT.json]
+
+Without ``--model`` it uses a randomly initialised T5 of ``--preset`` shape with the given tokenizer:
+the timings and sizes are those of a real model of that shape, the recall numbers are on keys of an
+untrained model (less clustered than a trained one's, so harder for IVF).
+
+Measures, on the benchmark setting's training pairs (validation.txt minus the dev slice):
+1. build: tokens/s of a plain teacher-forced forward (``model(**batch)``) against the datastore's
+   per-batch key extraction, alternating batch by batch so both see the same machine load, and the
+   wall time of the whole ``build_datastore`` (chunks, merge) without the index;
+2. index: for each factory string, build seconds, bytes per entry, search ms per decoding step
+   (queries = teacher-forced decoder states of dev rows, ``--step-queries`` at a time = batch x beams),
+   recall@k against exact search;
+3. decoding: beam search over dev sources with and without kNN (default index and exact), wall time
+   ratio and the fraction of outputs identical between the default index and exact search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _setup(args):
+    from t2m.modeling import load_model, make_config
+
+    if args.model:
+        model, tokenizer, info = load_model(args.model)
+        return model.eval(), tokenizer, info.prompt_style, f"checkpoint {args.model}"
+    from transformers import T5ForConditionalGeneration
+
+    from t2m.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(make_config(args.preset, vocab_size=len(tokenizer))).eval()
+    return model, tokenizer, "textchem", f"random {args.preset} T5 (untrained), tokenizer {args.tokenizer}"
+
+
+def _pairs(records, task):
+    from t2m.tasks import source_and_target
+
+    pairs = [source_and_target(r["smiles"], r["description"], task) for r in records]
+    return [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def _batches(tokenizer, records, task, prompt_style, batch_size, max_len):
+    from functools import partial
+
+    from datastore import PairBatches
+    from t2m.batching import encode_batch
+
+    sources, targets = _pairs(records, task)
+    encode = partial(_encode, tokenizer, task=task, prompt_style=prompt_style, max_len=max_len)
+    return PairBatches(encode, sources, targets, batch_size, sort_by_length=True), sources, targets
+
+
+def _encode(tokenizer, sources, targets, task, prompt_style, max_len):
+    from t2m.batching import encode_batch
+
+    return encode_batch(tokenizer, sources, targets, task, prompt_style, max_len, max_len)
+
+
+def bench_build(model, tokenizer, batches, work: Path) -> dict:
+    from datastore import build_datastore
+    from datastore.build import batch_entries
+    from datastore.hooks import StateCapture
+
+    forward_s = extract_s = 0.0
+    tokens = 0
+    with torch.inference_mode():
+        for i in range(len(batches)):
+            batch = batches[i]
+            tokens += int((batch["labels"] != -100).sum())
+            order = (0, 1) if i % 2 == 0 else (1, 0)  # alternate which goes first
+            for which in order:
+                start = time.perf_counter()
+                if which == 0:
+                    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          labels=batch["labels"])
+                    forward_s += time.perf_counter() - start
+                else:
+                    with StateCapture(model, stop=True) as capture:
+                        batch_entries(model, batch, capture, model.config.pad_token_id)
+                    extract_s += time.perf_counter() - start
+    start = time.perf_counter()
+    build_datastore(model, batches, work / "train", tokenizer=tokenizer, index_factory="none", progress=False,
+                    chunk_batches=8)
+    build_s = time.perf_counter() - start
+    return {
+        "tokens": tokens,
+        "plain_forward_tok_s": round(tokens / forward_s, 1),
+        "key_extraction_tok_s": round(tokens / extract_s, 1),
+        "extraction_vs_forward": round(forward_s / extract_s, 3),
+        "build_datastore_wall_s": round(build_s, 2),
+        "build_datastore_tok_s": round(tokens / build_s, 1),
+        "build_vs_forward": round(forward_s / build_s, 3),
+    }
+
+
+def bench_index(keys: np.ndarray, queries: np.ndarray, factories: list[str], k: int, step: int,
+                work: Path) -> list[dict]:
+    from datastore.index import build_index, set_search_params
+
+    rows = []
+    exact = None
+    for factory in ["Flat"] + [f for f in factories if f != "Flat"]:
+        spec, _, params = factory.partition("|")  # "IVF512,Flat|nprobe=16"
+        options = dict(item.split("=") for item in params.split(";") if item)
+        folder = work / f"index_{len(rows)}"
+        folder.mkdir()
+        meta, index = build_index(keys, folder, spec, progress=False, return_index=True,
+                                  nprobe=int(options["nprobe"]) if "nprobe" in options else None,
+                                  ef_search=int(options["efSearch"]) if "efSearch" in options else None)
+        set_search_params(index, meta.get("nprobe"), meta.get("efSearch"))
+        times, found = [], []
+        for start in range(0, len(queries), step):
+            q = queries[start:start + step]
+            t0 = time.perf_counter()
+            _, ids = index.search(q, k)
+            times.append(time.perf_counter() - t0)
+            found.append(ids)
+        ids = np.concatenate(found)
+        if exact is None:
+            exact = ids
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, exact)]))
+        rows.append({"factory": factory, "nprobe": meta.get("nprobe"), "efSearch": meta.get("efSearch"),
+                     "build_s": meta["build_seconds"], "bytes_per_entry": meta["bytes_per_entry"],
+                     "search_ms_per_step": round(1000 * float(np.median(times)), 2),
+                     f"recall@{k}": round(recall, 4)})
+        print(json.dumps(rows[-1]), flush=True)
+        shutil.rmtree(folder)
+    return rows
+
+
+def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style, batch_size: int, beams: int,
+                 max_new_tokens: int, k: int) -> dict:
+    from datastore import Datastore, knn_generation
+    from t2m.batching import encode_batch
+
+    store = Datastore.load(store_dir)
+    batches = [encode_batch(tokenizer, sources[i:i + batch_size], None, task, prompt_style)
+               for i in range(0, len(sources), batch_size)]
+    kwargs = dict(num_beams=beams, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
+
+    def run(processors_factory):
+        outs, start = [], time.perf_counter()
+        for batch in batches:
+            with processors_factory() as processors:
+                outs.append(model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                           logits_processor=processors, **kwargs))
+        return time.perf_counter() - start, outs
+
+    from contextlib import nullcontext
+
+    with torch.inference_mode():
+        base_s, _ = run(lambda: nullcontext(None))
+        knn_s, knn_out = run(lambda: knn_generation(model, store, k=k, lambda_=0.5, temperature=10.0))
+        exact_s, exact_out = run(lambda: knn_generation(model, store, k=k, lambda_=0.5, temperature=10.0,
+                                                        exact=True))
+        base2_s, _ = run(lambda: nullcontext(None))
+    same = sum(int(torch.equal(a[i], b[i])) for a, b in zip(knn_out, exact_out) for i in range(a.shape[0]))
+    base = min(base_s, base2_s)
+    return {"rows": len(sources), "batch": batch_size, "beams": beams, "new_tokens": max_new_tokens,
+            "index": store.meta["index"]["factory"], "base_s": round(base, 2), "knn_s": round(knn_s, 2),
+            "knn_exact_s": round(exact_s, 2), "knn_over_base": round(knn_s / base, 3),
+            "exact_over_base": round(exact_s / base, 3),
+            "identical_outputs_default_vs_exact": round(same / len(sources), 4)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="folder holding chebi20/ (default: T2M_SHARED_DATA)")
+    parser.add_argument("--task", default="mol2text", choices=("text2mol", "mol2text"))
+    parser.add_argument("--model", default=None, help="checkpoint directory (default: random --preset model)")
+    parser.add_argument("--tokenizer", default="runs/speedtest/tokenizer")
+    parser.add_argument("--preset", default="cpu-small")
+    parser.add_argument("--rows", type=int, default=None, help="training rows (default all)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-len", type=int, default=512)
+    parser.add_argument("--factories", default="IVF256,Flat|nprobe=8;IVF256,Flat|nprobe=16;IVF512,Flat|nprobe=16;"
+                        "IVF512,Flat|nprobe=32;IVF1024,Flat|nprobe=16;HNSW32|efSearch=64;HNSW32|efSearch=128;"
+                        "IVF512,SQfp16|nprobe=16;IVF512,PQ32|nprobe=16;OPQ32,IVF512,PQ32|nprobe=16",
+                        help="';'-separated factory strings, each optionally '|nprobe=N' or '|efSearch=N'")
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--step-queries", type=int, default=160, help="queries per decoding step (batch x beams)")
+    parser.add_argument("--queries", type=int, default=3200)
+    parser.add_argument("--decode-rows", type=int, default=64)
+    parser.add_argument("--decode-tokens", type=int, default=48)
+    parser.add_argument("--skip", default="", help="comma list of stages to skip: build,index,decode")
+    parser.add_argument("--work", default=None,
+                        help="keep the built stores in this folder and reuse them on the next run")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    from datastore import build_datastore
+    from t2m.data import load_chebi20_records
+
+    threads = torch.get_num_threads()
+    import faiss
+
+    print(f"torch threads {threads}, faiss threads {faiss.omp_get_max_threads()}", flush=True)
+    model, tokenizer, prompt_style, what = _setup(args)
+    splits = load_chebi20_records(args.data)
+    train = splits.train[: args.rows] if args.rows else splits.train
+    batches, _, _ = _batches(tokenizer, train, args.task, prompt_style, args.batch_size, args.max_len)
+    result = {"model": what, "task": args.task, "train_rows": len(train), "d_model": model.config.d_model,
+              "note": "measured on a 2-core CPU shared with a concurrent training run: timings are contended"}
+    skip = set(filter(None, args.skip.split(",")))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_datastore_"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        if "build" not in skip:
+            result["build"] = bench_build(model, tokenizer, batches, work)
+            print(json.dumps(result["build"]), flush=True)
+        elif not (work / "train" / "datastore.json").is_file():
+            build_datastore(model, batches, work / "train", tokenizer=tokenizer, index_factory="none",
+                            progress=True)
+        keys = np.load(work / "train" / "keys.npy", mmap_mode="r")
+        result["entries"] = int(keys.shape[0])
+        dev_batches, dev_sources, _ = _batches(tokenizer, splits.dev, args.task, prompt_style, args.batch_size,
+                                               args.max_len)
+        if not (work / "dev" / "datastore.json").is_file():
+            build_datastore(model, dev_batches, work / "dev", tokenizer=tokenizer, index_factory="none",
+                            progress=False)
+        dev_keys = np.load(work / "dev" / "keys.npy", mmap_mode="r")
+        picks = np.random.default_rng(0).choice(len(dev_keys), min(args.queries, len(dev_keys)), replace=False)
+        queries = np.ascontiguousarray(dev_keys[np.sort(picks)], dtype=np.float32)
+        if "index" not in skip:
+            result["index"] = bench_index(keys, queries, args.factories.split(";"), args.k, args.step_queries, work)
+        if "decode" not in skip:
+            from datastore.index import DEFAULT_FACTORY, build_index
+            from datastore.store import Datastore
+
+            store = Datastore.load(work / "train")
+            if store.meta["index"].get("factory") != DEFAULT_FACTORY:
+                meta = build_index(store.keys, store.path, DEFAULT_FACTORY, progress=False)
+                store.update_meta({"index": meta})
+            result["decode"] = bench_decode(model, tokenizer, store.path, dev_sources[: args.decode_rows],
+                                            args.task, prompt_style, args.batch_size, 5, args.decode_tokens,
+                                            args.k)
+            print(json.dumps(result["decode"]), flush=True)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

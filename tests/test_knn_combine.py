@@ -1,0 +1,78 @@
+"""The kNN distribution and its log-space interpolation, against a direct probability-space reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from datastore.combine import interpolate_log_probs, knn_log_probs
+from datastore.store import KNNParams
+
+
+def _reference(distances, values, vocab, temperature):
+    """p_kNN in probability space, one neighbour at a time."""
+    out = torch.zeros(distances.shape[0], vocab, dtype=torch.float64)
+    for i in range(distances.shape[0]):
+        weights = {}
+        for d, v in zip(distances[i].tolist(), values[i].tolist()):
+            if v < 0 or not math.isfinite(d):
+                continue
+            weights[v] = weights.get(v, 0.0) + math.exp(-d / temperature)
+        total = sum(weights.values())
+        for v, w in weights.items():
+            out[i, v] = w / total
+    return out
+
+
+def test_knn_log_probs_match_the_definition():
+    generator = torch.Generator().manual_seed(0)
+    distances = torch.rand(5, 8, generator=generator) * 30  # (n, k)
+    values = torch.randint(0, 6, (5, 8), generator=generator)  # repeated values within a row
+    values[1, 3] = -1  # a missing neighbour (IVF found fewer than k)
+    distances[2, 5] = float("inf")
+    for temperature in (0.5, 10.0):
+        got = knn_log_probs(distances, values, vocab_size=9, temperature=temperature).exp().double()
+        assert torch.allclose(got, _reference(distances, values, 9, temperature), atol=1e-6)
+        assert torch.allclose(got.sum(-1), torch.ones(5, dtype=torch.float64), atol=1e-6)
+
+
+def test_knn_log_probs_do_not_underflow_far_neighbours():
+    # exp(-d/T) underflows to 0 in float32 for both neighbours; the log-space sum still gives 1/2 each
+    distances = torch.tensor([[5000.0, 5000.0 + 1e-3]])
+    values = torch.tensor([[3, 4]])
+    got = knn_log_probs(distances, values, vocab_size=6, temperature=1.0)
+    assert torch.allclose(got[0, 3:5].exp(), torch.tensor([0.5, 0.5]), atol=1e-3)
+    assert torch.isneginf(got[0, [0, 1, 2, 5]]).all()
+
+
+def test_row_without_neighbours_is_empty_and_falls_back_to_the_model():
+    distances = torch.tensor([[1.0, 2.0], [float("inf"), float("inf")]])
+    values = torch.tensor([[1, 2], [-1, -1]])
+    knn = knn_log_probs(distances, values, vocab_size=4, temperature=1.0)
+    assert torch.isneginf(knn[1]).all()
+    model = torch.log_softmax(torch.randn(2, 4), -1)
+    mixed = interpolate_log_probs(model, knn, 0.7)
+    assert torch.equal(mixed[1], model[1])
+    assert torch.allclose(mixed[0].exp().sum(), torch.tensor(1.0), atol=1e-6)
+
+
+def test_interpolation_endpoints_are_exact_and_middle_is_the_mixture():
+    model = torch.log_softmax(torch.randn(3, 7), -1)
+    knn = knn_log_probs(torch.rand(3, 4) * 5, torch.randint(0, 7, (3, 4)), 7, 2.0)
+    assert torch.equal(interpolate_log_probs(model, knn, 0.0), model)
+    assert torch.equal(interpolate_log_probs(model, knn, 1.0), knn)
+    mixed = interpolate_log_probs(model, knn, 0.3).exp()
+    assert torch.allclose(mixed, 0.3 * knn.exp() + 0.7 * model.exp(), atol=1e-6)
+    with pytest.raises(ValueError):
+        interpolate_log_probs(model, knn, 1.5)
+
+
+def test_knn_params_validate_and_round_trip():
+    params = KNNParams(k=8, lambda_=0.25, temperature=4.0)
+    assert KNNParams.from_json(params.to_json()) == params
+    assert params.replace(k=2) == KNNParams(2, 0.25, 4.0)
+    for bad in ({"k": 0}, {"lambda_": -0.1}, {"temperature": 0.0}):
+        with pytest.raises(ValueError):
+            KNNParams(**bad)
