@@ -387,7 +387,6 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
     for array in outs.values():
         array.flush()
     del outs
-    shutil.rmtree(chunk_dir)
 
     keys = np.load(work / ARRAY_FILES["keys"], mmap_mode="r")
     index_meta = build_index(keys, work, factory=index_factory, progress=progress, **index_options)
@@ -415,8 +414,10 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
             "versions": _versions(),
         },
     }
-    write_json_atomic(work / META_FILE, meta)
+    # the chunks go only now: a crash while indexing resumes from them without recomputing keys
+    shutil.rmtree(chunk_dir)
     (work / PROGRESS_FILE).unlink()
+    write_json_atomic(work / META_FILE, meta)
     _publish(work, out_dir, overwrite)
 
 

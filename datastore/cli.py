@@ -6,9 +6,10 @@ data and the task-agnostic datastore core.
     t2m datastore inspect --store DIR --model DIR "input text"
 
 Both are thin wrappers over :func:`build_task_datastore` and :func:`inspect_translation`.
-Multi-process builds: ``accelerate launch --num_processes N -m t2m datastore build ...`` or
-``torchrun --nproc_per_node N -m t2m datastore build ...`` (every rank reads the same data; each
-computes its share of the batches; rank 0 merges).
+Multi-process builds: ``torchrun --standalone --nproc_per_node N -m t2m datastore build ...`` (CPU or
+GPUs), or ``accelerate launch --multi_gpu --num_processes N -m t2m datastore build ...`` on GPUs
+(accelerate's ``--cpu`` runs one process). Every rank reads the same data and computes its share of
+the batches (rank r takes chunks r, r + N, ...); rank 0 merges them in order and publishes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ DEFAULT_MAX_LEN = 512
 # ------------------------------------------------------------------------------------------- data
 
 
-def training_records(data: str | os.PathLike | None, setting: str = "auto") -> tuple[list[dict], dict[str, Any]]:
+def training_records(data: str | os.PathLike | None, setting: str = "auto", dev_size: int | None = None
+                     ) -> tuple[list[dict], dict[str, Any]]:
     """The training pairs a datastore is built from and a JSON description of where they came from.
 
     ``data``: a ChEBI-20 folder (or a folder holding ``chebi20/``) -> its training split under
@@ -38,7 +40,7 @@ def training_records(data: str | os.PathLike | None, setting: str = "auto") -> t
     its rows; None -> ChEBI-20 where t2m finds it.
     """
     from datastore.store import file_sha256
-    from t2m.data import CHEBI20_FILES, load_chebi20_records, read_records
+    from t2m.data import CHEBI20_FILES, DEV_SIZE, load_chebi20_records, read_records
 
     path = Path(data) if data is not None else None
     if path is not None and path.is_file():
@@ -47,12 +49,14 @@ def training_records(data: str | os.PathLike | None, setting: str = "auto") -> t
                          "files": [{"path": str(path.resolve()), "sha256": file_sha256(path)}]}
     if path is not None and (path / "chebi20").is_dir():
         path = path / "chebi20"
-    splits = load_chebi20_records(path, setting)
+    dev_size = DEV_SIZE if dev_size is None else dev_size
+    splits = load_chebi20_records(path, setting, dev_size=dev_size)
     used = ["train"] if splits.setting == "official" else ["validation"]
     files = [{"path": str((splits.data_dir / CHEBI20_FILES[name]).resolve()),
               "sha256": file_sha256(splits.data_dir / CHEBI20_FILES[name])} for name in used]
     return splits.train, {"dataset": "chebi20", "setting": splits.setting, "split": "train",
-                          "split_source": splits.sources.get("train", ""), "files": files}
+                          "split_source": splits.sources.get("train", ""), "dev_size": dev_size,
+                          "files": files}
 
 
 def subset_rows(count: int, fraction: float, seed: int = 0) -> list[int]:
@@ -80,7 +84,7 @@ def _device() -> str:
 
 def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.PathLike,
                          data: str | os.PathLike | None = None, *, setting: str = "auto",
-                         index_factory: str | None = None, layer: str = "lm_head_input",
+                         dev_size: int | None = None, index_factory: str | None = None, layer: str = "lm_head_input",
                          batch_size: int = DEFAULT_BATCH_SIZE, max_source_len: int = DEFAULT_MAX_LEN,
                          max_target_len: int = DEFAULT_MAX_LEN, fraction: float = 1.0,
                          nprobe: int | None = None, ef_search: int | None = None,
@@ -95,7 +99,7 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
 
     check_task(task)
     model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=_device())
-    records, data_meta = training_records(data, setting)
+    records, data_meta = training_records(data, setting, dev_size)
     rows = subset_rows(len(records), fraction)
     pairs = [source_and_target(records[i]["smiles"], records[i]["description"], task) for i in rows]
     encode = partial(_encode_pairs, tokenizer, task=task, prompt_style=info.prompt_style,
@@ -292,7 +296,8 @@ def _run_inspect(args: argparse.Namespace) -> int:
     records = None
     if args.data or store.meta.get("data", {}).get("dataset") == "chebi20":
         try:
-            records, _ = training_records(args.data, store.meta.get("data", {}).get("setting", "auto"))
+            data_meta = store.meta.get("data", {})
+            records, _ = training_records(args.data, data_meta.get("setting", "auto"), data_meta.get("dev_size"))
         except (FileNotFoundError, ValueError) as error:
             print(f"(neighbour CIDs not shown: {error})")
     output, report = inspect_translation(store, model, tokenizer, args.input, args.task,

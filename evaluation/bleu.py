@@ -34,10 +34,12 @@ class NgramStats:
 
 
 def _ngram_counts(seq: Sequence, n: int) -> Counter:
-    # substrings for str (characters as tokens), tuples for token lists: the same n-gram identity
+    # n-gram identity as in nltk: substrings for str (characters as tokens), tuples (tokens for n=1) for lists
     if isinstance(seq, str):
-        return Counter(seq[i : i + n] for i in range(len(seq) - n + 1))
-    return Counter(tuple(seq[i : i + n]) for i in range(len(seq) - n + 1))
+        return Counter(seq) if n == 1 else Counter(seq[i : i + n] for i in range(len(seq) - n + 1))
+    if n == 1:
+        return Counter(seq)
+    return Counter(zip(*(seq[i:] for i in range(n))))
 
 
 def ngram_stats(references: Sequence[Sequence], hypotheses: Sequence[Sequence], max_n: int = 4) -> NgramStats:
@@ -50,12 +52,16 @@ def ngram_stats(references: Sequence[Sequence], hypotheses: Sequence[Sequence], 
     for ref, hyp in zip(references, hypotheses):
         for n in range(1, max_n + 1):
             if len(hyp) >= n:
-                counts = _ngram_counts(hyp, n)
-                ref_counts = _ngram_counts(ref, n) if len(ref) >= n else Counter()
-                nums[n - 1] += sum(min(c, ref_counts[g]) for g, c in counts.items())
-                dens[n - 1] += max(1, len(hyp) - n + 1)
+                ref_count = _ngram_counts(ref, n).get if len(ref) >= n else {}.get
+                clipped = 0
+                for gram, c in _ngram_counts(hyp, n).items():  # clipped count: min(hyp count, ref count)
+                    r = ref_count(gram)
+                    if r:
+                        clipped += c if c < r else r
+                nums[n - 1] += clipped
+                dens[n - 1] += len(hyp) - n + 1
             else:
-                dens[n - 1] += 1
+                dens[n - 1] += 1  # nltk: max(1, 0 n-grams)
         hyp_len += len(hyp)
         ref_len += len(ref)
     return NgramStats(tuple(nums), tuple(dens), hyp_len, ref_len)

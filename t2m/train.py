@@ -36,6 +36,7 @@ class TrainConfig:
     out_dir: str = "runs/t2m"
     data_dir: str | None = None  # ChEBI-20 folder (default: $T2M_SHARED_DATA/chebi20 or ../shared/data/chebi20)
     setting: str = "auto"  # "benchmark" (validation minus dev slice) or "official" (train.txt)
+    dev_size: int = 300  # benchmark setting: rows of validation.txt held out as the dev slice
     # tokenizer: a directory to load, or None to train one on the training texts
     tokenizer: str | None = None
     vocab_size: int = 4000
@@ -105,7 +106,7 @@ class TrainingData:
 def load_training_data(config: TrainConfig) -> TrainingData:
     from t2m.data import load_chebi20_records, load_chebi20_unlabeled_records
 
-    splits = load_chebi20_records(config.data_dir, config.setting)
+    splits = load_chebi20_records(config.data_dir, config.setting, dev_size=config.dev_size)
     unlabeled: list[str] = []
     if config.aux_unlabeled_per_epoch or (config.tokenizer is None and config.tokenizer_uses_unlabeled):
         try:

@@ -24,3 +24,56 @@ def shared_data() -> Path:
     if not (path / "chebi20" / "test.txt").is_file():
         pytest.skip(f"shared ChEBI-20 data not found at {path} (set T2M_SHARED_DATA to the folder holding chebi20/)")
     return path
+
+
+def _head_lines(src: Path, dst: Path, rows: int) -> None:
+    with src.open(encoding="utf-8") as f:
+        lines = [next(f) for _ in range(rows + 1)]
+    dst.write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiny_chebi20(shared_data, tmp_path_factory) -> Path:
+    """A ChEBI-20 folder holding the first 160 validation rows, 40 test rows and 400 unlabeled molecules
+    (real rows, copied into a temporary folder for the test session only)."""
+    out = tmp_path_factory.mktemp("chebi20")
+    src = shared_data / "chebi20"
+    _head_lines(src / "validation.txt", out / "validation.txt", 160)
+    _head_lines(src / "test.txt", out / "test.txt", 40)
+    _head_lines(src / "train_smiles_unlabeled.tsv", out / "train_smiles_unlabeled.tsv", 400)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tiny_chebi20, tmp_path_factory) -> Path:
+    """Our text+SMILES tokenizer, trained on the tiny ChEBI-20 slice (vocabulary 600)."""
+    from t2m.data import load_chebi20_unlabeled_records, read_tsv_records
+    from t2m.tokenizer import train_tokenizer
+
+    rows = read_tsv_records(tiny_chebi20 / "validation.txt")
+    texts = [r["description"] for r in rows] + [r["smiles"] for r in rows]
+    texts += [r["smiles"] for r in load_chebi20_unlabeled_records(tiny_chebi20)]
+    out = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(texts, out, vocab_size=600)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
+    """A randomly initialised tiny T5 (d_model 64, 2+2 layers) saved as a t2m checkpoint directory."""
+    import torch
+    from transformers import GenerationConfig, T5ForConditionalGeneration
+
+    from t2m.modeling import make_config, write_checkpoint_info
+    from t2m.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(tiny_tokenizer_dir)
+    config = make_config("cpu-tiny", vocab_size=len(tokenizer), d_model=64, d_ff=128, d_kv=16, num_heads=4)
+    model = T5ForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    out = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    write_checkpoint_info(out)
+    return out

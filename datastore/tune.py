@@ -1,0 +1,297 @@
+"""``t2m tune``: choose kNN λ, k, T on the dev slice by the task metric, and write them into the store.
+
+    t2m tune --store DIR --model DIR [--data DIR] [--lambdas 0.1,0.2,...] [--ks 4,8,16,32]
+             [--temperatures 1,10,100] [--num-beams 1] [--finalists 4]
+
+Two stages, so the grid can be wide on a CPU:
+
+1. teacher-forced (one forward pass and one search per dev batch): the mean dev log-likelihood of the
+   reference tokens under every (λ, k, T) of the grid. Without ``--temperatures`` the T grid is set
+   from the data: the median squared distance d₁ of dev states to their nearest key, times 0.1 .. 10.
+2. decoding: the ``--finalists`` best combinations of stage 1 and the model alone (λ = 0) decode the dev
+   slice; the task metric picks the winner (mol2text: BLEU-4 on SciBERT tokens, as MolT5; text2mol:
+   exact match, then Morgan FTS), ties broken by stage 1's likelihood.
+
+The dev slice is never in the store (the benchmark store is built from validation.txt minus the dev
+slice); a dev row whose source is also a source in the store's data is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+DEFAULT_LAMBDAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+DEFAULT_KS = (4, 8, 16, 32)
+TEMPERATURE_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    k: int
+    lambda_: float
+    temperature: float
+
+
+@dataclass
+class TuneResult:
+    """What tuning chose, and everything it measured."""
+
+    chosen: Candidate
+    metric_name: str
+    chosen_metric: dict[str, float]
+    model_only_metric: dict[str, float]
+    finalists: list[dict[str, Any]] = field(default_factory=list)
+    stage1_best: list[dict[str, Any]] = field(default_factory=list)
+    dev_rows: int = 0
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------- metrics
+
+
+def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]) -> tuple[tuple[float, ...], dict[str, float]]:
+    """(sort key, named values) of the task metric: mol2text -> (BLEU-4,); text2mol -> (exact match,
+    Morgan FTS). Computed with t2m's MolT5-exact evaluator."""
+    if task == "mol2text":
+        from evaluation.bleu import corpus_bleu
+        from evaluation.text_tokenizer import TextTokenizer
+
+        tokenizer = TextTokenizer.load()
+        refs = tokenizer.tokenize_batch(list(references))
+        hyps = tokenizer.tokenize_batch(list(outputs))
+        bleu4 = corpus_bleu(refs, hyps)
+        return (bleu4,), {"bleu4": bleu4}
+    from evaluation import evaluate_text2mol
+
+    metrics = evaluate_text2mol(list(references), list(outputs), fcd=False).metrics
+    return (metrics["exact_match"], metrics["morgan_fts"]), {"exact_match": metrics["exact_match"],
+                                                             "morgan_fts": metrics["morgan_fts"]}
+
+
+# ---------------------------------------------------------------------------------- stage 1: scoring
+
+
+def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candidates: Sequence[Candidate],
+                          retriever: Any, progress: bool = True) -> tuple[np.ndarray, float]:
+    """Mean log p(reference token) over all dev target tokens for each candidate (len(candidates),),
+    and the median squared distance to the nearest key."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from datastore.hooks import StateCapture
+
+    k_max = max(c.k for c in candidates)
+    totals = np.zeros(len(candidates))
+    count = 0
+    nearest: list[np.ndarray] = []
+    device = next(model.parameters()).device
+    with torch.inference_mode(), StateCapture(model, store.layer) as capture:
+        for batch in tqdm(batches, desc="tune: teacher-forced dev", unit="batch", disable=not progress):
+            labels = batch["labels"].to(device)  # (B, T)
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device), labels=labels).logits
+            keep = labels != -100
+            states = capture.state[keep]  # (n, dim)
+            targets = labels[keep]  # (n,)
+            model_lp = torch.log_softmax(logits[keep].float(), -1).gather(1, targets[:, None])[:, 0].double()
+            found = retriever.search(states, k_max)  # (n, k_max), sorted by distance
+            nearest.append(found.distances[:, 0].cpu().numpy())
+            hit = found.values == targets[:, None]  # (n, k_max)
+            valid = found.values >= 0
+            for i, cand in enumerate(candidates):
+                d = found.distances[:, :cand.k].double()
+                logits_k = torch.where(valid[:, :cand.k], -d / cand.temperature, float("-inf"))
+                norm = torch.logsumexp(logits_k, -1)
+                knn_lp = torch.logsumexp(torch.where(hit[:, :cand.k], logits_k, float("-inf")), -1) - norm
+                if cand.lambda_ == 0:
+                    mixed = model_lp
+                elif cand.lambda_ == 1:
+                    mixed = knn_lp
+                else:
+                    mixed = torch.logaddexp(knn_lp + math.log(cand.lambda_), model_lp + math.log1p(-cand.lambda_))
+                # a state whose neighbours are all missing keeps the model's probability
+                mixed = torch.where(torch.isfinite(norm), mixed, model_lp)
+                totals[i] += float(mixed.clamp(min=-100.0).sum())
+            count += len(targets)
+    return totals / max(count, 1), float(np.median(np.concatenate(nearest)))
+
+
+# --------------------------------------------------------------------------------- stage 2: decoding
+
+
+def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task: str, prompt_style: str,
+           candidate: Candidate | None, retriever: Any, *, num_beams: int = 1, batch_size: int = 32,
+           max_new_tokens: int = 256, progress: bool = True) -> list[str]:
+    """Outputs for ``sources`` with the model alone (``candidate`` None or λ = 0) or with kNN."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from datastore.augment import knn_generation
+    from t2m.batching import encode_batch
+
+    device = next(model.parameters()).device
+    outputs: list[str] = []
+    label = "model" if candidate is None else f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.3g}"
+    for start in tqdm(range(0, len(sources), batch_size), desc=f"tune: decode dev ({label})", unit="batch",
+                      disable=not progress):
+        batch = encode_batch(tokenizer, list(sources[start:start + batch_size]), None, task, prompt_style)
+        kwargs = dict(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                      num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens)
+        with torch.inference_mode():
+            if candidate is None or candidate.lambda_ == 0:
+                out = model.generate(**kwargs)
+            else:
+                with knn_generation(model, store, k=candidate.k, lambda_=candidate.lambda_,
+                                    temperature=candidate.temperature, retriever=retriever,
+                                    check=False) as processors:
+                    out = model.generate(**kwargs, logits_processor=processors)
+        outputs.extend(text.strip() for text in tokenizer.batch_decode(out, skip_special_tokens=True))
+    return outputs
+
+
+# ------------------------------------------------------------------------------------------- tune
+
+
+def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str | os.PathLike | None = None, *,
+         lambdas: Sequence[float] = DEFAULT_LAMBDAS, ks: Sequence[int] = DEFAULT_KS,
+         temperatures: Sequence[float] | None = None, finalists: int = 4, num_beams: int = 1,
+         batch_size: int = 32, max_new_tokens: int = 256, dev_rows: int | None = None,
+         dev_size: int | None = None, exact: bool = False,
+         write: bool = True, allow_pickle: bool = False, progress: bool = True) -> TuneResult:
+    """Grid-search λ, k, T for the store in ``store_dir`` with the checkpoint in ``model_dir`` on the
+    dev slice of ``data`` (ChEBI-20 folder; the store's setting and dev size) and, when ``write``, save the choice as
+    the store's default kNN parameters. Returns the :class:`TuneResult`."""
+    from datastore.build import PairBatches
+    from datastore.cli import _device, _encode_pairs
+    from datastore.store import Datastore, KNNParams
+    from t2m.data import DEV_SIZE, load_chebi20_records
+    from t2m.modeling import load_model
+    from t2m.tasks import source_and_target
+
+    started = time.perf_counter()
+    model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=_device())
+    store = Datastore.load(store_dir, model=model, tokenizer=tokenizer)
+    task = store.task
+    if task not in ("text2mol", "mol2text"):
+        raise ValueError(f"{store.path}/datastore.json: task {task!r} is not text2mol or mol2text")
+    data_meta = store.meta.get("data", {})
+    path = Path(data) if data is not None else None
+    if path is not None and (path / "chebi20").is_dir():
+        path = path / "chebi20"
+    dev_size = int(data_meta.get("dev_size", DEV_SIZE) if dev_size is None else dev_size)
+    splits = load_chebi20_records(path, data_meta.get("setting", "auto"), dev_size=dev_size)
+    train_sources = {source_and_target(r["smiles"], r["description"], task)[0] for r in splits.train}
+    dev = [r for r in splits.dev if source_and_target(r["smiles"], r["description"], task)[0] not in train_sources]
+    if len(dev) < len(splits.dev):
+        print(f"tune: {len(splits.dev) - len(dev)} dev rows skipped: their source is also a training source")
+    dev = dev[:dev_rows] if dev_rows else dev
+    pairs = [source_and_target(r["smiles"], r["description"], task) for r in dev]
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    max_len = int(data_meta.get("max_target_len", 512))
+    encode = partial(_encode_pairs, tokenizer, task=task, prompt_style=info.prompt_style,
+                     max_source_len=int(data_meta.get("max_source_len", 512)), max_target_len=max_len)
+    batches = PairBatches(encode, sources, references, batch_size)
+    retriever = store.retriever(exact=exact)
+
+    # stage 1: the likelihood over the whole grid; T from the data unless given
+    probe = [Candidate(max(ks), 0.5, 1.0)]
+    if temperatures is None:
+        _, d1 = teacher_forced_scores(model, store, [batches[0]], probe, retriever, progress=False)
+        temperatures = sorted({float(f"{max(d1, 1e-6) * f:.3g}") for f in TEMPERATURE_FACTORS})
+    grid = [Candidate(k, lam, t) for k in ks for lam in lambdas for t in temperatures]
+    scores, d1 = teacher_forced_scores(model, store, batches, grid + [Candidate(1, 0.0, 1.0)], retriever,
+                                       progress=progress)
+    scores, model_only = scores[:-1], float(scores[-1])
+    order = np.argsort(-scores)
+    stage1 = [{**asdict(grid[i]), "dev_log_likelihood": round(float(scores[i]), 5)} for i in order[:10]]
+    picks: list[Candidate] = []
+    for i in order:
+        if grid[i] not in picks:
+            picks.append(grid[i])
+        if len(picks) >= finalists:
+            break
+
+    # stage 2: decode and score by the task metric
+    results = []
+    base_outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, None, retriever,
+                          num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                          progress=progress)
+    base_key, base_metric = dev_metric(task, references, base_outputs)
+    results.append((base_key, model_only, Candidate(store.knn_params.k, 0.0,
+                                                              store.knn_params.temperature), base_metric))
+    for cand in picks:
+        outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, cand, retriever,
+                         num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                         progress=progress)
+        key, metric = dev_metric(task, references, outputs)
+        results.append((key, float(scores[grid.index(cand)]), cand, metric))
+        print(f"tune: k={cand.k} λ={cand.lambda_} T={cand.temperature:.4g}: {metric}", flush=True)
+    best_key, best_ll, best, best_metric = max(results, key=lambda r: (r[0], r[1]))
+    metric_name = "bleu4" if task == "mol2text" else "exact_match, morgan_fts"
+    result = TuneResult(
+        chosen=best, metric_name=metric_name, chosen_metric=best_metric, model_only_metric=base_metric,
+        finalists=[{**asdict(c), **m, "dev_log_likelihood": round(ll, 5)} for _, ll, c, m in results],
+        stage1_best=stage1, dev_rows=len(dev), seconds=round(time.perf_counter() - started, 1))
+    if write:
+        store.set_knn_params(
+            KNNParams(k=best.k, lambda_=best.lambda_, temperature=best.temperature),
+            source=f"t2m tune on {len(dev)} dev rows ({data_meta.get('setting', '?')} setting), "
+                   f"num_beams={num_beams}",
+            extra={"dev_metric": best_metric, "model_only_dev_metric": base_metric, "metric": metric_name,
+                   "finalists": result.finalists, "median_nearest_sq_distance": round(d1, 5),
+                   "index": retriever.description},
+        )
+    return result
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", required=True, help="datastore folder (its task and data setting are used)")
+    parser.add_argument("--model", required=True, help="the checkpoint the store was built from")
+    parser.add_argument("--data", default=None, help="ChEBI-20 folder (default: where t2m finds it)")
+    parser.add_argument("--lambdas", default=",".join(map(str, DEFAULT_LAMBDAS)))
+    parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)))
+    parser.add_argument("--temperatures", default=None,
+                        help="comma list (default: median nearest squared distance x 0.1,0.3,1,3,10)")
+    parser.add_argument("--finalists", type=int, default=4, help="grid points decoded in stage 2")
+    parser.add_argument("--num-beams", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--dev-rows", type=int, default=None, help="use only the first N dev rows")
+    parser.add_argument("--exact", action="store_true", help="exact search instead of the store's index")
+    parser.add_argument("--dry-run", action="store_true", help="do not write the choice into the store")
+    parser.add_argument("--allow-pickle", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = tune(args.store, args.model, args.data, lambdas=_floats(args.lambdas),
+                  ks=[int(k) for k in _floats(args.ks)],
+                  temperatures=_floats(args.temperatures) if args.temperatures else None,
+                  finalists=args.finalists, num_beams=args.num_beams, batch_size=args.batch_size,
+                  max_new_tokens=args.max_new_tokens, dev_rows=args.dev_rows, exact=args.exact,
+                  write=not args.dry_run, allow_pickle=args.allow_pickle)
+    print(f"{'finalist':<34} {result.metric_name}")
+    for row in result.finalists:
+        name = f"k={row['k']} λ={row['lambda_']} T={row['temperature']:.4g}"
+        values = ", ".join(f"{k}={row[k]:.4f}" for k in ("bleu4", "exact_match", "morgan_fts") if k in row)
+        print(f"{name:<34} {values}  (dev log-lik {row['dev_log_likelihood']})")
+    c = result.chosen
+    print(f"chosen: k={c.k} lambda={c.lambda_} temperature={c.temperature:.4g} -> {result.chosen_metric} "
+          f"(model alone: {result.model_only_metric}); {'not written (--dry-run)' if args.dry_run else 'written to ' + str(Path(args.store) / 'datastore.json')}"
+          f" in {result.seconds} s")
+    return 0

@@ -1,0 +1,64 @@
+"""``t2m eval PREDICTIONS``: score a predictions file, print a table with the signature, optionally JSON.
+
+Thin wrapper over :func:`evaluation.evaluate.evaluate_file`. Exit status 0 on success, 2 on a usage or
+input problem (bad file, missing resource), with a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("predictions", type=Path, help="MolT5 3-column TSV (header description|SMILES, ground truth, output) or JSONL")
+    parser.add_argument("--task", choices=("text2mol", "mol2text"), default=None, help="default: from the TSV header / JSONL task field")
+    parser.add_argument(
+        "--text-tokenizer",
+        default=None,
+        metavar="DIR_OR_ID",
+        help="tokenizer for caption BLEU/METEOR (default: $T2M_SCIBERT or $T2M_SHARED_DATA/scibert_scivocab_uncased)",
+    )
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write {n, task, signature, metrics} here")
+    parser.add_argument("--no-fcd", action="store_true", help="skip FCD (text2mol): no torch, much faster")
+    parser.add_argument("--strict", action="store_true", help="fix MolT5's quirks: empty output invalid, similarities over all rows")
+    parser.add_argument("--no-sacrebleu", action="store_true", help="skip the extra sacrebleu score")
+    parser.add_argument("--skip-bad-rows", action="store_true", help="score the other rows when some are malformed (listed in the notes)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reference-side cache (same numbers, slower)")
+    parser.add_argument("--workers", type=int, default=None, help="processes to use (default: up to 2)")
+
+
+def _write_json(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from evaluation.evaluate import evaluate_file
+    from evaluation.predictions import PredictionsFormatError
+    from evaluation.text_tokenizer import TokenizerNotFoundError
+    from evaluation.wordnet import WordNetMissingError
+
+    try:
+        result = evaluate_file(
+            args.predictions,
+            args.task,
+            text_tokenizer=args.text_tokenizer,
+            strict=args.strict,
+            fcd=not args.no_fcd,
+            sacrebleu=not args.no_sacrebleu,
+            skip_bad_rows=args.skip_bad_rows,
+            use_cache=not args.no_cache,
+            workers=args.workers,
+        )
+    except (PredictionsFormatError, TokenizerNotFoundError, WordNetMissingError, FileNotFoundError, ValueError) as e:
+        print(f"t2m eval: error: {e}", file=sys.stderr)
+        return 2
+    print(result.format_table(f"{args.predictions}  ({result.task}, n={result.n}, mode={result.signature['mode']})"))
+    if args.json is not None:
+        _write_json(args.json, result.to_json())
+    return 0

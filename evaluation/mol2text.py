@@ -1,0 +1,114 @@
+"""mol2text metrics (SMILES -> description), exactly as MolT5's ``text_translation_metrics.py``.
+
+- an output starting with ``"[CLS] "`` loses those 6 characters first (MolT5 does this, for all metrics);
+- ``bleu2``, ``bleu4``: nltk corpus BLEU (weights .5/.5 and .25 x 4) over the text tokenizer's tokens
+  (SciBERT WordPiece, see :mod:`evaluation.text_tokenizer`);
+- ``meteor``: mean of nltk's sentence METEOR over the same tokens, with WordNet 3.0 synonyms
+  (:mod:`evaluation.meteor`);
+- ``rouge1``, ``rouge2``, ``rougeL``: mean rouge-score F-measures on the raw strings, called as
+  ``score(output, reference)`` (:mod:`evaluation.rouge`);
+- ``sacrebleu``: sacrebleu's corpus BLEU with its default 13a tokenizer (0-100), with its own signature.
+
+MolT5's text quirks (none change a number here) are kept in ``strict`` mode too; the signature still
+records the mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from evaluation.result import EvalResult
+from evaluation.signature import build_signature
+
+METRIC_KEYS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor", "sacrebleu")
+CLS_PREFIX = "[CLS] "
+
+
+def strip_cls(output: str) -> str:
+    """MolT5: ``line['output'][6:] if line['output'].startswith('[CLS] ') else line['output']``."""
+    return output[len(CLS_PREFIX) :] if output.startswith(CLS_PREFIX) else output
+
+
+def sacrebleu_13a(references: Sequence[str], outputs: Sequence[str]) -> tuple[float, str]:
+    """sacrebleu corpus BLEU (default settings, 0-100) and its signature string."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU()
+    return float(bleu.corpus_score(list(outputs), [list(references)]).score), str(bleu.get_signature())
+
+
+def _rouge_and_sacrebleu(references: list[str], outputs: list[str], sacrebleu: bool):
+    from evaluation.rouge import rouge_scores
+
+    metrics: dict[str, float] = dict(rouge_scores(references, outputs))
+    sacre_sig = None
+    if sacrebleu:
+        metrics["sacrebleu"], sacre_sig = sacrebleu_13a(references, outputs)
+    return metrics, sacre_sig
+
+
+def evaluate_mol2text(
+    references: Sequence[str],
+    outputs: Sequence[str],
+    *,
+    tokenizer=None,
+    meteor_scorer=None,
+    strict: bool = False,
+    sacrebleu: bool = True,
+    use_cache: bool = True,
+    workers: int | None = None,
+) -> EvalResult:
+    """Score generated descriptions ``outputs`` against ``references`` (row-aligned lists of str).
+
+    ``tokenizer``: a :class:`~evaluation.text_tokenizer.TextTokenizer`, a directory / id to load one from,
+    or None for the default SciBERT location (raises TokenizerNotFoundError if absent).
+    ``meteor_scorer``: a :class:`~evaluation.meteor.MeteorScorer`; by default one for the tokenizer's
+    vocabulary over WordNet 3.0 (raises WordNetMissingError, saying to run ``t2m setup``, if absent).
+    ``workers``: with 2 (the default on a machine with 2+ cores) and enough rows, ROUGE and sacrebleu run
+    in a forked process while this one tokenizes and computes BLEU and METEOR.
+    """
+    from evaluation.bleu import bleu_from_stats, ngram_stats
+    from evaluation.meteor import MeteorScorer
+    from evaluation.text2mol import PARALLEL_MIN_ROWS, default_workers
+    from evaluation.text_tokenizer import TextTokenizer
+    from evaluation.workers import fork_lane
+    from evaluation.wordnet import require_wordnet
+
+    references = list(references)
+    outputs = [strip_cls(o) for o in outputs]
+    if len(references) != len(outputs):
+        raise ValueError(f"{len(references)} references but {len(outputs)} outputs")
+    if not references:
+        raise ValueError("nothing to score: no rows")
+    wordnet = meteor_scorer.location if meteor_scorer is not None else require_wordnet()  # fail early, before work
+    if not isinstance(tokenizer, TextTokenizer):
+        tokenizer = TextTokenizer.load(tokenizer)
+    workers = default_workers() if workers is None else workers
+    # fork before the tokenizer's thread pool exists (tokenizers disables itself in children forked after)
+    lane = fork_lane() if workers >= 2 and len(references) >= PARALLEL_MIN_ROWS else None
+    try:
+        side = lane.submit(_rouge_and_sacrebleu, references, outputs, sacrebleu) if lane else None
+        if meteor_scorer is None:
+            meteor_scorer = MeteorScorer.for_vocabulary(tokenizer.vocabulary, tokenizer.vocab_sha256, wordnet, use_cache)
+        tokens = tokenizer.tokenize_batch(references + outputs)
+        ref_tokens, out_tokens = tokens[: len(references)], tokens[len(references) :]
+        stats = ngram_stats(ref_tokens, out_tokens, 4)
+        metrics: dict[str, float] = {
+            "bleu2": float(bleu_from_stats(stats, (0.5, 0.5))),
+            "bleu4": float(bleu_from_stats(stats, (0.25, 0.25, 0.25, 0.25))),
+        }
+        metrics["meteor"] = meteor_scorer.corpus_mean(ref_tokens, out_tokens)
+        rouge_metrics, sacre_sig = side.result() if side else _rouge_and_sacrebleu(references, outputs, sacrebleu)
+        metrics.update(rouge_metrics)
+    finally:
+        if lane is not None:
+            lane.shutdown(wait=False)
+    signature = build_signature(
+        "mol2text",
+        "strict" if strict else "molt5",
+        text_tokenizer=tokenizer.name,
+        vocab_sha256=tokenizer.vocab_sha256,
+        wordnet=wordnet.version,
+        sacrebleu_signature=sacre_sig,
+    )
+    return EvalResult("mol2text", len(references), {k: metrics[k] for k in METRIC_KEYS if k in metrics}, signature)

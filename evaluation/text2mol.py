@@ -1,0 +1,213 @@
+"""text2mol metrics (description -> SMILES): MolT5-exact by default, or ``strict``.
+
+MolT5 mode computes what MolT5's ``mol_translation_metrics.py``, ``fingerprint_metrics.py`` and
+``fcd_metric.py`` compute, quirks included:
+
+- ``bleu``: nltk corpus BLEU-4 over the characters of the SMILES;
+- ``exact_match``: RDKit InChI of output == InChI of reference (two failed/empty InChIs are "equal");
+- ``levenshtein``: mean edit distance between the raw strings, over all rows;
+- ``validity``: ``1 - bad/N``, a row being bad when the output or the reference does not parse or InChI
+  raises; an **empty output parses** (to an empty molecule) and so counts as valid;
+- ``maccs_fts``, ``rdk_fts``, ``morgan_fts``: mean Tanimoto similarity of MACCS keys, ``Chem.RDKFingerprint``
+  and Morgan radius-2 count fingerprints, **averaged over the rows whose output parses only** (a reference
+  that does not parse would crash MolT5's script; here such rows are left out, with a note);
+- ``fcd``: see :mod:`evaluation.fcd_metric`.
+
+``strict=True`` fixes the quirks: an empty output, or one that parses to an empty molecule, is invalid;
+exact match also needs a non-empty InChI; the similarities average over **all** rows, an invalid output
+counting 0. BLEU, Levenshtein and FCD are the same in both modes (FCD can only use parsable outputs).
+
+Also ``sacrebleu``: sacrebleu's corpus BLEU with ``tokenize='char'`` (0-100), with its own signature.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from evaluation.result import EvalResult
+from evaluation.signature import build_signature, package_version
+
+PARALLEL_MIN_ROWS = 400  # below this, forking workers costs more than it saves
+CHUNK_ROWS = 128
+METRIC_KEYS = ("bleu", "exact_match", "levenshtein", "maccs_fts", "rdk_fts", "morgan_fts", "validity", "fcd", "sacrebleu")
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def levenshtein(references: Sequence[str], outputs: Sequence[str]) -> float:
+    """Mean Levenshtein distance between raw strings (MolT5: ``np.mean(lev(out, gt))``)."""
+    from Levenshtein import distance
+
+    return float(np.mean([distance(out, ref) for ref, out in zip(references, outputs)]))
+
+
+def sacrebleu_char(references: Sequence[str], outputs: Sequence[str]) -> tuple[float, str]:
+    """sacrebleu corpus BLEU over characters (0-100) and its signature string."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU(tokenize="char")
+    return float(bleu.corpus_score(list(outputs), [list(references)]).score), str(bleu.get_signature())
+
+
+def _reference_records(references: Sequence[str], use_cache: bool):
+    """{reference SMILES: MolRecord} from the cache (or {}), and the cache path to write to."""
+    import pickle
+
+    from evaluation.cache import cache_path, strings_digest
+
+    path = cache_path("references", [strings_digest(sorted(set(references))), f"rdkit={package_version('rdkit')}"], "pkl")
+    if use_cache and path.is_file():
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f), path
+        except Exception:  # unreadable cache: recompute
+            pass
+    return {}, path
+
+
+def _save_reference_records(path, records: dict) -> None:
+    import pickle
+
+    from evaluation.cache import atomic_write_bytes
+
+    atomic_write_bytes(path, pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _import_fcd_model() -> None:
+    # before torch starts its OpenMP pool: threads that sleep when idle instead of spinning, so that a busy
+    # machine (or our own second process) does not slow ChemNet down several-fold
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from fcd import load_ref_model
+
+    load_ref_model()
+
+
+class _MoleculeScoring:
+    """RDKit work on the rows: in-process for small inputs, else on two forked lanes (see evaluation.workers).
+
+    Lane 1 starts at construction; :meth:`finish` adds lane 2 (after the caller imported torch, if FCD is
+    wanted, so that lane 2 inherits it) and returns (row scores, reference records, lane 2 or None).
+    """
+
+    def __init__(self, references: list[str], outputs: list[str], known: dict, workers: int):
+        from evaluation.workers import ChunkFeeder, fork_lane
+
+        self._args = (references, outputs, [known.get(r) for r in references])
+        self._feeder = self._lane1 = None
+        if workers >= 2 and len(references) >= PARALLEL_MIN_ROWS:
+            self._lane1 = fork_lane()
+        if self._lane1 is not None:
+            chunks = [tuple(a[i : i + CHUNK_ROWS] for a in self._args) for i in range(0, len(references), CHUNK_ROWS)]
+            self._feeder = ChunkFeeder(_score_rows, chunks)
+            self._feeder.add_lane(self._lane1)
+
+    def finish(self, keep_lane: bool):
+        from evaluation.workers import fork_lane
+
+        if self._feeder is None:
+            rows, records = _score_rows(*self._args)
+            return rows, records, None
+        lane2 = fork_lane()
+        self._feeder.add_lane(lane2)
+        try:
+            results = self._feeder.results()
+        finally:
+            self._lane1.shutdown(wait=False)
+            if not keep_lane:
+                lane2.shutdown(wait=False)
+        rows = [r for chunk_rows, _ in results for r in chunk_rows]
+        records = [r for _, chunk_records in results for r in chunk_records]
+        return rows, records, lane2 if keep_lane else None
+
+
+def _score_rows(references, outputs, given):
+    from evaluation.molecules import score_rows
+
+    return score_rows(references, outputs, given)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate_text2mol(
+    references: Sequence[str],
+    outputs: Sequence[str],
+    *,
+    strict: bool = False,
+    fcd: bool = True,
+    sacrebleu: bool = True,
+    workers: int | None = None,
+    use_cache: bool = True,
+) -> EvalResult:
+    """Score generated SMILES ``outputs`` against ``references`` (row-aligned lists of str).
+
+    ``workers``: processes for RDKit/ChemNet work (default: up to 2, the cores of the target machine);
+    ``use_cache``: read/write the reference-side cache (:mod:`evaluation.cache`); numbers are the same
+    either way. Metric keys: see ``METRIC_KEYS`` (``fcd`` only with ``fcd=True``).
+    """
+    references, outputs = list(references), list(outputs)
+    if len(references) != len(outputs):
+        raise ValueError(f"{len(references)} references but {len(outputs)} outputs")
+    n = len(references)
+    if n == 0:
+        raise ValueError("nothing to score: no rows")
+    workers = default_workers() if workers is None else workers
+    from evaluation.bleu import char_bleu
+
+    known, cache_file = _reference_records(references, use_cache)
+    rows, records, fcd_lane = None, None, None
+    notes: list[str] = []
+    try:
+        scoring = _MoleculeScoring(references, outputs, known, workers)
+        # while lane 1 runs RDKit: string metrics, then torch and ChemNet (inherited by lane 2)
+        metrics: dict[str, float] = {"bleu": float(char_bleu(references, outputs)), "levenshtein": levenshtein(references, outputs)}
+        sacre_sig = None
+        if sacrebleu:
+            metrics["sacrebleu"], sacre_sig = sacrebleu_char(references, outputs)
+        if fcd:
+            _import_fcd_model()
+        rows, records, fcd_lane = scoring.finish(keep_lane=fcd)
+        if use_cache and any(r not in known for r in references):
+            _save_reference_records(cache_file, dict(zip(references, records)))
+
+        bad_refs = sum(not r.reference_parsed for r in rows)
+        if bad_refs:
+            notes.append(
+                f"{bad_refs} reference SMILES do not parse: invalid rows for validity; left out of the similarity "
+                "averages in molt5 mode (MolT5's fingerprint script would crash on them), 0 in strict mode"
+            )
+        if strict:
+            valid = [r.output_parsed and r.output_atoms > 0 for r in rows]
+            metrics["exact_match"] = sum(r.inchi_equal and r.inchi_nonempty and v for r, v in zip(rows, valid)) / n
+            metrics["validity"] = sum(valid) / n
+            sims = [r.similarities if (v and r.similarities) else (0.0, 0.0, 0.0) for r, v in zip(rows, valid)]
+        else:
+            metrics["exact_match"] = sum(r.inchi_equal for r in rows) / n
+            metrics["validity"] = 1 - sum(r.inchi_failed for r in rows) / n
+            sims = [r.similarities for r in rows if r.output_parsed and r.similarities is not None]
+        metrics["maccs_fts"] = _mean([s[0] for s in sims])
+        metrics["rdk_fts"] = _mean([s[1] for s in sims])
+        metrics["morgan_fts"] = _mean([s[2] for s in sims])
+
+        if fcd:
+            from evaluation.fcd_metric import fcd_score
+
+            canon_refs = [rec.canonical for rec in records if rec.canonical is not None]
+            canon_outs = [r.output_canonical for r in rows if r.output_canonical is not None]
+            metrics["fcd"] = fcd_score(canon_refs, canon_outs, executor=fcd_lane, use_cache=use_cache)
+            if not canon_outs:
+                notes.append("no output parses: FCD undefined")
+    finally:
+        if fcd_lane is not None:
+            fcd_lane.shutdown(wait=False)
+
+    ordered = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
+    signature = build_signature("text2mol", "strict" if strict else "molt5", fcd=fcd, sacrebleu_signature=sacre_sig)
+    return EvalResult("text2mol", n, ordered, signature, notes)
+

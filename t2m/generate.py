@@ -1,0 +1,220 @@
+"""Batched translation with any T5 checkpoint t2m loads: ``Translator``.
+
+Decoding is ``model.generate`` itself (greedy, beam search, sampling); retrieval augmentation plugs in
+as a logits processor from ``datastore`` (the one place ``t2m`` imports it). For text2mol the n-best
+list can be reranked to the best-scoring beam that RDKit parses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task
+
+log = logging.getLogger(__name__)
+
+FLAG_EMPTY = "empty input"
+FLAG_TRUNCATED = "input truncated"
+FLAG_INVALID_INPUT = "input SMILES not parsed by RDKit"
+FLAG_NO_VALID = "no valid SMILES among the beams"
+
+
+@dataclass
+class Translation:
+    """One input's result: ``output`` is the chosen candidate; ``candidates`` the n-best, best first."""
+
+    input: str
+    output: str
+    candidates: list[str] = field(default_factory=list)
+    scores: list[float] | None = None
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output, "candidates": self.candidates,
+                "scores": self.scores, "flags": self.flags}
+
+
+@dataclass
+class KNNSettings:
+    """Retrieval settings for one decoding call; ``None`` fields take the store's tuned defaults."""
+
+    store: Any  # a datastore folder path or a loaded datastore
+    k: int | None = None
+    lambda_: float | None = None
+    temperature: float | None = None
+
+
+def is_valid_smiles(smiles: str) -> bool:
+    """True when RDKit parses ``smiles`` into a molecule with at least one atom."""
+    from rdkit import Chem
+
+    if not smiles or not smiles.strip():
+        return False
+    mol = Chem.MolFromSmiles(smiles)
+    return mol is not None and mol.GetNumAtoms() > 0
+
+
+def canonical_smiles(smiles: str) -> str | None:
+    """RDKit canonical isomeric SMILES, or ``None`` when RDKit cannot parse it."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+class Translator:
+    """Translate descriptions to SMILES (``text2mol``) or SMILES to descriptions (``mol2text``)."""
+
+    def __init__(self, model, tokenizer, info=None, max_source_len: int = 512):
+        from t2m.modeling import CheckpointInfo
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.info = info or CheckpointInfo(path="")
+        self.max_source_len = min(max_source_len, getattr(tokenizer, "model_max_length", max_source_len) or max_source_len)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, allow_pickle: bool = False,
+                        prompt_style: str | None = None, device: str | None = None) -> "Translator":
+        """Load a checkpoint directory; ``None`` loads the default model that ships with t2m."""
+        from t2m.modeling import default_model_dir, load_model
+
+        if path is None:
+            path = default_model_dir()
+            if not (Path(path) / "config.json").is_file():
+                raise FileNotFoundError(f"{path}: the default model is not installed; pass a model directory (--model DIR)")
+        model, tokenizer, info = load_model(path, allow_pickle=allow_pickle, device=device, prompt_style=prompt_style)
+        return cls(model, tokenizer, info)
+
+    # --------------------------------------------------------------------------------------------
+    def _encode(self, texts: Sequence[str], task: str, flags: list[list[str]], rows: Sequence[int]):
+        prompted = [add_prompt(t, task, self.info.prompt_style) for t in texts]
+        ids = self.tokenizer(prompted, add_special_tokens=False)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        out = []
+        for row, seq, f in zip(rows, ids, flags):
+            if len(seq) + 1 > self.max_source_len:
+                log.warning("row %d: input of %d tokens truncated to %d", row + 1, len(seq) + 1, self.max_source_len)
+                f.append(FLAG_TRUNCATED)
+                seq = seq[: self.max_source_len - 1]
+            out.append(seq + [eos])
+        return out
+
+    def translate(
+        self,
+        inputs: Sequence[str] | str,
+        task: str,
+        num_beams: int = 1,
+        num_return_sequences: int | None = None,
+        batch_size: int = 32,
+        max_new_tokens: int = 256,
+        valid_smiles: bool = True,
+        canonicalize: bool = False,
+        do_sample: bool = False,
+        sampling_temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
+        no_repeat_ngram_size: int | None = None,
+        length_penalty: float = 1.0,
+        knn: KNNSettings | None = None,
+        progress: bool = False,
+    ) -> list[Translation]:
+        """Translate every input; bad inputs are flagged by row and the rest translated.
+
+        text2mol with ``valid_smiles`` returns the best-scoring candidate RDKit parses (all beams are
+        considered) and flags rows where none parses; ``canonicalize`` rewrites outputs as RDKit
+        canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        from t2m.batching import collate
+
+        check_task(task)
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        inputs = list(inputs)
+        rerank = task == TEXT2MOL and valid_smiles
+        n_return = num_return_sequences or (num_beams if rerank else 1)
+        if n_return > max(num_beams, 1) and not do_sample:
+            raise ValueError(f"num_return_sequences={n_return} needs num_beams >= {n_return} (or sampling)")
+        flags: list[list[str]] = [[] for _ in inputs]
+        results: list[Translation | None] = [None] * len(inputs)
+        todo = []
+        for row, text in enumerate(inputs):
+            if text is None or not str(text).strip():
+                log.warning("row %d: empty input, nothing to translate", row + 1)
+                flags[row].append(FLAG_EMPTY)
+                results[row] = Translation(input=text or "", output="", candidates=[], flags=flags[row])
+            else:
+                if task == MOL2TEXT and not is_valid_smiles(text):
+                    log.warning("row %d: input SMILES %r is not parsed by RDKit; captioned anyway", row + 1, text[:60])
+                    flags[row].append(FLAG_INVALID_INPUT)
+                todo.append(row)
+        encoded = dict(zip(todo, self._encode([inputs[r] for r in todo], task, [flags[r] for r in todo], todo)))
+        # longest first: similar lengths share a batch, and memory peaks early
+        order = sorted(todo, key=lambda r: -len(encoded[r]))
+        gen_kwargs: dict[str, Any] = dict(
+            max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=n_return,
+            do_sample=do_sample, length_penalty=length_penalty, early_stopping=True if num_beams > 1 else None,
+            output_scores=True, return_dict_in_generate=True,
+        )
+        if do_sample:
+            gen_kwargs.update(temperature=sampling_temperature, top_k=top_k, top_p=top_p)
+        if repetition_penalty:
+            gen_kwargs["repetition_penalty"] = repetition_penalty
+        if no_repeat_ngram_size:
+            gen_kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
+        gen_kwargs = {k: v for k, v in gen_kwargs.items() if v is not None}
+
+        knn_context = self._knn_context(knn)
+        bar = tqdm(total=len(order), desc=f"translate {task}", unit="mol" if task == MOL2TEXT else "text",
+                   disable=not progress, dynamic_ncols=True)
+        with knn_context as knn_processors, torch.inference_mode():
+            if knn_processors is not None:
+                gen_kwargs["logits_processor"] = knn_processors
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                batch = collate([encoded[r] for r in rows], None, self.tokenizer.pad_token_id, multiple=8,
+                                max_source_len=self.max_source_len)
+                out = self.model.generate(**batch, **gen_kwargs)
+                texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True,
+                                                    clean_up_tokenization_spaces=False)
+                seq_scores = getattr(out, "sequences_scores", None)
+                for i, row in enumerate(rows):
+                    cands = [t.strip() for t in texts[i * n_return : (i + 1) * n_return]]
+                    scores = seq_scores[i * n_return : (i + 1) * n_return].tolist() if seq_scores is not None else None
+                    results[row] = self._finish(inputs[row], cands, scores, flags[row], task, rerank, canonicalize)
+                bar.update(len(rows))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _finish(self, text, cands, scores, row_flags, task, rerank, canonicalize) -> Translation:
+        output = cands[0] if cands else ""
+        if task == TEXT2MOL:
+            if rerank:
+                valid = [c for c in cands if is_valid_smiles(c)]
+                if valid:
+                    output = valid[0]
+                else:
+                    row_flags.append(FLAG_NO_VALID)
+            if canonicalize:
+                output = canonical_smiles(output) or output
+                cands = [canonical_smiles(c) or c for c in cands]
+        return Translation(input=text, output=output, candidates=cands, scores=scores, flags=row_flags)
+
+    def _knn_context(self, knn: KNNSettings | None):
+        import contextlib
+
+        if knn is None:
+            return contextlib.nullcontext(None)
+        import datastore  # the one place t2m uses retrieval
+
+        store = knn.store
+        if isinstance(store, (str, Path)):
+            store = datastore.load_datastore(store, model=self.model, tokenizer=self.tokenizer)
+        return datastore.knn_generation(self.model, store, k=knn.k, lambda_=knn.lambda_, temperature=knn.temperature)

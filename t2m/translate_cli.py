@@ -1,0 +1,116 @@
+"""``t2m translate``: a thin wrapper over :meth:`t2m.generate.Translator.translate`.
+
+Inputs are texts on the command line, or a file:
+
+- a ChEBI-20-style TSV (header with ``SMILES`` and ``description``): the output is MolT5's 3-column
+  predictions TSV with the ground truth filled in, ready for ``t2m eval``;
+- JSONL (one object a line, the input under ``input``, or ``description``/``smiles`` by task): JSONL out,
+  one object a line with ``input``, ``output``, ``candidates``, ``scores`` and ``flags``;
+- anything else: plain text, one input a line; the output holds one output a line (with ``--n-best``,
+  the candidates of a row separated by tabs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from t2m.tasks import TASKS, TEXT2MOL
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="inputs to translate (or use --input)")
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--model", help="checkpoint directory (default: the model shipped with t2m)")
+    parser.add_argument("--input", help="input file: ChEBI-20 TSV, JSONL, or plain text (one input a line)")
+    parser.add_argument("--output", help="output file (default: standard output)")
+    parser.add_argument("--num-beams", type=int, default=1)
+    parser.add_argument("--n-best", type=int, default=None, help="return this many candidates per input")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--no-valid-smiles", dest="valid_smiles", action="store_false",
+                        help="text2mol: do not rerank beams to the best one RDKit parses")
+    parser.add_argument("--canonical", action="store_true", help="text2mol: write RDKit canonical SMILES")
+    parser.add_argument("--sample", action="store_true", help="sample instead of greedy/beam search")
+    parser.add_argument("--top-p", type=float)
+    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--repetition-penalty", type=float)
+    parser.add_argument("--no-repeat-ngram-size", type=int)
+    parser.add_argument("--knn", metavar="STORE", help="kNN-MT datastore folder built for this model and task")
+    parser.add_argument("--knn-k", type=int)
+    parser.add_argument("--knn-lambda", type=float)
+    parser.add_argument("--knn-temperature", type=float)
+    parser.add_argument("--prompt-style", choices=("textchem", "none"),
+                        help="override the checkpoint's prompt style (none: single-task models such as MolT5)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow loading pickled weights (pytorch_model.bin); only for checkpoints you trust")
+
+
+def _read_inputs(path: Path, task: str):
+    """(inputs, references or None, kind) from a file."""
+    from t2m.data import read_jsonl_records, read_tsv_records
+
+    with path.open(encoding="utf-8") as f:
+        first = f.readline().rstrip("\n")
+    if path.suffix in (".jsonl", ".ndjson"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        key = "description" if task == TEXT2MOL else "smiles"
+        if rows and "input" not in rows[0] and key in rows[0]:
+            records = read_jsonl_records(path)
+            return [r[key] for r in records], None, "jsonl"
+        return [r.get("input", "") for r in rows], None, "jsonl"
+    header = [h.strip().lower() for h in first.split("\t")]
+    if "smiles" in header and "description" in header:
+        records = read_tsv_records(path)
+        sources = [r["description"] if task == TEXT2MOL else r["smiles"] for r in records]
+        references = [r["smiles"] if task == TEXT2MOL else r["description"] for r in records]
+        return sources, references, "tsv"
+    return path.read_text(encoding="utf-8").splitlines(), None, "text"
+
+
+def run(args) -> int:
+    from t2m.generate import KNNSettings, Translator
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if bool(args.texts) == bool(args.input):
+        raise SystemExit("t2m translate: give either TEXT arguments or --input FILE")
+    if args.input:
+        inputs, references, kind = _read_inputs(Path(args.input), args.task)
+    else:
+        inputs, references, kind = list(args.texts), None, "text"
+    translator = Translator.from_pretrained(args.model, allow_pickle=args.allow_pickle, prompt_style=args.prompt_style)
+    knn = None
+    if args.knn:
+        knn = KNNSettings(args.knn, k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature)
+    results = translator.translate(
+        inputs, task=args.task, num_beams=args.num_beams, num_return_sequences=args.n_best,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
+        canonicalize=args.canonical, do_sample=args.sample, top_p=args.top_p, top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+        knn=knn, progress=args.input is not None,
+    )
+    outputs = [r.output for r in results]
+    if kind == "tsv" and args.output:
+        from t2m.data import write_predictions
+
+        write_predictions(args.output, args.task, inputs, references, outputs)
+        text = None
+    elif kind == "jsonl":
+        text = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in results)
+    elif args.n_best:
+        text = "".join("\t".join(r.candidates) + "\n" for r in results)
+    else:
+        text = "".join(o + "\n" for o in outputs)
+    if text is not None:
+        if args.output:
+            from t2m.data import atomic_write_text
+
+            atomic_write_text(args.output, text)
+        else:
+            sys.stdout.write(text)
+    flagged = sum(1 for r in results if r.flags)
+    if flagged:
+        print(f"{flagged} of {len(results)} rows flagged (see warnings above)", file=sys.stderr)
+    return 0

@@ -1,0 +1,81 @@
+"""`t2m tune` on a small ChEBI-20 folder cut from the real files, with a tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from datastore.testing import tiny_pairs
+
+N_VALIDATION = 64
+DEV_SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def small_chebi(shared_data, tmp_path_factory):
+    """A ChEBI-20 folder (first 64 validation rows, first 8 test rows), a tiny checkpoint, its store."""
+    from datastore.cli import build_task_datastore
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("chebi")
+    data = folder / "chebi20"
+    data.mkdir()
+    for name, rows in (("validation.txt", N_VALIDATION), ("test.txt", 8)):
+        lines = (shared_data / "chebi20" / name).read_text(encoding="utf-8").splitlines()[: rows + 1]
+        (data / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokenizer, model, _, _ = tiny_pairs(data / "validation.txt", N_VALIDATION, "SMILES", "description")
+    model.save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    store = build_task_datastore(folder / "model", "mol2text", folder / "store", data, dev_size=DEV_SIZE,
+                                 index_factory="Flat", batch_size=8, progress=False)
+    return folder, data, store
+
+
+def test_teacher_forced_scores_match_their_definition(small_chebi):
+    """λ = 0 scores the model's own mean log-likelihood; λ = 1, k = 1 on the store's training pairs
+    retrieves every reference token (log-likelihood ~ 0)."""
+    from datastore.build import PairBatches
+    from datastore.cli import _encode_pairs, training_records
+    from datastore.store import Datastore
+    from datastore.tune import Candidate, teacher_forced_scores
+    from t2m.modeling import load_model
+
+    folder, data, store_dir = small_chebi
+    model, tokenizer, info = load_model(folder / "model")
+    store = Datastore.load(store_dir, model=model, tokenizer=tokenizer)
+    records, _ = training_records(data, dev_size=DEV_SIZE)
+    encode = lambda s, t: _encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
+                                        max_source_len=512, max_target_len=512)
+    batches = PairBatches(encode, [r["smiles"] for r in records[:8]], [r["description"] for r in records[:8]], 4)
+    scores, _ = teacher_forced_scores(model, store, batches, [Candidate(1, 0.0, 1.0), Candidate(1, 1.0, 1.0)],
+                                      store.retriever(), progress=False)
+    losses, tokens = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(batches)):
+            batch = batches[i]
+            n = int((batch["labels"] != -100).sum())
+            losses += float(model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss) * n
+            tokens += n
+    assert scores[0] == pytest.approx(-losses / tokens, rel=1e-4)
+    assert scores[1] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_tune_writes_its_choice_into_the_store(small_chebi):
+    from datastore.store import Datastore
+    from datastore.tune import tune
+
+    folder, data, store_dir = small_chebi
+    result = tune(store_dir, folder / "model", data, lambdas=(0.5, 1.0), ks=(1, 4), finalists=2, batch_size=8,
+                  max_new_tokens=24, progress=False)
+    assert result.dev_rows == DEV_SIZE
+    assert len(result.finalists) == 3  # the model alone + 2 finalists, each with its BLEU-4
+    assert all("bleu4" in row for row in result.finalists)
+    meta = json.loads((store_dir / "datastore.json").read_text())
+    chosen = Datastore.load(store_dir).knn_params
+    assert (chosen.k, chosen.lambda_, chosen.temperature) == (result.chosen.k, result.chosen.lambda_,
+                                                             result.chosen.temperature)
+    assert meta["knn"]["source"].startswith("t2m tune on 16 dev rows")
+    assert meta["knn"]["dev_metric"] == result.chosen_metric
+    assert result.chosen_metric["bleu4"] >= result.model_only_metric["bleu4"]
