@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from datastore.combine import interpolate_log_probs, knn_log_probs
+from datastore.combine import mix_neighbours
 from datastore.hooks import StateCapture
 from datastore.retrieve import Neighbours, Retriever
 from datastore.store import Datastore, KNNParams
@@ -64,9 +64,8 @@ class KNNLogitsProcessor(LogitsProcessor):
                 "forward passes between steps: use greedy, beam search or sampling"
             )
         neighbours = self.retriever.search(state, self.params.k)  # (n, k) each
-        knn = knn_log_probs(neighbours.distances, neighbours.values, scores.shape[-1],
-                            self.params.temperature)  # (n, V)
-        mixed = interpolate_log_probs(model_log_probs, knn, self.params.lambda_)  # (n, V)
+        mixed = mix_neighbours(model_log_probs, neighbours.distances, neighbours.values, self.params.lambda_,
+                               self.params.temperature)  # (n, V)
         blocked = torch.isneginf(scores)
         if blocked.any():
             renormed = torch.log_softmax(mixed.masked_fill(blocked, float("-inf")), dim=-1)

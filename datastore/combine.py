@@ -3,8 +3,9 @@
 p_kNN(v) ∝ Σ_{neighbours j with value v} exp(-d_j / T)       (d = squared L2 distance)
 log p(v) = logsumexp(log λ + log p_kNN(v), log(1 - λ) + log p_model(v))
 
-Nothing is mixed in probability space: the per-token sums are exact log-sum-exps (a scatter of the
-per-token maximum, then a scatter-add of exp(logit - max)), so tiny probabilities do not underflow.
+Nothing is mixed in probability space: the per-token sums are exact log-sum-exps over the neighbours
+that share a token (computed on the (n, k) neighbours, then scattered into the vocabulary), so tiny
+probabilities do not underflow.
 """
 
 from __future__ import annotations
@@ -14,6 +15,29 @@ import math
 import torch
 
 
+def knn_token_log_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(n, k) log p_kNN(values[i, j]) for each neighbour (neighbours sharing a token get the same
+    number); ``-inf`` for missing neighbours (value < 0 or non-finite distance) and in rows without any."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    valid = (values >= 0) & torch.isfinite(distances)  # (n, k)
+    logits = torch.where(valid, -distances.float() / temperature, float("-inf"))  # (n, k)
+    # log Σ exp(logit) over the neighbours sharing each neighbour's token: (n, k, k) is tiny next to (n, V)
+    same = (values[:, :, None] == values[:, None, :]) & valid[:, None, :]  # (n, k, k)
+    per_neighbour = torch.logsumexp(torch.where(same, logits[:, None, :], float("-inf")), dim=-1)  # (n, k)
+    total = torch.logsumexp(logits, dim=-1, keepdim=True)  # (n, 1), -inf in a row without neighbours
+    per_neighbour = per_neighbour - torch.where(torch.isfinite(total), total, torch.zeros_like(total))
+    return torch.where(valid, per_neighbour, float("-inf"))
+
+
+def _token_index(values: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    index = values.clamp(min=0).long()  # (n, k); missing neighbours point at token 0 with -inf mass
+    if values.numel() and int(values.max()) >= vocab_size:
+        raise ValueError(f"a neighbour's token id {int(values.max())} is outside the vocabulary of {vocab_size}: "
+                         "the store was built with another tokenizer")
+    return index
+
+
 def knn_log_probs(distances: torch.Tensor, values: torch.Tensor, vocab_size: int, temperature: float
                   ) -> torch.Tensor:
     """(n, vocab_size) log p_kNN from neighbours' ``distances`` (n, k) and token ``values`` (n, k).
@@ -21,22 +45,10 @@ def knn_log_probs(distances: torch.Tensor, values: torch.Tensor, vocab_size: int
     Neighbours with value < 0 or non-finite distance are ignored. A row with no usable neighbour is all
     ``-inf`` (callers fall back to the model there, see :func:`interpolate_log_probs`).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    n = distances.shape[0]
-    valid = (values >= 0) & torch.isfinite(distances)  # (n, k)
-    logits = torch.where(valid, -distances.float() / temperature, float("-inf"))  # (n, k)
-    index = values.clamp(min=0).long()  # (n, k)
-    if (index >= vocab_size).any():
-        raise ValueError(f"a neighbour's token id {int(index.max())} is outside the vocabulary of {vocab_size}: "
-                         "the store was built with another tokenizer")
-    full = torch.full((n, vocab_size), float("-inf"), device=distances.device)
-    token_max = full.scatter_reduce(1, index, logits, reduce="amax", include_self=True)  # (n, V)
-    shifted = torch.where(valid, logits - token_max.gather(1, index), float("-inf"))  # (n, k), <= 0
-    sums = torch.zeros_like(full).scatter_add(1, index, shifted.exp())  # (n, V), >= 1 where present
-    per_token = sums.log() + token_max  # (n, V): log Σ exp(logit) per token, -inf where absent
-    total = torch.logsumexp(logits, dim=-1, keepdim=True)  # (n, 1)
-    return per_token - torch.where(torch.isfinite(total), total, torch.zeros_like(total))
+    per_neighbour = knn_token_log_probs(distances, values, temperature)  # (n, k)
+    out = torch.full((values.shape[0], vocab_size), float("-inf"), device=distances.device)  # (n, V)
+    # neighbours of one token carry the same value and missing ones -inf: amax makes duplicates harmless
+    return out.scatter_reduce_(1, _token_index(values, vocab_size), per_neighbour, reduce="amax")
 
 
 def interpolate_log_probs(model_log_probs: torch.Tensor, knn_log_probs: torch.Tensor, lambda_: float
@@ -53,3 +65,28 @@ def interpolate_log_probs(model_log_probs: torch.Tensor, knn_log_probs: torch.Te
     else:
         mixed = torch.logaddexp(knn_log_probs + math.log(lambda_), model_log_probs + math.log1p(-lambda_))
     return torch.where(has_knn, mixed, model_log_probs)
+
+
+def mix_neighbours(model_log_probs: torch.Tensor, distances: torch.Tensor, values: torch.Tensor, lambda_: float,
+                   temperature: float) -> torch.Tensor:
+    """:func:`interpolate_log_probs` of :func:`knn_log_probs`, computed sparsely: p_kNN is non-zero on at
+    most k tokens per row, so only those k columns need a log-sum-exp; the rest is the model's
+    log-probability plus log(1 - λ). Same numbers, a fraction of the work on a large vocabulary."""
+    if not 0.0 <= lambda_ <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lambda_}")
+    if lambda_ == 0.0:
+        return model_log_probs
+    per_neighbour = knn_token_log_probs(distances, values, temperature)  # (n, k)
+    index = _token_index(values, model_log_probs.shape[-1])  # (n, k)
+    has_knn = torch.isfinite(per_neighbour).any(dim=-1, keepdim=True)  # (n, 1)
+    if lambda_ == 1.0:
+        mixed = torch.full_like(model_log_probs, float("-inf"))
+        mixed.scatter_reduce_(1, index, per_neighbour, reduce="amax")
+    else:
+        mixed = model_log_probs + math.log1p(-lambda_)  # (n, V)
+        at = mixed.gather(1, index)  # (n, k)
+        # missing neighbours write back the unchanged value; amax lets the mixed value win
+        mixed.scatter_reduce_(1, index, torch.logaddexp(per_neighbour + math.log(lambda_), at), reduce="amax")
+    if not bool(has_knn.all()):  # rare: rows with no neighbour keep the model's distribution
+        mixed = torch.where(has_knn, mixed, model_log_probs)
+    return mixed

@@ -9,7 +9,7 @@ What is cached, each keyed by everything that can change it:
   rdkit / fcd / torch versions) -- the same idea as FID's precomputed reference statistics, since one test
   set is scored against many systems.
 
-Set ``T2M_CACHE_DIR`` to move the cache, or pass ``use_cache=False`` / ``--no-cache`` to neither read nor
+Reference lists shorter than ``MIN_CACHED_REFERENCES`` are not cached. Set ``T2M_CACHE_DIR`` to move the cache, or pass ``use_cache=False`` / ``--no-cache`` to neither read nor
 write it. A cache file that fails to load is ignored and rebuilt.
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from evaluation.wordnet import cache_dir
 
 CACHE_FORMAT = "1"
+MIN_CACHED_REFERENCES = 500  # smaller reference lists are cheap to recompute: not worth a cache file
 
 
 def cache_path(kind: str, key_parts: list[str], suffix: str) -> Path:

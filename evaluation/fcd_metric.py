@@ -7,6 +7,12 @@ of ChEBI-20's test split (longest canonical SMILES 1,122 characters) runs ChemNe
 positions -- and batches 128 at a time. This module does the same computation (same one-hot encoding,
 batches of 128 from the start of the list, ``np.mean``/``np.cov``, fcd's own ``calculate_frechet_distance``)
 but lets a second process take half of the batches, and caches the statistics of a reference list.
+
+The distance itself: fcd computes ``|mu1-mu2|^2 + tr(S1) + tr(S2) - 2 tr(sqrtm(S1 S2))`` with
+``scipy.linalg.sqrtm`` (a Schur decomposition of a 512x512 matrix: 1-3 s here). Since ``S1 S2`` is similar
+to the symmetric ``S1^1/2 S2 S1^1/2``, the trace of its square root is the sum of the square roots of that
+matrix's eigenvalues (``eigvalsh``, ~0.1 s once ``S1^1/2`` of the reference is known, which is cached with
+the reference statistics). On MolT5's prediction files the two agree to 1e-11.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evaluation.cache import atomic_write_bytes, cache_path, strings_digest
+from evaluation.cache import MIN_CACHED_REFERENCES, atomic_write_bytes, cache_path, strings_digest
 
 BATCH_SIZE = 128  # fcd.get_predictions' default
 DEFAULT_PAD_LEN = 350
@@ -74,10 +80,22 @@ def statistics(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(activations, axis=0), np.cov(activations.T)
 
 
-def frechet_distance(stats1: tuple[np.ndarray, np.ndarray], stats2: tuple[np.ndarray, np.ndarray]) -> float:
-    from fcd.utils import calculate_frechet_distance
+def symmetric_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Principal square root of a covariance matrix (negative round-off eigenvalues clipped to 0)."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
-    return float(calculate_frechet_distance(mu1=stats1[0], mu2=stats2[0], sigma1=stats1[1], sigma2=stats2[1]))
+
+def frechet_distance(
+    stats1: tuple[np.ndarray, np.ndarray], stats2: tuple[np.ndarray, np.ndarray], sqrt_sigma1: np.ndarray | None = None
+) -> float:
+    """fcd's calculate_frechet_distance, with tr(sqrtm(S1 S2)) from eigenvalues (see module docstring)."""
+    (mu1, sigma1), (mu2, sigma2) = stats1, stats2
+    root1 = symmetric_sqrt(sigma1) if sqrt_sigma1 is None else sqrt_sigma1
+    m = root1 @ sigma2 @ root1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    diff = np.atleast_1d(mu1) - np.atleast_1d(mu2)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
 def _versions() -> list[str]:
@@ -88,23 +106,25 @@ def _versions() -> list[str]:
 
 def reference_statistics(
     canonical_references: Sequence[str], executor=None, use_cache: bool = True, threads: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """FCD statistics of a reference list, from the cache when this exact list was seen before."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, covariance, covariance^1/2) of a reference list, from the cache when this exact list was seen."""
+    use_cache = use_cache and len(canonical_references) >= MIN_CACHED_REFERENCES
     path = cache_path("fcd", [strings_digest(list(canonical_references)), *_versions()], "npz")
     if use_cache and path.is_file():
         try:
             with np.load(path) as z:
-                return z["mu"], z["sigma"]
+                return z["mu"], z["sigma"], z["sqrt_sigma"]
         except (OSError, ValueError, KeyError):
             pass
     if use_cache:
         print(f"t2m eval: computing ChemNet statistics of {len(canonical_references)} references (cached afterwards)", file=sys.stderr)
-    stats = statistics(activations_in_two_processes(canonical_references, executor, threads))
+    mu, sigma = statistics(activations_in_two_processes(canonical_references, executor, threads))
+    root = symmetric_sqrt(sigma)
     if use_cache:
         buf = io.BytesIO()
-        np.savez(buf, mu=stats[0], sigma=stats[1])
+        np.savez(buf, mu=mu, sigma=sigma, sqrt_sigma=root)
         atomic_write_bytes(path, buf.getvalue())
-    return stats
+    return mu, sigma, root
 
 
 def fcd_score(
@@ -119,6 +139,6 @@ def fcd_score(
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref_stats = reference_statistics(canonical_references, executor, use_cache, threads)
+        mu1, sigma1, root1 = reference_statistics(canonical_references, executor, use_cache, threads)
         out_stats = statistics(activations_in_two_processes(canonical_outputs, executor, threads))
-        return frechet_distance(ref_stats, out_stats)
+        return frechet_distance((mu1, sigma1), out_stats, root1)

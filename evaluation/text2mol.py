@@ -58,8 +58,9 @@ def _reference_records(references: Sequence[str], use_cache: bool):
     """{reference SMILES: MolRecord} from the cache (or {}), and the cache path to write to."""
     import pickle
 
-    from evaluation.cache import cache_path, strings_digest
+    from evaluation.cache import MIN_CACHED_REFERENCES, cache_path, strings_digest
 
+    use_cache = use_cache and len(references) >= MIN_CACHED_REFERENCES
     path = cache_path("references", [strings_digest(sorted(set(references))), f"rdkit={package_version('rdkit')}"], "pkl")
     if use_cache and path.is_file():
         try:
@@ -173,7 +174,7 @@ def evaluate_text2mol(
         if fcd:
             _import_fcd_model()
         rows, records, fcd_lane = scoring.finish(keep_lane=fcd)
-        if use_cache and any(r not in known for r in references):
+        if use_cache and len(references) >= MIN_CACHED_REFERENCES and any(r not in known for r in references):
             _save_reference_records(cache_file, dict(zip(references, records)))
 
         bad_refs = sum(not r.reference_parsed for r in rows)

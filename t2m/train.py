@@ -292,7 +292,10 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no", gradient_accumulation_steps=config.grad_accum)
+    # cpu=True where there is no GPU: otherwise accelerate ignores the torchrun environment on a CPU-only
+    # machine and every process trains alone.
+    accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no", gradient_accumulation_steps=config.grad_accum,
+                              cpu=not torch.cuda.is_available())
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     random.seed(config.seed)
@@ -382,7 +385,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
                 optimizer.zero_grad()
             n_tokens = int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
             window_tokens += n_tokens * world
-            window_loss += float(loss)
+            window_loss += float(loss.detach())
             window_n += 1
             state["batch_in_epoch"] = index + world
             if not accelerator.sync_gradients:

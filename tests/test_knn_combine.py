@@ -76,3 +76,21 @@ def test_knn_params_validate_and_round_trip():
     for bad in ({"k": 0}, {"lambda_": -0.1}, {"temperature": 0.0}):
         with pytest.raises(ValueError):
             KNNParams(**bad)
+
+
+def test_sparse_mixing_equals_the_dense_definition():
+    from datastore.combine import mix_neighbours
+
+    generator = torch.Generator().manual_seed(1)
+    distances = torch.rand(6, 8, generator=generator) * 20
+    values = torch.randint(0, 5, (6, 8), generator=generator)  # many shared tokens, token 0 included
+    values[2, :4] = -1
+    values[4] = -1  # a row without neighbours
+    distances[3, 0] = float("inf")
+    model = torch.log_softmax(torch.randn(6, 11, generator=generator), -1)
+    for lambda_ in (0.0, 0.2, 0.9, 1.0):
+        dense = interpolate_log_probs(model, knn_log_probs(distances, values, 11, 3.0), lambda_)
+        sparse = mix_neighbours(model, distances, values, lambda_, 3.0)
+        assert torch.allclose(dense, sparse, atol=1e-6), lambda_
+        assert torch.equal(torch.isneginf(dense), torch.isneginf(sparse))
+    assert torch.equal(mix_neighbours(model, distances, values, 0.7, 3.0)[4], model[4])

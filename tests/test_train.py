@@ -1,0 +1,93 @@
+"""Multitask training: a few real steps on a ChEBI-20 slice, resume, and a 2-process accelerate run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from t2m.train import TrainConfig, checkpoint_dirs, epoch_examples, load_training_data, train
+
+
+def _config(tiny_chebi20: Path, tiny_tokenizer_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(out_dir=str(out), data_dir=str(tiny_chebi20), setting="benchmark", dev_size=20,
+                tokenizer=str(tiny_tokenizer_dir), preset="cpu-tiny", batch_size=8, max_source_len=96,
+                max_target_len=96, max_steps=6, warmup_steps=2, log_every=1, eval_every=3, save_every=3,
+                quick_eval_rows=2, aux_unlabeled_per_epoch=16, lr=3e-3, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_epoch_mixes_both_tasks_and_aux(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
+    config = _config(tiny_chebi20, tiny_tokenizer_dir, tmp_path)
+    data = load_training_data(config)
+    assert len(data.train) == 140 and len(data.dev) == 20
+    examples = epoch_examples(data, config, epoch=0)
+    tasks = [e[2] for e in examples]
+    assert tasks.count("text2mol") == tasks.count("mol2text") == 140
+    assert tasks.count("smiles2smiles") == 16
+    assert examples[0][0].startswith("Write in SMILES the described molecule: ")
+    assert examples[1][0].startswith("Caption the following SMILES: ")
+    # the same epoch is the same examples (resume relies on it)
+    assert epoch_examples(data, config, epoch=0) == examples
+
+
+def test_train_saves_hf_checkpoints_and_resumes(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    out = tmp_path / "run"
+    final = train(_config(tiny_chebi20, tiny_tokenizer_dir, out, max_steps=3))
+    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                 "training_config.json", "trainer_state.json", "t2m.json"):
+        assert (final / name).is_file(), name
+    assert not list(final.glob("*.bin"))
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r]
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert any("dev_loss" in r and "dev_validity" in r and "dev_bleu4" in r for r in log)
+    assert [p.name for p in checkpoint_dirs(out)] == ["step-3"]
+
+    # resume: a longer run picks up at step 3 with the saved optimizer state
+    train(_config(tiny_chebi20, tiny_tokenizer_dir, out, max_steps=6))
+    state = json.loads((out / "model" / "trainer_state.json").read_text())
+    assert state["step"] == 6
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r][-4:] == [3, 4, 5, 6]
+    T5ForConditionalGeneration.from_pretrained(out / "model")
+    AutoTokenizer.from_pretrained(out / "model")
+
+
+def test_config_file_and_cli(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
+    from t2m.cli import main
+
+    cfg = _config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "cli", max_steps=2, eval_every=100).to_dict()
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["train", "--config", str(path)]) == 0
+    assert (tmp_path / "cli" / "model" / "model.safetensors").is_file()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"learning_rate": 1}))
+    with pytest.raises(ValueError, match="bad.json: unknown training option"):
+        TrainConfig.load(bad)
+
+
+def test_two_process_accelerate_run(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
+    cfg = _config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "ddp", max_steps=2, eval_every=100, bf16=False)
+    path = tmp_path / "ddp.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # `--multi_gpu` on a machine without GPUs launches torchrun processes that accelerate runs as MULTI_CPU (gloo);
+    # `--cpu` alone would start a single process.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "t2m", "train", "--config", str(path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((tmp_path / "ddp" / "model" / "trainer_state.json").read_text())
+    assert state["step"] == 2
+    # each optimizer step consumed one batch per process
+    assert state["batch_in_epoch"] == 4
