@@ -98,6 +98,15 @@ def _default_params(factory: str) -> dict[str, int]:
     return params
 
 
+def fit_factory_to_size(factory: str, count: int) -> str:
+    """``factory`` with its IVF list count lowered to ``count // 39`` (at least 1) when ``count`` keys
+    are too few to train that many lists; unchanged otherwise."""
+    match = re.search(r"IVF(\d+)", factory)
+    if not match or count >= 39 * int(match.group(1)):
+        return factory
+    return factory[:match.start(1)] + str(max(1, count // 39)) + factory[match.end(1):]
+
+
 def _sample_rows(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
     """(size, dim) float32: ``size`` distinct rows of ``keys`` drawn at random (sorted, for memmaps)."""
     if size >= len(keys):
@@ -120,6 +129,11 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
     count, dim = keys.shape
     if factory.lower() == "none":
         return ({"factory": "none"}, None) if return_index else {"factory": "none"}
+    requested = factory
+    factory = fit_factory_to_size(factory, count)
+    if factory != requested:
+        print(f"faiss: {count:,} keys are too few to train {requested!r} (faiss wants >= 39 per IVF list); "
+              f"using {factory!r}")
     started = time.perf_counter()
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
@@ -133,7 +147,12 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
         match = re.search(r"IVF(\d+)", factory)
         default_size = max(DEFAULT_TRAIN_SIZE, 64 * int(match.group(1))) if match else DEFAULT_TRAIN_SIZE
         sample = _sample_rows(keys, min(count, train_size or default_size), seed)
-        index.train(sample)
+        try:
+            index.train(sample)
+        except RuntimeError as error:
+            raise ValueError(f"faiss could not train {factory!r} on {len(sample):,} keys of dim {dim} "
+                             f"({str(error).splitlines()[0]}); choose a smaller index (e.g. 'Flat' or "
+                             f"'HNSW32') for a store this small") from error
         trained_on = len(sample)
         del sample
     for start in tqdm(range(0, count, ADD_BATCH), desc=f"faiss add ({factory})", unit="batch",
@@ -143,7 +162,7 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
                                              if v is not None}}
     set_search_params(index, params.get("nprobe"), params.get("ef_search"))
     seconds = time.perf_counter() - started
-    meta: dict[str, Any] = {"factory": factory, "file": INDEX_FILE, "metric": "L2", "count": int(index.ntotal),
+    meta: dict[str, Any] = {"factory": factory, "requested_factory": requested, "file": INDEX_FILE, "metric": "L2", "count": int(index.ntotal),
                             "nprobe": params.get("nprobe"), "efSearch": params.get("ef_search"),
                             "trained_on": trained_on, "build_seconds": round(seconds, 3),
                             "built_on_gpu": bool(gpus)}

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad-rows", action="store_true", help="score the other rows when some are malformed (listed in the notes)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reference-side cache (same numbers, slower)")
     parser.add_argument("--workers", type=int, default=None, help="processes to use (default: up to 2)")
+    parser.add_argument("--timing", action="store_true", help="print the wall time of each phase to stderr")
 
 
 def _write_json(path: Path, text: str) -> None:
@@ -61,4 +62,6 @@ def run(args: argparse.Namespace) -> int:
     print(result.format_table(f"{args.predictions}  ({result.task}, n={result.n}, mode={result.signature['mode']})"))
     if args.json is not None:
         _write_json(args.json, result.to_json())
+    if args.timing:
+        print(f"t2m eval: timing: {result.format_timings()}", file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evaluation.result import EvalResult
+from evaluation.result import EvalResult, PhaseTimer
 from evaluation.signature import build_signature
 
 METRIC_KEYS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor", "sacrebleu")
@@ -74,6 +74,7 @@ def evaluate_mol2text(
     from evaluation.workers import fork_lane
     from evaluation.wordnet import require_wordnet
 
+    timer = PhaseTimer()
     references = list(references)
     outputs = [strip_cls(o) for o in outputs]
     if len(references) != len(outputs):
@@ -90,16 +91,21 @@ def evaluate_mol2text(
         side = lane.submit(_rouge_and_sacrebleu, references, outputs, sacrebleu) if lane else None
         if meteor_scorer is None:
             meteor_scorer = MeteorScorer.for_vocabulary(tokenizer.vocabulary, tokenizer.vocab_sha256, wordnet, use_cache)
+        timer.mark("load")
         tokens = tokenizer.tokenize_batch(references + outputs)
         ref_tokens, out_tokens = tokens[: len(references)], tokens[len(references) :]
+        timer.mark("tokenize")
         stats = ngram_stats(ref_tokens, out_tokens, 4)
         metrics: dict[str, float] = {
             "bleu2": float(bleu_from_stats(stats, (0.5, 0.5))),
             "bleu4": float(bleu_from_stats(stats, (0.25, 0.25, 0.25, 0.25))),
         }
+        timer.mark("bleu")
         metrics["meteor"] = meteor_scorer.corpus_mean(ref_tokens, out_tokens)
+        timer.mark("meteor")
         rouge_metrics, sacre_sig = side.result() if side else _rouge_and_sacrebleu(references, outputs, sacrebleu)
         metrics.update(rouge_metrics)
+        timer.mark("rouge_sacrebleu")
     finally:
         if lane is not None:
             lane.shutdown(wait=False)
@@ -111,4 +117,5 @@ def evaluate_mol2text(
         wordnet=wordnet.version,
         sacrebleu_signature=sacre_sig,
     )
-    return EvalResult("mol2text", len(references), {k: metrics[k] for k in METRIC_KEYS if k in metrics}, signature)
+    metrics = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
+    return EvalResult("mol2text", len(references), metrics, signature, timings=timer.phases)

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
+
+
+class PhaseTimer:
+    """Wall time of consecutive phases: ``mark(name)`` closes the phase that ends now."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self._last
+        self._last = now
 
 # how each metric prints (decimals) and reads (higher/lower is better)
 _FORMATS = {
@@ -21,6 +35,10 @@ class EvalResult:
     metrics: dict[str, float]
     signature: dict[str, str | None]
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase, for --timing
+
+    def format_timings(self) -> str:
+        return "  ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
 
     def to_dict(self) -> dict:
         """``{"n", "task", "signature", "metrics", "notes"}``; NaN becomes null."""

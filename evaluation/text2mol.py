@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evaluation.result import EvalResult
+from evaluation.result import EvalResult, PhaseTimer
 from evaluation.signature import build_signature, package_version
 
 PARALLEL_MIN_ROWS = 400  # below this, forking workers costs more than it saves
@@ -55,14 +55,15 @@ def sacrebleu_char(references: Sequence[str], outputs: Sequence[str]) -> tuple[f
 
 
 def _reference_records(references: Sequence[str], use_cache: bool):
-    """{reference SMILES: MolRecord} from the cache (or {}), and the cache path to write to."""
+    """{reference SMILES: MolRecord} from the cache (or {}), and the cache path to write to (None: no caching)."""
     import pickle
 
     from evaluation.cache import MIN_CACHED_REFERENCES, cache_path, strings_digest
 
-    use_cache = use_cache and len(references) >= MIN_CACHED_REFERENCES
+    if not use_cache or len(references) < MIN_CACHED_REFERENCES:
+        return {}, None
     path = cache_path("references", [strings_digest(sorted(set(references))), f"rdkit={package_version('rdkit')}"], "pkl")
-    if use_cache and path.is_file():
+    if path.is_file():
         try:
             with open(path, "rb") as f:
                 return pickle.load(f), path
@@ -159,6 +160,7 @@ def evaluate_text2mol(
     if n == 0:
         raise ValueError("nothing to score: no rows")
     workers = default_workers() if workers is None else workers
+    timer = PhaseTimer()
     from evaluation.bleu import char_bleu
 
     known, cache_file = _reference_records(references, use_cache)
@@ -171,10 +173,13 @@ def evaluate_text2mol(
         sacre_sig = None
         if sacrebleu:
             metrics["sacrebleu"], sacre_sig = sacrebleu_char(references, outputs)
+        timer.mark("strings")
         if fcd:
             _import_fcd_model()
+            timer.mark("import_torch")
         rows, records, fcd_lane = scoring.finish(keep_lane=fcd)
-        if use_cache and len(references) >= MIN_CACHED_REFERENCES and any(r not in known for r in references):
+        timer.mark("rdkit")
+        if cache_file is not None and any(r not in known for r in references):
             _save_reference_records(cache_file, dict(zip(references, records)))
 
         bad_refs = sum(not r.reference_parsed for r in rows)
@@ -202,6 +207,7 @@ def evaluate_text2mol(
             canon_refs = [rec.canonical for rec in records if rec.canonical is not None]
             canon_outs = [r.output_canonical for r in rows if r.output_canonical is not None]
             metrics["fcd"] = fcd_score(canon_refs, canon_outs, executor=fcd_lane, use_cache=use_cache)
+            timer.mark("fcd")
             if not canon_outs:
                 notes.append("no output parses: FCD undefined")
     finally:
@@ -210,5 +216,5 @@ def evaluate_text2mol(
 
     ordered = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
     signature = build_signature("text2mol", "strict" if strict else "molt5", fcd=fcd, sacrebleu_signature=sacre_sig)
-    return EvalResult("text2mol", n, ordered, signature, notes)
+    return EvalResult("text2mol", n, ordered, signature, notes, timer.phases)
 

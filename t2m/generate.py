@@ -45,23 +45,27 @@ class KNNSettings:
     k: int | None = None
     lambda_: float | None = None
     temperature: float | None = None
+    exact: bool = False  # search the keys exactly instead of the store's (approximate) index
+    trace: list | None = None  # receives a datastore.StepTrace per decoding step when a list
 
 
 def is_valid_smiles(smiles: str) -> bool:
     """True when RDKit parses ``smiles`` into a molecule with at least one atom."""
-    from rdkit import Chem
+    from rdkit import Chem, rdBase
 
     if not smiles or not smiles.strip():
         return False
-    mol = Chem.MolFromSmiles(smiles)
+    with rdBase.BlockLogs():  # a failed parse is an answer here, not an error to print
+        mol = Chem.MolFromSmiles(smiles)
     return mol is not None and mol.GetNumAtoms() > 0
 
 
 def canonical_smiles(smiles: str) -> str | None:
     """RDKit canonical isomeric SMILES, or ``None`` when RDKit cannot parse it."""
-    from rdkit import Chem
+    from rdkit import Chem, rdBase
 
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles) if smiles else None
     return Chem.MolToSmiles(mol) if mol is not None else None
 
 
@@ -216,5 +220,6 @@ class Translator:
 
         store = knn.store
         if isinstance(store, (str, Path)):
-            store = datastore.load_datastore(store, model=self.model, tokenizer=self.tokenizer)
-        return datastore.knn_generation(self.model, store, k=knn.k, lambda_=knn.lambda_, temperature=knn.temperature)
+            store = datastore.Datastore.load(store, model=self.model, tokenizer=self.tokenizer)
+        return datastore.knn_generation(self.model, store, k=knn.k, lambda_=knn.lambda_, temperature=knn.temperature,
+                                        exact=knn.exact, trace=knn.trace)

@@ -253,6 +253,15 @@ def dev_loss(model, batches, autocast) -> float:
 # the loop
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux/macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
 def _lr_lambda(config: TrainConfig):
     def f(step: int) -> float:
         if step < config.warmup_steps:
@@ -398,7 +407,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
                 elapsed = time.time() - window_start
                 record = {"step": step, "epoch": state["epoch"], "loss": window_loss / max(window_n, 1),
                           "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                          "elapsed_s": time.time() - start_time}
+                          "elapsed_s": time.time() - start_time, "peak_rss_mb": peak_rss_mb()}
                 progress.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 if accelerator.is_main_process:
                     with log_file.open("a") as f:

@@ -1,0 +1,183 @@
+"""`t2m bench` end to end on a tiny random T5 and real ChEBI-20 rows, and its statistics on real data.
+
+The small bench runs both tasks, greedy and beam 2, on 8 test rows, with datastores of 50% and 100% of
+the 120 training pairs (exact Flat index), a 3-point λ sweep and 200 bootstrap resamples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from t2m.bench import (CaptionScorer, RowScores, paired_bootstrap, system_name, text2mol_row_scores)
+
+TEST_ROWS = 8
+DEV_SIZE = 40
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tiny_model_dir, tiny_chebi20, tmp_path_factory):
+    from t2m.cli import main
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["bench", "--model", str(tiny_model_dir), "--data", str(tiny_chebi20), "--out", str(out),
+            "--dev-size", str(DEV_SIZE), "--tasks", "text2mol,mol2text", "--beams", "1,2", "--limit", str(TEST_ROWS),
+            "--dev-limit", "8", "--fractions", "0.5,1.0", "--index", "Flat", "--no-fcd", "--bootstrap", "200",
+            "--lambda-sweep", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
+            "--examples", "2", "--no-progress"]
+    assert main(argv) == 0
+    return out
+
+
+def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
+    from evaluation.mol2text import METRIC_KEYS as CAPTION_KEYS
+    from evaluation.text2mol import METRIC_KEYS as MOLECULE_KEYS
+
+    bench = json.loads((bench_dir / "bench.json").read_text())
+    assert bench["data"]["setting"] == "benchmark" and bench["data"]["test_rows_used"] == TEST_ROWS
+    assert bench["data"]["train_rows"] == 160 - DEV_SIZE
+    assert bench["settings"]["beams"] == [1, 2] and bench["settings"]["fcd"] is False
+    expected = {
+        "text2mol": {"retrieval", "model", "model/no-rerank", "model@greedy", "model+knn", "model+knn/no-rerank",
+                     "model+knn@greedy"},
+        "mol2text": {"retrieval", "model", "model@greedy", "model+knn", "model+knn@greedy"},
+    }
+    for task, keys in (("text2mol", [k for k in MOLECULE_KEYS if k != "fcd"]), ("mol2text", list(CAPTION_KEYS))):
+        t = bench["tasks"][task]
+        assert set(t["systems"]) == expected[task]
+        assert bench["signature"][task]["task"] == task and bench["signature"][task]["mode"] == "molt5"
+        for name, system in t["systems"].items():
+            assert list(system["metrics"]) == keys, name
+            assert system["speed"]["molecules_per_s"] > 0 and system["speed"]["rows"] == TEST_ROWS
+        assert t["systems"]["model+knn"]["settings"]["knn"]["entries"] == t["datastore"]["entries"]
+        assert t["systems"]["model"]["settings"]["num_beams"] == 2
+        assert t["systems"]["model@greedy"]["settings"]["num_beams"] == 1
+
+        # tuned on dev by the datastore helper, since the stores were new
+        assert t["datastore"]["built_here"] and t["datastore"]["knn"]["tuned_here"]
+        assert t["datastore"]["knn"]["source"].startswith("t2m tune")
+        assert t["datastore"]["bytes_on_disk"] > 0 and t["datastore"]["build_seconds"] > 0
+
+        comparisons = {(c["system"], c["baseline"], c["metric"]) for c in t["comparisons"]}
+        primary = "bleu4" if task == "mol2text" else "exact_match"
+        assert ("model+knn", "model", primary) in comparisons and ("model+knn", "retrieval", primary) in comparisons
+        for c in t["comparisons"]:
+            low, high = c["ci95"]
+            assert low <= high and c["samples"] == 200
+
+        points = t["scaling"]["points"]
+        assert [p["fraction"] for p in points] == [0.5, 1.0]
+        assert points[0]["entries"] < points[1]["entries"] == t["datastore"]["entries"]
+        assert [p["lambda"] for p in t["lambda_sweep"]["points"]] == [0.0, 0.5, 1.0]
+        assert all("metric" in p for p in t["lambda_sweep"]["points"])
+        assert t["cost"]["decoding"][0]["beam"] == 1 and t["cost"]["peak_rss_mb"] > 0
+    assert len(bench["verdict"]) >= 2
+
+
+def test_bench_metrics_equal_t2m_eval_of_its_prediction_files(bench_dir):
+    from evaluation import evaluate_file
+
+    bench = json.loads((bench_dir / "bench.json").read_text())
+    for task, name, file in (("text2mol", "model+knn", "model-knn.tsv"), ("mol2text", "retrieval", "retrieval.tsv")):
+        result = evaluate_file(bench_dir / "predictions" / task / file, task, fcd=False)
+        assert result.n == TEST_ROWS
+        for key, value in result.metrics.items():
+            got = bench["tasks"][task]["systems"][name]["metrics"][key]
+            assert (got is None and math.isnan(value)) or got == pytest.approx(value, abs=1e-12), key
+
+
+def test_bench_md_plots_and_report_are_written(bench_dir):
+    md = (bench_dir / "bench.md").read_text()
+    assert "**benchmark setting**" in md and "| model+knn |" in md and "paired bootstrap" in md
+    assert "Datastore size" in md and "![Quality against λ (dev slice)](plots/lambda.png)" in md
+    for name in ("lambda", "scaling", "speed"):
+        data = (bench_dir / "plots" / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    page = (bench_dir / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert page.count('src="data:image/png;base64,') == 3
+    assert page.count('src="data:image/svg+xml;base64,') >= 2 * 2  # molecules: references and inputs at least
+    assert "Rows where retrieval changed the output most" in page or "Best rows of model + kNN" in page
+
+
+def test_report_renders_in_headless_chromium(bench_dir, tmp_path):
+    from t2m.report import browser_check, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed: `t2m setup --with-chromium` installs Debian's chromium")
+    result = browser_check(bench_dir / "report.html", screenshot=tmp_path / "report.png")
+    assert result["title"] == "t2m bench report"
+    assert result["broken"] == [] and result["loaded"] == result["images"] >= 3 + 4
+    assert all(width > 100 for width in result["widths"])  # plots and 220-px molecule drawings
+    from PIL import Image
+
+    with Image.open(tmp_path / "report.png") as shot:
+        assert shot.size == (1280, 2400)
+        assert len(shot.convert("L").getcolors(256 * 256)) > 20  # drawn, not a blank page
+
+
+def test_a_rerun_reuses_the_decoded_predictions(bench_dir, tiny_model_dir, tiny_chebi20, tmp_path):
+    import shutil
+
+    from t2m.bench import BenchConfig, run_bench
+
+    out = tmp_path / "bench"
+    shutil.copytree(bench_dir, out)  # the other tests keep the fixture's outputs
+    bench = run_bench(BenchConfig(
+        out=out, model=tiny_model_dir, data=tiny_chebi20, dev_size=DEV_SIZE, tasks=("mol2text",), beams=(1, 2),
+        limit=TEST_ROWS, dev_limit=8, fractions=(0.5, 1.0), index="Flat", fcd=False, bootstrap=50,
+        lambda_sweep=(0.0,), sweep_rows=0, max_new_tokens=24, batch_size=8, examples=1, progress=False))
+    systems = bench["tasks"]["mol2text"]["systems"]
+    assert all(s["speed"]["reused_from_cache"] for s in systems.values())
+    assert not bench["tasks"]["mol2text"]["datastore"]["built_here"]
+    assert not bench["tasks"]["mol2text"]["datastore"]["knn"]["tuned_here"]
+
+
+# ---------------------------------------------------------------------------------- statistics
+
+
+def test_system_names():
+    assert system_name("model", 5, 5) == "model"
+    assert system_name("model+knn", 1, 5) == "model+knn@greedy"
+    assert system_name("model", 3, 5, rerank=False, task="text2mol") == "model@beam3/no-rerank"
+    assert system_name("model", 3, 5, rerank=False, task="mol2text") == "model@beam3"
+
+
+def test_per_row_scores_reproduce_the_evaluator_on_published_predictions(shared_data):
+    from evaluation import evaluate_mol2text, evaluate_text2mol, read_predictions
+
+    folder = shared_data / "molt5_predictions"
+    t2m_preds = read_predictions(folder / "molt5-small-caption2smiles.txt")
+    refs, outs = list(t2m_preds.references[:300]), list(t2m_preds.outputs[:300])
+    rows = text2mol_row_scores(refs, outs)
+    metrics = evaluate_text2mol(refs, outs, fcd=False).metrics
+    for metric in ("exact_match", "morgan_fts", "validity"):
+        assert rows.corpus(metric) == pytest.approx(metrics[metric], abs=1e-12)
+
+    cap = read_predictions(folder / "molt5-small-smiles2caption.txt")
+    refs, outs = list(cap.references[:300]), list(cap.outputs[:300])
+    rows = CaptionScorer()(refs, outs)
+    metrics = evaluate_mol2text(refs, outs).metrics
+    for metric in ("bleu4", "bleu2", "meteor"):
+        assert rows.corpus(metric) == pytest.approx(metrics[metric], abs=1e-12)
+
+
+def test_paired_bootstrap_of_a_system_against_itself_and_a_clearly_better_one():
+    rng = np.random.default_rng(1)
+    n = 400
+    base = RowScores("text2mol", {"exact": rng.random(n) < 0.2, "valid": np.ones(n, bool),
+                                  "parsed": np.ones(n, bool), "morgan": rng.random(n)})
+    same = paired_bootstrap(base, base, "exact_match", 300)
+    assert same["delta"] == 0 and same["ci95"] == [0.0, 0.0] and not same["excludes_zero"]
+    better = RowScores("text2mol", {**base.values, "exact": base.values["exact"] | (rng.random(n) < 0.3)})
+    c = paired_bootstrap(better, base, "exact_match", 300)
+    assert c["delta"] == pytest.approx(better.values["exact"].mean() - base.values["exact"].mean())
+    assert c["excludes_zero"] and c["ci95"][0] > 0 and c["p_not_better"] == 0.0
+    # Morgan FTS averages over parsed outputs only, as the evaluator's MolT5 mode
+    partial = RowScores("text2mol", {**base.values, "parsed": np.arange(n) % 2 == 0})
+    assert partial.corpus("morgan_fts") == pytest.approx(base.values["morgan"][::2].mean())

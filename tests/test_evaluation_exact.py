@@ -1,0 +1,186 @@
+"""Exactness: MolT5's published prediction files score what MolT5's evaluation code gives.
+
+- every value of ``molt5_predictions/EXPECTED.tsv`` within 0.0005 (FCD within 0.01);
+- on slices, every metric equal (bit for bit, FCD to 1e-4) to a literal re-run of MolT5's own logic with
+  the reference libraries (nltk, rouge-score, transformers' BertTokenizerFast, fcd.get_fcd);
+- the reference-side cache changes no number.
+
+Needs the shared data (skips without it) and WordNet from `t2m setup` (fails with that instruction).
+The first run on a fresh machine fills the reference cache (~1 min of ChemNet on the 3,300 test-set
+references); later runs take seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+
+import numpy as np
+import pytest
+
+from evaluation.evaluate import evaluate_file
+from evaluation.predictions import read_predictions
+
+
+def require_wordnet_or_fail():
+    from evaluation.wordnet import WordNetMissingError, require_wordnet
+
+    try:
+        return require_wordnet()
+    except WordNetMissingError as e:
+        pytest.fail(f"WordNet 3.0 is not set up -- run `t2m setup` before the tests.\n{e}")
+
+TOLERANCE = 0.0005
+FCD_TOLERANCE = 0.01
+
+
+def expected_rows(shared_data) -> dict[str, dict[str, float]]:
+    path = shared_data / "molt5_predictions" / "EXPECTED.tsv"
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return {r["file"]: {k: float(v) for k, v in r.items() if k not in ("file", "task") and v != ""} for r in rows}
+
+
+def assert_matches_expected(result, expected: dict[str, float], name: str) -> None:
+    for key, want in expected.items():
+        if key not in result.metrics:
+            continue
+        tol = FCD_TOLERANCE if key == "fcd" else TOLERANCE
+        assert abs(result.metrics[key] - want) <= tol, f"{name}: {key} = {result.metrics[key]:.5f}, EXPECTED.tsv {want}"
+
+
+@pytest.mark.parametrize("size", ["small", "base", "large"])
+def test_mol2text_reproduces_expected(shared_data, size):
+    require_wordnet_or_fail()
+    name = f"molt5-{size}-smiles2caption.txt"
+    result = evaluate_file(shared_data / "molt5_predictions" / name, text_tokenizer=shared_data / "scibert_scivocab_uncased")
+    expected = expected_rows(shared_data)[name]
+    assert set(expected) == {"bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor"}
+    assert result.task == "mol2text" and result.n == 3300
+    assert_matches_expected(result, expected, name)
+
+
+# FCD runs ChemNet over every output (~5 s of 2 cores per file, once the references' statistics are cached):
+# checked on one file here, on the other two in the slow test below
+@pytest.mark.parametrize(("size", "fcd"), [("large", True), ("small", False), ("base", False)])
+def test_text2mol_reproduces_expected(shared_data, size, fcd):
+    name = f"molt5-{size}-caption2smiles.txt"
+    result = evaluate_file(shared_data / "molt5_predictions" / name, fcd=fcd)
+    expected = expected_rows(shared_data)[name]
+    assert set(expected) == {"bleu", "exact_match", "levenshtein", "maccs_fts", "rdk_fts", "morgan_fts", "validity", "fcd"}
+    assert result.task == "text2mol" and result.n == 3300 and ("fcd" in result.metrics) == fcd
+    assert_matches_expected(result, expected, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["small", "base"])
+def test_text2mol_fcd_reproduces_expected(shared_data, size):
+    name = f"molt5-{size}-caption2smiles.txt"
+    result = evaluate_file(shared_data / "molt5_predictions" / name)
+    assert abs(result.metrics["fcd"] - expected_rows(shared_data)[name]["fcd"]) <= FCD_TOLERANCE
+
+
+# ---------------------------------------------------------------- literal MolT5 logic on slices
+
+
+def molt5_text2mol(refs: list[str], outs: list[str]) -> dict[str, float]:
+    """What MolT5's mol_translation_metrics.py, fingerprint_metrics.py and fcd_metric.py compute."""
+    from fcd import canonical_smiles, get_fcd, load_ref_model
+    from Levenshtein import distance as lev
+    from nltk.translate.bleu_score import corpus_bleu
+    from rdkit import Chem, DataStructs, RDLogger
+    from rdkit.Chem import AllChem, MACCSkeys
+
+    RDLogger.DisableLog("rdApp.*")
+    res = {"bleu": corpus_bleu([[list(g)] for g in refs], [list(o) for o in outs])}
+    exact = bad = 0
+    for gt, out in zip(refs, outs):
+        try:
+            if Chem.MolToInchi(Chem.MolFromSmiles(out)) == Chem.MolToInchi(Chem.MolFromSmiles(gt)):
+                exact += 1
+        except Exception:
+            bad += 1
+    res.update(exact_match=exact / len(refs), levenshtein=np.mean([lev(o, g) for g, o in zip(refs, outs)]), validity=1 - bad / len(refs))
+    maccs, rdk, morgan = [], [], []
+    for gt, out in zip(refs, outs):
+        g, o = Chem.MolFromSmiles(gt), Chem.MolFromSmiles(out)
+        if o is None:
+            continue
+        maccs.append(DataStructs.FingerprintSimilarity(MACCSkeys.GenMACCSKeys(g), MACCSkeys.GenMACCSKeys(o), metric=DataStructs.TanimotoSimilarity))
+        rdk.append(DataStructs.FingerprintSimilarity(Chem.RDKFingerprint(g), Chem.RDKFingerprint(o), metric=DataStructs.TanimotoSimilarity))
+        morgan.append(DataStructs.TanimotoSimilarity(AllChem.GetMorganFingerprint(g, 2), AllChem.GetMorganFingerprint(o, 2)))
+    res.update(maccs_fts=np.mean(maccs), rdk_fts=np.mean(rdk), morgan_fts=np.mean(morgan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cg = [w for w in canonical_smiles(refs, njobs=1) if w is not None]
+        co = [w for w in canonical_smiles([o if o else "[]" for o in outs], njobs=1) if w is not None]
+        res["fcd"] = get_fcd(cg, co, load_ref_model())
+    return {k: float(v) for k, v in res.items()}
+
+
+def test_text2mol_equals_molt5_logic_on_slice(shared_data):
+    # molt5-small: a quarter of its outputs are invalid SMILES; rows 1000-1200 include backslash SMILES
+    preds = read_predictions(shared_data / "molt5_predictions" / "molt5-small-caption2smiles.txt")
+    refs, outs = preds.references[1000:1200], preds.outputs[1000:1200]
+    assert any("\\" in r for r in refs) and sum(o == r for r, o in zip(refs, outs)) > 5
+    outs[4] = ""  # an empty output, MolT5's quirk case
+    from evaluation.text2mol import evaluate_text2mol
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = evaluate_text2mol(refs, outs, sacrebleu=False, use_cache=False).metrics
+    want = molt5_text2mol(refs, outs)
+    fcd_got, fcd_want = got.pop("fcd"), want.pop("fcd")
+    assert got == want
+    assert fcd_got == pytest.approx(fcd_want, abs=1e-4)  # float32 ChemNet, same batches: ~1e-6 apart
+
+
+def test_mol2text_equals_molt5_logic_on_slice(shared_data):
+    loc = require_wordnet_or_fail()
+    from nltk.translate.bleu_score import corpus_bleu
+    from nltk.translate.meteor_score import meteor_score
+    from rouge_score import rouge_scorer
+    from transformers import BertTokenizerFast
+
+    from evaluation.mol2text import evaluate_mol2text
+    from evaluation.wordnet import load_wordnet_reader
+
+    preds = read_predictions(shared_data / "molt5_predictions" / "molt5-base-smiles2caption.txt")
+    refs, outs = preds.references[:200], preds.outputs[:200]
+    outs[5] = "[CLS] " + outs[5]  # MolT5 strips this prefix
+    tok_dir = shared_data / "scibert_scivocab_uncased"
+    tok = BertTokenizerFast.from_pretrained(str(tok_dir))
+    wn = load_wordnet_reader(loc)
+
+    def tokens(text):
+        return [t for t in tok.tokenize(text, truncation=True, max_length=512, padding="max_length") if t not in ("[PAD]", "[CLS]", "[SEP]")]
+
+    outs_stripped = [o[6:] if o.startswith("[CLS] ") else o for o in outs]
+    R, H = [[tokens(r)] for r in refs], [tokens(o) for o in outs_stripped]
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
+    rs = [scorer.score(o, r) for r, o in zip(refs, outs_stripped)]
+    want = {
+        "bleu2": corpus_bleu(R, H, weights=(0.5, 0.5)),
+        "bleu4": corpus_bleu(R, H, weights=(0.25, 0.25, 0.25, 0.25)),
+        "rouge1": float(np.mean([s["rouge1"].fmeasure for s in rs])),
+        "rouge2": float(np.mean([s["rouge2"].fmeasure for s in rs])),
+        "rougeL": float(np.mean([s["rougeL"].fmeasure for s in rs])),
+        "meteor": float(np.mean([meteor_score(r, h, wordnet=wn) for r, h in zip(R, H)])),
+    }
+    got = evaluate_mol2text(refs, outs, tokenizer=tok_dir, sacrebleu=False).metrics
+    assert got == want
+
+
+def test_reference_cache_changes_no_number(shared_data, tmp_path, monkeypatch):
+    from evaluation.text2mol import evaluate_text2mol
+
+    monkeypatch.setenv("T2M_CACHE_DIR", str(tmp_path / "cache"))
+    preds = read_predictions(shared_data / "molt5_predictions" / "molt5-base-caption2smiles.txt")
+    refs, outs = preds.references[:600], preds.outputs[:600]  # >= MIN_CACHED_REFERENCES
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cold = evaluate_text2mol(refs, outs, fcd=False, sacrebleu=False).metrics
+        assert list((tmp_path / "cache" / "references").glob("*.pkl"))
+        warm = evaluate_text2mol(refs, outs, fcd=False, sacrebleu=False).metrics
+        uncached = evaluate_text2mol(refs, outs, fcd=False, sacrebleu=False, use_cache=False, workers=1).metrics
+    assert cold == warm == uncached

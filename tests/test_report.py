@@ -1,0 +1,44 @@
+"""The report's pieces: molecule drawings, self-contained HTML, Markdown tables, and the Chromium check
+itself (it must notice a broken image, or its pass on the bench report means nothing)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from t2m.report import Table, data_uri, fmt, fmt_delta, molecule_img, molecule_svg, table_markdown
+
+# a 2x1 red/blue PNG
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAIAAAB7QOjdAAAAEUlEQVR4nGP4z8DwHwyZGBgYAEj9BP6xsD6tAAAAAElFTkSuQmCC")
+
+
+def test_molecule_drawings_are_svg_and_invalid_smiles_get_a_placeholder():
+    svg = molecule_svg(r"C/C=C\C(=O)O")
+    assert svg is not None and svg.lstrip().startswith("<?xml") and "<svg" in svg and "width='220px'" in svg
+    assert molecule_svg("C1CC") is None and molecule_svg("") is None
+    assert molecule_img("CCO", "ethanol").startswith('<img alt="ethanol" src="data:image/svg+xml;base64,')
+    assert "not a valid molecule" in molecule_img("not smiles", "x")
+
+
+def test_markdown_table_escapes_pipes_and_formats_numbers():
+    table = Table("t", ["system", "BLEU-4"], [["a|b", fmt(0.123456, "bleu4")], ["c", fmt(None)]], ["note"])
+    text = table_markdown(table)
+    assert "| a\\|b | 0.1235 |" in text and "| c | n/a |" in text and "|---|---:|" in text and "_note_" in text
+    assert fmt(12.3456, "sacrebleu") == "12.35" and fmt(1.23456, "fcd") == "1.235" and fmt(1234) == "1,234"
+    assert fmt_delta({"delta": 0.01, "ci95": [0.002, 0.02], "excludes_zero": True}) == "+0.0100 [+0.0020, +0.0200] *"
+
+
+def test_browser_check_sees_loaded_and_broken_images(tmp_path):
+    from t2m.report import browser_check, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed: `t2m setup --with-chromium` installs Debian's chromium")
+    page = tmp_path / "page.html"
+    page.write_text(f'<!DOCTYPE html><html><head><title>x</title></head><body>'
+                    f'<img alt="good" src="{data_uri(PNG, "image/png")}">'
+                    f'<img alt="molecule" src="{data_uri(molecule_svg("c1ccccc1O").encode(), "image/svg+xml")}">'
+                    f'<img alt="broken" src="data:image/png;base64,AAAA"></body></html>', encoding="utf-8")
+    result = browser_check(page)
+    assert result["images"] == 3 and result["loaded"] == 2 and result["broken"] == ["broken"]
+    assert result["widths"][:2] == [2, 220]
