@@ -217,6 +217,7 @@ def build_datastore(
     layer: str = DEFAULT_LAYER,
     data: Mapping[str, Any] | None = None,
     knn: KNNParams | None = None,
+    auto_temperature: bool | None = None,
     index_factory: str | None = None,
     index_options: Mapping[str, Any] | None = None,
     chunk_batches: int = 8,
@@ -230,6 +231,9 @@ def build_datastore(
     ``batches``: a sequence (``len`` and indexing; e.g. :class:`PairBatches`) of dicts with
     ``input_ids``, ``attention_mask``, ``labels`` (-100 padded) and optionally ``rows``.
     ``task`` and ``data`` (e.g. ``{"files": [{"path", "sha256"}], "rows": n}``) are recorded as given.
+    ``knn``: the default k, λ, T saved in the store (None: :class:`KNNParams` defaults).
+    ``auto_temperature`` (default: when ``knn`` is None) replaces T by the keys' scale: the median
+    squared distance of 1,024 stored keys to their nearest other key.
     ``index_factory``: a FAISS ``index_factory`` string (default :data:`datastore.index.DEFAULT_FACTORY`),
     or ``"none"`` to skip the index. ``index_options``: keyword arguments of
     :func:`datastore.index.build_index` (``nprobe``, ``ef_search``, ``train_size``, ``use_gpu``).
@@ -243,6 +247,7 @@ def build_datastore(
 
     out_dir = Path(out_dir)
     work = work_dir_for(out_dir)
+    auto_temperature = knn is None if auto_temperature is None else auto_temperature
     knn = knn or KNNParams()
     index_factory = index_factory or DEFAULT_FACTORY
     if chunk_batches < 1:
@@ -288,8 +293,8 @@ def build_datastore(
         dist.barrier()
         if dist.rank == 0:
             _merge_and_publish(model, model_fp, tok_fp, work, out_dir, num_chunks, layer, task, data, knn,
-                               index_factory, dict(index_options or {}), compute_seconds, dist.world,
-                               overwrite, progress)
+                               auto_temperature, index_factory, dict(index_options or {}), compute_seconds,
+                               dist.world, overwrite, progress)
         dist.barrier()
         return out_dir
     finally:
@@ -348,8 +353,8 @@ def _build_chunk(model: Any, batches: Sequence[Batch], chunk: int, chunk_batches
 
 def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out_dir: Path, num_chunks: int,
                        layer: str, task: str, data: Mapping[str, Any] | None, knn: KNNParams,
-                       index_factory: str, index_options: dict, compute_seconds: float, world: int,
-                       overwrite: bool, progress: bool) -> None:
+                       auto_temperature: bool, index_factory: str, index_options: dict,
+                       compute_seconds: float, world: int, overwrite: bool, progress: bool) -> None:
     from datastore.index import build_index
 
     chunk_dir = work / "chunks"
@@ -389,7 +394,15 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
     del outs
 
     keys = np.load(work / ARRAY_FILES["keys"], mmap_mode="r")
-    index_meta = build_index(keys, work, factory=index_factory, progress=progress, **index_options)
+    index_meta, index = build_index(keys, work, factory=index_factory, progress=progress, return_index=True,
+                                    **index_options)
+    knn_meta: dict[str, Any] = {**knn.to_json(), "source": "default"}
+    if auto_temperature and index is not None and count > 1:
+        temperature = _nearest_other_distance(keys, index)
+        if temperature is not None:
+            knn_meta.update(temperature=temperature, temperature_source=(
+                "median squared L2 distance of 1,024 random stored keys to their nearest other key"))
+    del index
 
     meta = {
         "format": FORMAT_NAME,
@@ -404,7 +417,7 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
         "data": json.loads(json.dumps(data or {}, default=str)),
         "model": model_fp,
         "tokenizer": tok_fp,
-        "knn": {**knn.to_json(), "source": "default"},
+        "knn": knn_meta,
         "index": index_meta,
         "build": {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -419,6 +432,16 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
     (work / PROGRESS_FILE).unlink()
     write_json_atomic(work / META_FILE, meta)
     _publish(work, out_dir, overwrite)
+
+
+def _nearest_other_distance(keys: np.ndarray, index: Any, sample: int = 1024, seed: int = 0) -> float | None:
+    """Median squared distance (3 significant digits) from a sample of keys to their nearest other
+    entry in ``index``, or None when every sampled key has an exact duplicate."""
+    picks = np.sort(np.random.default_rng(seed).choice(len(keys), min(sample, len(keys)), replace=False))
+    distances, ids = index.search(np.ascontiguousarray(keys[picks], dtype=np.float32), 2)  # (n, 2)
+    other = np.where(ids[:, 0] == picks, distances[:, 1], distances[:, 0])  # skip the key itself
+    other = other[np.isfinite(other) & (other > 0) & (ids[:, 1] >= 0)]
+    return float(f"{float(np.median(other)):.3g}") if len(other) else None
 
 
 def _publish(work: Path, out_dir: Path, overwrite: bool) -> None:

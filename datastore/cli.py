@@ -88,7 +88,8 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
                          batch_size: int = DEFAULT_BATCH_SIZE, max_source_len: int = DEFAULT_MAX_LEN,
                          max_target_len: int = DEFAULT_MAX_LEN, fraction: float = 1.0,
                          nprobe: int | None = None, ef_search: int | None = None,
-                         knn: Any = None, allow_pickle: bool = False, overwrite: bool = False,
+                         knn: Any = None, auto_temperature: bool | None = None, allow_pickle: bool = False,
+                         overwrite: bool = False,
                          resume: bool = True, chunk_batches: int = 8, progress: bool = True) -> Path:
     """Build the ``task`` datastore of the checkpoint in ``model_dir`` over the training pairs of
     ``data`` (see :func:`training_records`) into ``out``; returns ``out``."""
@@ -112,7 +113,8 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
                       "max_target_len": max_target_len, "batch_size": batch_size})
     options = {k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search)) if v is not None}
     return build_datastore(model, batches, Path(out), tokenizer=tokenizer, task=task, layer=layer, data=data_meta,
-                           knn=knn, index_factory=index_factory, index_options=options,
+                           knn=knn, auto_temperature=auto_temperature, index_factory=index_factory,
+                           index_options=options,
                            chunk_batches=chunk_batches, resume=resume, overwrite=overwrite, progress=progress)
 
 
@@ -158,7 +160,8 @@ class TokenInspection:
 def inspect_translation(store: Any, model: Any, tokenizer: Any, text: str, task: str | None = None, *,
                         prompt_style: str = "textchem", k: int | None = None, lambda_: float | None = None,
                         temperature: float | None = None, neighbours: int = 3, max_new_tokens: int = 256,
-                        records: Sequence[dict] | None = None, exact: bool = False) -> tuple[str, list[TokenInspection]]:
+                        records: Sequence[dict] | None = None, exact: bool = False
+                        ) -> tuple[str, list[TokenInspection]]:
     """Greedy-decode ``text`` with retrieval and return (output text, one :class:`TokenInspection` per
     generated token). ``records``: the store's training rows, to name each neighbour's CID."""
     import torch
@@ -239,7 +242,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--fraction", type=float, default=1.0, help="use this random fraction of the pairs")
     build.add_argument("--k", type=int, default=None, help="default k saved in the store")
     build.add_argument("--lambda", dest="lambda_", type=float, default=None, help="default lambda saved")
-    build.add_argument("--temperature", type=float, default=None, help="default temperature saved")
+    build.add_argument("--temperature", type=float, default=None,
+                       help="default temperature saved (default: the median squared distance between "
+                            "neighbouring keys)")
     build.add_argument("--chunk-batches", type=int, default=8, help="batches per resumable chunk")
     build.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     build.add_argument("--no-resume", action="store_true", help="discard an unfinished build instead of resuming")
@@ -276,6 +281,7 @@ def _run_build(args: argparse.Namespace) -> int:
                                index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
                                max_source_len=args.max_source_len, max_target_len=args.max_target_len,
                                fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search, knn=knn,
+                               auto_temperature=args.temperature is None,
                                allow_pickle=args.allow_pickle, overwrite=args.overwrite,
                                resume=not args.no_resume, chunk_batches=args.chunk_batches)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -31,7 +31,12 @@ class KeysCaptured(Exception):
 def describe_layer(model: Any, layer: str) -> dict[str, Any]:
     """JSON-able description of ``layer`` for ``model``: spec, module name, whether rescaled."""
     module_name, kind = _resolve(model, layer)[1:]
-    scaled = bool(getattr(model.config, "scale_decoder_outputs", False)) and layer == "lm_head_input"
+    config = model.config
+    # transformers 5 names T5's rescaling scale_decoder_outputs; 4.x applied it when embeddings were tied
+    scaling = getattr(config, "scale_decoder_outputs", None)
+    if scaling is None:
+        scaling = config.model_type == "t5" and getattr(config, "tie_word_embeddings", False)
+    scaled = bool(scaling) and layer == "lm_head_input"
     text = {
         "lm_head_input": "input of the LM head: decoder final hidden state after the final layer norm"
         + (" and the T5 d_model**-0.5 rescaling" if scaled else " (no rescaling in this config)"),

@@ -19,14 +19,17 @@ from tqdm.auto import tqdm
 
 from datastore.store import INDEX_FILE
 
-# Chosen by tests/benchmarks/bench_datastore.py on this CPU (see the numbers in its docstring): at the
-# store sizes of ChEBI-20 (1e5..3e5 entries, d 256..512), IVF with ~sqrt(N) lists and nprobe 16 has
-# recall@16 >= 0.95 against exact search at a few ms per decoding step for 160 queries, builds in
-# seconds (HNSW takes minutes to add 2e5 vectors on 2 cores) and its results do not depend on the
-# insertion order.
-DEFAULT_FACTORY = "IVF512,Flat"
-DEFAULT_NPROBE = 16
-DEFAULT_EF_SEARCH = 128
+# Chosen by tests/benchmarks/bench_datastore.py on this 2-core CPU (contended by a training run), on the
+# benchmark text2mol store of a partly trained cpu-small model (199k keys, d = 256), 1,600 dev decoder
+# states as queries, 160 per step (batch 32 x beam 5), k = 16:
+#   IVF1024,Flat nprobe 8:  recall@16 0.995, 36 ms/step, built in 11 s, 1,038 bytes/entry
+#   HNSW32 efSearch 32/64:  recall@16 0.969/0.975, 38/52 ms/step, built in 29-35 s, 1,296 bytes/entry
+#   Flat (exact):           4.0 s/step
+# Trained decoder states cluster, which suits IVF; on an untrained model's keys (mol2text, 260k) both
+# fall to ~0.94. Too few keys for 1,024 lists (< 39 per list) lower the list count automatically.
+DEFAULT_FACTORY = "IVF1024,Flat"
+DEFAULT_NPROBE = 8
+DEFAULT_EF_SEARCH = 64
 DEFAULT_TRAIN_SIZE = 100_000
 ADD_BATCH = 65_536
 
@@ -162,7 +165,8 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
                                              if v is not None}}
     set_search_params(index, params.get("nprobe"), params.get("ef_search"))
     seconds = time.perf_counter() - started
-    meta: dict[str, Any] = {"factory": factory, "requested_factory": requested, "file": INDEX_FILE, "metric": "L2", "count": int(index.ntotal),
+    meta: dict[str, Any] = {"factory": factory, "requested_factory": requested, "file": INDEX_FILE,
+                            "metric": "L2", "count": int(index.ntotal),
                             "nprobe": params.get("nprobe"), "efSearch": params.get("ef_search"),
                             "trained_on": trained_on, "build_seconds": round(seconds, 3),
                             "built_on_gpu": bool(gpus)}

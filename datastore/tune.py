@@ -58,7 +58,8 @@ class TuneResult:
 # ----------------------------------------------------------------------------------------- metrics
 
 
-def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]) -> tuple[tuple[float, ...], dict[str, float]]:
+def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]
+               ) -> tuple[tuple[float, ...], dict[str, float]]:
     """(sort key, named values) of the task metric: mol2text -> (BLEU-4,); text2mol -> (exact match,
     Morgan FTS). Computed with t2m's MolT5-exact evaluator."""
     if task == "mol2text":
@@ -72,7 +73,7 @@ def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]) -> 
         return (bleu4,), {"bleu4": bleu4}
     from evaluation import evaluate_text2mol
 
-    metrics = evaluate_text2mol(list(references), list(outputs), fcd=False).metrics
+    metrics = evaluate_text2mol(list(references), list(outputs), fcd=False, sacrebleu=False).metrics
     return (metrics["exact_match"], metrics["morgan_fts"]), {"exact_match": metrics["exact_match"],
                                                              "morgan_fts": metrics["morgan_fts"]}
 
@@ -291,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         values = ", ".join(f"{k}={row[k]:.4f}" for k in ("bleu4", "exact_match", "morgan_fts") if k in row)
         print(f"{name:<34} {values}  (dev log-lik {row['dev_log_likelihood']})")
     c = result.chosen
+    where = "not written (--dry-run)" if args.dry_run else f"written to {Path(args.store) / 'datastore.json'}"
     print(f"chosen: k={c.k} lambda={c.lambda_} temperature={c.temperature:.4g} -> {result.chosen_metric} "
-          f"(model alone: {result.model_only_metric}); {'not written (--dry-run)' if args.dry_run else 'written to ' + str(Path(args.store) / 'datastore.json')}"
-          f" in {result.seconds} s")
+          f"(model alone: {result.model_only_metric}); {where} in {result.seconds} s")
     return 0

@@ -9,8 +9,9 @@ What is cached, each keyed by everything that can change it:
   rdkit / fcd / torch versions) -- the same idea as FID's precomputed reference statistics, since one test
   set is scored against many systems.
 
-Reference lists shorter than ``MIN_CACHED_REFERENCES`` are not cached. Set ``T2M_CACHE_DIR`` to move the cache, or pass ``use_cache=False`` / ``--no-cache`` to neither read nor
-write it. A cache file that fails to load is ignored and rebuilt.
+Reference lists shorter than ``MIN_CACHED_REFERENCES`` are not cached. Set ``T2M_CACHE_DIR`` to move the
+cache, or pass ``use_cache=False`` / ``--no-cache`` to neither read nor write it. A cache file that fails
+to load is ignored and rebuilt.
 """
 
 from __future__ import annotations

@@ -13,20 +13,34 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("predictions", type=Path, help="MolT5 3-column TSV (header description|SMILES, ground truth, output) or JSONL")
-    parser.add_argument("--task", choices=("text2mol", "mol2text"), default=None, help="default: from the TSV header / JSONL task field")
+    parser.add_argument(
+        "predictions", type=Path, help="MolT5 3-column TSV (header description|SMILES, ground truth, output) or JSONL"
+    )
+    parser.add_argument(
+        "--task", choices=("text2mol", "mol2text"), default=None, help="default: from the TSV header / JSONL task field"
+    )
     parser.add_argument(
         "--text-tokenizer",
         default=None,
         metavar="DIR_OR_ID",
         help="tokenizer for caption BLEU/METEOR (default: $T2M_SCIBERT or $T2M_SHARED_DATA/scibert_scivocab_uncased)",
     )
-    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write {n, task, signature, metrics} here")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="OUT", help="also write {n, task, signature, metrics} here"
+    )
     parser.add_argument("--no-fcd", action="store_true", help="skip FCD (text2mol): no torch, much faster")
-    parser.add_argument("--strict", action="store_true", help="fix MolT5's quirks: empty output invalid, similarities over all rows")
+    parser.add_argument(
+        "--strict", action="store_true", help="fix MolT5's quirks: empty output invalid, similarities over all rows"
+    )
     parser.add_argument("--no-sacrebleu", action="store_true", help="skip the extra sacrebleu score")
-    parser.add_argument("--skip-bad-rows", action="store_true", help="score the other rows when some are malformed (listed in the notes)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reference-side cache (same numbers, slower)")
+    parser.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="score the other rows when some are malformed (listed in the notes)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the reference-side cache (same numbers, slower)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes to use (default: up to 2)")
     parser.add_argument("--timing", action="store_true", help="print the wall time of each phase to stderr")
 

@@ -39,7 +39,13 @@ def evaluate_file(
         from evaluation.text2mol import evaluate_text2mol
 
         result = evaluate_text2mol(
-            preds.references, preds.outputs, strict=strict, fcd=fcd, sacrebleu=sacrebleu, workers=workers, use_cache=use_cache
+            preds.references,
+            preds.outputs,
+            strict=strict,
+            fcd=fcd,
+            sacrebleu=sacrebleu,
+            workers=workers,
+            use_cache=use_cache,
         )
     else:
         from evaluation.mol2text import evaluate_mol2text

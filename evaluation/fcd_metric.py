@@ -117,7 +117,10 @@ def reference_statistics(
         except (OSError, ValueError, KeyError):
             pass
     if use_cache:
-        print(f"t2m eval: computing ChemNet statistics of {len(canonical_references)} references (cached afterwards)", file=sys.stderr)
+        print(
+            f"t2m eval: computing ChemNet statistics of {len(canonical_references)} references (cached afterwards)",
+            file=sys.stderr,
+        )
     mu, sigma = statistics(activations_in_two_processes(canonical_references, executor, threads))
     root = symmetric_sqrt(sigma)
     if use_cache:

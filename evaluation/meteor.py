@@ -25,7 +25,9 @@ ALPHA, BETA, GAMMA = 0.9, 3.0, 0.5
 
 def _synonyms_of(word: str, wordnet) -> frozenset[str]:
     # nltk's _enum_wordnetsyn_match: lemma names without "_" of every synset of the word, plus the word
-    names = {lemma.name() for synset in wordnet.synsets(word) for lemma in synset.lemmas() if lemma.name().find("_") < 0}
+    names = {
+        lemma.name() for synset in wordnet.synsets(word) for lemma in synset.lemmas() if lemma.name().find("_") < 0
+    }
     names.add(word)
     return frozenset(names)
 
@@ -103,7 +105,10 @@ class MeteorScorer:
                 return cls(location, json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, KeyError):
                 pass  # unreadable cache: rebuild below
-        print(f"t2m eval: building the METEOR stem/synonym table for {vocab_hash[:12]} (once; cached in {path.parent})", file=sys.stderr)
+        print(
+            f"t2m eval: building the METEOR stem/synonym table for {vocab_hash[:12]} (once; cached in {path.parent})",
+            file=sys.stderr,
+        )
         table = build_meteor_table(vocabulary, location, progress=True)
         if use_cache:
             atomic_write_bytes(path, json.dumps(table, ensure_ascii=False).encode("utf-8"))

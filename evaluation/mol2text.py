@@ -71,8 +71,8 @@ def evaluate_mol2text(
     from evaluation.meteor import MeteorScorer
     from evaluation.text2mol import PARALLEL_MIN_ROWS, default_workers
     from evaluation.text_tokenizer import TextTokenizer
-    from evaluation.workers import fork_lane
     from evaluation.wordnet import require_wordnet
+    from evaluation.workers import fork_lane
 
     timer = PhaseTimer()
     references = list(references)
@@ -90,7 +90,9 @@ def evaluate_mol2text(
     try:
         side = lane.submit(_rouge_and_sacrebleu, references, outputs, sacrebleu) if lane else None
         if meteor_scorer is None:
-            meteor_scorer = MeteorScorer.for_vocabulary(tokenizer.vocabulary, tokenizer.vocab_sha256, wordnet, use_cache)
+            meteor_scorer = MeteorScorer.for_vocabulary(
+                tokenizer.vocabulary, tokenizer.vocab_sha256, wordnet, use_cache
+            )
         timer.mark("load")
         tokens = tokenizer.tokenize_batch(references + outputs)
         ref_tokens, out_tokens = tokens[: len(references)], tokens[len(references) :]

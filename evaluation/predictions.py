@@ -78,7 +78,9 @@ def read_tsv_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predi
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
-        raise PredictionsFormatError(f"{path}:1: empty file; expected a header line 'description|SMILES<TAB>ground truth<TAB>output'")
+        raise PredictionsFormatError(
+            f"{path}:1: empty file; expected a header line 'description|SMILES<TAB>ground truth<TAB>output'"
+        )
     header = lines[0].split("\t")
     if "ground truth" not in header or "output" not in header:
         raise PredictionsFormatError(
@@ -102,7 +104,11 @@ def read_tsv_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predi
             continue  # csv.DictReader skips blank lines
         fields = line.split("\t")
         if len(fields) != len(header):
-            problems.append(_problem(path, lineno, f"{len(fields)} tab-separated fields, expected {len(header)} ({'|'.join(header)})"))
+            problems.append(
+                _problem(
+                    path, lineno, f"{len(fields)} tab-separated fields, expected {len(header)} ({'|'.join(header)})"
+                )
+            )
             continue
         if fields[i_ref] == "":
             problems.append(_problem(path, lineno, "empty 'ground truth'"))
@@ -142,7 +148,9 @@ def read_jsonl_predictions(path: str | Path, skip_bad_rows: bool = False) -> Pre
                 continue
             k_ref, k_out, k_in = (_first_key(obj, keys) for keys in (_REFERENCE_KEYS, _OUTPUT_KEYS, _INPUT_KEYS))
             if k_ref is None or k_out is None:
-                problems.append(_problem(path, lineno, f"missing 'reference' and/or 'output' field (has {sorted(obj)})"))
+                problems.append(
+                    _problem(path, lineno, f"missing 'reference' and/or 'output' field (has {sorted(obj)})")
+                )
                 continue
             ref, out, inp = obj[k_ref], obj[k_out], obj.get(k_in) if k_in else None
             if not isinstance(ref, str) or not isinstance(out, str) or not (inp is None or isinstance(inp, str)):

@@ -20,6 +20,7 @@ class PhaseTimer:
         self.phases[name] = self.phases.get(name, 0.0) + now - self._last
         self._last = now
 
+
 # how each metric prints (decimals) and reads (higher/lower is better)
 _FORMATS = {
     "levenshtein": ("{:.4f}", "lower"),

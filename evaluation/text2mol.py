@@ -32,7 +32,17 @@ from evaluation.signature import build_signature, package_version
 
 PARALLEL_MIN_ROWS = 400  # below this, forking workers costs more than it saves
 CHUNK_ROWS = 128
-METRIC_KEYS = ("bleu", "exact_match", "levenshtein", "maccs_fts", "rdk_fts", "morgan_fts", "validity", "fcd", "sacrebleu")
+METRIC_KEYS = (
+    "bleu",
+    "exact_match",
+    "levenshtein",
+    "maccs_fts",
+    "rdk_fts",
+    "morgan_fts",
+    "validity",
+    "fcd",
+    "sacrebleu",
+)
 
 
 def default_workers() -> int:
@@ -62,7 +72,9 @@ def _reference_records(references: Sequence[str], use_cache: bool):
 
     if not use_cache or len(references) < MIN_CACHED_REFERENCES:
         return {}, None
-    path = cache_path("references", [strings_digest(sorted(set(references))), f"rdkit={package_version('rdkit')}"], "pkl")
+    path = cache_path(
+        "references", [strings_digest(sorted(set(references))), f"rdkit={package_version('rdkit')}"], "pkl"
+    )
     if path.is_file():
         try:
             with open(path, "rb") as f:
@@ -80,13 +92,21 @@ def _save_reference_records(path, records: dict) -> None:
     atomic_write_bytes(path, pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _import_fcd_model() -> None:
+def _import_fcd_model() -> int:
+    """Import torch and load ChemNet with torch on one thread; returns the thread count to restore."""
     # before torch starts its OpenMP pool: threads that sleep when idle instead of spinning, so that a busy
     # machine (or our own second process) does not slow ChemNet down several-fold
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    # one thread per process (two processes share the work); also keeps torch's OpenMP pool from starting
+    # before lane 2 is forked
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
     from fcd import load_ref_model
 
     load_ref_model()
+    return previous
 
 
 class _MoleculeScoring:
@@ -164,18 +184,21 @@ def evaluate_text2mol(
     from evaluation.bleu import char_bleu
 
     known, cache_file = _reference_records(references, use_cache)
-    rows, records, fcd_lane = None, None, None
+    rows, records, fcd_lane, torch_threads = None, None, None, None
     notes: list[str] = []
     try:
         scoring = _MoleculeScoring(references, outputs, known, workers)
         # while lane 1 runs RDKit: string metrics, then torch and ChemNet (inherited by lane 2)
-        metrics: dict[str, float] = {"bleu": float(char_bleu(references, outputs)), "levenshtein": levenshtein(references, outputs)}
+        metrics: dict[str, float] = {
+            "bleu": float(char_bleu(references, outputs)),
+            "levenshtein": levenshtein(references, outputs),
+        }
         sacre_sig = None
         if sacrebleu:
             metrics["sacrebleu"], sacre_sig = sacrebleu_char(references, outputs)
         timer.mark("strings")
         if fcd:
-            _import_fcd_model()
+            torch_threads = _import_fcd_model()
             timer.mark("import_torch")
         rows, records, fcd_lane = scoring.finish(keep_lane=fcd)
         timer.mark("rdkit")
@@ -213,8 +236,11 @@ def evaluate_text2mol(
     finally:
         if fcd_lane is not None:
             fcd_lane.shutdown(wait=False)
+        if torch_threads is not None:  # leave the caller's torch as we found it
+            import torch
+
+            torch.set_num_threads(torch_threads)
 
     ordered = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
     signature = build_signature("text2mol", "strict" if strict else "molt5", fcd=fcd, sacrebleu_signature=sacre_sig)
     return EvalResult("text2mol", n, ordered, signature, notes, timer.phases)
-

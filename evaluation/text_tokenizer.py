@@ -123,7 +123,10 @@ class TextTokenizer:
             lowercase=config.get("do_lower_case", True),
         )
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        specials = [config.get(k, v) for k, v in zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), _BERT_SPECIAL_TOKENS)]
+        specials = [
+            config.get(k, v)
+            for k, v in zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"), _BERT_SPECIAL_TOKENS)
+        ]
         backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials if t in vocab])
         return cls(backend, d.name, _sha256_file(vocab_path), vocabulary, via_transformers=False)
 

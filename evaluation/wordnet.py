@@ -57,8 +57,20 @@ def nltk_default_paths() -> list[Path]:
     """nltk.data.path as nltk builds it by default, without importing nltk (POSIX locations)."""
     paths = [Path(p).expanduser() for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
     paths.append(Path("~/nltk_data").expanduser())
-    paths += [Path(sys.prefix, "nltk_data"), Path(sys.prefix, "share", "nltk_data"), Path(sys.prefix, "lib", "nltk_data")]
-    paths += [Path(p) for p in ("/usr/share/nltk_data", "/usr/local/share/nltk_data", "/usr/lib/nltk_data", "/usr/local/lib/nltk_data")]
+    paths += [
+        Path(sys.prefix, "nltk_data"),
+        Path(sys.prefix, "share", "nltk_data"),
+        Path(sys.prefix, "lib", "nltk_data"),
+    ]
+    paths += [
+        Path(p)
+        for p in (
+            "/usr/share/nltk_data",
+            "/usr/local/share/nltk_data",
+            "/usr/lib/nltk_data",
+            "/usr/local/lib/nltk_data",
+        )
+    ]
     if "nltk.data" in sys.modules:  # somebody configured nltk in this process: honour it too
         paths += [Path(str(getattr(p, "path", p))) for p in sys.modules["nltk.data"].path]
     return paths
@@ -148,7 +160,8 @@ def missing_message() -> str:
         f"{looked}).\n"
         "Fix: run `t2m setup` (installs Debian's wordnet-base and wordnet-sense-index with apt-get and lays them out "
         f"as an nltk corpus in {project_nltk_data_dir()}), or put nltk's 'wordnet' corpus in one of the folders "
-        "above (`python -m nltk.downloader wordnet` on a machine with internet). t2m never computes METEOR without synonyms."
+        "above (`python -m nltk.downloader wordnet` on a machine with internet). "
+        "t2m never computes METEOR without synonyms."
     )
 
 
@@ -160,7 +173,8 @@ def require_wordnet() -> WordNetLocation:
     if loc.version != REQUIRED_VERSION:
         raise WordNetMissingError(
             f"{loc.path} holds WordNet {loc.version or '(unknown version)'}, but MolT5's METEOR numbers use WordNet "
-            f"{REQUIRED_VERSION}. Run `t2m setup` to install WordNet 3.0 into {project_nltk_data_dir()} (searched first)."
+            f"{REQUIRED_VERSION}. Run `t2m setup` to install WordNet 3.0 into {project_nltk_data_dir()} "
+            "(searched first)."
         )
     return loc
 
@@ -176,7 +190,9 @@ def load_wordnet_reader(loc: WordNetLocation):
     if str(loc.root) not in [str(getattr(p, "path", p)) for p in nltk.data.path]:
         nltk.data.path.append(str(loc.root))
     pointer = (
-        nltk.data.ZipFilePathPointer(str(loc.path), "wordnet/") if loc.is_zip else nltk.data.FileSystemPathPointer(str(loc.path))
+        nltk.data.ZipFilePathPointer(str(loc.path), "wordnet/")
+        if loc.is_zip
+        else nltk.data.FileSystemPathPointer(str(loc.path))
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "multilingual functions are not available": not used

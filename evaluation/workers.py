@@ -43,14 +43,16 @@ class ChunkFeeder:
         self._thread.start()
 
     def add_lane(self, lane: ProcessPoolExecutor) -> None:
+        """Start feeding ``lane``. Its process is forked here, in the calling thread, at a known point."""
         with self._lock:
             self._lanes.append(lane)
+        self._fill()
         self._wake.set()
 
     def _fill(self) -> None:
-        with self._lock:
+        with self._lock:  # called by add_lane (caller's thread) and by the feeder thread
             for lane in self._lanes:
-                busy = sum(1 for _, l in self._inflight.values() if l is lane)
+                busy = sum(1 for _, owner in self._inflight.values() if owner is lane)
                 while busy < self._depth and self._pending:
                     i = self._pending.popleft()
                     self._inflight[lane.submit(self._fn, *self._chunks[i])] = (i, lane)
@@ -58,16 +60,22 @@ class ChunkFeeder:
 
     def _run(self) -> None:
         try:
-            while self._pending or self._inflight or not self._lanes:
-                self._fill()
-                if not self._inflight:
+            while True:
+                with self._lock:
+                    if not (self._pending or self._inflight or not self._lanes):
+                        return
+                    inflight = list(self._inflight)
+                if not inflight:
                     self._wake.wait(0.05)
                     self._wake.clear()
+                    self._fill()
                     continue
-                done, _ = wait(list(self._inflight), timeout=0.05, return_when=FIRST_COMPLETED)
-                for f in done:
-                    i, _ = self._inflight.pop(f)
-                    self._results[i] = f.result()
+                done, _ = wait(inflight, timeout=0.05, return_when=FIRST_COMPLETED)
+                with self._lock:
+                    for f in done:
+                        i, _ = self._inflight.pop(f)
+                        self._results[i] = f.result()
+                self._fill()
         except BaseException as e:  # re-raised in results()
             self._error = e
 

@@ -65,7 +65,10 @@ def apt_install(packages: tuple[str, ...]) -> None:
     if shutil.which("apt-get") is None:
         raise SetupError(f"apt-get not found: install {' '.join(packages)} with your system's package manager")
     if os.geteuid() != 0:
-        raise SetupError(f"installing {' '.join(packages)} needs root: run `sudo t2m setup` or `sudo apt-get install {' '.join(packages)}`")
+        raise SetupError(
+            f"installing {' '.join(packages)} needs root: run `sudo t2m setup` "
+            f"or `sudo apt-get install {' '.join(packages)}`"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if not all(_apt_candidate_known(p) for p in packages):
         _log("apt-get update (package lists do not know " + ", ".join(packages) + ")")
@@ -143,7 +146,9 @@ def setup_wordnet(nltk_data: Path | None = None, use_apt: bool = True) -> Path:
         return target
     if not _debian_wordnet_complete(DEBIAN_WORDNET_DIR):
         if not use_apt:
-            raise SetupError(f"{DEBIAN_WORDNET_DIR} lacks WordNet files and --no-apt was given: install {' '.join(WORDNET_PACKAGES)}")
+            raise SetupError(
+                f"{DEBIAN_WORDNET_DIR} lacks WordNet files and --no-apt was given: install {' '.join(WORDNET_PACKAGES)}"
+            )
         apt_install(WORDNET_PACKAGES)
         if not _debian_wordnet_complete(DEBIAN_WORDNET_DIR):
             raise SetupError(f"{' '.join(WORDNET_PACKAGES)} installed but {DEBIAN_WORDNET_DIR} is still incomplete")
@@ -169,24 +174,54 @@ def prepare_meteor_table() -> None:
     _log(f"METEOR table ready for {tok.name} (vocab sha256 {tok.vocab_sha256[:12]})")
 
 
+def _dpkg_installed(package: str) -> bool:
+    if shutil.which("dpkg-query") is None:
+        return False
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout.strip().endswith("installed") and "not-installed" not in r.stdout
+
+
+def _chromium_binary() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
 def setup_chromium() -> str:
-    """Install Chromium and fonts unless a chromium binary is already on PATH; returns its path."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            _log(f"Chromium already installed: {shutil.which(name)}")
-            return shutil.which(name)
-    apt_install(CHROMIUM_PACKAGES)
-    path = shutil.which("chromium")
+    """Install Chromium and fonts where missing (a chromium already on PATH counts); returns its path."""
+    missing = [p for p in CHROMIUM_PACKAGES if not (_dpkg_installed(p) or (p == "chromium" and _chromium_binary()))]
+    if missing:
+        apt_install(tuple(missing))
+    path = _chromium_binary()
     if not path:
         raise SetupError("apt-get installed chromium but no `chromium` binary is on PATH")
-    _log(f"Chromium installed: {path}")
+    _log(f"Chromium ready: {path}" + ("" if missing else " (already installed, with fonts)"))
     return path
 
 
+def setup(
+    nltk_data: Path | None = None, use_apt: bool = True, with_chromium: bool = False, meteor_table: bool = True
+) -> Path:
+    """Everything ``t2m setup`` does; returns the WordNet corpus directory. Raises SetupError on failure."""
+    target = setup_wordnet(nltk_data, use_apt=use_apt)
+    if meteor_table:
+        prepare_meteor_table()
+    if with_chromium:
+        setup_chromium()
+    return target
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nltk-data", type=Path, default=None, help="nltk data directory to lay WordNet out in (default: $T2M_NLTK_DATA or ~/.cache/t2m/nltk_data)")
-    parser.add_argument("--no-apt", action="store_true", help="do not run apt-get; only lay out an existing /usr/share/wordnet")
-    parser.add_argument("--with-chromium", action="store_true", help="also install Chromium and fonts (HTML report tests)")
+    parser.add_argument(
+        "--nltk-data",
+        type=Path,
+        default=None,
+        help="nltk data directory to lay WordNet out in (default: $T2M_NLTK_DATA or ~/.cache/t2m/nltk_data)",
+    )
+    parser.add_argument(
+        "--no-apt", action="store_true", help="do not run apt-get; only lay out an existing /usr/share/wordnet"
+    )
+    parser.add_argument(
+        "--with-chromium", action="store_true", help="also install Chromium and fonts (HTML report tests)"
+    )
     parser.add_argument("--no-meteor-table", action="store_true", help="do not pre-build the METEOR table for SciBERT")
 
 
@@ -194,11 +229,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.nltk_data is not None:
             os.environ["T2M_NLTK_DATA"] = str(args.nltk_data)  # so that evaluation finds what we lay out
-        setup_wordnet(args.nltk_data, use_apt=not args.no_apt)
-        if not args.no_meteor_table:
-            prepare_meteor_table()
-        if args.with_chromium:
-            setup_chromium()
+        setup(
+            args.nltk_data,
+            use_apt=not args.no_apt,
+            with_chromium=args.with_chromium,
+            meteor_table=not args.no_meteor_table,
+        )
     except (SetupError, subprocess.CalledProcessError) as e:
         print(f"t2m setup: error: {e}", file=sys.stderr)
         return 1

@@ -57,6 +57,10 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
         assert t["systems"]["model+knn"]["settings"]["knn"]["entries"] == t["datastore"]["entries"]
         assert t["systems"]["model"]["settings"]["num_beams"] == 2
         assert t["systems"]["model@greedy"]["settings"]["num_beams"] == 1
+        if task == "text2mol":  # without reranking: the top beam of the same decoding run
+            plain = t["systems"]["model+knn/no-rerank"]
+            assert plain["settings"]["derived_from"] == "model+knn" and not plain["settings"]["valid_smiles_rerank"]
+            assert plain["speed"]["seconds"] == t["systems"]["model+knn"]["speed"]["seconds"]
 
         # tuned on dev by the datastore helper, since the stores were new
         assert t["datastore"]["built_here"] and t["datastore"]["knn"]["tuned_here"]
@@ -71,7 +75,8 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
             assert low <= high and c["samples"] == 200
 
         points = t["scaling"]["points"]
-        assert [p["fraction"] for p in points] == [0.5, 1.0]
+        assert t["scaling"]["beam"] == 1 and [p["fraction"] for p in points] == [0.5, 1.0]
+        assert points[1]["system"] == "model+knn@greedy"
         assert points[0]["entries"] < points[1]["entries"] == t["datastore"]["entries"]
         assert [p["lambda"] for p in t["lambda_sweep"]["points"]] == [0.0, 0.5, 1.0]
         assert all("metric" in p for p in t["lambda_sweep"]["points"])

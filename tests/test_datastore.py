@@ -88,6 +88,13 @@ def test_json_describes_the_store(setup, store):
     assert meta["key"]["layer"] == "lm_head_input" and meta["key"]["scaled_d_model_inv_sqrt"] is True
     assert meta["data"]["files"][0]["rows"] == N_ROWS
     assert set(meta["knn"]) >= {"k", "lambda", "temperature"}
+    # the default temperature is on the keys' scale: the median squared distance to the nearest other key
+    keys = store.keys.astype(np.float32)
+    picks = np.sort(np.random.default_rng(0).choice(len(keys), min(1024, len(keys)), replace=False))
+    d = ((keys[picks, None, :] - keys[None, :, :]) ** 2).sum(-1)  # (1024, count)
+    d[np.arange(len(picks)), picks] = np.inf
+    assert meta["knn"]["temperature"] == pytest.approx(float(np.median(d.min(1))), rel=2e-2)
+    assert "nearest other key" in meta["knn"]["temperature_source"]
     assert meta["index"]["factory"] == "Flat" and (store.path / "index.faiss").is_file()
     assert len(meta["model"]["fingerprint"]) == 32 and len(meta["tokenizer"]["fingerprint"]) == 32
     # plain data only: every array loads without pickle
@@ -282,3 +289,20 @@ def test_store_defaults_and_tuned_params_are_used(setup, store, tmp_path):
     assert tokenizer.batch_decode(out_ids, skip_special_tokens=True) == targets[:2]
     local.set_knn_params(KNNParams(k=8, lambda_=0.25, temperature=3.0), source="test")
     assert Datastore.load(out).knn_params == KNNParams(8, 0.25, 3.0)
+
+
+def test_default_approximate_index_fits_a_small_store_and_finds_exact_keys(setup, tmp_path):
+    """The default IVF index lowers its list count for a small store (faiss wants >= 39 keys per list),
+    and still finds each training state's own key: λ = 1, k = 1 reproduces the training targets."""
+    from datastore.index import DEFAULT_FACTORY
+
+    tokenizer, model, sources, targets, batches = setup
+    build_datastore(model, batches, tmp_path / "ds", tokenizer=tokenizer, progress=False)
+    built = Datastore.load(tmp_path / "ds", model=model, tokenizer=tokenizer)
+    index = built.meta["index"]
+    assert index["requested_factory"] == DEFAULT_FACTORY and index["factory"] != DEFAULT_FACTORY
+    assert built.count >= 39 * int(index["factory"].split(",")[0][3:]) and index["nprobe"]
+    inputs = _encode(tokenizer, sources[:3])
+    with knn_generation(model, built, k=1, lambda_=1.0) as processors:
+        out = model.generate(**inputs, max_new_tokens=300, logits_processor=processors)
+    assert tokenizer.batch_decode(out, skip_special_tokens=True) == targets[:3]

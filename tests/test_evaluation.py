@@ -19,6 +19,25 @@ from evaluation.predictions import PredictionsFormatError, read_predictions
 from evaluation.rouge import lcs_length, rouge_f, rouge_scores, rouge_tokenize
 from evaluation.text2mol import evaluate_text2mol
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The hypotheses contain 0 counts"),  # nltk's BLEU warning, kept on purpose
+    pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated"),  # inside fcd's own function
+]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """fcd's own get_fcd (torch, and scipy's sqrtm on OpenBLAS) spins its threads against other processes on
+    a busy 2-core machine -- 20 s for 8 molecules: one thread each."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(previous)
+
 
 def require_wordnet_or_fail():
     from evaluation.wordnet import WordNetMissingError, require_wordnet
@@ -134,7 +153,9 @@ def test_meteor_hand_checked_and_identical_to_nltk():
     assert scorer.score(["large"], ["big"]) == 0.0
     wn = load_wordnet_reader(loc)
     rng = random.Random(2)
-    words = "big large car auto acid acidic molecule molecules is an a the role base bases compound derived from derives".split()
+    words = (
+        "big large car auto acid acidic molecule molecules is an a the role base bases compound derived from".split()
+    )
     for _ in range(200):
         r = [rng.choice(words) for _ in range(rng.randint(1, 12))]
         h = [rng.choice(words) for _ in range(rng.randint(0, 12))]
@@ -167,10 +188,16 @@ def test_text_tokenizer_matches_bert_tokenizer_fast(shared_data):
     assert not ours.via_transformers and len(ours.vocab_sha256) == 64
     theirs = BertTokenizerFast.from_pretrained(str(scibert))
     preds = read_predictions(shared_data / "molt5_predictions" / "molt5-base-smiles2caption.txt")
-    texts = preds.references[:200] + preds.outputs[:200] + ["Hello [SEP] world [MASK]x [CLS] [PAD]", "café ÅNGSTRÖM 中文 x\x00y", ""]
+    texts = (
+        preds.references[:200]
+        + preds.outputs[:200]
+        + ["Hello [SEP] world [MASK]x [CLS] [PAD]", "café ÅNGSTRÖM 中文 x\x00y", ""]
+    )
     dropped = ("[PAD]", "[CLS]", "[SEP]")
     for t in texts:
-        expected = [x for x in theirs.tokenize(t, truncation=True, max_length=512, padding="max_length") if x not in dropped]
+        expected = [
+            x for x in theirs.tokenize(t, truncation=True, max_length=512, padding="max_length") if x not in dropped
+        ]
         assert ours.tokenize(t) == expected, t
     # MolT5 (transformers 4) truncated at 512 tokens; transformers 5 ignores those arguments, we do not
     assert len(ours.tokenize("acid " * 600)) == 512
@@ -200,7 +227,16 @@ def test_text2mol_molt5_mode_hand_checked():
     # similarities over rows whose output parses: OCC/CCO = 1, empty molecule = 0
     assert m["maccs_fts"] == m["rdk_fts"] == m["morgan_fts"] == 0.5
     assert m["levenshtein"] == (2 + 3 + 1 + 4) / 4  # OCC->CCO: 2 edits; ""->CCN: 3; C1CC->CCC: 1; XYZ->CCCl: 4
-    assert set(m) == {"bleu", "exact_match", "levenshtein", "maccs_fts", "rdk_fts", "morgan_fts", "validity", "sacrebleu"}
+    assert set(m) == {
+        "bleu",
+        "exact_match",
+        "levenshtein",
+        "maccs_fts",
+        "rdk_fts",
+        "morgan_fts",
+        "validity",
+        "sacrebleu",
+    }
 
 
 def test_text2mol_strict_mode_fixes_quirks():
@@ -224,7 +260,9 @@ def test_text2mol_similarity_values_match_rdkit():
     m = evaluate_text2mol([ref], [out], fcd=False, sacrebleu=False).metrics
     assert m["maccs_fts"] == DataStructs.TanimotoSimilarity(MACCSkeys.GenMACCSKeys(g), MACCSkeys.GenMACCSKeys(o))
     assert m["rdk_fts"] == DataStructs.TanimotoSimilarity(Chem.RDKFingerprint(g), Chem.RDKFingerprint(o))
-    assert m["morgan_fts"] == DataStructs.TanimotoSimilarity(AllChem.GetMorganFingerprint(g, 2), AllChem.GetMorganFingerprint(o, 2))
+    assert m["morgan_fts"] == DataStructs.TanimotoSimilarity(
+        AllChem.GetMorganFingerprint(g, 2), AllChem.GetMorganFingerprint(o, 2)
+    )
     assert 0 < m["morgan_fts"] < 1
 
 
@@ -248,7 +286,7 @@ def test_fcd_distance_matches_fcd_package():
     assert frechet_distance(s1, s2) == pytest.approx(expected, rel=1e-9)
 
 
-def test_fcd_small_lists_match_get_fcd():
+def test_fcd_small_lists_match_get_fcd(one_torch_thread):
     from fcd import canonical_smiles, get_fcd, load_ref_model
 
     refs = ["CCO", "c1ccccc1", "CC(=O)O", "CCN(CC)CC", "C1CCCCC1", "O=C=O", "CCCCCCCC", "c1ccncc1"]
@@ -331,7 +369,17 @@ def test_cli_text2mol_end_to_end(shared_data, tmp_path, capsys):
     assert "exact_match" in printed and "signature: task:text2mol|mode:molt5|rdkit:" in printed
     data = json.loads(out.read_text())
     assert data["n"] == 40 and data["task"] == "text2mol"
-    assert list(data["metrics"]) == ["bleu", "exact_match", "levenshtein", "maccs_fts", "rdk_fts", "morgan_fts", "validity", "fcd", "sacrebleu"]
+    assert list(data["metrics"]) == [
+        "bleu",
+        "exact_match",
+        "levenshtein",
+        "maccs_fts",
+        "rdk_fts",
+        "morgan_fts",
+        "validity",
+        "fcd",
+        "sacrebleu",
+    ]
     assert {"rdkit", "nltk", "fcd", "rouge-score", "Levenshtein", "mode"} <= set(data["signature"])
     assert data["signature"]["sacrebleu"].startswith("nrefs:1|case:mixed|eff:no|tok:char")
     assert data["metrics"]["fcd"] > 0
@@ -355,7 +403,9 @@ def test_cli_mol2text_end_to_end(shared_data, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["n"] == 30 and data["task"] == "mol2text"
     assert list(data["metrics"]) == ["bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor", "sacrebleu"]
-    assert data["signature"]["vocab_sha256"] == __import__("hashlib").sha256((tok / "vocab.txt").read_bytes()).hexdigest()
+    assert (
+        data["signature"]["vocab_sha256"] == __import__("hashlib").sha256((tok / "vocab.txt").read_bytes()).hexdigest()
+    )
     assert data["signature"]["wordnet"] == "3.0"
     assert all(0 < v < 1 for k, v in data["metrics"].items() if k != "sacrebleu")
     assert "vocab_sha256:" in capsys.readouterr().out

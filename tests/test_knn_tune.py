@@ -79,3 +79,17 @@ def test_tune_writes_its_choice_into_the_store(small_chebi):
     assert meta["knn"]["source"].startswith("t2m tune on 16 dev rows")
     assert meta["knn"]["dev_metric"] == result.chosen_metric
     assert result.chosen_metric["bleu4"] >= result.model_only_metric["bleu4"]
+
+
+def test_dev_metric_orders_text2mol_by_exact_match_then_morgan_fts(shared_data):
+    from datastore.tune import dev_metric
+
+    refs = ["CCO", "c1ccccc1O"]
+    exact_one, values = dev_metric("text2mol", refs, ["OCC", "CCCC"])  # OCC is CCO written differently
+    assert values["exact_match"] == 0.5
+    closer, _ = dev_metric("text2mol", refs, ["CCCO", "c1ccccc1"])
+    assert exact_one > closer  # one exact match beats two near misses
+    better_fts, _ = dev_metric("text2mol", refs, ["OCC", "c1ccccc1"])
+    assert better_fts > exact_one  # same exact match, higher Morgan similarity
+    key, values = dev_metric("mol2text", ["The molecule is an alcohol."], ["The molecule is an alcohol."])
+    assert key == (values["bleu4"],) and values["bleu4"] == pytest.approx(1.0)

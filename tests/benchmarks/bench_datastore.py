@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,8 +146,20 @@ def bench_index(keys: np.ndarray, queries: np.ndarray, factories: list[str], k: 
 
 
 def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style, batch_size: int, beams: int,
-                 max_new_tokens: int, k: int) -> dict:
+                 max_new_tokens: int, k: int, variants: list[str], faiss_threads: list[int], repeats: int = 2,
+                 with_exact: bool = True) -> list[dict]:
+    """Beam-search wall time without kNN and with kNN through each index variant (and exact search).
+
+    The machine is shared, so the systems are interleaved: every batch is decoded by every system in a
+    rotating order, ``repeats`` times, and each system's time is the sum over those same moments.
+    Outputs of each variant are compared with exact search's (when ``with_exact``)."""
+    from contextlib import nullcontext
+
+    import faiss
+
     from datastore import Datastore, knn_generation
+    from datastore.index import build_index, exact_index, set_search_params
+    from datastore.retrieve import Retriever
     from t2m.batching import encode_batch
 
     store = Datastore.load(store_dir)
@@ -154,29 +167,104 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
                for i in range(0, len(sources), batch_size)]
     kwargs = dict(num_beams=beams, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
 
-    def run(processors_factory):
-        outs, start = [], time.perf_counter()
-        for batch in batches:
-            with processors_factory() as processors:
-                outs.append(model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                           logits_processor=processors, **kwargs))
-        return time.perf_counter() - start, outs
+    def one(retriever, batch):
+        context = nullcontext(None) if retriever is None else knn_generation(
+            model, store, k=k, lambda_=0.5, temperature=10.0, retriever=retriever, check=False)
+        start = time.perf_counter()
+        with context as processors:
+            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 logits_processor=processors, **kwargs)
+        return time.perf_counter() - start, out
 
-    from contextlib import nullcontext
-
+    built = {}
+    systems: dict[str, Any] = {"model": None}
+    for variant in variants:
+        spec, _, params = variant.partition("|")
+        options = dict(item.split("=") for item in params.split(";") if item)
+        if spec not in built:
+            built[spec] = build_index(store.keys, None, spec, progress=False, return_index=True)[1]
+        systems[variant] = (spec, options)
+    exact_out = None
+    rows = []
     with torch.inference_mode():
-        base_s, _ = run(lambda: nullcontext(None))
-        knn_s, knn_out = run(lambda: knn_generation(model, store, k=k, lambda_=0.5, temperature=10.0))
-        exact_s, exact_out = run(lambda: knn_generation(model, store, k=k, lambda_=0.5, temperature=10.0,
-                                                        exact=True))
-        base2_s, _ = run(lambda: nullcontext(None))
-    same = sum(int(torch.equal(a[i], b[i])) for a, b in zip(knn_out, exact_out) for i in range(a.shape[0]))
-    base = min(base_s, base2_s)
-    return {"rows": len(sources), "batch": batch_size, "beams": beams, "new_tokens": max_new_tokens,
-            "index": store.meta["index"]["factory"], "base_s": round(base, 2), "knn_s": round(knn_s, 2),
-            "knn_exact_s": round(exact_s, 2), "knn_over_base": round(knn_s / base, 3),
-            "exact_over_base": round(exact_s / base, 3),
-            "identical_outputs_default_vs_exact": round(same / len(sources), 4)}
+        if with_exact:
+            exact = Retriever(exact_index(store.keys), store.values, "Flat")
+            exact_s, exact_out = 0.0, []
+            for batch in batches:
+                seconds, out = one(exact, batch)
+                exact_s += seconds
+                exact_out.append(out)
+        for threads in faiss_threads:
+            faiss.omp_set_num_threads(threads)
+            names = list(systems)
+            seconds = {name: 0.0 for name in names}
+            outs: dict[str, list] = {name: [] for name in names}
+            for repeat in range(repeats):
+                for b, batch in enumerate(batches):
+                    shift = (repeat + b) % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        if name == "model":
+                            retriever = None
+                        else:
+                            spec, options = systems[name]
+                            set_search_params(built[spec], options.get("nprobe"), options.get("efSearch"))
+                            retriever = Retriever(built[spec], store.values, name)
+                        t, out = one(retriever, batch)
+                        seconds[name] += t
+                        if repeat == 0:
+                            outs[name].append(out)
+            for name in names[1:]:
+                row = {"index": name, "faiss_threads": threads, "base_s": round(seconds["model"], 2),
+                       "knn_s": round(seconds[name], 2), "knn_over_base": round(seconds[name] / seconds["model"], 3)}
+                if exact_out is not None:
+                    same = sum(int(torch.equal(a[i], b[i])) for a, b in zip(outs[name], exact_out)
+                               for i in range(a.shape[0]))
+                    row["identical_outputs_vs_exact"] = round(same / len(sources), 4)
+                    row["exact_s_single_pass"] = round(exact_s, 2)
+                row.update({"rows": len(sources), "batch": batch_size, "beams": beams,
+                            "new_tokens": max_new_tokens, "repeats": repeats})
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def bench_metric(model, tokenizer, store_dir: Path, dev, task, prompt_style, batch_size: int, k: int,
+                 variants: list[str]) -> list[dict]:
+    """Greedy decoding of dev rows to the end with kNN through each index variant and through exact
+    search: the task metric of each and the fraction of outputs identical to exact search's."""
+    from datastore import Datastore
+    from datastore.index import build_index, exact_index, set_search_params
+    from datastore.retrieve import Retriever
+    from datastore.tune import Candidate, decode, dev_metric
+
+    store = Datastore.load(store_dir)
+    sources, references = _pairs(dev, task)
+    exact = Retriever(exact_index(store.keys), store.values, "Flat")
+    # T on the scale of the keys: the median squared distance of dev states to their nearest key
+    dev_keys = np.load(store_dir.parent / "dev" / "keys.npy", mmap_mode="r")[:512].astype(np.float32)
+    d1 = float(np.median(exact.search(torch.from_numpy(dev_keys), 1).distances.numpy()))
+    candidate = Candidate(k, 0.5, float(f"{d1:.3g}"))
+    rows, outputs = [], {}
+    for variant in ["exact"] + variants:
+        if variant == "exact":
+            retriever = exact
+        else:
+            spec, _, params = variant.partition("|")
+            options = dict(item.split("=") for item in params.split(";") if item)
+            index = build_index(store.keys, None, spec, progress=False, return_index=True)[1]
+            set_search_params(index, options.get("nprobe"), options.get("efSearch"))
+            retriever = Retriever(index, store.values, variant)
+        start = time.perf_counter()
+        outputs[variant] = decode(model, tokenizer, store, sources, task, prompt_style, candidate, retriever,
+                                  batch_size=batch_size, progress=False)
+        seconds = time.perf_counter() - start
+        _, metric = dev_metric(task, references, outputs[variant])
+        same = sum(a == b for a, b in zip(outputs[variant], outputs["exact"])) / len(sources)
+        rows.append({"index": variant, "rows": len(sources), "decode_s": round(seconds, 1), **metric,
+                     "identical_outputs_vs_exact": round(same, 4), "lambda": 0.5, "k": k,
+                     "temperature": candidate.temperature})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -187,6 +275,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tokenizer", default="runs/speedtest/tokenizer")
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--rows", type=int, default=None, help="training rows (default all)")
+    parser.add_argument("--build-rows", type=int, default=400,
+                        help="training rows for the build-throughput comparison (stage 1)")
+    parser.add_argument("--metric-rows", type=int, default=0,
+                        help="dev rows decoded greedily (to the end) with the default index and with exact "
+                             "search to compare the task metric (stage 4; needs --model)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=512)
     parser.add_argument("--factories", default="IVF256,Flat|nprobe=8;IVF256,Flat|nprobe=16;IVF512,Flat|nprobe=16;"
@@ -198,6 +291,12 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=3200)
     parser.add_argument("--decode-rows", type=int, default=64)
     parser.add_argument("--decode-tokens", type=int, default=48)
+    parser.add_argument("--decode-indexes", default="HNSW32|efSearch=32;HNSW32|efSearch=64;IVF1024,Flat|nprobe=8",
+                        help="';'-separated index variants to decode with")
+    parser.add_argument("--faiss-threads", default="1,2", help="comma list of faiss OpenMP thread counts")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of the decode timing")
+    parser.add_argument("--no-exact-decode", action="store_true",
+                        help="skip exact search in the decode stage (it is slow on a CPU)")
     parser.add_argument("--skip", default="", help="comma list of stages to skip: build,index,decode")
     parser.add_argument("--work", default=None,
                         help="keep the built stores in this folder and reuse them on the next run")
@@ -222,11 +321,19 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         if "build" not in skip:
-            result["build"] = bench_build(model, tokenizer, batches, work)
+            small, _, _ = _batches(tokenizer, train[: args.build_rows], args.task, prompt_style, args.batch_size,
+                                   args.max_len)
+            shutil.rmtree(work / "build_small", ignore_errors=True)
+            (work / "build_small").mkdir()
+            result["build"] = {"rows": min(args.build_rows, len(train)),
+                               **bench_build(model, tokenizer, small, work / "build_small")}
+            shutil.rmtree(work / "build_small", ignore_errors=True)
             print(json.dumps(result["build"]), flush=True)
-        elif not (work / "train" / "datastore.json").is_file():
+        if not (work / "train" / "datastore.json").is_file():
             build_datastore(model, batches, work / "train", tokenizer=tokenizer, index_factory="none",
                             progress=True)
+        result["full_build"] = {k: json.loads((work / "train" / "datastore.json").read_text())["build"].get(k)
+                                for k in ("compute_seconds", "tokens_per_second")}
         keys = np.load(work / "train" / "keys.npy", mmap_mode="r")
         result["entries"] = int(keys.shape[0])
         dev_batches, dev_sources, _ = _batches(tokenizer, splits.dev, args.task, prompt_style, args.batch_size,
@@ -240,17 +347,15 @@ def main(argv=None) -> int:
         if "index" not in skip:
             result["index"] = bench_index(keys, queries, args.factories.split(";"), args.k, args.step_queries, work)
         if "decode" not in skip:
-            from datastore.index import DEFAULT_FACTORY, build_index
-            from datastore.store import Datastore
-
-            store = Datastore.load(work / "train")
-            if store.meta["index"].get("factory") != DEFAULT_FACTORY:
-                meta = build_index(store.keys, store.path, DEFAULT_FACTORY, progress=False)
-                store.update_meta({"index": meta})
-            result["decode"] = bench_decode(model, tokenizer, store.path, dev_sources[: args.decode_rows],
+            result["decode"] = bench_decode(model, tokenizer, work / "train", dev_sources[: args.decode_rows],
                                             args.task, prompt_style, args.batch_size, 5, args.decode_tokens,
-                                            args.k)
-            print(json.dumps(result["decode"]), flush=True)
+                                            args.k, args.decode_indexes.split(";"),
+                                            [int(t) for t in args.faiss_threads.split(",")], args.repeats,
+                                            not args.no_exact_decode)
+        if args.metric_rows and args.model and "metric" not in skip:
+            result["metric"] = bench_metric(model, tokenizer, work / "train", splits.dev[: args.metric_rows],
+                                            args.task, prompt_style, args.batch_size, args.k,
+                                            args.decode_indexes.split(";"))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

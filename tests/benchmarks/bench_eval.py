@@ -55,18 +55,33 @@ def baseline(path: Path) -> dict[str, float]:
                 exact += Chem.MolToInchi(Chem.MolFromSmiles(o)) == Chem.MolToInchi(Chem.MolFromSmiles(g))
             except Exception:
                 bad += 1
-        res.update(exact_match=exact / len(rows), levenshtein=np.mean([lev(o, g) for g, o in zip(refs, outs)]), validity=1 - bad / len(rows))
+        res.update(
+            exact_match=exact / len(rows),
+            levenshtein=np.mean([lev(o, g) for g, o in zip(refs, outs)]),
+            validity=1 - bad / len(rows),
+        )
         sims = []
         for g, o in zip(refs, outs):
             gm, om = Chem.MolFromSmiles(g), Chem.MolFromSmiles(o)
             if om is None:
                 continue
-            sims.append((
-                DataStructs.FingerprintSimilarity(MACCSkeys.GenMACCSKeys(gm), MACCSkeys.GenMACCSKeys(om), metric=DataStructs.TanimotoSimilarity),
-                DataStructs.FingerprintSimilarity(Chem.RDKFingerprint(gm), Chem.RDKFingerprint(om), metric=DataStructs.TanimotoSimilarity),
-                DataStructs.TanimotoSimilarity(AllChem.GetMorganFingerprint(gm, 2), AllChem.GetMorganFingerprint(om, 2)),
-            ))  # fmt: skip
-        res.update(maccs_fts=np.mean([s[0] for s in sims]), rdk_fts=np.mean([s[1] for s in sims]), morgan_fts=np.mean([s[2] for s in sims]))
+            tanimoto = DataStructs.TanimotoSimilarity
+            sims.append(
+                (
+                    DataStructs.FingerprintSimilarity(
+                        MACCSkeys.GenMACCSKeys(gm), MACCSkeys.GenMACCSKeys(om), metric=tanimoto
+                    ),
+                    DataStructs.FingerprintSimilarity(
+                        Chem.RDKFingerprint(gm), Chem.RDKFingerprint(om), metric=tanimoto
+                    ),
+                    tanimoto(AllChem.GetMorganFingerprint(gm, 2), AllChem.GetMorganFingerprint(om, 2)),
+                )
+            )
+        res.update(
+            maccs_fts=np.mean([s[0] for s in sims]),
+            rdk_fts=np.mean([s[1] for s in sims]),
+            morgan_fts=np.mean([s[2] for s in sims]),
+        )
         cg = [w for w in canonical_smiles(refs) if w is not None]
         co = [w for w in canonical_smiles([o or "[]" for o in outs]) if w is not None]
         res["fcd"] = get_fcd(cg, co, load_ref_model())
@@ -84,7 +99,11 @@ def baseline(path: Path) -> dict[str, float]:
         outs = [r["output"][6:] if r["output"].startswith("[CLS] ") else r["output"] for r in rows]
 
         def tokens(t):
-            return [x for x in tok.tokenize(t, truncation=True, max_length=512, padding="max_length") if x not in ("[PAD]", "[CLS]", "[SEP]")]
+            return [
+                x
+                for x in tok.tokenize(t, truncation=True, max_length=512, padding="max_length")
+                if x not in ("[PAD]", "[CLS]", "[SEP]")
+            ]
 
         R, H = [[tokens(g)] for g in refs], [tokens(o) for o in outs]
         res = {
@@ -133,7 +152,10 @@ def bench(label: str, make_cmd, name: str, runs: int, cold: bool) -> dict:
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ)
-            if cold:
+            if cold:  # empty derived-data cache (METEOR table, reference records/statistics); WordNet stays
+                from evaluation.wordnet import project_nltk_data_dir
+
+                env["T2M_NLTK_DATA"] = str(project_nltk_data_dir())
                 env["T2M_CACHE_DIR"] = str(Path(tmp) / "cache")
             out = Path(tmp) / "out.json"
             loads.append(os.getloadavg()[0])
@@ -179,7 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.files:
         path = PRED_DIR / name
-        rows.append(bench(f"t2m eval {name}" + (" (cold cache)" if args.cold else ""), lambda out: [*t2m, "eval", str(path), "--json", str(out)], name, args.runs, args.cold))
+
+        def t2m_cmd(out, path=path):
+            return [*t2m, "eval", str(path), "--json", str(out)]
+
+        rows.append(
+            bench(f"t2m eval {name}" + (" (cold cache)" if args.cold else ""), t2m_cmd, name, args.runs, args.cold)
+        )
         print(f"{rows[-1]['command']}: {rows[-1]['mean']:.2f} s", file=sys.stderr)
         if not args.no_baseline:
 
@@ -193,10 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'command':<{width}}  runs   mean ± sd (s)    min     max   cpu(s)  load1  check")
     for r in rows:
         print(
-            f"{r['command']:<{width}}  {r['runs']:>4}  {r['mean']:6.2f} ± {r['sd']:4.2f}  {r['min']:6.2f}  {r['max']:6.2f}"
+            f"{r['command']:<{width}}  {r['runs']:>4}  {r['mean']:6.2f} ± {r['sd']:4.2f}"
+            f"  {r['min']:6.2f}  {r['max']:6.2f}"
             f"  {r['cpu']:6.1f}  {r['load']:5.2f}  {r['check']}"
         )
-    print(f"machine: {os.cpu_count()} CPUs; load1 = 1-minute load average before each run (>0.5 means a busy neighbour)")
+    print(
+        f"machine: {os.cpu_count()} CPUs; load1 = 1-minute load average before each run (>0.5 means a busy neighbour)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))
