@@ -292,6 +292,8 @@ def paired_bootstrap(system: RowScores, baseline: RowScores, metric: str, sample
         deltas_parts.append(system.corpus_many(metric, counts) - baseline.corpus_many(metric, counts))
     deltas = np.concatenate(deltas_parts) if deltas_parts else np.array([])
     deltas = deltas[np.isfinite(deltas)]
+    if not math.isfinite(observed):  # e.g. Morgan FTS of a system none of whose outputs parse
+        deltas = np.array([])
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     low, high = (np.percentile(deltas, [2.5, 97.5]) if len(deltas) else (np.nan, np.nan))
     return {
@@ -693,7 +695,7 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
         if changed is not None:
             lines.append(f"{task}: retrieval changed {changed} of {t['rows']} test outputs at the headline beam.")
         c = comps.get(("model+knn", "model", primary))
-        if c is not None:
+        if c is not None and c.get("delta") is not None and None not in c["ci95"]:
             lo, hi = c["ci95"]
             if c["excludes_zero"] and c["delta"] > 0:
                 word = "improves on"
@@ -705,7 +707,10 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                          f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}], {t['rows']} test rows).")
         for metric in VERSUS_RETRIEVAL[task]:
             c = comps.get(("model+knn", "retrieval", metric))
-            if c is None:
+            if c is None or c.get("delta") is None or None in c["ci95"]:
+                if c is not None:
+                    lines.append(f"{task}: model + kNN vs the retrieval baseline on {metric}: undefined "
+                                 "(no output of one system parses).")
                 continue
             lo, hi = c["ci95"]
             if c["excludes_zero"] and c["delta"] > 0:

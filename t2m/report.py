@@ -77,6 +77,8 @@ def fmt_seconds(value: Any) -> str:
 
 def fmt_delta(c: dict[str, Any]) -> str:
     lo, hi = c["ci95"]
+    if c.get("delta") is None or lo is None or hi is None:
+        return "n/a (undefined for a system)"
     return f"{c['delta']:+.4f} [{lo:+.4f}, {hi:+.4f}]" + (" *" if c.get("excludes_zero") else "")
 
 
