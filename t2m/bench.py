@@ -87,6 +87,7 @@ class BenchConfig:
     examples: int = 3  # best / worst / changed-by-retrieval rows per task in the report
     seed: int = 0
     fresh: bool = False
+    isolate_builds: bool = True  # build and tune datastores in a child process (memory measured apart)
     allow_pickle: bool = False
     progress: bool = True
 
@@ -97,6 +98,9 @@ class BenchConfig:
                 raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
         if not self.beams or any(b < 1 for b in self.beams):
             raise ValueError(f"--beams needs positive beam sizes, got {self.beams}")
+        if self.scaling_beam is not None and self.scaling_beam not in self.beams:
+            raise ValueError(f"--scaling-beam {self.scaling_beam} must be one of --beams {self.beams} (the 100% point "
+                             "is the main model + kNN run at that beam)")
         if any(not 0 < f <= 1 for f in self.fractions):
             raise ValueError(f"--fractions must lie in (0, 1], got {self.fractions}")
         if any(not 0 <= lam <= 1 for lam in self.lambda_sweep):
@@ -468,25 +472,58 @@ def store_path(config: BenchConfig, task: str, fraction: float) -> Path:
     return Path(root) / (task if fraction == 1.0 else f"{task}-{round(fraction * 100):g}pct")
 
 
-def ensure_store(config: BenchConfig, model_dir: Path, task: str, fraction: float, knn_defaults: Any = None
-                 ) -> tuple[Any, dict[str, Any]]:
-    """Load the task's datastore at ``fraction`` of the training pairs, building it first when it is
-    missing. Returns (store, description with build time measured here or read from the store)."""
+def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict[str, Any]:
+    """Build every missing datastore of ``task`` (all the training pairs and each of ``config.fractions``)
+    and tune the full one on the dev slice (``t2m tune``) when it has only default λ, k, T. Returns the
+    seconds each step took here and this process's peak memory; meant to run in a child process
+    (:func:`run_prepare`), so that its memory is measured apart from decoding's."""
     from datastore.cli import build_task_datastore
     from datastore.store import Datastore
+    from datastore.tune import tune
 
-    path = store_path(config, task, fraction)
-    built_here, seconds = False, None
-    rss_before = current_rss_mb()
-    if not (path / "datastore.json").is_file():
+    built: dict[float, float] = {}
+    for fraction in [1.0] + sorted(f for f in set(config.fractions) if f != 1.0):
+        path = store_path(config, task, fraction)
+        if (path / "datastore.json").is_file():
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"bench: building the {task} datastore ({fraction:.0%} of the training pairs) in {path}", file=sys.stderr)
         started = time.perf_counter()
         build_task_datastore(model_dir, task, path, config.data, setting=config.setting, dev_size=config.dev_size,
                              index_factory=config.index, batch_size=config.batch_size, fraction=fraction,
-                             knn=knn_defaults, allow_pickle=config.allow_pickle, progress=config.progress)
-        seconds = time.perf_counter() - started
-        built_here = True
+                             allow_pickle=config.allow_pickle, progress=config.progress)
+        built[fraction] = round(time.perf_counter() - started, 3)
+    tuned = None
+    full = store_path(config, task, 1.0)
+    if Datastore.load(full).meta.get("knn", {}).get("source", "default") == "default":
+        print(f"bench: tuning the {task} datastore on the dev slice", file=sys.stderr)
+        started = time.perf_counter()
+        tune(full, model_dir, config.data, dev_rows=config.dev_limit, dev_size=config.dev_size,
+             batch_size=config.batch_size, max_new_tokens=config.max_new_tokens, allow_pickle=config.allow_pickle,
+             progress=config.progress)
+        tuned = round(time.perf_counter() - started, 1)
+    return {"build_seconds": built, "tune_seconds": tuned, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_prepare(config: BenchConfig, model_dir: Path, task: str) -> dict[str, Any]:
+    """:func:`prepare_task_stores` in a fresh (spawned) process when ``config.isolate_builds``, else here."""
+    if not config.isolate_builds:
+        return {**prepare_task_stores(config, model_dir, task), "process": "bench process"}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        result = pool.submit(prepare_task_stores, config, model_dir, task).result()
+    return {**result, "process": "child process"}
+
+
+def describe_store(config: BenchConfig, task: str, fraction: float, prepared: dict[str, Any]
+                   ) -> tuple[Any, dict[str, Any]]:
+    """Load the task's datastore at ``fraction`` of the training pairs and describe it (entries, bytes,
+    build time measured in this run or, for a store built earlier, recorded in the store)."""
+    from datastore.store import Datastore
+
+    path = store_path(config, task, fraction)
     store = Datastore.load(path)
     data_meta = store.meta.get("data", {})
     if store.task != task:
@@ -501,16 +538,16 @@ def ensure_store(config: BenchConfig, model_dir: Path, task: str, fraction: floa
     index = store.meta.get("index", {})
     build = store.meta.get("build", {})
     recorded = (build.get("compute_seconds") or 0) + (index.get("build_seconds") or 0)
+    seconds = prepared["build_seconds"].get(fraction)
     info = {
         "path": str(path), "task": task, "fraction": fraction, "rows": data_meta.get("rows"),
         "of_rows": data_meta.get("of_rows"), "entries": store.count, "dim": store.dim, "layer": store.layer,
-        "bytes_on_disk": folder_bytes(path), "built_here": built_here,
-        "build_seconds": round(seconds, 3) if seconds is not None else None,
-        "build_seconds_recorded": round(recorded, 3),
+        "bytes_on_disk": folder_bytes(path), "built_here": seconds is not None,
+        "build_seconds": seconds, "build_seconds_recorded": round(recorded, 3),
         "build_tokens_per_s": build.get("tokens_per_second"),
+        "build_peak_rss_mb": prepared["peak_rss_mb"] if prepared["build_seconds"] else None,
+        "build_process": prepared["process"],
         "index": {k: index.get(k) for k in ("factory", "nprobe", "efSearch", "bytes", "bytes_per_entry", "build_seconds")},
-        "rss_build_delta_mb": None if rss_before is None or not built_here else round((current_rss_mb() or 0) - rss_before, 1),
-        "peak_rss_so_far_mb": peak_rss_mb(),
     }
     info["bytes_per_entry"] = round(info["bytes_on_disk"] / max(store.count, 1), 1)
     return store, info
@@ -526,24 +563,11 @@ def check_store_model(store: Any, translator: Any) -> None:
                                      "the bench builds a store for this model") from None
 
 
-def ensure_tuned(config: BenchConfig, model_dir: Path, store: Any, task: str) -> dict[str, Any]:
-    """Tune λ, k, T on the dev slice (``t2m tune``) when the store has only default parameters; returns
-    the store's kNN record (chosen parameters, source, and tuning's finalists)."""
-    from datastore.store import Datastore
-    from datastore.tune import tune
-
-    tuned_here, seconds = False, None
-    if store.meta.get("knn", {}).get("source", "default") == "default":
-        print(f"bench: tuning the {task} datastore on the dev slice", file=sys.stderr)
-        started = time.perf_counter()
-        tune(store.path, model_dir, config.data, dev_rows=config.dev_limit, dev_size=config.dev_size,
-             batch_size=config.batch_size, max_new_tokens=config.max_new_tokens, allow_pickle=config.allow_pickle,
-             progress=config.progress)
-        seconds = time.perf_counter() - started
-        tuned_here = True
-        store.meta = Datastore.load(store.path).meta
+def knn_record(store: Any, prepared: dict[str, Any]) -> dict[str, Any]:
+    """The store's kNN record (chosen λ, k, T, where they came from, tuning's finalists) and whether
+    this run tuned it."""
     record = dict(store.meta["knn"])
-    record.update({"tuned_here": tuned_here, "tune_seconds": round(seconds, 1) if seconds is not None else None})
+    record.update({"tuned_here": prepared["tune_seconds"] is not None, "tune_seconds": prepared["tune_seconds"]})
     return record
 
 
@@ -791,14 +815,13 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
 
     run_plan("model", {"system": "model"}, None)
 
-    # the datastore: build if missing, tune if untuned
-    store, store_info = ensure_store(config, model_dir, task, 1.0)
+    # the datastores: built where missing, the full one tuned if untuned (in a child process)
+    prepared = run_prepare(config, model_dir, task)
+    store, store_info = describe_store(config, task, 1.0, prepared)
     check_store_model(store, translator)
-    knn_record = ensure_tuned(config, model_dir, store, task)
+    knn_info = knn_record(store, prepared)
     params = store.knn_params
-    rss = current_rss_mb()
     store.retriever()  # load the index before the clock starts
-    store_info["retriever_rss_mb"] = None if rss is None else round((current_rss_mb() or 0) - rss, 1)
     store_key = {"store_entries": store.count, "store_fp": store.meta.get("model", {}).get("fingerprint"),
                  "k": params.k, "lambda": params.lambda_, "temperature": params.temperature,
                  "index": store.meta.get("index", {}).get("factory")}
@@ -816,7 +839,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     for fraction in sorted(set(config.fractions)):
         if fraction == 1.0:
             continue
-        f_store, f_info = ensure_store(config, model_dir, task, fraction, knn_defaults=params)
+        f_store, f_info = describe_store(config, task, fraction, prepared)
         check_store_model(f_store, translator)
         f_store.retriever()
         name = system_name(f"model+knn[{round(fraction * 100):g}%]", scaling_beam, config.headline_beam, True, task)
@@ -905,7 +928,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         "signature": signature,
         "systems": systems,
         "comparisons": comparisons,
-        "datastore": {**store_info, "knn": knn_record},
+        "datastore": {**store_info, "knn": knn_info},
         "lambda_sweep": sweep,
         "scaling": {"beam": scaling_beam, "knn": {"k": params.k, "lambda": params.lambda_,
                                                    "temperature": params.temperature},
@@ -932,7 +955,7 @@ def cost_summary(systems: dict, store_info: dict, beams: Sequence[int], headline
     return {"decoding": speeds, "datastore_entries": store_info["entries"],
             "datastore_bytes": store_info["bytes_on_disk"], "datastore_build_seconds": store_info["build_seconds"],
             "datastore_build_seconds_recorded": store_info["build_seconds_recorded"],
-            "retriever_rss_mb": store_info.get("retriever_rss_mb"), "peak_rss_mb": peak_rss_mb()}
+            "build_peak_rss_mb": store_info.get("build_peak_rss_mb"), "peak_rss_mb": peak_rss_mb()}
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
@@ -1049,6 +1072,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", type=int, default=3, help="best / worst / changed rows per task in the report")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--fresh", action="store_true", help="decode again even where cached predictions match")
+    parser.add_argument("--in-process", action="store_true",
+                        help="build and tune datastores in the bench process (default: a child process, so that "
+                             "their peak memory is measured apart from decoding's)")
     parser.add_argument("--allow-pickle", action="store_true", help="allow a checkpoint with pickled weights")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -1061,7 +1087,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         store_dir=args.store_dir, index=args.index, fcd=not args.no_fcd, bootstrap=args.bootstrap,
         lambda_sweep=_floats(args.lambda_sweep), sweep_rows=args.sweep_rows, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, examples=args.examples, seed=args.seed, fresh=args.fresh,
-        allow_pickle=args.allow_pickle, progress=not args.no_progress)
+        isolate_builds=not args.in_process, allow_pickle=args.allow_pickle, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -162,21 +162,24 @@ def cost_table(bench: dict[str, Any]) -> Table:
 
 
 def datastore_table(bench: dict[str, Any]) -> Table:
-    headers = ["task", "entries", "on disk", "bytes/entry", "index", "build time", "tuned k, λ, T", "tuned on",
-               "index RAM", "peak RSS"]
+    headers = ["task", "entries", "on disk", "bytes/entry", "index", "index file", "build time", "tuned k, λ, T",
+               "tuned on", "build peak RSS", "bench peak RSS"]
     rows = []
     for task, t in bench["tasks"].items():
         d = t["datastore"]
         knn = d["knn"]
         build = d["build_seconds"] if d["build_seconds"] is not None else d["build_seconds_recorded"]
         rows.append([task, fmt(d["entries"]), fmt_bytes(d["bytes_on_disk"]), f"{d['bytes_per_entry']:,.0f}",
-                     _index_name(d["index"]),
+                     _index_name(d["index"]), fmt_bytes(d["index"].get("bytes")),
                      fmt_seconds(build) + ("" if d["built_here"] else " (recorded)"),
                      f"{knn['k']}, {knn['lambda']:g}, {knn['temperature']:.3g}",
                      knn.get("source", "default").split(",")[0],
-                     "n/a" if d.get("retriever_rss_mb") is None else f"{d['retriever_rss_mb']:,.0f} MB",
+                     "n/a" if d.get("build_peak_rss_mb") is None else f"{d['build_peak_rss_mb']:,.0f} MB",
                      f"{t['cost']['peak_rss_mb']:,.0f} MB"])
-    return Table("Datastores", headers, rows, ["peak RSS: the bench process's peak resident memory up to the end of the task."])
+    return Table("Datastores", headers, rows, [
+        "index file: the FAISS index alone (what decoding holds in memory besides the model); build peak RSS: "
+        "peak resident memory of the process that built and tuned the task's stores (n/a: built earlier); bench peak "
+        "RSS: the bench process (decoding with the stores, scoring) up to the end of the task."])
 
 
 def _index_name(index: dict[str, Any]) -> str:

@@ -66,6 +66,8 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
         assert t["datastore"]["built_here"] and t["datastore"]["knn"]["tuned_here"]
         assert t["datastore"]["knn"]["source"].startswith("t2m tune")
         assert t["datastore"]["bytes_on_disk"] > 0 and t["datastore"]["build_seconds"] > 0
+        # built and tuned in a child process: its peak memory is reported apart from the bench's
+        assert t["datastore"]["build_process"] == "child process" and t["datastore"]["build_peak_rss_mb"] > 0
 
         comparisons = {(c["system"], c["baseline"], c["metric"]) for c in t["comparisons"]}
         primary = "bleu4" if task == "mol2text" else "exact_match"
@@ -136,7 +138,8 @@ def test_a_rerun_reuses_the_decoded_predictions(bench_dir, tiny_model_dir, tiny_
     bench = run_bench(BenchConfig(
         out=out, model=tiny_model_dir, data=tiny_chebi20, dev_size=DEV_SIZE, tasks=("mol2text",), beams=(1, 2),
         limit=TEST_ROWS, dev_limit=8, fractions=(0.5, 1.0), index="Flat", fcd=False, bootstrap=50,
-        lambda_sweep=(0.0,), sweep_rows=0, max_new_tokens=24, batch_size=8, examples=1, progress=False))
+        lambda_sweep=(0.0,), sweep_rows=0, max_new_tokens=24, batch_size=8, examples=1, isolate_builds=False,
+        progress=False))
     systems = bench["tasks"]["mol2text"]["systems"]
     assert all(s["speed"]["reused_from_cache"] for s in systems.values())
     assert not bench["tasks"]["mol2text"]["datastore"]["built_here"]
