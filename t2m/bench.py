@@ -84,6 +84,8 @@ class BenchConfig:
     sweep_rows: int | None = 60  # dev rows decoded per λ of the sweep (0: likelihood only)
     batch_size: int = 32
     max_new_tokens: int = 256
+    repetition_penalty: float | None = None  # passed to every model decoding, with and without kNN
+    no_repeat_ngram_size: int | None = None
     examples: int = 3  # best / worst / changed-by-retrieval rows per task in the report
     seed: int = 0
     fresh: bool = False
@@ -406,19 +408,20 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     from collections import Counter
 
     # warm-up (untimed): the first generate call of a configuration pays one-off costs
-    translator.translate(list(sources[:2]), task=task, num_beams=beam, valid_smiles=rerank, knn=knn,
-                         batch_size=config.batch_size, max_new_tokens=config.max_new_tokens)
+    options = dict(task=task, num_beams=beam, valid_smiles=rerank, knn=knn, batch_size=config.batch_size,
+                   max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
+                   no_repeat_ngram_size=config.no_repeat_ngram_size)
+    translator.translate(list(sources[:2]), **options)
     rss_before = current_rss_mb()
     started = time.perf_counter()
-    results = translator.translate(list(sources), task=task, num_beams=beam, valid_smiles=rerank, knn=knn,
-                                   batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
-                                   progress=config.progress)
+    results = translator.translate(list(sources), progress=config.progress, **options)
     seconds = time.perf_counter() - started
     outputs = [r.output for r in results]
     flags = Counter(flag for r in results for flag in r.flags)
     settings = {"decoder": "model+knn" if knn is not None else "model", "num_beams": beam,
                 "valid_smiles_rerank": bool(rerank and task == TEXT2MOL), "max_new_tokens": config.max_new_tokens,
-                "batch_size": config.batch_size}
+                "batch_size": config.batch_size, "repetition_penalty": config.repetition_penalty,
+                "no_repeat_ngram_size": config.no_repeat_ngram_size}
     if knn is not None:
         settings["knn"] = {"k": knn.k, "lambda": knn.lambda_, "temperature": knn.temperature,
                            "store": str(knn.store.path), "entries": knn.store.count}
@@ -778,7 +781,8 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     train = list(splits.train)
     rows_key = {"model": model_fp, "sources": _sha(sources), "references": _sha(references),
-                "max_new_tokens": config.max_new_tokens}
+                "max_new_tokens": config.max_new_tokens, "repetition_penalty": config.repetition_penalty,
+                "no_repeat_ngram_size": config.no_repeat_ngram_size}
     runs: dict[str, SystemRun] = {}
 
     def run_or_reuse(name: str, key: dict[str, Any], make) -> SystemRun:
@@ -1069,6 +1073,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep-rows", type=int, default=60, help="dev rows decoded per λ of the sweep (0: likelihood only)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--repetition-penalty", type=float, default=None,
+                        help="decoding option for every model system (with and without kNN)")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=None,
+                        help="decoding option for every model system (with and without kNN)")
     parser.add_argument("--examples", type=int, default=3, help="best / worst / changed rows per task in the report")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--fresh", action="store_true", help="decode again even where cached predictions match")
@@ -1086,7 +1094,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         limit=args.limit, dev_limit=args.dev_limit, fractions=_floats(args.fractions), scaling_beam=args.scaling_beam,
         store_dir=args.store_dir, index=args.index, fcd=not args.no_fcd, bootstrap=args.bootstrap,
         lambda_sweep=_floats(args.lambda_sweep), sweep_rows=args.sweep_rows, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, examples=args.examples, seed=args.seed, fresh=args.fresh,
+        max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size, examples=args.examples, seed=args.seed, fresh=args.fresh,
         isolate_builds=not args.in_process, allow_pickle=args.allow_pickle, progress=not args.no_progress)
 
 

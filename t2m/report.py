@@ -102,17 +102,22 @@ def model_statement(bench: dict[str, Any]) -> str:
 
 
 def command_line(bench: dict[str, Any]) -> str:
-    s = bench["settings"]
+    """The ``t2m bench`` command that reproduces the run: every setting that differs from the default."""
+    from t2m.bench import BenchConfig
+
+    settings = bench["settings"]
+    defaults = BenchConfig(out=settings["out"]).to_json()
+    flags = {"fcd": "--no-fcd", "isolate_builds": "--in-process", "fresh": "--fresh", "allow_pickle": "--allow-pickle"}
     parts = ["t2m bench"]
-    for key, flag in (("model", "--model"), ("data", "--data"), ("out", "--out"), ("store_dir", "--store-dir"),
-                      ("limit", "--limit"), ("dev_limit", "--dev-limit"), ("dev_size", "--dev-size"),
-                      ("index", "--index")):
-        if s.get(key) is not None:
-            parts.append(f"{flag} {s[key]}")
-    parts.append(f"--tasks {','.join(s['tasks'])} --beams {','.join(map(str, s['beams']))}")
-    parts.append(f"--fractions {','.join(f'{f:g}' for f in s['fractions'])} --bootstrap {s['bootstrap']}")
-    if not s.get("fcd", True):
-        parts.append("--no-fcd")
+    for key, value in settings.items():
+        if key == "progress" or (value == defaults.get(key) and key not in ("out", "data")) or value is None:
+            continue
+        if key in flags:
+            parts.append(flags[key])
+        elif isinstance(value, list):
+            parts.append(f"--{key.replace('_', '-')} {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}")
+        else:
+            parts.append(f"--{key.replace('_', '-')} {value}")
     return " ".join(parts)
 
 

@@ -360,6 +360,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     start_time = time.time() - state["elapsed_s"]
     window_tokens, window_start, window_loss, window_n = 0, time.time(), 0.0, 0
     world, rank = accelerator.num_processes, accelerator.process_index
+    step_tokens = 0
     done = False
 
     def snapshot(final: bool = False) -> None:
@@ -394,13 +395,15 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
                 optimizer.zero_grad()
             n_tokens = int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
             window_tokens += n_tokens * world
+            step_tokens += n_tokens * world
             window_loss += float(loss.detach())
             window_n += 1
             state["batch_in_epoch"] = index + world
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
-            state["tokens"] += window_tokens
+            state["tokens"] += step_tokens
+            step_tokens = 0
             progress.update(1)
             step = state["step"]
             if step % config.log_every == 0 or step == 1:
