@@ -732,6 +732,14 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                 word = "is not distinguishable from"
             lines.append(f"{task}: model + kNN {word} the model alone on {primary} "
                          f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}], {t['rows']} test rows).")
+        others = []
+        for metric in HEADLINE_METRICS[task][1:]:
+            c = comps.get(("model+knn", "model", metric))
+            if c is not None and c.get("delta") is not None and None not in c["ci95"]:
+                word = ("better" if c["delta"] > 0 else "worse") if c["excludes_zero"] else "no clear difference"
+                others.append(f"{metric} {c['delta']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] ({word})")
+        if others:
+            lines.append(f"{task}: model + kNN minus the model alone on the other headline metrics: " + "; ".join(others) + ".")
         for metric in VERSUS_RETRIEVAL[task]:
             c = comps.get(("model+knn", "retrieval", metric))
             if c is None or c.get("delta") is None or None in c["ci95"]:
