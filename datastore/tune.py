@@ -74,7 +74,11 @@ def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]
     from evaluation import evaluate_text2mol
 
     metrics = evaluate_text2mol(list(references), list(outputs), fcd=False, sacrebleu=False).metrics
-    return (metrics["exact_match"], metrics["morgan_fts"]), {"exact_match": metrics["exact_match"],
+    # Morgan FTS is NaN when no output parses; NaN compares false, which would let the first candidate
+    # win every comparison, so it sorts below any real similarity instead.
+    morgan = metrics["morgan_fts"]
+    morgan_key = -1.0 if morgan != morgan else morgan
+    return (metrics["exact_match"], morgan_key), {"exact_match": metrics["exact_match"],
                                                              "morgan_fts": metrics["morgan_fts"]}
 
 

@@ -121,7 +121,16 @@ class BenchConfig:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB), from ``getrusage`` (KB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process so far (MB): Linux's ``VmHWM``, else ``getrusage`` (KB on
+    Linux, bytes on macOS). ``VmHWM`` first because ``ru_maxrss`` survives fork + exec: a spawned child
+    would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
@@ -510,7 +519,9 @@ def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict
 
 def run_prepare(config: BenchConfig, model_dir: Path, task: str) -> dict[str, Any]:
     """:func:`prepare_task_stores` in a fresh (spawned) process when ``config.isolate_builds``, else here."""
-    if not config.isolate_builds:
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not config.isolate_builds or (main_file is not None and not os.path.exists(main_file)):
+        # (a script read from stdin cannot be re-imported by a spawned child: stay in this process)
         return {**prepare_task_stores(config, model_dir, task), "process": "bench process"}
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

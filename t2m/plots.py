@@ -77,27 +77,34 @@ def plot_scaling(bench: dict[str, Any], out: Path) -> Path | None:
     if not tasks:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.6 * len(tasks), 4.6), squeeze=False, layout="constrained")
     for ax, (task, d) in zip(axes[0], tasks):
-        metric = PRIMARY[task]
         points = d["scaling"]["points"]
         xs = [p["entries"] for p in points]
-        ys = [p["metrics"].get(metric) for p in points]
-        ax.plot(xs, ys, "o-", color=COLORS["model+knn"], label="model + kNN")
-        for x, y, p in zip(xs, ys, points):
-            if y is not None:
-                ax.annotate(f"{p['fraction']:.0%}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         beam = d["scaling"]["beam"]
         head = d.get("headline_beam", beam)
         model_name = "model" if beam == head else f"model@{'greedy' if beam == 1 else f'beam{beam}'}"
-        for name, style in ((model_name, "--"), ("retrieval", ":")):
-            value = d["systems"].get(name, {}).get("metrics", {}).get(metric)
-            if value is not None:
-                ax.axhline(value, ls=style, color=COLORS.get(name.split("@")[0], "grey"), label=name)
+        for metric, marker in ((PRIMARY[task], "o-"), (SECONDARY[task], "s-")):
+            label = METRIC_LABELS.get(metric, metric)
+            ys = [p["metrics"].get(metric) for p in points]
+            ax.plot(xs, ys, marker, color=COLORS["model+knn"], label=f"model + kNN: {label}",
+                    alpha=1.0 if metric == PRIMARY[task] else 0.6)
+            for x, y, p in zip(xs, ys, points):
+                if y is not None and metric == PRIMARY[task]:
+                    ax.annotate(f"{p['fraction']:.0%}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            for name, style in ((model_name, "--"), ("retrieval", ":")):
+                value = d["systems"].get(name, {}).get("metrics", {}).get(metric)
+                if value is not None:
+                    ax.axhline(value, ls=style, color=COLORS.get(name.split("@")[0], "grey"),
+                               alpha=1.0 if metric == PRIMARY[task] else 0.6, label=f"{name}: {label}")
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x >= 1000 else f"{x:g}"))
         ax.set_xlabel("datastore entries (target tokens)")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel("test metric")
         ax.set_title(f"{task}: quality vs datastore size (beam {beam})", fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return _save(fig, out / "scaling.png")
 
 

@@ -238,6 +238,7 @@ def bench_markdown(bench: dict[str, Any], plot_names: Sequence[str] = (), plots_
         lines += ["**Verdict**", ""] + [f"- {v}" for v in bench["verdict"]] + [""]
     for table in summary_tables(bench):
         lines += [table_markdown(table), ""]
+    lines += [f"_Note: {n}_  " for n in bench.get("notes", [])]
     for task, s in bench["signature"].items():
         if s:
             sig_text = "|".join(f"{k}:{v}" for k, v in s.items() if v is not None and k != "sacrebleu")
@@ -372,6 +373,7 @@ def render_html(bench: dict[str, Any], examples: dict[str, Any] | None, plots: d
         parts.append('<h2>Verdict</h2><ul class="verdict">' + "".join(f"<li>{e(v)}</li>" for v in bench["verdict"]) + "</ul>")
     parts.append("<h2>Summary</h2>")
     parts += [table_html(t) for t in summary_tables(bench)]
+    parts += [f'<p class="note">Note: {e(n)}</p>' for n in bench.get("notes", [])]
     for task, s in bench["signature"].items():
         if s:
             parts.append(f'<p class="note">Evaluation signature ({e(task)}): <code>'

@@ -93,3 +93,12 @@ def test_dev_metric_orders_text2mol_by_exact_match_then_morgan_fts(shared_data):
     assert better_fts > exact_one  # same exact match, higher Morgan similarity
     key, values = dev_metric("mol2text", ["The molecule is an alcohol."], ["The molecule is an alcohol."])
     assert key == (values["bleu4"],) and values["bleu4"] == pytest.approx(1.0)
+
+
+def test_dev_metric_ranks_unparsable_outputs_last():
+    from datastore.tune import dev_metric
+
+    none_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["C(", "(("])
+    some_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["CCN", "(("])
+    assert none_parse[1] == -1.0
+    assert max([none_parse, some_parse]) == some_parse
