@@ -77,3 +77,27 @@ def tiny_model_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
     tokenizer.save_pretrained(out)
     write_checkpoint_info(out)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """fcd's own get_fcd (torch, and scipy's sqrtm on OpenBLAS) spins its threads against other processes on
+    a busy 2-core machine -- 20 s for 8 molecules: one thread each."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(previous)
+
+
+def require_wordnet_or_fail():
+    """The WordNet location from `t2m setup`; fails (not skips) the test with that instruction when absent."""
+    from evaluation.wordnet import WordNetMissingError, require_wordnet
+
+    try:
+        return require_wordnet()
+    except WordNetMissingError as e:
+        pytest.fail(f"WordNet 3.0 is not set up -- run `t2m setup` before the tests.\n{e}")

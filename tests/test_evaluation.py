@@ -19,33 +19,14 @@ from evaluation.predictions import PredictionsFormatError, read_predictions
 from evaluation.rouge import lcs_length, rouge_f, rouge_scores, rouge_tokenize
 from evaluation.text2mol import evaluate_text2mol
 
+from conftest import require_wordnet_or_fail
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore:The hypotheses contain 0 counts"),  # nltk's BLEU warning, kept on purpose
     pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated"),  # inside fcd's own function
 ]
 
 
-@pytest.fixture
-def one_torch_thread():
-    """fcd's own get_fcd (torch, and scipy's sqrtm on OpenBLAS) spins its threads against other processes on
-    a busy 2-core machine -- 20 s for 8 molecules: one thread each."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(previous)
-
-
-def require_wordnet_or_fail():
-    from evaluation.wordnet import WordNetMissingError, require_wordnet
-
-    try:
-        return require_wordnet()
-    except WordNetMissingError as e:
-        pytest.fail(f"WordNet 3.0 is not set up -- run `t2m setup` before the tests.\n{e}")
 
 
 # ---------------------------------------------------------------- BLEU

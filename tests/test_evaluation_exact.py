@@ -15,35 +15,13 @@ from __future__ import annotations
 import csv
 import warnings
 
-import numpy as np
 import pytest
 
 from evaluation.evaluate import evaluate_file
 from evaluation.predictions import read_predictions
 
-
-@pytest.fixture
-def one_torch_thread():
-    """fcd's own get_fcd (torch, and scipy's sqrtm on OpenBLAS) spins its threads against other processes on
-    a busy 2-core machine -- 20 s for 8 molecules: one thread each."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(previous)
-
-
-def require_wordnet_or_fail():
-    from evaluation.wordnet import WordNetMissingError, require_wordnet
-
-    try:
-        return require_wordnet()
-    except WordNetMissingError as e:
-        pytest.fail(f"WordNet 3.0 is not set up -- run `t2m setup` before the tests.\n{e}")
-
+from conftest import require_wordnet_or_fail
+from molt5_reference import molt5_mol2text, molt5_text2mol
 
 pytestmark = pytest.mark.filterwarnings("ignore:The hypotheses contain 0 counts")
 
@@ -111,55 +89,6 @@ def test_text2mol_fcd_reproduces_expected(shared_data, size):
 # ---------------------------------------------------------------- literal MolT5 logic on slices
 
 
-def molt5_text2mol(refs: list[str], outs: list[str]) -> dict[str, float]:
-    """What MolT5's mol_translation_metrics.py, fingerprint_metrics.py and fcd_metric.py compute."""
-    from fcd import canonical_smiles, get_fcd, load_ref_model
-    from Levenshtein import distance as lev
-    from nltk.translate.bleu_score import corpus_bleu
-    from rdkit import Chem, DataStructs, RDLogger
-    from rdkit.Chem import AllChem, MACCSkeys
-
-    RDLogger.DisableLog("rdApp.*")
-    res = {"bleu": corpus_bleu([[list(g)] for g in refs], [list(o) for o in outs])}
-    exact = bad = 0
-    for gt, out in zip(refs, outs):
-        try:
-            if Chem.MolToInchi(Chem.MolFromSmiles(out)) == Chem.MolToInchi(Chem.MolFromSmiles(gt)):
-                exact += 1
-        except Exception:
-            bad += 1
-    res.update(
-        exact_match=exact / len(refs),
-        levenshtein=np.mean([lev(o, g) for g, o in zip(refs, outs)]),
-        validity=1 - bad / len(refs),
-    )
-    maccs, rdk, morgan = [], [], []
-    for gt, out in zip(refs, outs):
-        g, o = Chem.MolFromSmiles(gt), Chem.MolFromSmiles(out)
-        if o is None:
-            continue
-        maccs.append(
-            DataStructs.FingerprintSimilarity(
-                MACCSkeys.GenMACCSKeys(g), MACCSkeys.GenMACCSKeys(o), metric=DataStructs.TanimotoSimilarity
-            )
-        )
-        rdk.append(
-            DataStructs.FingerprintSimilarity(
-                Chem.RDKFingerprint(g), Chem.RDKFingerprint(o), metric=DataStructs.TanimotoSimilarity
-            )
-        )
-        morgan.append(
-            DataStructs.TanimotoSimilarity(AllChem.GetMorganFingerprint(g, 2), AllChem.GetMorganFingerprint(o, 2))
-        )
-    res.update(maccs_fts=np.mean(maccs), rdk_fts=np.mean(rdk), morgan_fts=np.mean(morgan))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cg = [w for w in canonical_smiles(refs, njobs=1) if w is not None]
-        co = [w for w in canonical_smiles([o if o else "[]" for o in outs], njobs=1) if w is not None]
-        res["fcd"] = get_fcd(cg, co, load_ref_model())
-    return {k: float(v) for k, v in res.items()}
-
-
 def test_text2mol_equals_molt5_logic_on_slice(shared_data, one_torch_thread):
     # molt5-small: a quarter of its outputs are invalid SMILES; rows 1000-1200 include backslash SMILES
     preds = read_predictions(shared_data / "molt5_predictions" / "molt5-small-caption2smiles.txt")
@@ -181,11 +110,6 @@ def test_text2mol_equals_molt5_logic_on_slice(shared_data, one_torch_thread):
 
 def test_mol2text_equals_molt5_logic_on_slice(shared_data):
     loc = require_wordnet_or_fail()
-    from nltk.translate.bleu_score import corpus_bleu
-    from nltk.translate.meteor_score import meteor_score
-    from rouge_score import rouge_scorer
-    from transformers import BertTokenizerFast
-
     from evaluation.mol2text import evaluate_mol2text
     from evaluation.wordnet import load_wordnet_reader
 
@@ -193,28 +117,7 @@ def test_mol2text_equals_molt5_logic_on_slice(shared_data):
     refs, outs = preds.references[:200], preds.outputs[:200]
     outs[5] = "[CLS] " + outs[5]  # MolT5 strips this prefix
     tok_dir = shared_data / "scibert_scivocab_uncased"
-    tok = BertTokenizerFast.from_pretrained(str(tok_dir))
-    wn = load_wordnet_reader(loc)
-
-    def tokens(text):
-        return [
-            t
-            for t in tok.tokenize(text, truncation=True, max_length=512, padding="max_length")
-            if t not in ("[PAD]", "[CLS]", "[SEP]")
-        ]
-
-    outs_stripped = [o[6:] if o.startswith("[CLS] ") else o for o in outs]
-    R, H = [[tokens(r)] for r in refs], [tokens(o) for o in outs_stripped]
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
-    rs = [scorer.score(o, r) for r, o in zip(refs, outs_stripped)]
-    want = {
-        "bleu2": corpus_bleu(R, H, weights=(0.5, 0.5)),
-        "bleu4": corpus_bleu(R, H, weights=(0.25, 0.25, 0.25, 0.25)),
-        "rouge1": float(np.mean([s["rouge1"].fmeasure for s in rs])),
-        "rouge2": float(np.mean([s["rouge2"].fmeasure for s in rs])),
-        "rougeL": float(np.mean([s["rougeL"].fmeasure for s in rs])),
-        "meteor": float(np.mean([meteor_score(r, h, wordnet=wn) for r, h in zip(R, H)])),
-    }
+    want = molt5_mol2text(refs, outs, tok_dir, wordnet=load_wordnet_reader(loc))
     got = evaluate_mol2text(refs, outs, tokenizer=tok_dir, sacrebleu=False).metrics
     assert got == want
 

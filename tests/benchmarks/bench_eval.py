@@ -34,88 +34,17 @@ DEFAULT_FILES = ("molt5-large-caption2smiles.txt", "molt5-large-smiles2caption.t
 
 def baseline(path: Path) -> dict[str, float]:
     """Straightforward single-process MolT5 computation (what the issue's 17 s / 8 s figures time)."""
-    import numpy as np
+    sys.path.insert(0, str(REPO / "tests"))
+    from molt5_reference import molt5_mol2text, molt5_text2mol
 
     with open(path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    refs = [r["ground truth"] for r in rows]
+    refs, outs = [r["ground truth"] for r in rows], [r["output"] for r in rows]
     if "description" in rows[0]:
-        from fcd import canonical_smiles, get_fcd, load_ref_model
-        from Levenshtein import distance as lev
-        from nltk.translate.bleu_score import corpus_bleu
-        from rdkit import Chem, DataStructs, RDLogger
-        from rdkit.Chem import AllChem, MACCSkeys
+        return molt5_text2mol(refs, outs, fcd_njobs=None)
+    from evaluation.wordnet import load_wordnet_reader, require_wordnet
 
-        RDLogger.DisableLog("rdApp.*")
-        outs = [r["output"] for r in rows]
-        res = {"bleu": corpus_bleu([[list(g)] for g in refs], [list(o) for o in outs])}
-        exact = bad = 0
-        for g, o in zip(refs, outs):
-            try:
-                exact += Chem.MolToInchi(Chem.MolFromSmiles(o)) == Chem.MolToInchi(Chem.MolFromSmiles(g))
-            except Exception:
-                bad += 1
-        res.update(
-            exact_match=exact / len(rows),
-            levenshtein=np.mean([lev(o, g) for g, o in zip(refs, outs)]),
-            validity=1 - bad / len(rows),
-        )
-        sims = []
-        for g, o in zip(refs, outs):
-            gm, om = Chem.MolFromSmiles(g), Chem.MolFromSmiles(o)
-            if om is None:
-                continue
-            tanimoto = DataStructs.TanimotoSimilarity
-            sims.append(
-                (
-                    DataStructs.FingerprintSimilarity(
-                        MACCSkeys.GenMACCSKeys(gm), MACCSkeys.GenMACCSKeys(om), metric=tanimoto
-                    ),
-                    DataStructs.FingerprintSimilarity(
-                        Chem.RDKFingerprint(gm), Chem.RDKFingerprint(om), metric=tanimoto
-                    ),
-                    tanimoto(AllChem.GetMorganFingerprint(gm, 2), AllChem.GetMorganFingerprint(om, 2)),
-                )
-            )
-        res.update(
-            maccs_fts=np.mean([s[0] for s in sims]),
-            rdk_fts=np.mean([s[1] for s in sims]),
-            morgan_fts=np.mean([s[2] for s in sims]),
-        )
-        cg = [w for w in canonical_smiles(refs) if w is not None]
-        co = [w for w in canonical_smiles([o or "[]" for o in outs]) if w is not None]
-        res["fcd"] = get_fcd(cg, co, load_ref_model())
-    else:
-        import nltk
-        from nltk.translate.bleu_score import corpus_bleu
-        from nltk.translate.meteor_score import meteor_score
-        from rouge_score import rouge_scorer
-        from transformers import BertTokenizerFast
-
-        from evaluation.wordnet import require_wordnet
-
-        nltk.data.path.append(str(require_wordnet().root))
-        tok = BertTokenizerFast.from_pretrained(str(SHARED / "scibert_scivocab_uncased"))
-        outs = [r["output"][6:] if r["output"].startswith("[CLS] ") else r["output"] for r in rows]
-
-        def tokens(t):
-            return [
-                x
-                for x in tok.tokenize(t, truncation=True, max_length=512, padding="max_length")
-                if x not in ("[PAD]", "[CLS]", "[SEP]")
-            ]
-
-        R, H = [[tokens(g)] for g in refs], [tokens(o) for o in outs]
-        res = {
-            "bleu2": corpus_bleu(R, H, weights=(0.5, 0.5)),
-            "bleu4": corpus_bleu(R, H, weights=(0.25, 0.25, 0.25, 0.25)),
-            "meteor": np.mean([meteor_score(r, h) for r, h in zip(R, H)]),
-        }
-        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
-        rs = [scorer.score(o, g) for g, o in zip(refs, outs)]
-        for k in ("rouge1", "rouge2", "rougeL"):
-            res[k] = np.mean([s[k].fmeasure for s in rs])
-    return {k: float(v) for k, v in res.items()}
+    return molt5_mol2text(refs, outs, SHARED / "scibert_scivocab_uncased", load_wordnet_reader(require_wordnet()))
 
 
 def expected(name: str) -> dict[str, float]:
