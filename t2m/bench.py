@@ -719,6 +719,13 @@ def example_rows(task: str, indices: Sequence[int], test: Sequence[dict], source
 # ------------------------------------------------------------------------------------------- verdicts
 
 
+def _verdict_word(comparison: dict[str, Any], better: str, worse: str, unclear: str) -> str:
+    """``better`` / ``worse`` when the 95% interval excludes zero on that side, else ``unclear``."""
+    if not comparison["excludes_zero"]:
+        return unclear
+    return better if comparison["delta"] > 0 else worse
+
+
 def verdicts(bench: dict[str, Any]) -> list[str]:
     """Plain statements answering the issue's questions from the numbers (never flattering)."""
     lines = []
@@ -735,19 +742,14 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
         c = comps.get(("model+knn", "model", primary))
         if c is not None and c.get("delta") is not None and None not in c["ci95"]:
             lo, hi = c["ci95"]
-            if c["excludes_zero"] and c["delta"] > 0:
-                word = "improves on"
-            elif c["excludes_zero"]:
-                word = "is worse than"
-            else:
-                word = "is not distinguishable from"
+            word = _verdict_word(c, "improves on", "is worse than", "is not distinguishable from")
             lines.append(f"{task}: model + kNN {word} the model alone on {primary} "
                          f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}], {t['rows']} test rows).")
         others = []
         for metric in HEADLINE_METRICS[task][1:]:
             c = comps.get(("model+knn", "model", metric))
             if c is not None and c.get("delta") is not None and None not in c["ci95"]:
-                word = ("better" if c["delta"] > 0 else "worse") if c["excludes_zero"] else "no clear difference"
+                word = _verdict_word(c, "better", "worse", "no clear difference")
                 others.append(f"{metric} {c['delta']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] ({word})")
         if others:
             lines.append(f"{task}: model + kNN minus the model alone on the other headline metrics: " + "; ".join(others) + ".")
@@ -759,12 +761,8 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                                  "(no output of one system parses).")
                 continue
             lo, hi = c["ci95"]
-            if c["excludes_zero"] and c["delta"] > 0:
-                word = "beats"
-            elif c["excludes_zero"]:
-                word = "does NOT beat (is worse than)"
-            else:
-                word = "does NOT clearly beat (interval includes zero)"
+            word = _verdict_word(c, "beats", "does NOT beat (is worse than)",
+                                 "does NOT clearly beat (interval includes zero)")
             lines.append(f"{task}: model + kNN {word} the retrieval baseline on {metric} "
                          f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
     return lines
