@@ -997,11 +997,13 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
     import torch
 
     from t2m.generate import Translator
-    from t2m.modeling import default_model_dir, model_fingerprint
+    from datastore.store import model_fingerprint
+    from t2m.modeling import default_model_dir
 
     model_dir = Path(config.model) if config.model is not None else default_model_dir()
     translator = Translator.from_pretrained(model_dir, allow_pickle=config.allow_pickle)
-    model_fp = model_fingerprint(translator.model)
+    # the datastores' own fingerprint, so bench.json's model and each store's model compare directly
+    model_fp = model_fingerprint(translator.model)["fingerprint"]
     splits = _dev_records(config)
     caption_scorer = CaptionScorer() if MOL2TEXT in config.tasks else None
     cache = PredictionCache(config.out / "predictions", enabled=not config.fresh)

@@ -132,17 +132,3 @@ def load_model(path: str | Path, allow_pickle: bool = False, device: str | None 
 def default_model_dir() -> Path:
     """The small model that ships inside the package."""
     return Path(__file__).resolve().parent / "default_model"
-
-
-def model_fingerprint(model) -> str:
-    """A short hash of the model's config and a sample of its weights (to match datastores to models)."""
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items())[:: max(1, len(model.state_dict()) // 16)]:
-            h.update(name.encode())
-            h.update(tensor.detach().float().flatten()[:4096].cpu().numpy().tobytes())
-    return h.hexdigest()[:16]

@@ -13,9 +13,7 @@ directly from the model's pieces and scores.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Iterable
 
@@ -100,13 +98,6 @@ def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path))
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 of the vocabulary (piece -> id), stable across save/load."""
-    vocab = tokenizer.get_vocab()
-    blob = json.dumps(sorted(vocab.items(), key=lambda kv: kv[1]), ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def round_trip_failures(tokenizer, texts: Iterable[str], batch_size: int = 2048) -> list[str]:
