@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 N_ROWS = 24
 BATCH = 4

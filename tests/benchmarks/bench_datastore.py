@@ -80,7 +80,6 @@ def _batches(tokenizer, records, task, prompt_style, batch_size, max_len):
     from functools import partial
 
     from datastore import PairBatches
-    from t2m.batching import encode_batch
 
     sources, targets = _pairs(records, task)
     encode = partial(_encode, tokenizer, task=task, prompt_style=prompt_style, max_len=max_len)
