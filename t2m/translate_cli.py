@@ -55,11 +55,12 @@ def _read_inputs(path: Path, task: str):
     with path.open(encoding="utf-8") as f:
         first = f.readline().rstrip("\n")
     if path.suffix in (".jsonl", ".ndjson"):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        # pair files (``smiles``/``description`` keys) go through the checked reader; others carry ``input``
+        head = json.loads(first) if first.strip() else {}
         key = "description" if task == TEXT2MOL else "smiles"
-        if rows and "input" not in rows[0] and key in rows[0]:
-            records = read_jsonl_records(path)
-            return [r[key] for r in records], None, "jsonl"
+        if "input" not in head and key in head:
+            return [r[key] for r in read_jsonl_records(path)], None, "jsonl"
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return [r.get("input", "") for r in rows], None, "jsonl"
     header = [h.strip().lower() for h in first.split("\t")]
     if "smiles" in header and "description" in header:

@@ -133,3 +133,19 @@ def test_cli_translates_a_chebi20_file_to_molt5_tsv(tiny_model_dir, tiny_chebi20
     assert main(["translate", "--task", "mol2text", "--model", str(tiny_model_dir), "--input", str(plain),
                  "--output", str(text_out), "--max-new-tokens", "5"]) == 0
     assert len(text_out.read_text().splitlines()) == 2
+
+
+def test_cli_jsonl_in_and_out(tiny_model_dir, tmp_path):
+    from t2m.cli import main
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"cid": "1", "smiles": "CCO", "description": "ethanol"}) + "\n")
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text(json.dumps({"input": "CCO"}) + "\n" + json.dumps({"input": ""}) + "\n")
+    for src, n in ((pairs, 1), (inputs, 2)):
+        out = tmp_path / f"out-{src.name}"
+        assert main(["translate", "--task", "mol2text", "--model", str(tiny_model_dir), "--input", str(src),
+                     "--output", str(out), "--max-new-tokens", "4"]) == 0
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(rows) == n and rows[0]["input"] == "CCO"
+    assert rows[1]["flags"] == ["empty input"]
