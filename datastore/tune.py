@@ -135,8 +135,12 @@ def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candi
 
 def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task: str, prompt_style: str,
            candidate: Candidate | None, retriever: Any, *, num_beams: int = 1, batch_size: int = 32,
-           max_new_tokens: int = 256, progress: bool = True) -> list[str]:
-    """Outputs for ``sources`` with the model alone (``candidate`` None or λ = 0) or with kNN."""
+           max_new_tokens: int = 256, progress: bool = True,
+           generate_options: dict[str, Any] | None = None) -> list[str]:
+    """Outputs for ``sources`` with the model alone (``candidate`` None or λ = 0) or with kNN.
+
+    ``generate_options``: extra ``generate`` options (the checkpoint's repetition settings, e.g.
+    ``no_repeat_ngram_size``), so that tuning decodes the way translation will."""
     import torch
     from tqdm.auto import tqdm
 
@@ -150,7 +154,8 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
                       disable=not progress):
         batch = encode_batch(tokenizer, list(sources[start:start + batch_size]), None, task, prompt_style)
         kwargs = dict(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                      num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens)
+                      num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
+                      **(generate_options or {}))
         with torch.inference_mode():
             if candidate is None or candidate.lambda_ == 0:
                 out = model.generate(**kwargs)
@@ -225,18 +230,19 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
         if len(picks) >= finalists:
             break
 
-    # stage 2: decode and score by the task metric
+    # stage 2: decode (with the checkpoint's recommended repetition settings) and score by the task metric
+    options = dict(info.decoding.get(task, {}))
     results = []
     base_outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, None, retriever,
                           num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                          progress=progress)
+                          progress=progress, generate_options=options)
     base_key, base_metric = dev_metric(task, references, base_outputs)
     results.append((base_key, model_only, Candidate(store.knn_params.k, 0.0,
                                                               store.knn_params.temperature), base_metric))
     for cand in picks:
         outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, cand, retriever,
                          num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                         progress=progress)
+                         progress=progress, generate_options=options)
         key, metric = dev_metric(task, references, outputs)
         results.append((key, float(scores[grid.index(cand)]), cand, metric))
         print(f"tune: k={cand.k} λ={cand.lambda_} T={cand.temperature:.4g}: {metric}", flush=True)
@@ -250,7 +256,7 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
         store.set_knn_params(
             KNNParams(k=best.k, lambda_=best.lambda_, temperature=best.temperature),
             source=f"t2m tune on {len(dev)} dev rows ({data_meta.get('setting', '?')} setting), "
-                   f"num_beams={num_beams}",
+                   f"num_beams={num_beams}" + "".join(f", {k}={v}" for k, v in options.items()),
             extra={"dev_metric": best_metric, "model_only_dev_metric": base_metric, "metric": metric_name,
                    "finalists": result.finalists, "median_nearest_sq_distance": round(d1, 5),
                    "index": retriever.description},

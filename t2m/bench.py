@@ -411,6 +411,12 @@ def count_output_tokens(tokenizer: Any, outputs: Sequence[str]) -> int:
     return int(sum(len(x) + 1 for x in ids))
 
 
+def effective_decoding_options(translator: Any, task: str, config: BenchConfig) -> dict[str, Any]:
+    """The repetition options every decoding of ``task`` uses: the bench's, else the model's defaults."""
+    return translator.decoding_options(task, repetition_penalty=config.repetition_penalty,
+                                       no_repeat_ngram_size=config.no_repeat_ngram_size)
+
+
 def decode_system(translator: Any, name: str, sources: Sequence[str], task: str, beam: int, rerank: bool,
                   knn: Any, config: BenchConfig) -> SystemRun:
     """Translate ``sources`` with ``translator`` and time it (wall clock, this process)."""
@@ -429,8 +435,8 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     flags = Counter(flag for r in results for flag in r.flags)
     settings = {"decoder": "model+knn" if knn is not None else "model", "num_beams": beam,
                 "valid_smiles_rerank": bool(rerank and task == TEXT2MOL), "max_new_tokens": config.max_new_tokens,
-                "batch_size": config.batch_size, "repetition_penalty": config.repetition_penalty,
-                "no_repeat_ngram_size": config.no_repeat_ngram_size}
+                "batch_size": config.batch_size,
+                "repetition": effective_decoding_options(translator, task, config)}
     if knn is not None:
         settings["knn"] = {"k": knn.k, "lambda": knn.lambda_, "temperature": knn.temperature,
                            "store": str(knn.store.path), "entries": knn.store.count}
@@ -621,7 +627,8 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
         if rows:
             outputs = decode(model, tokenizer, store, sources[:rows], task, prompt_style,
                              None if cand.lambda_ == 0 else cand, retriever, num_beams=1,
-                             batch_size=config.batch_size, max_new_tokens=config.max_new_tokens, progress=False)
+                             batch_size=config.batch_size, max_new_tokens=config.max_new_tokens, progress=False,
+                             generate_options=effective_decoding_options(translator, task, config))
             _, metric = dev_metric(task, references[:rows], outputs)
             point["metric"] = metric
         sweep["points"].append(point)
@@ -798,8 +805,8 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     train = list(splits.train)
     rows_key = {"model": model_fp, "sources": _sha(sources), "references": _sha(references),
-                "max_new_tokens": config.max_new_tokens, "repetition_penalty": config.repetition_penalty,
-                "no_repeat_ngram_size": config.no_repeat_ngram_size}
+                "max_new_tokens": config.max_new_tokens,
+                "repetition": effective_decoding_options(translator, task, config)}
     runs: dict[str, SystemRun] = {}
 
     def run_or_reuse(name: str, key: dict[str, Any], make) -> SystemRun:
@@ -1093,9 +1100,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--repetition-penalty", type=float, default=None,
-                        help="decoding option for every model system (with and without kNN)")
+                        help="decoding option for every model system (with and without kNN); default: the "
+                             "model's recommendation per task (t2m.json \"decoding\"), 1 = off")
     parser.add_argument("--no-repeat-ngram-size", type=int, default=None,
-                        help="decoding option for every model system (with and without kNN)")
+                        help="decoding option for every model system (with and without kNN); default: the "
+                             "model's recommendation per task, 0 = off")
     parser.add_argument("--examples", type=int, default=3, help="best / worst / changed rows per task in the report")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--fresh", action="store_true", help="decode again even where cached predictions match")

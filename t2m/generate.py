@@ -93,6 +93,18 @@ class Translator:
         model, tokenizer, info = load_model(path, allow_pickle=allow_pickle, device=device, prompt_style=prompt_style)
         return cls(model, tokenizer, info)
 
+    def decoding_defaults(self, task: str) -> dict[str, Any]:
+        """The checkpoint's recommended ``generate`` options for ``task`` (``t2m.json`` "decoding"), e.g.
+        ``{"no_repeat_ngram_size": 3}`` for captions; {} for checkpoints that recommend none."""
+        return dict(self.info.decoding.get(task, {}))
+
+    def decoding_options(self, task: str, **given: Any) -> dict[str, Any]:
+        """The repetition / length options a decoding of ``task`` uses: ``given`` values that are not
+        None, else the checkpoint's defaults; options that are off (penalty 1.0, n-gram size 0) left out."""
+        options = {**self.decoding_defaults(task), **{k: v for k, v in given.items() if v is not None}}
+        off = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0}
+        return {k: v for k, v in options.items() if v is not None and v != off.get(k)}
+
     # --------------------------------------------------------------------------------------------
     def _encode(self, texts: Sequence[str], task: str, flags: list[list[str]], rows: Sequence[int]):
         prompted = [add_prompt(t, task, self.info.prompt_style) for t in texts]
@@ -123,7 +135,7 @@ class Translator:
         top_p: float | None = None,
         repetition_penalty: float | None = None,
         no_repeat_ngram_size: int | None = None,
-        length_penalty: float = 1.0,
+        length_penalty: float | None = None,
         knn: KNNSettings | None = None,
         progress: bool = False,
     ) -> list[Translation]:
@@ -131,7 +143,9 @@ class Translator:
 
         text2mol with ``valid_smiles`` returns the best-scoring candidate RDKit parses (all beams are
         considered) and flags rows where none parses; ``canonicalize`` rewrites outputs as RDKit
-        canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore.
+        canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore. ``repetition_penalty``,
+        ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
+        values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
         """
         import torch
         from tqdm.auto import tqdm
@@ -164,15 +178,14 @@ class Translator:
         order = sorted(todo, key=lambda r: -len(encoded[r]))
         gen_kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=n_return,
-            do_sample=do_sample, length_penalty=length_penalty, early_stopping=True if num_beams > 1 else None,
+            do_sample=do_sample, early_stopping=True if num_beams > 1 else None,
             output_scores=True, return_dict_in_generate=True,
         )
         if do_sample:
             gen_kwargs.update(temperature=sampling_temperature, top_k=top_k, top_p=top_p)
-        if repetition_penalty:
-            gen_kwargs["repetition_penalty"] = repetition_penalty
-        if no_repeat_ngram_size:
-            gen_kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
+        gen_kwargs.update(self.decoding_options(task, repetition_penalty=repetition_penalty,
+                                                no_repeat_ngram_size=no_repeat_ngram_size,
+                                                length_penalty=length_penalty))
         gen_kwargs = {k: v for k, v in gen_kwargs.items() if v is not None}
 
         knn_context = self._knn_context(knn)

@@ -62,6 +62,8 @@ class CheckpointInfo:
     prompt_style: str = "textchem"
     tasks: tuple[str, ...] = ("text2mol", "mol2text")
     extra: dict[str, Any] = field(default_factory=dict)
+    # per-task generate() defaults the checkpoint recommends, e.g. {"mol2text": {"no_repeat_ngram_size": 3}}
+    decoding: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
@@ -79,12 +81,29 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
             prompt_style=meta.get("prompt_style", "textchem"),
             tasks=tuple(meta.get("tasks", ("text2mol", "mol2text"))),
             extra=meta,
+            decoding=_decoding_defaults(meta_file, meta.get("decoding", {})),
         )
     name = path.resolve().name.lower()
     if "molt5" in name or "caption2smiles" in name or "smiles2caption" in name:
         tasks = ("text2mol",) if "caption2smiles" in name else ("mol2text",) if "smiles2caption" in name else ("text2mol", "mol2text")
         return CheckpointInfo(path=str(path), prompt_style="none", tasks=tasks)
     return CheckpointInfo(path=str(path))
+
+
+DECODING_KEYS = ("no_repeat_ngram_size", "repetition_penalty", "length_penalty")
+
+
+def _decoding_defaults(meta_file: Path, decoding: Any) -> dict[str, dict[str, Any]]:
+    """Validate the ``decoding`` section of ``t2m.json``: {task: {generate option: value}}."""
+    if not isinstance(decoding, dict) or not all(isinstance(v, dict) for v in decoding.values()):
+        raise ValueError(f'{meta_file}: "decoding" must map a task to generate options, e.g. '
+                         '{"mol2text": {"no_repeat_ngram_size": 3}}')
+    for task, options in decoding.items():
+        unknown = sorted(set(options) - set(DECODING_KEYS))
+        if task not in ("text2mol", "mol2text") or unknown:
+            raise ValueError(f'{meta_file}: "decoding" -> {task!r}: tasks are text2mol and mol2text and options '
+                             f"{', '.join(DECODING_KEYS)}; got {unknown or task!r}")
+    return decoding
 
 
 def write_checkpoint_info(path: str | Path, prompt_style: str = "textchem", **extra) -> None:

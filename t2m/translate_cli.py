@@ -36,8 +36,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy/beam search")
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--top-k", type=int)
-    parser.add_argument("--repetition-penalty", type=float)
-    parser.add_argument("--no-repeat-ngram-size", type=int)
+    parser.add_argument("--repetition-penalty", type=float,
+                        help="default: the model's recommendation for the task (t2m.json \"decoding\"); 1 = off")
+    parser.add_argument("--no-repeat-ngram-size", type=int,
+                        help="default: the model's recommendation for the task (the shipped model: 3 for "
+                             "mol2text, none for text2mol); 0 = off")
+    parser.add_argument("--length-penalty", type=float, help="beam search length penalty (default: the model's, else 1)")
     parser.add_argument("--knn", metavar="STORE", help="kNN-MT datastore folder built for this model and task")
     parser.add_argument("--knn-k", type=int)
     parser.add_argument("--knn-lambda", type=float)
@@ -90,7 +94,7 @@ def run(args) -> int:
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
         canonicalize=args.canonical, do_sample=args.sample, top_p=args.top_p, top_k=args.top_k,
         repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
-        knn=knn, progress=args.input is not None,
+        length_penalty=args.length_penalty, knn=knn, progress=args.input is not None,
     )
     outputs = [r.output for r in results]
     if kind == "tsv" and args.output:

@@ -149,3 +149,39 @@ def test_cli_jsonl_in_and_out(tiny_model_dir, tmp_path):
         rows = [json.loads(line) for line in out.read_text().splitlines()]
         assert len(rows) == n and rows[0]["input"] == "CCO"
     assert rows[1]["flags"] == ["empty input"]
+
+
+def test_checkpoint_decoding_defaults_apply_per_task_and_can_be_switched_off(tiny_model_dir, tmp_path, translator):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    meta = json.loads((model_dir / "t2m.json").read_text())
+    meta["decoding"] = {"mol2text": {"no_repeat_ngram_size": 2}}
+    (model_dir / "t2m.json").write_text(json.dumps(meta))
+    with_defaults = Translator.from_pretrained(model_dir)
+    assert with_defaults.decoding_defaults("mol2text") == {"no_repeat_ngram_size": 2}
+    assert with_defaults.decoding_options("text2mol") == {}
+    assert with_defaults.decoding_options("mol2text", no_repeat_ngram_size=0) == {}
+
+    sources = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+    plain = translator.translate(sources, task="mol2text", max_new_tokens=40)
+    blocked = with_defaults.translate(sources, task="mol2text", max_new_tokens=40)
+    # a random tiny model loops (here on the pad token, decoded as ""); the checkpoint's default changes that,
+    # exactly as passing the option by hand does
+    assert [t.output for t in plain] != [t.output for t in blocked]
+    by_hand = translator.translate(sources, task="mol2text", max_new_tokens=40, no_repeat_ngram_size=2)
+    assert [t.output for t in blocked] == [t.output for t in by_hand]
+    switched_off = with_defaults.translate(sources, task="mol2text", max_new_tokens=40, no_repeat_ngram_size=0)
+    assert [t.output for t in switched_off] == [t.output for t in plain]
+    # text2mol has no default in this checkpoint: unchanged
+    assert [t.output for t in with_defaults.translate(["The molecule is ethanol."], task="text2mol", max_new_tokens=20)] \
+        == [t.output for t in translator.translate(["The molecule is ethanol."], task="text2mol", max_new_tokens=20)]
+
+
+def test_bad_decoding_section_names_the_file(tiny_model_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    meta = json.loads((model_dir / "t2m.json").read_text())
+    meta["decoding"] = {"mol2text": {"num_beams": 9}}
+    (model_dir / "t2m.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"t2m\.json.*num_beams"):
+        read_checkpoint_info(model_dir)
