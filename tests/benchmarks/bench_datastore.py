@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def _setup(args):
 
     if args.model:
         model, tokenizer, info = load_model(args.model)
+        args.generate_options = info.decoding.get(args.task, {})  # the checkpoint's repetition settings
         return model.eval(), tokenizer, info.prompt_style, f"checkpoint {args.model}"
     from transformers import T5ForConditionalGeneration
 
@@ -166,7 +168,7 @@ def bench_index(keys: np.ndarray, queries: np.ndarray, factories: list[str], k: 
 
 def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style, batch_size: int, beams: int,
                  max_new_tokens: int, k: int, variants: list[str], faiss_threads: list[int], repeats: int = 2,
-                 with_exact: bool = True) -> list[dict]:
+                 with_exact: bool = True, generate_options: dict | None = None) -> list[dict]:
     """Beam-search wall time without kNN and with kNN through each index variant (and exact search).
 
     The machine is shared, so the systems are interleaved: every batch is decoded by every system in a
@@ -184,7 +186,8 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
     store = Datastore.load(store_dir)
     batches = [encode_batch(tokenizer, sources[i:i + batch_size], None, task, prompt_style)
                for i in range(0, len(sources), batch_size)]
-    kwargs = dict(num_beams=beams, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
+    kwargs = dict(num_beams=beams, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
+                  **(generate_options or {}))
 
     def one(retriever, batch):
         context = nullcontext(None) if retriever is None else knn_generation(
@@ -247,23 +250,29 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
     return rows
 
 
-def bench_metric(model, tokenizer, store_dir: Path, dev, task, prompt_style, batch_size: int, k: int,
-                 variants: list[str]) -> list[dict]:
-    """Greedy decoding of dev rows to the end with kNN through each index variant and through exact
-    search: the task metric of each and the fraction of outputs identical to exact search's."""
+def bench_metric(model, tokenizer, store_dir: Path, rows, task, prompt_style, batch_size: int, k: int,
+                 variants: list[str], beams: int = 5, params_from: Path | None = None,
+                 generate_options: dict | None = None) -> list[dict]:
+    """Decode ``rows`` to the end (``beams``) with kNN through each index variant and through exact search:
+    the task metric of each and the fraction of outputs identical to exact search's. k, λ and T come from
+    the tuned store in ``params_from`` when given, else k, λ 0.5 and T = the median nearest distance."""
     from datastore import Datastore
     from datastore.index import build_index, exact_index, set_search_params
     from datastore.retrieve import Retriever
     from datastore.tune import Candidate, decode, dev_metric
 
     store = Datastore.load(store_dir)
-    sources, references = _pairs(dev, task)
+    sources, references = _pairs(rows, task)
     exact = Retriever(exact_index(store.keys), store.values, "Flat")
-    # T on the scale of the keys: the median squared distance of dev states to their nearest key
-    dev_keys = np.load(store_dir.parent / "dev" / "keys.npy", mmap_mode="r")[:512].astype(np.float32)
-    d1 = float(np.median(exact.search(torch.from_numpy(dev_keys), 1).distances.numpy()))
-    candidate = Candidate(k, 0.5, float(f"{d1:.3g}"))
-    rows, outputs = [], {}
+    if params_from is not None:
+        tuned = Datastore.load(params_from).knn_params
+        candidate = Candidate(tuned.k, tuned.lambda_, tuned.temperature)
+    else:
+        # T on the scale of the keys: the median squared distance of dev states to their nearest key
+        dev_keys = np.load(store_dir.parent / "dev" / "keys.npy", mmap_mode="r")[:512].astype(np.float32)
+        d1 = float(np.median(exact.search(torch.from_numpy(dev_keys), 1).distances.numpy()))
+        candidate = Candidate(k, 0.5, float(f"{d1:.3g}"))
+    results, outputs = [], {}
     for variant in ["exact"] + variants:
         if variant == "exact":
             retriever = exact
@@ -275,15 +284,19 @@ def bench_metric(model, tokenizer, store_dir: Path, dev, task, prompt_style, bat
             retriever = Retriever(index, store.values, variant)
         start = time.perf_counter()
         outputs[variant] = decode(model, tokenizer, store, sources, task, prompt_style, candidate, retriever,
-                                  batch_size=batch_size, progress=False)
+                                  num_beams=beams, batch_size=batch_size, progress=False,
+                                  generate_options=generate_options)
         seconds = time.perf_counter() - start
         _, metric = dev_metric(task, references, outputs[variant])
         same = sum(a == b for a, b in zip(outputs[variant], outputs["exact"])) / len(sources)
-        rows.append({"index": variant, "rows": len(sources), "decode_s": round(seconds, 1), **metric,
-                     "identical_outputs_vs_exact": round(same, 4), "lambda": 0.5, "k": k,
-                     "temperature": candidate.temperature})
-        print(json.dumps(rows[-1]), flush=True)
-    return rows
+        results.append({"index": variant, "rows": len(sources), "beams": beams, "decode_s": round(seconds, 1),
+                        **metric, "identical_outputs_vs_exact": round(same, 4), "lambda": candidate.lambda_,
+                        "k": candidate.k, "temperature": candidate.temperature,
+                        "generate_options": generate_options or {}})
+        if variant != "exact":
+            results[-1]["metric_minus_exact"] = {key: round(metric[key] - results[0][key], 4) for key in metric}
+        print(json.dumps(results[-1]), flush=True)
+    return results
 
 
 def main(argv=None) -> int:
@@ -297,8 +310,12 @@ def main(argv=None) -> int:
     parser.add_argument("--build-rows", type=int, default=400,
                         help="training rows for the build-throughput comparison (stage 1)")
     parser.add_argument("--metric-rows", type=int, default=0,
-                        help="dev rows decoded greedily (to the end) with the default index and with exact "
-                             "search to compare the task metric (stage 4; needs --model)")
+                        help="rows of --metric-split decoded (to the end, --metric-beams) with each index variant "
+                             "and with exact search to compare the task metric (stage 4; needs --model)")
+    parser.add_argument("--metric-split", default="test", choices=("dev", "test"))
+    parser.add_argument("--metric-beams", type=int, default=5)
+    parser.add_argument("--knn-params-from", type=Path, default=None,
+                        help="a tuned datastore folder whose k, lambda, T the metric stage uses")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=512)
     parser.add_argument("--factories", default="IVF256,Flat|nprobe=8;IVF256,Flat|nprobe=16;IVF512,Flat|nprobe=16;"
@@ -334,7 +351,7 @@ def main(argv=None) -> int:
     train = splits.train[: args.rows] if args.rows else splits.train
     batches, _, _ = _batches(tokenizer, train, args.task, prompt_style, args.batch_size, args.max_len)
     result = {"model": what, "task": args.task, "train_rows": len(train), "d_model": model.config.d_model,
-              "note": "measured on a 2-core CPU shared with a concurrent training run: timings are contended"}
+              "command": " ".join(sys.argv), "load_average_at_start": list(os.getloadavg())}
     skip = set(filter(None, args.skip.split(",")))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_datastore_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -370,11 +387,13 @@ def main(argv=None) -> int:
                                             args.task, prompt_style, args.batch_size, 5, args.decode_tokens,
                                             args.k, args.decode_indexes.split(";"),
                                             [int(t) for t in args.faiss_threads.split(",")], args.repeats,
-                                            not args.no_exact_decode)
+                                            not args.no_exact_decode, getattr(args, "generate_options", None))
         if args.metric_rows and args.model and "metric" not in skip:
-            result["metric"] = bench_metric(model, tokenizer, work / "train", splits.dev[: args.metric_rows],
+            split = splits.test if args.metric_split == "test" else splits.dev
+            result["metric"] = bench_metric(model, tokenizer, work / "train", split[: args.metric_rows],
                                             args.task, prompt_style, args.batch_size, args.k,
-                                            args.decode_indexes.split(";"))
+                                            args.decode_indexes.split(";"), args.metric_beams,
+                                            args.knn_params_from, getattr(args, "generate_options", None))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
