@@ -31,6 +31,7 @@ class NgramStats:
     denominators: tuple[int, ...]  # sum over rows of max(1, #hypothesis n-grams) per order
     hyp_length: int
     ref_length: int
+    hyp_ngrams: tuple[int, ...] = ()  # sum over rows of #hypothesis n-grams per order (sacrebleu's "total")
 
 
 def _ngram_counts(seq: Sequence, n: int) -> Counter:
@@ -48,6 +49,7 @@ def ngram_stats(references: Sequence[Sequence], hypotheses: Sequence[Sequence], 
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     nums = [0] * max_n
     dens = [0] * max_n
+    grams = [0] * max_n
     hyp_len = ref_len = 0
     for ref, hyp in zip(references, hypotheses):
         for n in range(1, max_n + 1):
@@ -60,11 +62,12 @@ def ngram_stats(references: Sequence[Sequence], hypotheses: Sequence[Sequence], 
                         clipped += c if c < r else r
                 nums[n - 1] += clipped
                 dens[n - 1] += len(hyp) - n + 1
+                grams[n - 1] += len(hyp) - n + 1
             else:
                 dens[n - 1] += 1  # nltk: max(1, 0 n-grams)
         hyp_len += len(hyp)
         ref_len += len(ref)
-    return NgramStats(tuple(nums), tuple(dens), hyp_len, ref_len)
+    return NgramStats(tuple(nums), tuple(dens), hyp_len, ref_len, tuple(grams))
 
 
 def bleu_from_stats(stats: NgramStats, weights: Sequence[float] = (0.25, 0.25, 0.25, 0.25)) -> float:

@@ -56,11 +56,21 @@ def levenshtein(references: Sequence[str], outputs: Sequence[str]) -> float:
     return float(np.mean([distance(out, ref) for ref, out in zip(references, outputs)]))
 
 
-def sacrebleu_char(references: Sequence[str], outputs: Sequence[str]) -> tuple[float, str]:
-    """sacrebleu corpus BLEU over characters (0-100) and its signature string."""
+def sacrebleu_char(references: Sequence[str], outputs: Sequence[str], stats=None) -> tuple[float, str]:
+    """sacrebleu corpus BLEU over characters (0-100) and its signature string.
+
+    With ``stats`` (:func:`evaluation.bleu.ngram_stats` of the same strings, characters as tokens) and no
+    whitespace in any string, sacrebleu scores those counts (``BLEU.compute_bleu``) instead of counting
+    again: its char tokenizer drops whitespace, and otherwise its n-gram matches and totals are these."""
     from sacrebleu.metrics import BLEU
 
     bleu = BLEU(tokenize="char")
+    if stats is not None and stats.hyp_ngrams and not any(any(c.isspace() for c in s) for s in (*references, *outputs)):
+        score = bleu.compute_bleu(list(stats.numerators), list(stats.hyp_ngrams), stats.hyp_length,
+                                  stats.ref_length, smooth_method=bleu.smooth_method, smooth_value=bleu.smooth_value,
+                                  effective_order=bleu.effective_order, max_ngram_order=bleu.max_ngram_order)
+        bleu.num_refs = 1  # what corpus_score records for one reference per row (the signature's nrefs)
+        return float(score.score), str(bleu.get_signature())
     return float(bleu.corpus_score(list(outputs), [list(references)]).score), str(bleu.get_signature())
 
 
@@ -181,7 +191,7 @@ def evaluate_text2mol(
         raise ValueError("nothing to score: no rows")
     workers = default_workers() if workers is None else workers
     timer = PhaseTimer()
-    from evaluation.bleu import char_bleu
+    from evaluation.bleu import bleu_from_stats, ngram_stats
 
     known, cache_file = _reference_records(references, use_cache)
     rows, records, fcd_lane, torch_threads = None, None, None, None
@@ -189,13 +199,14 @@ def evaluate_text2mol(
     try:
         scoring = _MoleculeScoring(references, outputs, known, workers)
         # while lane 1 runs RDKit: string metrics, then torch and ChemNet (inherited by lane 2)
+        char_stats = ngram_stats(references, outputs)  # MolT5's BLEU over characters
         metrics: dict[str, float] = {
-            "bleu": float(char_bleu(references, outputs)),
+            "bleu": float(bleu_from_stats(char_stats)),
             "levenshtein": levenshtein(references, outputs),
         }
         sacre_sig = None
         if sacrebleu:
-            metrics["sacrebleu"], sacre_sig = sacrebleu_char(references, outputs)
+            metrics["sacrebleu"], sacre_sig = sacrebleu_char(references, outputs, char_stats)
         timer.mark("strings")
         if fcd:
             torch_threads = _import_fcd_model()

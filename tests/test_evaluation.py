@@ -76,6 +76,20 @@ def test_bleu_bit_identical_to_nltk():
 # ---------------------------------------------------------------- ROUGE
 
 
+def test_char_sacrebleu_from_shared_counts_equals_sacrebleu(shared_data):
+    """text2mol's sacrebleu score reuses the character n-gram counts of MolT5's BLEU: same number and
+    signature as sacrebleu counting itself, on real outputs and with whitespace (the fallback)."""
+    from evaluation.bleu import ngram_stats
+    from evaluation.text2mol import sacrebleu_char
+
+    preds = read_predictions(shared_data / "molt5_predictions" / "molt5-small-caption2smiles.txt")
+    cases = [(preds.references[:400], preds.outputs[:400]),
+             (["CCO", "c1ccccc1"], ["CC O", "c1ccccc1 "]), (["CCO"], [""])]
+    for refs, outs in cases:
+        fast = sacrebleu_char(refs, outs, ngram_stats(refs, outs))
+        assert fast == sacrebleu_char(refs, outs)
+
+
 def test_rouge_hand_checked():
     r1, r2, rl = rouge_f("the cat sat", "The cat!")
     assert (r1, r2, rl) == pytest.approx((0.8, 2 / 3, 0.8))
@@ -279,6 +293,22 @@ def test_fcd_small_lists_match_get_fcd(one_torch_thread):
         ot = [s for s in canonical_smiles([o or "[]" for o in outs], njobs=1) if s is not None]
         expected = get_fcd(gt, ot, load_ref_model())
     assert m["fcd"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_chemnet_rows_do_not_depend_on_their_batch(shared_data, one_torch_thread):
+    """What running a repeated SMILES once relies on: a row's ChemNet activation is bit-identical whatever
+    else is in its batch (so duplicates can be dropped and the rows re-batched)."""
+    import numpy as np
+
+    from evaluation.fcd_metric import activations_in_two_processes, chemnet_activations, pad_length
+
+    preds = read_predictions(shared_data / "molt5_predictions" / "molt5-small-caption2smiles.txt")
+    smiles = [s for s in preds.references[:150] if s] * 2  # 2 batches of 128 with repeats
+    pad = pad_length(smiles)
+    whole = chemnet_activations(smiles, pad)
+    assert np.array_equal(whole[:7], chemnet_activations(smiles[:7], pad))
+    assert np.array_equal(whole[150:160], chemnet_activations(smiles[150:160], pad))
+    assert np.array_equal(activations_in_two_processes(smiles), whole)
 
 
 # ---------------------------------------------------------------- prediction files
