@@ -185,3 +185,19 @@ def test_bad_decoding_section_names_the_file(tiny_model_dir, tmp_path):
     (model_dir / "t2m.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"t2m\.json.*num_beams"):
         read_checkpoint_info(model_dir)
+
+
+def test_beam_search_cache_gives_the_same_beams(translator, tiny_chebi20, monkeypatch):
+    """The beam-search cache that skips reordering the cross-attention keys/values changes nothing."""
+    import t2m.generate as generate
+    from t2m.data import read_tsv_records
+
+    rows = read_tsv_records(tiny_chebi20 / "test.txt")[:6]
+    for task, sources in (("mol2text", [r["smiles"] for r in rows]), ("text2mol", [r["description"] for r in rows])):
+        kwargs = dict(task=task, num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=3)
+        fast = translator.translate(sources, **kwargs)
+        monkeypatch.setattr(generate, "beam_search_cache", lambda model: None)  # generate's own cache
+        plain = translator.translate(sources, **kwargs)
+        monkeypatch.undo()
+        assert [t.candidates for t in fast] == [t.candidates for t in plain]
+        assert [t.scores for t in fast] == [t.scores for t in plain]
