@@ -92,6 +92,7 @@ class BenchConfig:
     isolate_builds: bool = True  # build and tune datastores in a child process (memory measured apart)
     allow_pickle: bool = False
     progress: bool = True
+    jobs: int = 1  # tasks run at once, each in its own process with an equal share of the CPU threads
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -107,6 +108,8 @@ class BenchConfig:
             raise ValueError(f"--fractions must lie in (0, 1], got {self.fractions}")
         if any(not 0 <= lam <= 1 for lam in self.lambda_sweep):
             raise ValueError(f"--lambda-sweep values must lie in [0, 1], got {self.lambda_sweep}")
+        if self.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
 
     @property
     def headline_beam(self) -> int:
@@ -1030,18 +1033,61 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
         "tasks": {},
     }
     examples: dict[str, Any] = {"tasks": {}}
-    for task in config.tasks:
-        part, task_examples = run_task(config, task, translator, model_dir, splits, caption_scorer, cache, model_fp)
-        bench["tasks"][task] = part
-        bench["signature"][task] = part["signature"]
-        examples["tasks"][task] = task_examples
-        bench["peak_rss_mb"] = peak_rss_mb()
-        write_json_atomic(config.out / "bench.json", bench)  # partial results survive a later failure
+    if config.jobs > 1 and len(config.tasks) > 1:
+        children = run_tasks_in_processes(config)
+        for task in config.tasks:
+            child_bench, child_examples = children[task]
+            bench["tasks"][task] = child_bench["tasks"][task]
+            bench["signature"][task] = child_bench["signature"][task]
+            examples["tasks"][task] = child_examples["tasks"][task]
+        bench["machine"]["task_processes"] = {task: children[task][0]["machine"] for task in config.tasks}
+        child_peak = max(children[task][0]["peak_rss_mb"] for task in config.tasks)
+    else:
+        child_peak = 0.0
+        for task in config.tasks:
+            part, task_examples = run_task(config, task, translator, model_dir, splits, caption_scorer, cache, model_fp)
+            bench["tasks"][task] = part
+            bench["signature"][task] = part["signature"]
+            examples["tasks"][task] = task_examples
+            bench["peak_rss_mb"] = peak_rss_mb()
+            write_json_atomic(config.out / "bench.json", bench)  # partial results survive a later failure
     bench["verdict"] = verdicts(bench)
     bench["seconds"] = round(time.perf_counter() - started, 1)
-    bench["peak_rss_mb"] = peak_rss_mb()
+    bench["peak_rss_mb"] = max(peak_rss_mb(), child_peak)
     write_outputs(config.out, bench, examples)
     return bench
+
+
+def _threads_for_child(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch starts its thread pool in this process
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _bench_one_task(config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    bench = run_bench(config)
+    return bench, json.loads((config.out / "examples.json").read_text(encoding="utf-8"))
+
+
+def run_tasks_in_processes(config: BenchConfig) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each task's bench in its own (spawned) process, ``config.jobs`` at a time, each with an equal share
+    of this machine's CPUs as torch threads; a task's full outputs go to ``OUT/tasks/<task>/`` (its
+    predictions cache there too) and the stores to the shared store folder. Returns {task: (bench.json,
+    examples.json)} of each child."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import replace
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cpus // config.jobs)
+    store_dir = config.store_dir or config.out / "stores"
+    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=mp.get_context("spawn"),
+                             initializer=_threads_for_child, initargs=(threads,)) as pool:
+        futures = {task: pool.submit(_bench_one_task, replace(config, tasks=(task,), jobs=1, store_dir=store_dir,
+                                                              out=config.out / "tasks" / task))
+                   for task in config.tasks}
+        return {task: future.result() for task, future in futures.items()}
 
 
 def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) -> dict[str, Path]:
@@ -1113,6 +1159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "their peak memory is measured apart from decoding's)")
     parser.add_argument("--allow-pickle", action="store_true", help="allow a checkpoint with pickled weights")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="run the tasks at once, each in its own process with an equal share of the CPUs "
+                             "(speeds are then per process; default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -1124,7 +1173,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         lambda_sweep=_floats(args.lambda_sweep), sweep_rows=args.sweep_rows, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, examples=args.examples, seed=args.seed, fresh=args.fresh,
-        isolate_builds=not args.in_process, allow_pickle=args.allow_pickle, progress=not args.no_progress)
+        isolate_builds=not args.in_process, allow_pickle=args.allow_pickle, progress=not args.no_progress,
+        jobs=args.jobs)
 
 
 def run(args: argparse.Namespace) -> int:

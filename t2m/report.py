@@ -161,9 +161,16 @@ def cost_table(bench: dict[str, Any]) -> Table:
                          fmt_rate(s["model_tokens_per_s"]), fmt_rate(s["knn_tokens_per_s"]),
                          "n/a" if s["knn_time_ratio"] is None else f"{s['knn_time_ratio']:.2f}"])
     m = bench["machine"]
+    children = m.get("task_processes")
+    if children:
+        threads = sorted({c["torch_threads"] for c in children.values()})
+        where = (f"each task in its own process, run at the same time ({m['cpu_affinity'] or m['cpus']} usable CPU "
+                 f"cores, {'/'.join(map(str, threads))} torch thread(s) per process)")
+    else:
+        where = f"in one process ({m['cpu_affinity'] or m['cpus']} usable CPU cores, {m['torch_threads']} torch threads)"
     return Table("Decoding speed with and without retrieval", headers, rows,
-                 [f"Wall clock in one process on this machine ({m['cpu_affinity'] or m['cpus']} usable CPU cores, "
-                  f"{m['torch_threads']} torch threads); tokens = tokens of the chosen outputs (model tokenizer, with EOS)."])
+                 [f"Wall clock on this machine, {where}; tokens = tokens of the chosen outputs (model tokenizer, "
+                  "with EOS)."])
 
 
 def datastore_table(bench: dict[str, Any]) -> Table:

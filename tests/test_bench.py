@@ -146,6 +146,30 @@ def test_a_rerun_reuses_the_decoded_predictions(bench_dir, tiny_model_dir, tiny_
     assert not bench["tasks"]["mol2text"]["datastore"]["knn"]["tuned_here"]
 
 
+def test_tasks_in_parallel_processes_give_the_same_numbers(bench_dir, tiny_model_dir, tiny_chebi20, tmp_path):
+    """--jobs 2: each task in its own spawned process; every system's metrics equal the sequential run's."""
+    from t2m.cli import main
+
+    out = tmp_path / "bench_jobs"
+    argv = ["bench", "--model", str(tiny_model_dir), "--data", str(tiny_chebi20), "--out", str(out),
+            "--dev-size", str(DEV_SIZE), "--tasks", "text2mol,mol2text", "--beams", "1,2", "--limit", str(TEST_ROWS),
+            "--dev-limit", "8", "--fractions", "0.5,1.0", "--index", "Flat", "--no-fcd", "--bootstrap", "200",
+            "--lambda-sweep", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
+            "--examples", "2", "--no-progress", "--jobs", "2"]
+    assert main(argv) == 0
+    parallel = json.loads((out / "bench.json").read_text())
+    sequential = json.loads((bench_dir / "bench.json").read_text())
+    for task in ("text2mol", "mol2text"):
+        assert (out / "tasks" / task / "bench.json").is_file()
+        got, want = parallel["tasks"][task]["systems"], sequential["tasks"][task]["systems"]
+        assert set(got) == set(want)
+        for name in want:
+            assert got[name]["metrics"] == want[name]["metrics"], (task, name)
+    assert set(parallel["machine"]["task_processes"]) == {"text2mol", "mol2text"}
+    assert (out / "bench.md").is_file() and (out / "report.html").is_file()
+    assert "each task in its own process" in (out / "bench.md").read_text()
+
+
 # ---------------------------------------------------------------------------------- statistics
 
 
