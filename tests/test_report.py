@@ -42,3 +42,17 @@ def test_browser_check_sees_loaded_and_broken_images(tmp_path):
     result = browser_check(page)
     assert result["images"] == 3 and result["loaded"] == 2 and result["broken"] == ["broken"]
     assert result["widths"][:2] == [2, 220]
+
+
+def test_readme_bench_section_is_replaced_between_the_markers():
+    from t2m.report import README_BEGIN, README_END, readme_with_bench
+
+    readme = f"# t2m\n\n## Results\n\nContext.\n\n{README_BEGIN}\n\nold table\n\n{README_END}\n\n## After\n"
+    bench_md = "## Benchmark: does retrieval help?\n\nData: x.\n\n### text2mol\n\n| a |\n|---|\n"
+    out = readme_with_bench(readme, bench_md)
+    assert "old table" not in out and "Benchmark: does retrieval help?" not in out
+    assert "#### text2mol" in out and "Data: x." in out
+    assert out.startswith("# t2m\n\n## Results\n\nContext.") and out.endswith(f"{README_END}\n\n## After\n")
+    assert readme_with_bench(out, bench_md) == out  # idempotent
+    with pytest.raises(ValueError, match="README.md: no bench markers"):
+        readme_with_bench("# t2m\n", bench_md)
