@@ -187,17 +187,43 @@ def test_bad_decoding_section_names_the_file(tiny_model_dir, tmp_path):
         read_checkpoint_info(model_dir)
 
 
-def test_beam_search_cache_gives_the_same_beams(translator, tiny_chebi20, monkeypatch):
-    """The beam-search cache that skips reordering the cross-attention keys/values changes nothing."""
+def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(translator, tiny_chebi20, monkeypatch):
+    """t2m.beam_search (no cross-attention cache reordering, one source copy per input) against
+    transformers' own beam search: the same beams, scores equal up to float rounding, and the model's
+    attention implementation restored afterwards."""
+    import contextlib
+
     import t2m.generate as generate
     from t2m.data import read_tsv_records
 
     rows = read_tsv_records(tiny_chebi20 / "test.txt")[:6]
+    own = translator.model.decoder.block[0].layer[1].EncDecAttention.config._attn_implementation
     for task, sources in (("mol2text", [r["smiles"] for r in rows]), ("text2mol", [r["description"] for r in rows])):
-        kwargs = dict(task=task, num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=3)
+        kwargs = dict(task=task, num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=4)
         fast = translator.translate(sources, **kwargs)
         monkeypatch.setattr(generate, "beam_search_cache", lambda model: None)  # generate's own cache
+        monkeypatch.setattr(generate, "shared_cross_attention", lambda model, beams: contextlib.nullcontext(False))
         plain = translator.translate(sources, **kwargs)
         monkeypatch.undo()
         assert [t.candidates for t in fast] == [t.candidates for t in plain]
-        assert [t.scores for t in fast] == [t.scores for t in plain]
+        for a, b in zip(fast, plain):
+            assert a.scores == pytest.approx(b.scores, abs=1e-5)
+    assert translator.model.decoder.block[0].layer[1].EncDecAttention.config._attn_implementation == own
+
+
+def test_shared_cross_attention_matches_the_models_attention(translator):
+    """One decoder step by hand: cross-attention outputs with and without the shared copy agree."""
+    from t2m.beam_search import shared_cross_attention
+
+    model = translator.model
+    enc = translator.tokenizer(["CCO", "c1ccccc1CC(=O)O", "N"], return_tensors="pt", padding=True)
+    beams = 3
+    encoder_out = model.encoder(**enc).last_hidden_state.repeat_interleave(beams, 0)
+    mask = enc["attention_mask"].repeat_interleave(beams, 0)
+    decoder_ids = torch.randint(2, 50, (3 * beams, 5))
+    with torch.inference_mode():
+        want = model(encoder_outputs=(encoder_out,), attention_mask=mask, decoder_input_ids=decoder_ids).logits
+        with shared_cross_attention(model, beams) as applied:
+            got = model(encoder_outputs=(encoder_out,), attention_mask=mask, decoder_input_ids=decoder_ids).logits
+    assert applied
+    assert torch.allclose(got, want, atol=1e-5)
