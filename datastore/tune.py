@@ -19,6 +19,7 @@ slice); a dev row whose source is also a source in the store's data is reported 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import time
@@ -146,6 +147,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
 
     from datastore.augment import knn_generation
     from t2m.batching import encode_batch
+    from t2m.beam_search import beam_search_cache, shared_cross_attention
 
     device = next(model.parameters()).device
     outputs: list[str] = []
@@ -156,7 +158,11 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
         kwargs = dict(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                       num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
                       **(generate_options or {}))
-        with torch.inference_mode():
+        beams = contextlib.nullcontext()
+        if num_beams > 1:  # beam search as t2m.generate.Translator runs it
+            kwargs["past_key_values"] = beam_search_cache(model)
+            beams = shared_cross_attention(model, num_beams)
+        with torch.inference_mode(), beams:
             if candidate is None or candidate.lambda_ == 0:
                 out = model.generate(**kwargs)
             else:

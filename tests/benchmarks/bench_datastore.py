@@ -190,12 +190,15 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
                   **(generate_options or {}))
 
     def one(retriever, batch):
+        from t2m.beam_search import beam_search_cache, shared_cross_attention
+
         context = nullcontext(None) if retriever is None else knn_generation(
             model, store, k=k, lambda_=0.5, temperature=10.0, retriever=retriever, check=False)
         start = time.perf_counter()
-        with context as processors:
+        # beam search as t2m.generate.Translator runs it (no per-beam copies of the source keys/values)
+        with context as processors, shared_cross_attention(model, beams):
             out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                 logits_processor=processors, **kwargs)
+                                 logits_processor=processors, past_key_values=beam_search_cache(model), **kwargs)
         return time.perf_counter() - start, out
 
     built = {}
