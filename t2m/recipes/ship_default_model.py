@@ -108,6 +108,27 @@ def run_settings(model: Path, test_file: Path, out: Path, jobs: int, rows: int |
     return results
 
 
+def results_from_bench(bench_dir: Path, out: Path) -> dict:
+    """The model's own test-split predictions from a ``t2m bench`` run of this checkpoint (``model@greedy``
+    and ``model`` at beam 5, text2mol reranked to valid SMILES), scored again by ``t2m eval --json``; the
+    decoding time is the bench's (one process per task with ``--jobs``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for task, beams in SETTINGS:
+        safe = "model_greedy" if beams == 1 else "model"
+        found = sorted(bench_dir.glob(f"**/predictions/{task}/{safe}.tsv"))
+        if not found:
+            raise FileNotFoundError(f"{bench_dir}: no predictions/{task}/{safe}.tsv (run t2m bench with --beams 1,5)")
+        pred, sidecar = found[0], found[0].with_suffix(".json")
+        meta = json.loads(sidecar.read_text())
+        target = out / f"{task}_beam{beams}.json"
+        report = subprocess.run([sys.executable, "-m", "t2m", "eval", str(pred), "--task", task, "--json", str(target)],
+                                capture_output=True, text=True, check=True)
+        results[f"{task}_beam{beams}"] = {"table": report.stdout.strip(), "json": json.loads(target.read_text()),
+                                          "seconds": meta["seconds"], "source": str(pred)}
+    return results
+
+
 def model_card(dest: Path, run: Path, results: dict, history: str | None = None) -> str:
     config = json.loads((dest / "training_config.json").read_text())
     state = json.loads((dest / "trainer_state.json").read_text())
@@ -163,7 +184,8 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None)
         lines += [f"### {task}, {'greedy' if beams == '1' else 'beam ' + beams}"
                   + (" (valid-SMILES reranking on)" if task == "text2mol" and beams != "1" else "")
                   + f", {'all ' if n == 3300 else 'first '}{n} test rows",
-                  "", f"translation: {n / res['seconds']:.2f} inputs/s ({res['seconds']:.0f} s for {n} rows, 1 thread)", "",
+                  "", f"translation: {n / res['seconds']:.2f} inputs/s ({res['seconds']:.0f} s for {n} rows, 1 thread"
+                  + (f"; decoded by t2m bench: `{res['source']}`" if res.get("source") else "") + ")", "",
                   "```", res["table"], "```", ""]
     return "\n".join(lines) + "\n"
 
@@ -176,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=None, help="score only the first N test rows")
     parser.add_argument("--beam-rows", type=int, default=None, help="beam 5 on the first N test rows (default: --rows)")
     parser.add_argument("--history", default=None, help="a line on how the run was trained (resumes, restarts)")
+    parser.add_argument("--from-bench", type=Path, default=None,
+                        help="take the test-split predictions from this t2m bench --out folder instead of translating")
     parser.add_argument("--dest", type=Path, default=default_model_dir())
     args = parser.parse_args(argv)
 
@@ -183,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
 
     test_file = resolve_chebi20_dir(args.data) / "test.txt"
     copy_model(args.run, args.dest)
-    results = run_settings(args.dest, test_file, args.run / "eval", args.jobs, args.rows, args.beam_rows)
+    if args.from_bench is not None:
+        results = results_from_bench(args.from_bench, args.run / "eval")
+    else:
+        results = run_settings(args.dest, test_file, args.run / "eval", args.jobs, args.rows, args.beam_rows)
     (args.dest / "README.md").write_text(model_card(args.dest, args.run, results, args.history))
     summary = {k: v["json"]["metrics"] for k, v in results.items()}
     (args.run / "eval" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
