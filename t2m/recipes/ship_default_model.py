@@ -108,17 +108,19 @@ def run_settings(model: Path, test_file: Path, out: Path, jobs: int, rows: int |
     return results
 
 
-def results_from_bench(bench_dir: Path, out: Path) -> dict:
-    """The model's own test-split predictions from a ``t2m bench`` run of this checkpoint (``model@greedy``
-    and ``model`` at beam 5, text2mol reranked to valid SMILES), scored again by ``t2m eval --json``; the
-    decoding time is the bench's (one process per task with ``--jobs``)."""
+def results_from_bench(bench_dirs: list[Path], out: Path) -> dict:
+    """The model's own test-split predictions from ``t2m bench`` runs of this checkpoint (``model@greedy``
+    and ``model`` at beam 5, text2mol reranked to valid SMILES; each from the first folder that has it),
+    scored again by ``t2m eval --json``; the decoding time is the bench's (one process per task with
+    ``--jobs``)."""
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for task, beams in SETTINGS:
         safe = "model_greedy" if beams == 1 else "model"
-        found = sorted(bench_dir.glob(f"**/predictions/{task}/{safe}.tsv"))
+        found = [p for d in bench_dirs for p in sorted(d.glob(f"**/predictions/{task}/{safe}.tsv"))]
         if not found:
-            raise FileNotFoundError(f"{bench_dir}: no predictions/{task}/{safe}.tsv (run t2m bench with --beams 1,5)")
+            raise FileNotFoundError(f"{', '.join(map(str, bench_dirs))}: no predictions/{task}/{safe}.tsv "
+                                    "(run t2m bench with --beams 1,5)")
         pred, sidecar = found[0], found[0].with_suffix(".json")
         meta = json.loads(sidecar.read_text())
         target = out / f"{task}_beam{beams}.json"
@@ -198,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=None, help="score only the first N test rows")
     parser.add_argument("--beam-rows", type=int, default=None, help="beam 5 on the first N test rows (default: --rows)")
     parser.add_argument("--history", default=None, help="a line on how the run was trained (resumes, restarts)")
-    parser.add_argument("--from-bench", type=Path, default=None,
-                        help="take the test-split predictions from this t2m bench --out folder instead of translating")
+    parser.add_argument("--from-bench", type=Path, nargs="+", default=None,
+                        help="take the test-split predictions from these t2m bench --out folders (the first that "
+                             "has a setting) instead of translating")
     parser.add_argument("--dest", type=Path, default=default_model_dir())
     args = parser.parse_args(argv)
 
