@@ -37,6 +37,10 @@ DEFAULT_TRAIN_SIZE = 100_000
 ADD_BATCH = 65_536
 
 
+# faiss computes exhaustive L2 distances with BLAS only from this many queries at once; its default
+# (128,000 in faiss 1.15) keeps a decoding step's 16-160 queries on the scalar path: exact search over
+# 260k keys took 1.76 s for 80 queries on one core, 0.16 s through BLAS. The neighbours are the same up
+# to float rounding of near-ties.
 BLAS_THRESHOLD = 16
 
 
@@ -45,9 +49,6 @@ def _faiss() -> Any:
         import faiss
     except ImportError as error:  # pragma: no cover
         raise ImportError("the datastore index needs faiss: pip install faiss-cpu (or faiss-gpu)") from error
-    # faiss computes exhaustive L2 distances with BLAS only from this many queries at once; its default
-    # (128,000 in faiss 1.15) keeps a decoding step's 16-160 queries on the scalar path: exact search over
-    # 260k keys took 1.76 s for 80 queries on one core, 0.16 s through BLAS. The neighbours are the same up to float rounding of near-ties.
     if getattr(faiss.cvar, "distance_compute_blas_threshold", 0) > BLAS_THRESHOLD:
         faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
     return faiss

@@ -19,7 +19,6 @@ slice); a dev row whose source is also a source in the store's data is reported 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import time
@@ -147,7 +146,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
 
     from datastore.augment import knn_generation
     from t2m.batching import encode_batch
-    from t2m.beam_search import beam_search_cache, shared_cross_attention
+    from t2m.beam_search import fast_beam_search
 
     device = next(model.parameters()).device
     outputs: list[str] = []
@@ -158,11 +157,9 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
         kwargs = dict(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                       num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
                       **(generate_options or {}))
-        beams = contextlib.nullcontext()
-        if num_beams > 1:  # beam search as t2m.generate.Translator runs it
-            kwargs["past_key_values"] = beam_search_cache(model)
-            beams = shared_cross_attention(model, num_beams)
-        with torch.inference_mode(), beams:
+        # beam search as t2m.generate.Translator runs it
+        with torch.inference_mode(), fast_beam_search(model, num_beams) as beam_options:
+            kwargs.update(beam_options)
             if candidate is None or candidate.lambda_ == 0:
                 out = model.generate(**kwargs)
             else:
@@ -237,7 +234,7 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
             break
 
     # stage 2: decode (with the checkpoint's recommended repetition settings) and score by the task metric
-    options = dict(info.decoding.get(task, {}))
+    options = info.decoding_options(task)
     results = []
     base_outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, None, retriever,
                           num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,

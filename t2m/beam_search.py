@@ -91,6 +91,18 @@ def _cross_attention_modules(model: Any) -> list:
 
 
 @contextlib.contextmanager
+def fast_beam_search(model: Any, num_beams: int) -> Iterator[dict[str, Any]]:
+    """The one way t2m runs beam search: inside, ``model.generate(..., **options)`` with the yielded
+    ``options`` uses :func:`beam_search_cache` and :func:`shared_cross_attention`. Greedy decoding
+    (``num_beams`` 1) and decoder-only models get ``{}`` and no change."""
+    if num_beams < 2 or not getattr(model.config, "is_encoder_decoder", False):
+        yield {}
+        return
+    with shared_cross_attention(model, num_beams):
+        yield {"past_key_values": beam_search_cache(model)}
+
+
+@contextlib.contextmanager
 def shared_cross_attention(model: Any, num_beams: int) -> Iterator[bool]:
     """While inside, ``model``'s decoder cross-attention reads one copy of an input's keys and values for
     all ``num_beams`` beams. T5-family models only (anything else, or ``num_beams`` 1: no change; yields

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2m.beam_search import beam_search_cache, shared_cross_attention
+from t2m.beam_search import fast_beam_search
 from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,8 @@ class Translator:
         return dict(self.info.decoding.get(task, {}))
 
     def decoding_options(self, task: str, **given: Any) -> dict[str, Any]:
-        """The repetition / length options a decoding of ``task`` uses: ``given`` values that are not
-        None, else the checkpoint's defaults; options that are off (penalty 1.0, n-gram size 0) left out."""
-        options = {**self.decoding_defaults(task), **{k: v for k, v in given.items() if v is not None}}
-        off = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0}
-        return {k: v for k, v in options.items() if v is not None and v != off.get(k)}
+        """:meth:`t2m.modeling.CheckpointInfo.decoding_options` of this checkpoint."""
+        return self.info.decoding_options(task, **given)
 
     # --------------------------------------------------------------------------------------------
     def _encode(self, texts: Sequence[str], task: str, flags: list[list[str]], rows: Sequence[int]):
@@ -200,13 +197,9 @@ class Translator:
                 rows = order[start : start + batch_size]
                 batch = collate([encoded[r] for r in rows], None, self.tokenizer.pad_token_id, multiple=8,
                                 max_source_len=self.max_source_len)
-                cache, beams = {}, contextlib.nullcontext()
-                if num_beams > 1 and getattr(self.model.config, "is_encoder_decoder", False):
-                    # no per-beam copies of the source's keys/values (t2m.beam_search): same beams, faster
-                    cache["past_key_values"] = beam_search_cache(self.model)
-                    beams = shared_cross_attention(self.model, num_beams)
-                with beams:
-                    out = self.model.generate(**batch, **gen_kwargs, **cache)
+                # beam search without per-beam copies of the source's keys/values: same beams, faster
+                with fast_beam_search(self.model, num_beams) as beam_options:
+                    out = self.model.generate(**batch, **gen_kwargs, **beam_options)
                 texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True,
                                                     clean_up_tokenization_spaces=False)
                 seq_scores = getattr(out, "sequences_scores", None)

@@ -54,6 +54,11 @@ def make_config(preset: str | None = None, config_file: str | Path | None = None
     return config
 
 
+# generate() options a checkpoint's t2m.json may recommend per task, and the value of each that means off
+DECODING_KEYS = ("no_repeat_ngram_size", "repetition_penalty", "length_penalty")
+DECODING_OFF = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0}
+
+
 @dataclass
 class CheckpointInfo:
     """What t2m knows about a loaded checkpoint."""
@@ -64,6 +69,13 @@ class CheckpointInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     # per-task generate() defaults the checkpoint recommends, e.g. {"mol2text": {"no_repeat_ngram_size": 3}}
     decoding: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def decoding_options(self, task: str, **given: Any) -> dict[str, Any]:
+        """The repetition / length ``generate`` options a decoding of ``task`` uses: ``given`` values that
+        are not None, else the checkpoint's recommendation; options that are off (penalty 1.0, n-gram
+        size 0) left out."""
+        options = {**self.decoding.get(task, {}), **{k: v for k, v in given.items() if v is not None}}
+        return {k: v for k, v in options.items() if v is not None and v != DECODING_OFF.get(k)}
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
@@ -88,9 +100,6 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
         tasks = ("text2mol",) if "caption2smiles" in name else ("mol2text",) if "smiles2caption" in name else ("text2mol", "mol2text")
         return CheckpointInfo(path=str(path), prompt_style="none", tasks=tasks)
     return CheckpointInfo(path=str(path))
-
-
-DECODING_KEYS = ("no_repeat_ngram_size", "repetition_penalty", "length_penalty")
 
 
 def _decoding_defaults(meta_file: Path, decoding: Any) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ Both read only the bench's outputs (``bench.json``, ``examples.json``, ``plots/*
 regenerated without decoding anything::
 
     python -m t2m.report BENCH_DIR        # rewrites BENCH_DIR/bench.md and BENCH_DIR/report.html
-    python -m t2m.report BENCH_DIR --readme README.md --readme-plots docs/bench
+    python -m t2m.report BENCH_DIR --readme README.md
                                           # also puts bench.md between the README's bench markers
 
 The HTML page needs no network: plots are PNG data URIs, molecules are RDKit drawings (SVG data URIs),

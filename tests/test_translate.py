@@ -201,8 +201,8 @@ def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(transla
     for task, sources in (("mol2text", [r["smiles"] for r in rows]), ("text2mol", [r["description"] for r in rows])):
         kwargs = dict(task=task, num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=4)
         fast = translator.translate(sources, **kwargs)
-        monkeypatch.setattr(generate, "beam_search_cache", lambda model: None)  # generate's own cache
-        monkeypatch.setattr(generate, "shared_cross_attention", lambda model, beams: contextlib.nullcontext(False))
+        # transformers' own cache and attention
+        monkeypatch.setattr(generate, "fast_beam_search", lambda model, beams: contextlib.nullcontext({}))
         plain = translator.translate(sources, **kwargs)
         monkeypatch.undo()
         assert [t.candidates for t in fast] == [t.candidates for t in plain]

@@ -94,18 +94,19 @@ def run_settings(model: Path, test_file: Path, out: Path, jobs: int, rows: int |
                 timings[f"{task}_beam{beams}"] = time.time() - started
     results = {}
     for task, beams in SETTINGS:
-        pred = out / f"{task}_beam{beams}.txt"
         n = rows_of[beams]
         fcd_args = ["--no-fcd"] if task == "text2mol" and n and n < 1000 else []
-        report = subprocess.run([sys.executable, "-m", "t2m", "eval", str(pred), "--task", task, "--json",
-                                 str(out / f"{task}_beam{beams}.json")] + fcd_args,
-                                capture_output=True, text=True, check=True)
-        results[f"{task}_beam{beams}"] = {
-            "table": report.stdout.strip(),
-            "json": json.loads((out / f"{task}_beam{beams}.json").read_text()),
-            "seconds": timings[f"{task}_beam{beams}"],
-        }
+        results[f"{task}_beam{beams}"] = {**score(out / f"{task}_beam{beams}.txt", task, out / f"{task}_beam{beams}.json",
+                                                  fcd_args),
+                                          "seconds": timings[f"{task}_beam{beams}"]}
     return results
+
+
+def score(pred: Path, task: str, target: Path, extra_args: list[str] | None = None) -> dict:
+    """``t2m eval PRED --task TASK --json TARGET``: the printed table and the JSON."""
+    report = subprocess.run([sys.executable, "-m", "t2m", "eval", str(pred), "--task", task, "--json", str(target),
+                             *(extra_args or [])], capture_output=True, text=True, check=True)
+    return {"table": report.stdout.strip(), "json": json.loads(target.read_text())}
 
 
 def results_from_bench(bench_dirs: list[Path], out: Path) -> dict:
@@ -121,13 +122,10 @@ def results_from_bench(bench_dirs: list[Path], out: Path) -> dict:
         if not found:
             raise FileNotFoundError(f"{', '.join(map(str, bench_dirs))}: no predictions/{task}/{safe}.tsv "
                                     "(run t2m bench with --beams 1,5)")
-        pred, sidecar = found[0], found[0].with_suffix(".json")
-        meta = json.loads(sidecar.read_text())
-        target = out / f"{task}_beam{beams}.json"
-        report = subprocess.run([sys.executable, "-m", "t2m", "eval", str(pred), "--task", task, "--json", str(target)],
-                                capture_output=True, text=True, check=True)
-        results[f"{task}_beam{beams}"] = {"table": report.stdout.strip(), "json": json.loads(target.read_text()),
-                                          "seconds": meta["seconds"], "source": str(pred)}
+        pred = found[0]
+        seconds = json.loads(pred.with_suffix(".json").read_text())["seconds"]  # the bench's sidecar
+        results[f"{task}_beam{beams}"] = {**score(pred, task, out / f"{task}_beam{beams}.json"),
+                                          "seconds": seconds, "source": str(pred)}
     return results
 
 

@@ -59,7 +59,7 @@ def _setup(args):
 
     if args.model:
         model, tokenizer, info = load_model(args.model)
-        args.generate_options = info.decoding.get(args.task, {})  # the checkpoint's repetition settings
+        args.generate_options = info.decoding_options(args.task)  # the checkpoint's repetition settings
         return model.eval(), tokenizer, info.prompt_style, f"checkpoint {args.model}"
     from transformers import T5ForConditionalGeneration
 
@@ -190,15 +190,15 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
                   **(generate_options or {}))
 
     def one(retriever, batch):
-        from t2m.beam_search import beam_search_cache, shared_cross_attention
+        from t2m.beam_search import fast_beam_search
 
         context = nullcontext(None) if retriever is None else knn_generation(
             model, store, k=k, lambda_=0.5, temperature=10.0, retriever=retriever, check=False)
         start = time.perf_counter()
         # beam search as t2m.generate.Translator runs it (no per-beam copies of the source keys/values)
-        with context as processors, shared_cross_attention(model, beams):
+        with context as processors, fast_beam_search(model, beams) as beam_options:
             out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                 logits_processor=processors, past_key_values=beam_search_cache(model), **kwargs)
+                                 logits_processor=processors, **beam_options, **kwargs)
         return time.perf_counter() - start, out
 
     built = {}
