@@ -146,7 +146,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
 
     from datastore.augment import knn_generation
     from t2m.batching import encode_batch
-    from t2m.beam_search import fast_beam_search
+    from t2m.fast_decoding import fast_decoding
 
     device = next(model.parameters()).device
     outputs: list[str] = []
@@ -158,7 +158,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
                       num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
                       **(generate_options or {}))
         # beam search as t2m.generate.Translator runs it
-        with torch.inference_mode(), fast_beam_search(model, num_beams) as beam_options:
+        with torch.inference_mode(), fast_decoding(model, num_beams) as beam_options:
             kwargs.update(beam_options)
             if candidate is None or candidate.lambda_ == 0:
                 out = model.generate(**kwargs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2m.beam_search import fast_beam_search
+from t2m.fast_decoding import fast_decoding
 from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class Translator:
                 batch = collate([encoded[r] for r in rows], None, self.tokenizer.pad_token_id, multiple=8,
                                 max_source_len=self.max_source_len)
                 # beam search without per-beam copies of the source's keys/values: same beams, faster
-                with fast_beam_search(self.model, num_beams) as beam_options:
+                with fast_decoding(self.model, num_beams) as beam_options:
                     out = self.model.generate(**batch, **gen_kwargs, **beam_options)
                 texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True,
                                                     clean_up_tokenization_spaces=False)

@@ -188,7 +188,7 @@ def test_bad_decoding_section_names_the_file(tiny_model_dir, tmp_path):
 
 
 def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(translator, tiny_chebi20, monkeypatch):
-    """t2m.beam_search (no cross-attention cache reordering, one source copy per input) against
+    """t2m.fast_decoding (no cross-attention cache reordering, one source copy per input) against
     transformers' own beam search: the same beams, scores equal up to float rounding, and the model's
     attention implementation restored afterwards."""
     import contextlib
@@ -202,7 +202,7 @@ def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(transla
         kwargs = dict(task=task, num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=4)
         fast = translator.translate(sources, **kwargs)
         # transformers' own cache and attention
-        monkeypatch.setattr(generate, "fast_beam_search", lambda model, beams: contextlib.nullcontext({}))
+        monkeypatch.setattr(generate, "fast_decoding", lambda model, beams: contextlib.nullcontext({}))
         plain = translator.translate(sources, **kwargs)
         monkeypatch.undo()
         assert [t.candidates for t in fast] == [t.candidates for t in plain]
@@ -213,7 +213,7 @@ def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(transla
 
 def test_shared_cross_attention_matches_the_models_attention(translator):
     """One decoder step by hand: cross-attention outputs with and without the shared copy agree."""
-    from t2m.beam_search import shared_cross_attention
+    from t2m.fast_decoding import shared_cross_attention
 
     model = translator.model
     enc = translator.tokenizer(["CCO", "c1ccccc1CC(=O)O", "N"], return_tensors="pt", padding=True)

@@ -190,13 +190,13 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
                   **(generate_options or {}))
 
     def one(retriever, batch):
-        from t2m.beam_search import fast_beam_search
+        from t2m.fast_decoding import fast_decoding
 
         context = nullcontext(None) if retriever is None else knn_generation(
             model, store, k=k, lambda_=0.5, temperature=10.0, retriever=retriever, check=False)
         start = time.perf_counter()
         # beam search as t2m.generate.Translator runs it (no per-beam copies of the source keys/values)
-        with context as processors, fast_beam_search(model, beams) as beam_options:
+        with context as processors, fast_decoding(model, beams) as beam_options:
             out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                  logits_processor=processors, **beam_options, **kwargs)
         return time.perf_counter() - start, out
