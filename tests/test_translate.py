@@ -227,3 +227,45 @@ def test_shared_cross_attention_matches_the_models_attention(translator):
             got = model(encoder_outputs=(encoder_out,), attention_mask=mask, decoder_input_ids=decoder_ids).logits
     assert applied
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_length_rounds():
+    from t2m.fast_decoding import length_rounds
+
+    assert length_rounds(256, 64) == [64, 128, 256]
+    assert length_rounds(200, 64) == [64, 128, 200]
+    assert length_rounds(128, 64) == [64, 128]
+    assert length_rounds(48, 64) == [48]
+    assert length_rounds(48, 0) == length_rounds(48, None) == [48]
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        length_rounds(0, 8)
+
+
+@pytest.mark.parametrize("task,beams", [("text2mol", 1), ("text2mol", 4), ("mol2text", 4)])
+def test_decoding_in_length_rounds_gives_one_rounds_results(tiny_chebi20, task, beams):
+    """The shipped model on real rows: decoding in rounds of 32, 64, 96 new tokens (only unfinished inputs
+    go on to the next round) returns the same candidates and scores as one round of 96 -- and some inputs
+    finished early and some did not, so the rounds were exercised."""
+    from t2m.data import read_tsv_records
+
+    translator = Translator.from_pretrained()
+    rows = read_tsv_records(tiny_chebi20 / "test.txt")[:10]
+    sources = [r["description"] if task == "text2mol" else r["smiles"] for r in rows]
+    limits = []
+    generate = translator.model.generate
+
+    def counting_generate(*args, **kwargs):
+        limits.append((kwargs["max_new_tokens"], len(kwargs["input_ids"])))
+        return generate(*args, **kwargs)
+
+    translator.model.generate = counting_generate
+    kwargs = dict(task=task, num_beams=beams, max_new_tokens=96, batch_size=4)
+    rounds = translator.translate(sources, first_round_tokens=32, **kwargs)
+    assert [limit for limit, _ in limits][:3] == [32, 32, 32]
+    per_round = {limit: sum(n for lim, n in limits if lim == limit) for limit in (32, 64, 96)}
+    assert per_round[32] == len(sources) and per_round[64] > 0  # some went on
+    assert per_round[96] < len(sources)  # some finished before the last round
+    one = translator.translate(sources, first_round_tokens=0, **kwargs)
+    assert [t.candidates for t in rounds] == [t.candidates for t in one]
+    for a, b in zip(rounds, one):
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
