@@ -19,19 +19,25 @@ from tqdm.auto import tqdm
 
 from datastore.store import INDEX_FILE
 
-# Chosen by tests/benchmarks/bench_datastore.py on this 2-core CPU (contended by a training run), on the
-# benchmark text2mol store of a partly trained cpu-small model (189k keys, d = 256), 1,600 dev decoder
-# states as queries, 160 per step (batch 32 x beam 5), k = 16:
+# Chosen by tests/benchmarks/bench_datastore.py on this 2-core CPU. First (session 1, contended by a training
+# run) on the benchmark text2mol store of a partly trained cpu-small model (189k keys, d = 256), 1,600 dev
+# decoder states as queries, 160 per step (batch 32 x beam 5), k = 16:
 #   IVF1024,Flat nprobe 8:  recall@16 0.995, 36 ms/step, built in 11 s, 1,038 bytes/entry
 #   HNSW32 efSearch 32/64:  recall@16 0.969/0.975, 38/52 ms/step, built in 29-35 s, 1,296 bytes/entry
 #   Flat (exact):           4.0 s/step
-# Beam-5 decoding with kNN through IVF1024 nprobe 8 took 1.06x the model alone and wrote the same
-# outputs as exact search (32/32); through HNSW32 only 22/32 were the same, and greedy dev Morgan FTS
-# moved by 0.058 against exact search (IVF: 0.0009).
-# Trained decoder states cluster, which suits IVF; on an untrained model's keys (mol2text, 260k) both
-# fall to ~0.94. Too few keys for 1,024 lists (< 39 per list) lower the list count automatically.
-DEFAULT_FACTORY = "IVF1024,Flat"
-DEFAULT_NPROBE = 8
+# Beam-5 decoding with kNN through IVF1024 nprobe 8 wrote the same outputs as exact search (32/32);
+# through HNSW32 only 22/32 were the same, and greedy dev Morgan FTS moved by 0.058 against exact search
+# (IVF: 0.0009). Trained decoder states cluster, which suits IVF.
+# Then (session 3, idle machine) on the shipped model's full mol2text store (259,646 keys), same queries:
+#   IVF1024,Flat nprobe 8:    recall@16 0.989, 31.6 ms/step, 1,036 bytes/entry; beam-5 decoding 1.50x
+#   IVF1024,SQfp16 nprobe 8:  recall@16 0.989, 22.5 ms/step,   524 bytes/entry; beam-5 decoding 1.38x
+#   IVF1024,SQfp16 nprobe 6:  recall@16 0.983, 18.8 ms/step,   524 bytes/entry; beam-5 decoding 1.29x
+#   IVF1024,SQ8 nprobe 8:     recall@16 0.981, 21.9 ms/step,   268 bytes/entry; beam-5 decoding 1.31x
+# (decoding: 64 dev rows, 48 tokens, against the model alone). The store's keys are float16 already, so
+# SQfp16 loses nothing against IVF1024,Flat (the same recall) at half the bytes and 30% less search time.
+# Too few keys for 1,024 lists (< 39 per list) lower the list count automatically.
+DEFAULT_FACTORY = "IVF1024,SQfp16"
+DEFAULT_NPROBE = 6
 DEFAULT_EF_SEARCH = 64
 DEFAULT_TRAIN_SIZE = 100_000
 ADD_BATCH = 65_536
