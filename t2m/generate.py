@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2m.fast_decoding import fast_decoding, length_rounds
+from t2m.fast_decoding import generate_in_rounds
 from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task
 
 log = logging.getLogger(__name__)
@@ -187,11 +187,8 @@ class Translator:
         encoded = dict(zip(todo, self._encode([inputs[r] for r in todo], task, [flags[r] for r in todo], todo)))
         # longest first: similar lengths share a batch, and memory peaks early
         order = sorted(todo, key=lambda r: -len(encoded[r]))
-        gen_kwargs: dict[str, Any] = dict(
-            max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=n_return,
-            do_sample=do_sample, early_stopping=True if num_beams > 1 else None,
-            output_scores=True, return_dict_in_generate=True,
-        )
+        gen_kwargs: dict[str, Any] = dict(do_sample=do_sample, early_stopping=True if num_beams > 1 else None,
+                                          output_scores=True)
         if do_sample:
             gen_kwargs.update(temperature=sampling_temperature, top_k=top_k, top_p=top_p)
         gen_kwargs.update(self.decoding_options(task, repetition_penalty=repetition_penalty,
@@ -199,42 +196,32 @@ class Translator:
                                                 length_penalty=length_penalty))
         gen_kwargs = {k: v for k, v in gen_kwargs.items() if v is not None}
 
-        eos = self.tokenizer.eos_token_id
         n_generate = num_beams if num_beams > 1 and not do_sample else n_return  # all beams: to see which ended
-        gen_kwargs["num_return_sequences"] = n_generate
         if first_round_tokens is None:
             first_round_tokens = FIRST_ROUND_TOKENS[task]
-        if (knn is not None and knn.trace is not None) or eos is None:
-            first_round_tokens = 0  # a trace follows one decoding of each input; without EOS nothing "ends"
+        if knn is not None and knn.trace is not None:
+            first_round_tokens = 0  # a trace follows one decoding of each input
+
+        def encode(rows: list[int]) -> dict:
+            return collate([encoded[r] for r in rows], None, self.tokenizer.pad_token_id, multiple=8,
+                           max_source_len=self.max_source_len)
+
         knn_context = self._knn_context(knn)
         bar = tqdm(total=len(order), desc=f"translate {task}", unit="mol" if task == MOL2TEXT else "text",
                    disable=not progress, dynamic_ncols=True)
         with knn_context as knn_processors, torch.inference_mode():
             if knn_processors is not None:
                 gen_kwargs["logits_processor"] = knn_processors
-            pending = order
-            for limit in length_rounds(max_new_tokens, first_round_tokens):
-                unfinished = []
-                for start in range(0, len(pending), batch_size):
-                    rows = pending[start : start + batch_size]
-                    batch = collate([encoded[r] for r in rows], None, self.tokenizer.pad_token_id, multiple=8,
-                                    max_source_len=self.max_source_len)
-                    with fast_decoding(self.model, num_beams) as fast_options:
-                        out = self.model.generate(**batch, **{**gen_kwargs, "max_new_tokens": limit}, **fast_options)
-                    ended = (out.sequences[:, 1:] == eos).any(dim=1).view(len(rows), n_generate).all(dim=1)
-                    texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True,
-                                                        clean_up_tokenization_spaces=False)
-                    seq_scores = getattr(out, "sequences_scores", None)
-                    for i, row in enumerate(rows):
-                        if limit < max_new_tokens and not bool(ended[i]):
-                            unfinished.append(row)
-                            continue
-                        first = i * n_generate
-                        cands = [t.strip() for t in texts[first : first + n_return]]
-                        scores = seq_scores[first : first + n_return].tolist() if seq_scores is not None else None
-                        results[row] = self._finish(inputs[row], cands, scores, flags[row], task, rerank, canonicalize)
-                        bar.update(1)
-                pending = unfinished
+            for row, sequences, seq_scores in generate_in_rounds(
+                    self.model, encode, order, num_beams=num_beams, num_return_sequences=n_generate,
+                    max_new_tokens=max_new_tokens, first_round_tokens=first_round_tokens, batch_size=batch_size,
+                    eos_token_id=self.tokenizer.eos_token_id, **gen_kwargs):
+                texts = self.tokenizer.batch_decode(sequences[:n_return], skip_special_tokens=True,
+                                                    clean_up_tokenization_spaces=False)
+                scores = seq_scores[:n_return].tolist() if seq_scores is not None else None
+                results[row] = self._finish(inputs[row], [t.strip() for t in texts], scores, flags[row], task,
+                                            rerank, canonicalize)
+                bar.update(1)
         bar.close()
         return results  # type: ignore[return-value]
 

@@ -94,3 +94,32 @@ def test_sparse_mixing_equals_the_dense_definition():
         assert torch.allclose(dense, sparse, atol=1e-6), lambda_
         assert torch.equal(torch.isneginf(dense), torch.isneginf(sparse))
     assert torch.equal(mix_neighbours(model, distances, values, 0.7, 3.0)[4], model[4])
+
+
+def test_blocked_tokens_stay_blocked_and_rows_renormalise():
+    """Tokens an earlier processor set to -inf (n-gram blocking) stay -inf; each row equals log_softmax of
+    the dense mixture with those tokens masked; a row left empty (λ = 1, every neighbour blocked) keeps
+    the model's distribution."""
+    from datastore.combine import mix_neighbours
+
+    generator = torch.Generator().manual_seed(2)
+    distances = torch.rand(6, 8, generator=generator) * 20
+    values = torch.randint(0, 6, (6, 8), generator=generator)
+    values[4] = -1  # a row without neighbours
+    values[5] = 3  # every neighbour on token 3, which is blocked below
+    scores = torch.randn(6, 11, generator=generator)
+    blocked = torch.zeros(6, 11, dtype=torch.bool)
+    blocked[:, 3] = True
+    blocked[0, values[0, 0]] = True  # a retrieved token blocked in one row
+    blocked[1, 7] = True  # a token no neighbour retrieved
+    model = torch.log_softmax(scores.masked_fill(blocked, float("-inf")), -1)
+    for lambda_ in (0.2, 0.9, 1.0):
+        dense = interpolate_log_probs(model, knn_log_probs(distances, values, 11, 3.0), lambda_)
+        want = torch.log_softmax(dense.masked_fill(blocked, float("-inf")), -1)
+        empty = ~torch.isfinite(want).any(-1)
+        want[empty] = model[empty]
+        got = mix_neighbours(model, distances, values, lambda_, 3.0)
+        assert torch.allclose(got, want, atol=1e-5), lambda_
+        assert torch.equal(torch.isneginf(got), blocked | torch.isneginf(want))
+        assert torch.allclose(got.exp().sum(-1), torch.ones(6), atol=1e-5)
+    assert bool(empty[5]) and torch.equal(mix_neighbours(model, distances, values, 1.0, 3.0)[5], model[5])

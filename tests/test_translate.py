@@ -193,7 +193,7 @@ def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(transla
     attention implementation restored afterwards."""
     import contextlib
 
-    import t2m.generate as generate
+    import t2m.fast_decoding as fast_decoding
     from t2m.data import read_tsv_records
 
     rows = read_tsv_records(tiny_chebi20 / "test.txt")[:6]
@@ -202,7 +202,7 @@ def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(transla
         kwargs = dict(task=task, num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=4)
         fast = translator.translate(sources, **kwargs)
         # transformers' own cache and attention
-        monkeypatch.setattr(generate, "fast_decoding", lambda model, beams: contextlib.nullcontext({}))
+        monkeypatch.setattr(fast_decoding, "fast_decoding", lambda model, beams: contextlib.nullcontext({}))
         plain = translator.translate(sources, **kwargs)
         monkeypatch.undo()
         assert [t.candidates for t in fast] == [t.candidates for t in plain]

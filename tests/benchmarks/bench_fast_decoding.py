@@ -14,6 +14,7 @@ import time
 
 import torch
 
+import t2m.fast_decoding as fd
 import t2m.generate as g
 from t2m.data import load_chebi20_records
 
@@ -30,7 +31,7 @@ def main() -> None:
     torch.set_num_threads(1)
     records = load_chebi20_records(None).test[: args.rows]
     translator = g.Translator.from_pretrained()
-    fast = g.fast_decoding
+    fast = fd.fast_decoding
     for beams in args.beams:
         for task, key in (("text2mol", "description"), ("mol2text", "smiles")):
             sources = [r[key] for r in records]
@@ -39,14 +40,14 @@ def main() -> None:
             outputs = {}
             for name, own, rounds in (("transformers", True, 0), ("one_round", False, 0),
                                       ("t2m", False, args.first_round_tokens)):
-                g.fast_decoding = (lambda m, b: contextlib.nullcontext({})) if own else fast
+                fd.fast_decoding = (lambda m, b: contextlib.nullcontext({})) if own else fast
                 start = time.perf_counter()
                 outputs[name] = translator.translate(sources, first_round_tokens=rounds, **kwargs)
                 row[f"{name}_s"] = round(time.perf_counter() - start, 2)
                 row[f"{name}_inputs_per_s"] = round(len(sources) / row[f"{name}_s"], 3)
                 same = sum(a.candidates == b.candidates for a, b in zip(outputs[name], outputs["transformers"]))
                 row[f"{name}_same_candidates"] = f"{same}/{len(sources)}"
-            g.fast_decoding = fast
+            fd.fast_decoding = fast
             row["speedup"] = round(row["transformers_s"] / row["t2m_s"], 2)
             print(json.dumps(row), flush=True)
 
