@@ -269,3 +269,43 @@ def test_decoding_in_length_rounds_gives_one_rounds_results(tiny_chebi20, task, 
     assert [t.candidates for t in rounds] == [t.candidates for t in one]
     for a, b in zip(rounds, one):
         assert a.scores == pytest.approx(b.scores, abs=1e-5)
+
+
+def test_growing_cache_layer_holds_what_transformers_dynamic_layer_holds():
+    """GrowingLayer against DynamicLayer through appends past its chunk size, beam reorders, crop and the
+    batch expansion / selection generate uses: the same keys and values after every operation."""
+    from transformers.cache_utils import DynamicLayer
+
+    from t2m.fast_decoding import _growing_layer_class
+
+    generator = torch.Generator().manual_seed(0)
+    growing, plain = _growing_layer_class()(), DynamicLayer()
+
+    def same():
+        assert growing.get_seq_length() == plain.get_seq_length()
+        assert torch.equal(growing.keys, plain.keys) and torch.equal(growing.values, plain.values)
+
+    for step in range(70):  # > 2 chunks of 32
+        n = 5 if step == 0 else 1  # a prompt of 5 positions, then one per step
+        k, v = torch.randn(6, 2, n, 4, generator=generator), torch.randn(6, 2, n, 4, generator=generator)
+        out_growing, out_plain = growing.update(k, v), plain.update(k, v)
+        assert torch.equal(out_growing[0], out_plain[0]) and torch.equal(out_growing[1], out_plain[1])
+        if step % 3 == 1:
+            order = torch.randint(0, 6, (6,), generator=generator)
+            growing.reorder_cache(order)
+            plain.reorder_cache(order)
+        same()
+    growing.crop(-4)
+    plain.crop(-4)
+    same()
+    growing.batch_repeat_interleave(2)
+    plain.batch_repeat_interleave(2)
+    same()
+    keep = torch.tensor([0, 3, 7, 11])
+    growing.batch_select_indices(keep)
+    plain.batch_select_indices(keep)
+    same()
+    k, v = torch.randn(4, 2, 1, 4, generator=generator), torch.randn(4, 2, 1, 4, generator=generator)
+    growing.update(k, v)
+    plain.update(k, v)
+    same()
