@@ -148,7 +148,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
     from datastore.augment import knn_generation
     from t2m.batching import encode_batch
     from t2m.fast_decoding import generate_in_rounds
-    from t2m.generate import FIRST_ROUND_TOKENS
+    from t2m.generate import default_first_round
 
     device = next(model.parameters()).device
     label = "model" if candidate is None else f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.3g}"
@@ -172,7 +172,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
             options["logits_processor"] = processors
         for row, sequences, _ in generate_in_rounds(
                 model, encode, order, num_beams=num_beams, num_return_sequences=num_beams,
-                max_new_tokens=max_new_tokens, first_round_tokens=FIRST_ROUND_TOKENS.get(task),
+                max_new_tokens=max_new_tokens, first_round_tokens=default_first_round(task, num_beams),
                 batch_size=batch_size, eos_token_id=tokenizer.eos_token_id, **options):
             outputs[row] = tokenizer.decode(sequences[0], skip_special_tokens=True).strip()
             bar.update(1)
