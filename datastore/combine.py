@@ -15,19 +15,27 @@ import math
 import torch
 
 
-def knn_token_log_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(n, k) log p_kNN(values[i, j]) for each neighbour (neighbours sharing a token get the same
-    number); ``-inf`` for missing neighbours (value < 0 or non-finite distance) and in rows without any."""
+def _neighbour_logits(distances: torch.Tensor, values: torch.Tensor, temperature: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(valid, logits, log_total): which neighbours count (value >= 0, finite distance), their -d / T
+    (``-inf`` where not valid), and log Σ exp(logits) per row (0 in a row without any, so that
+    subtracting it leaves ``-inf`` there)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     valid = (values >= 0) & torch.isfinite(distances)  # (n, k)
     logits = torch.where(valid, -distances.float() / temperature, float("-inf"))  # (n, k)
+    total = torch.logsumexp(logits, dim=-1, keepdim=True)  # (n, 1), -inf in a row without neighbours
+    return valid, logits, torch.where(torch.isfinite(total), total, torch.zeros_like(total))
+
+
+def knn_token_log_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(n, k) log p_kNN(values[i, j]) for each neighbour (neighbours sharing a token get the same
+    number); ``-inf`` for missing neighbours (value < 0 or non-finite distance) and in rows without any."""
+    valid, logits, log_total = _neighbour_logits(distances, values, temperature)
     # log Σ exp(logit) over the neighbours sharing each neighbour's token: (n, k, k) is tiny next to (n, V)
     same = (values[:, :, None] == values[:, None, :]) & valid[:, None, :]  # (n, k, k)
     per_neighbour = torch.logsumexp(torch.where(same, logits[:, None, :], float("-inf")), dim=-1)  # (n, k)
-    total = torch.logsumexp(logits, dim=-1, keepdim=True)  # (n, 1), -inf in a row without neighbours
-    per_neighbour = per_neighbour - torch.where(torch.isfinite(total), total, torch.zeros_like(total))
-    return torch.where(valid, per_neighbour, float("-inf"))
+    return torch.where(valid, per_neighbour - log_total, float("-inf"))
 
 
 def _token_index(values: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -99,11 +107,8 @@ def mix_neighbours(model_log_probs: torch.Tensor, distances: torch.Tensor, value
     mixed.scatter_reduce_(1, index, update, reduce="amax")
     if any_blocked:
         # log of the mass left: λ P_kNN(not blocked) + (1 - λ), P_kNN from each neighbour's own share
-        valid = (values >= 0) & torch.isfinite(distances)
-        logits = torch.where(valid, -distances.float() / temperature, float("-inf"))  # (n, k)
-        total = torch.logsumexp(logits, dim=-1, keepdim=True)
-        allowed = torch.logsumexp(logits.masked_fill(blocked, float("-inf")), dim=-1, keepdim=True) - torch.where(
-            torch.isfinite(total), total, torch.zeros_like(total))  # (n, 1) log P_kNN(not blocked)
+        _, logits, log_total = _neighbour_logits(distances, values, temperature)
+        allowed = torch.logsumexp(logits.masked_fill(blocked, float("-inf")), dim=-1, keepdim=True) - log_total
         if lambda_ == 1.0:
             norm = allowed
         else:

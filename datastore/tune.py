@@ -146,25 +146,25 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
     from tqdm.auto import tqdm
 
     from datastore.augment import knn_generation
-    from t2m.batching import encode_batch
+    from t2m.batching import collate, encode_sources
     from t2m.fast_decoding import generate_in_rounds
     from t2m.generate import default_first_round
+    from t2m.tasks import add_prompt
 
     device = next(model.parameters()).device
     label = "model" if candidate is None else f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.3g}"
-    sources = list(sources)
-    lengths = [len(ids) for ids in tokenizer(sources, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(sources)), key=lambda i: -lengths[i])  # as Translator: similar lengths batched
+    source_ids = encode_sources(tokenizer, [add_prompt(s, task, prompt_style) for s in sources], 512)
+    order = sorted(range(len(source_ids)), key=lambda i: -len(source_ids[i]))  # as Translator: similar lengths
 
     def encode(rows: list[int]) -> dict:
-        batch = encode_batch(tokenizer, [sources[i] for i in rows], None, task, prompt_style)
+        batch = collate([source_ids[i] for i in rows], None, tokenizer.pad_token_id)
         return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
 
     knn = (contextlib.nullcontext(None) if candidate is None or candidate.lambda_ == 0 else
            knn_generation(model, store, k=candidate.k, lambda_=candidate.lambda_, temperature=candidate.temperature,
                           retriever=retriever, check=False))
-    outputs: list[str] = [""] * len(sources)
-    bar = tqdm(total=len(sources), desc=f"tune: decode dev ({label})", unit="row", disable=not progress)
+    outputs: list[str] = [""] * len(source_ids)
+    bar = tqdm(total=len(source_ids), desc=f"tune: decode dev ({label})", unit="row", disable=not progress)
     # decoded as t2m.generate.Translator decodes (fast_decoding, length rounds)
     with torch.inference_mode(), knn as processors:
         options = dict(generate_options or {}, do_sample=False, early_stopping=True if num_beams > 1 else None)

@@ -200,6 +200,7 @@ def _cross_attention_modules(model: Any) -> list:
     return modules if all(m is not None and hasattr(m, "config") for m in modules) else []
 
 
+@functools.lru_cache(maxsize=None)
 def _generate_cache_argument() -> str:
     """``generate``'s name for a cache object: ``cache`` from transformers 5.24 on (which deprecates
     ``past_key_values``), ``past_key_values`` before."""
