@@ -468,3 +468,73 @@ def _versions() -> dict[str, str]:
     except ImportError:  # pragma: no cover
         pass
     return versions
+
+
+# --------------------------------------------------------------------------------------- subsets
+
+
+def subset_datastore(source: str | os.PathLike, out_dir: str | os.PathLike, rows: Sequence[int], *,
+                     data: Mapping[str, Any] | None = None, index_factory: str | None = None,
+                     index_options: Mapping[str, Any] | None = None, overwrite: bool = False,
+                     progress: bool = True) -> Path:
+    """A datastore of the entries of the store in ``source`` that came from the training ``rows`` (the
+    store's own row ids), published in ``out_dir`` with its own index; returns ``out_dir``.
+
+    A store built from those rows would hold the same keys -- each entry is one target token of one
+    pair under teacher forcing, independent of the other pairs -- so this gives the datastore-size
+    curve without running the model again: only the entries are copied and the index trained anew.
+    ``data`` replaces the source's data description (rows, fraction, ...); ``index_factory`` defaults
+    to the source index's requested factory. k, λ and T are copied, T recomputed from the subset's keys
+    when the source's was computed from its keys (an untuned store)."""
+    from datastore.index import build_index
+    from datastore.store import Datastore
+
+    started = time.perf_counter()
+    store = Datastore.load(source)
+    out_dir = Path(out_dir)
+    if (out_dir / META_FILE).is_file() and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds a datastore; pass overwrite=True to replace it")
+    wanted = np.zeros(int(store.rows.max()) + 1 if store.count else 0, dtype=bool)
+    rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=np.int64)
+    rows = rows[rows < len(wanted)]
+    wanted[rows] = True
+    picks = np.flatnonzero(wanted[np.asarray(store.rows)])
+    if not len(picks):
+        raise DatastoreError(f"{store.path}: none of its entries come from the {len(rows)} rows asked for")
+    work = work_dir_for(out_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    arrays = {"keys": store.keys, "values": store.values, "rows": store.rows, "positions": store.positions}
+    for name, file in ARRAY_FILES.items():
+        part = np.asarray(arrays[name][picks], dtype=ARRAY_DTYPES[name])
+        np.save(work / file, part, allow_pickle=False)
+    count = len(picks)
+    keys = np.load(work / ARRAY_FILES["keys"], mmap_mode="r")
+    source_index = store.meta.get("index", {})
+    factory = index_factory or source_index.get("requested_factory") or source_index.get("factory")
+    options = dict(index_options or {})
+    if "nprobe" not in options and source_index.get("nprobe") is not None:
+        options["nprobe"] = source_index["nprobe"]
+    index_meta, index = build_index(keys, work, factory=factory, progress=progress, return_index=True, **options)
+    source_knn = store.meta.get("knn", {})
+    knn_meta = {key: source_knn[key] for key in ("k", "lambda", "temperature") if key in source_knn}
+    knn_meta["source"] = f"copied from {store.path} ({source_knn.get('source', 'default')})"
+    if source_knn.get("temperature_source") and index is not None and count > 1:
+        temperature = _nearest_other_distance(keys, index)
+        if temperature is not None:
+            knn_meta.update(temperature=temperature, temperature_source=source_knn["temperature_source"])
+    del index
+    meta = {**store.meta, "count": count,
+            "arrays": {name: {"file": file, "dtype": ARRAY_DTYPES[name],
+                              "shape": [count, store.dim] if name == "keys" else [count]}
+                       for name, file in ARRAY_FILES.items()},
+            "data": json.loads(json.dumps(data if data is not None else store.meta.get("data", {}), default=str)),
+            "knn": knn_meta, "index": index_meta,
+            "build": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "subset_of": str(store.path), "subset_rows": int(len(rows)),
+                      "compute_seconds": 0.0, "subset_seconds": round(time.perf_counter() - started, 3),
+                      "versions": _versions()}}
+    write_json_atomic(work / META_FILE, meta)
+    _publish(work, out_dir, overwrite)
+    return out_dir

@@ -118,6 +118,27 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
                            chunk_batches=chunk_batches, resume=resume, overwrite=overwrite, progress=progress)
 
 
+def subset_task_datastore(full: str | os.PathLike, out: str | os.PathLike, fraction: float, *,
+                          index_factory: str | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """The ``fraction`` store of the training pairs (:func:`subset_rows`, the rows
+    :func:`build_task_datastore` with that ``fraction`` would use) cut from the full store in ``full``
+    (:func:`datastore.build.subset_datastore`: the same entries, no model run); returns ``out``."""
+    from datastore.build import subset_datastore
+    from datastore.store import Datastore, DatastoreError
+
+    store = Datastore.load(full)
+    data = dict(store.meta.get("data", {}))
+    if float(data.get("fraction", 1.0)) != 1.0:
+        raise DatastoreError(f"{store.path}/datastore.json: built from {data.get('fraction')} of the training pairs; "
+                             "cut subsets from a store of all of them")
+    of_rows = int(data.get("of_rows") or data.get("rows") or int(store.rows.max()) + 1)
+    rows = subset_rows(of_rows, fraction)
+    data.update({"rows": len(rows), "of_rows": of_rows, "fraction": fraction,
+                 "row_ids": "indices into the split's rows"})
+    return subset_datastore(full, out, rows, data=data, index_factory=index_factory, overwrite=overwrite,
+                            progress=progress)
+
+
 def _encode_pairs(tokenizer, sources, targets, *, task, prompt_style, max_source_len, max_target_len):
     from t2m.batching import encode_batch
 

@@ -33,6 +33,7 @@ Everything is a thin layer over :func:`run_bench` (Python: ``run_bench(BenchConf
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -76,6 +77,7 @@ class BenchConfig:
     dev_limit: int | None = None  # dev rows for tuning and the λ sweep (first N)
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
     scaling_beam: int | None = None  # beam for the datastore-size runs; None: the smallest of ``beams``
+    scaling_limit: int | None = 1000  # test rows (first N) of the datastore-size runs; None: all
     store_dir: Path | None = None  # None: <out>/stores
     index: str | None = None  # faiss factory for stores built here; None: the datastore default
     fcd: bool = True
@@ -92,7 +94,7 @@ class BenchConfig:
     isolate_builds: bool = True  # build and tune datastores in a child process (memory measured apart)
     allow_pickle: bool = False
     progress: bool = True
-    jobs: int = 1  # tasks run at once, each in its own process with an equal share of the CPU threads
+    jobs: int = 1  # worker processes: stores of the tasks prepared at once, each decoding split over them
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -110,6 +112,8 @@ class BenchConfig:
             raise ValueError(f"--lambda-sweep values must lie in [0, 1], got {self.lambda_sweep}")
         if self.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.scaling_limit is not None and self.scaling_limit < 1:
+            raise ValueError(f"--scaling-limit must be at least 1, got {self.scaling_limit}")
 
     @property
     def headline_beam(self) -> int:
@@ -206,6 +210,10 @@ class RowScores:
 
     def __len__(self) -> int:
         return len(next(iter(self.values.values())))
+
+    def head(self, n: int) -> "RowScores":
+        """The first ``n`` rows' scores."""
+        return RowScores(self.task, {k: v[:n] for k, v in self.values.items()})
 
     def corpus(self, metric: str, weights: np.ndarray | None = None) -> float:
         """The corpus value of ``metric`` with rows counted ``weights`` times (None: once each)."""
@@ -421,19 +429,30 @@ def effective_decoding_options(translator: Any, task: str, config: BenchConfig) 
 
 
 def decode_system(translator: Any, name: str, sources: Sequence[str], task: str, beam: int, rerank: bool,
-                  knn: Any, config: BenchConfig) -> SystemRun:
-    """Translate ``sources`` with ``translator`` and time it (wall clock, this process)."""
+                  knn: Any, config: BenchConfig, pool: Any = None) -> SystemRun:
+    """Translate ``sources`` with ``translator`` -- or, given a :class:`t2m.decode_pool.DecodePool`, in
+    its workers at once -- and time it (wall clock; with a pool, the slowest worker's shard)."""
     from collections import Counter
 
-    # warm-up (untimed): the first generate call of a configuration pays one-off costs
-    options = dict(task=task, num_beams=beam, valid_smiles=rerank, knn=knn, batch_size=config.batch_size,
+    options = dict(task=task, num_beams=beam, valid_smiles=rerank, batch_size=config.batch_size,
                    max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
                    no_repeat_ngram_size=config.no_repeat_ngram_size)
-    translator.translate(list(sources[:2]), **options)
     rss_before = current_rss_mb()
-    started = time.perf_counter()
-    results = translator.translate(list(sources), progress=config.progress, **options)
-    seconds = time.perf_counter() - started
+    memory: dict[str, Any] = {}
+    if pool is not None:
+        from t2m.decode_pool import KNNSpec
+
+        spec = None if knn is None else KNNSpec(str(knn.store.path), knn.k, knn.lambda_, knn.temperature)
+        done = pool.translate(list(sources), knn=spec, **options)
+        results, seconds = done.translations, done.seconds
+        memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "shard_seconds": done.shard_seconds,
+                  "worker_peak_rss_mb": done.worker_peak_rss_mb}
+    else:
+        # warm-up (untimed): the first generate call of a configuration pays one-off costs
+        translator.translate(list(sources[:2]), knn=knn, **options)
+        started = time.perf_counter()
+        results = translator.translate(list(sources), progress=config.progress, knn=knn, **options)
+        seconds = time.perf_counter() - started
     outputs = [r.output for r in results]
     flags = Counter(flag for r in results for flag in r.flags)
     settings = {"decoder": "model+knn" if knn is not None else "model", "num_beams": beam,
@@ -446,7 +465,7 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     first_beam = [r.candidates[0] if r.candidates else r.output for r in results] if task == TEXT2MOL else None
     return SystemRun(name, settings, outputs, seconds, count_output_tokens(translator.tokenizer, outputs), dict(flags),
                      memory={"rss_before_mb": rss_before, "rss_after_mb": current_rss_mb(),
-                             "peak_rss_so_far_mb": peak_rss_mb()}, first_beam=first_beam)
+                             "peak_rss_so_far_mb": peak_rss_mb(), **memory}, first_beam=first_beam)
 
 
 def without_rerank(run: SystemRun, name: str, tokenizer: Any) -> SystemRun:
@@ -494,11 +513,12 @@ def store_path(config: BenchConfig, task: str, fraction: float) -> Path:
 
 
 def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict[str, Any]:
-    """Build every missing datastore of ``task`` (all the training pairs and each of ``config.fractions``)
-    and tune the full one on the dev slice (``t2m tune``) when it has only default λ, k, T. Returns the
-    seconds each step took here and this process's peak memory; meant to run in a child process
-    (:func:`run_prepare`), so that its memory is measured apart from decoding's."""
-    from datastore.cli import build_task_datastore
+    """Build every missing datastore of ``task`` -- all the training pairs with the model, each of
+    ``config.fractions`` cut from that one (:func:`datastore.cli.subset_task_datastore`: the same
+    entries, no model run) -- and tune the full one on the dev slice (``t2m tune``) when it has only
+    default λ, k, T. Returns the seconds each step took here and this process's peak memory; meant to
+    run in a child process (:func:`run_prepare`), so that its memory is measured apart from decoding's."""
+    from datastore.cli import build_task_datastore, subset_task_datastore
     from datastore.store import Datastore
     from datastore.tune import tune
 
@@ -508,11 +528,17 @@ def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict
         if (path / "datastore.json").is_file():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"bench: building the {task} datastore ({fraction:.0%} of the training pairs) in {path}", file=sys.stderr)
         started = time.perf_counter()
-        build_task_datastore(model_dir, task, path, config.data, setting=config.setting, dev_size=config.dev_size,
-                             index_factory=config.index, batch_size=config.batch_size, fraction=fraction,
-                             allow_pickle=config.allow_pickle, progress=config.progress)
+        if fraction == 1.0:
+            print(f"bench: building the {task} datastore in {path}", file=sys.stderr)
+            build_task_datastore(model_dir, task, path, config.data, setting=config.setting,
+                                 dev_size=config.dev_size, index_factory=config.index, batch_size=config.batch_size,
+                                 allow_pickle=config.allow_pickle, progress=config.progress)
+        else:
+            print(f"bench: cutting the {task} datastore of {fraction:.0%} of the training pairs into {path}",
+                  file=sys.stderr)
+            subset_task_datastore(store_path(config, task, 1.0), path, fraction, index_factory=config.index,
+                                  progress=config.progress)
         built[fraction] = round(time.perf_counter() - started, 3)
     tuned = None
     full = store_path(config, task, 1.0)
@@ -560,13 +586,15 @@ def describe_store(config: BenchConfig, task: str, fraction: float, prepared: di
                          f"{config.dev_size}; its training pairs differ: pass another --store-dir or delete it")
     index = store.meta.get("index", {})
     build = store.meta.get("build", {})
-    recorded = (build.get("compute_seconds") or 0) + (index.get("build_seconds") or 0)
+    derived = build.get("subset_of")
+    recorded = build.get("subset_seconds") or (build.get("compute_seconds") or 0) + (index.get("build_seconds") or 0)
     seconds = prepared["build_seconds"].get(fraction)
     info = {
         "path": str(path), "task": task, "fraction": fraction, "rows": data_meta.get("rows"),
         "of_rows": data_meta.get("of_rows"), "entries": store.count, "dim": store.dim, "layer": store.layer,
         "bytes_on_disk": folder_bytes(path), "built_here": seconds is not None,
         "build_seconds": seconds, "build_seconds_recorded": round(recorded, 3),
+        "cut_from": derived,  # a subset store: its entries copied from this store's, only its index built
         "build_tokens_per_s": build.get("tokens_per_second"),
         "build_peak_rss_mb": prepared["peak_rss_mb"] if prepared["build_seconds"] else None,
         "build_process": prepared["process"],
@@ -799,8 +827,11 @@ def _evaluate(task: str, references: Sequence[str], outputs: Sequence[str], fcd:
 
 
 def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, splits: Any,
-             caption_scorer: CaptionScorer | None, cache: PredictionCache, model_fp: str) -> tuple[dict, dict]:
-    """Every system, comparison and measurement of one task; returns (bench.json part, examples part)."""
+             caption_scorer: CaptionScorer | None, cache: PredictionCache, model_fp: str,
+             prepared: dict[str, Any] | None = None, pool: Any = None) -> tuple[dict, dict]:
+    """Every system, comparison and measurement of one task; returns (bench.json part, examples part).
+    ``prepared``: :func:`prepare_task_stores`' record when the stores were prepared beforehand (else
+    it runs here); ``pool``: a :class:`t2m.decode_pool.DecodePool` that every decoding is split over."""
     from t2m.generate import KNNSettings
 
     test = splits.test[: config.limit] if config.limit else list(splits.test)
@@ -812,16 +843,23 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
                 "repetition": effective_decoding_options(translator, task, config)}
     runs: dict[str, SystemRun] = {}
 
-    def run_or_reuse(name: str, key: dict[str, Any], make) -> SystemRun:
+    def run_or_reuse(name: str, key: dict[str, Any], make, rows: int | None = None) -> SystemRun:
+        """The cached run of ``name`` with these settings or a new one from ``make()``, on the first
+        ``rows`` test rows (None: all)."""
+        rows = len(sources) if rows is None else rows
         full_key = {**rows_key, **key}
+        if rows != len(sources):
+            full_key.update(sources=_sha(sources[:rows]), references=_sha(references[:rows]))
         cached = cache.load(task, name, full_key)
         if cached is not None:
             print(f"bench: {task} {name}: reusing {len(cached.outputs)} cached predictions", file=sys.stderr)
             return cached
-        print(f"bench: {task} {name} on {len(sources)} test rows", file=sys.stderr)
+        print(f"bench: {task} {name} on {rows} test rows", file=sys.stderr)
+        started = time.perf_counter()
         run = make()
         run.name = name
-        cache.save(task, run, full_key, sources, references)
+        cache.save(task, run, full_key, sources[:rows], references[:rows])
+        print(f"bench: {task} {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         return run
 
     # the retrieval baseline (no model)
@@ -838,7 +876,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
             name = system_name(base, beam, config.headline_beam, rerank, task)
             if rerank:
                 runs[name] = run_or_reuse(name, {**key, "beam": beam, "rerank": True}, lambda: decode_system(
-                    translator, name, sources, task, beam, True, knn, config))
+                    translator, name, sources, task, beam, True, knn, config, pool))
             else:
                 runs[name] = without_rerank(runs[system_name(base, beam, config.headline_beam, True, task)], name,
                                             translator.tokenizer)
@@ -847,7 +885,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     run_plan("model", {"system": "model"}, None)
 
     # the datastores: built where missing, the full one tuned if untuned (in a child process)
-    prepared = run_prepare(config, model_dir, task)
+    prepared = prepared or run_prepare(config, model_dir, task)
     store, store_info = describe_store(config, task, 1.0, prepared)
     check_store_model(store, translator)
     knn_info = knn_record(store, prepared)
@@ -866,6 +904,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
 
     # datastore scaling: fractions of the training pairs, the model and λ, k, T fixed
     scaling_beam = config.scaling_beam or min(config.beams)
+    scaling_rows = min(len(sources), config.scaling_limit or len(sources))
     scaling_runs: dict[float, tuple[SystemRun, dict]] = {}
     for fraction in sorted(set(config.fractions)):
         if fraction == 1.0:
@@ -878,7 +917,8 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         key = {"system": "model+knn", "beam": scaling_beam, "rerank": True, **store_key,
                "store_entries": f_store.count, "fraction": fraction}
         scaling_runs[fraction] = (run_or_reuse(name, key, lambda: decode_system(
-            translator, name, sources, task, scaling_beam, True, knn, config)), f_info)
+            translator, name, sources[:scaling_rows], task, scaling_beam, True, knn, config, pool),
+            rows=scaling_rows), f_info)
 
     # scores
     results: dict[str, Any] = {}
@@ -913,19 +953,19 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
             c = paired_bootstrap(row_scores[system], row_scores["retrieval"], metric, config.bootstrap, config.seed)
             comparisons.append({"system": system, "baseline": "retrieval", **c})
 
-    # scaling table: 100% is the main kNN run at the scaling beam
+    # scaling table: 100% is the main kNN run at the scaling beam; all points on the first scaling_rows rows
     scaling_points = []
     model_at_beam = system_name("model", scaling_beam, config.headline_beam, True, task)
     full_name = system_name("model+knn", scaling_beam, config.headline_beam, True, task)
-    base_rows = row_scores[model_at_beam]
+    base_rows = row_scores[model_at_beam].head(scaling_rows)
     for fraction in sorted(set(config.fractions) | {1.0}):
         if fraction == 1.0:
-            run, info, rs = runs[full_name], store_info, row_scores[full_name]
-            metrics = {m: results[full_name].metrics.get(m) for m in HEADLINE_METRICS[task]}
+            run, info, rs = runs[full_name], store_info, row_scores[full_name].head(scaling_rows)
+            metrics = {m: rs.corpus(m) for m in HEADLINE_METRICS[task]}
         elif fraction in scaling_runs:
             run, info = scaling_runs[fraction]
-            rs = (text2mol_row_scores(references, run.outputs) if task == TEXT2MOL
-                  else caption_scorer(references, run.outputs))  # type: ignore[misc]
+            rs = (text2mol_row_scores(references[:scaling_rows], run.outputs) if task == TEXT2MOL
+                  else caption_scorer(references[:scaling_rows], run.outputs))  # type: ignore[misc]
             metrics = {m: rs.corpus(m) for m in HEADLINE_METRICS[task]}
         else:
             continue
@@ -961,7 +1001,10 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         "comparisons": comparisons,
         "datastore": {**store_info, "knn": knn_info},
         "lambda_sweep": sweep,
-        "scaling": {"beam": scaling_beam, "knn": {"k": params.k, "lambda": params.lambda_,
+        "scaling": {"beam": scaling_beam, "rows": scaling_rows,
+                    "baselines": {name: {m: row_scores[name].head(scaling_rows).corpus(m) for m in HEADLINE_METRICS[task]}
+                                  for name in (model_at_beam, "retrieval")},
+                    "knn": {"k": params.k, "lambda": params.lambda_,
                                                    "temperature": params.temperature},
                     "note": "λ, k, T tuned on the full store, reused for the smaller ones", "points": scaling_points},
         "cost": cost_summary(systems, store_info, sorted(config.beams), config.headline_beam, task),
@@ -1033,19 +1076,18 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
         "tasks": {},
     }
     examples: dict[str, Any] = {"tasks": {}}
-    if config.jobs > 1 and len(config.tasks) > 1:
-        children = run_tasks_in_processes(config)
+    prepared: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if config.jobs > 1:
+            from t2m.decode_pool import DecodePool
+
+            prepared = prepare_in_parallel(config, model_dir)
+            pool = stack.enter_context(DecodePool(model_dir, config.jobs, allow_pickle=config.allow_pickle))
+            bench["machine"]["decode_workers"] = {"processes": pool.jobs, "threads_each": pool.threads}
         for task in config.tasks:
-            child_bench, child_examples = children[task]
-            bench["tasks"][task] = child_bench["tasks"][task]
-            bench["signature"][task] = child_bench["signature"][task]
-            examples["tasks"][task] = child_examples["tasks"][task]
-        bench["machine"]["task_processes"] = {task: children[task][0]["machine"] for task in config.tasks}
-        child_peak = max(children[task][0]["peak_rss_mb"] for task in config.tasks)
-    else:
-        child_peak = 0.0
-        for task in config.tasks:
-            part, task_examples = run_task(config, task, translator, model_dir, splits, caption_scorer, cache, model_fp)
+            part, task_examples = run_task(config, task, translator, model_dir, splits, caption_scorer, cache, model_fp,
+                                           prepared.get(task), pool)
             bench["tasks"][task] = part
             bench["signature"][task] = part["signature"]
             examples["tasks"][task] = task_examples
@@ -1053,7 +1095,7 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
             write_json_atomic(config.out / "bench.json", bench)  # partial results survive a later failure
     bench["verdict"] = verdicts(bench)
     bench["seconds"] = round(time.perf_counter() - started, 1)
-    bench["peak_rss_mb"] = max(peak_rss_mb(), child_peak)
+    bench["peak_rss_mb"] = peak_rss_mb()
     write_outputs(config.out, bench, examples)
     return bench
 
@@ -1065,29 +1107,19 @@ def _threads_for_child(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _bench_one_task(config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    bench = run_bench(config)
-    return bench, json.loads((config.out / "examples.json").read_text(encoding="utf-8"))
-
-
-def run_tasks_in_processes(config: BenchConfig) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Each task's bench in its own (spawned) process, ``config.jobs`` at a time, each with an equal share
-    of this machine's CPUs as torch threads; a task's full outputs go to ``OUT/tasks/<task>/`` (its
-    predictions cache there too) and the stores to the shared store folder. Returns {task: (bench.json,
-    examples.json)} of each child."""
+def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[str, Any]]:
+    """:func:`prepare_task_stores` of every task at once, each in its own spawned process with an equal
+    share of the CPUs (at most ``config.jobs`` processes). Returns {task: its record}."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
-    from dataclasses import replace
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cpus // config.jobs)
-    store_dir = config.store_dir or config.out / "stores"
-    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=mp.get_context("spawn"),
-                             initializer=_threads_for_child, initargs=(threads,)) as pool:
-        futures = {task: pool.submit(_bench_one_task, replace(config, tasks=(task,), jobs=1, store_dir=store_dir,
-                                                              out=config.out / "tasks" / task))
-                   for task in config.tasks}
-        return {task: future.result() for task, future in futures.items()}
+    from t2m.decode_pool import cpu_count
+
+    workers = max(1, min(config.jobs, len(config.tasks)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_threads_for_child, initargs=(max(1, cpu_count() // workers),)) as pool:
+        futures = {task: pool.submit(prepare_task_stores, config, model_dir, task) for task in config.tasks}
+        return {task: {**future.result(), "process": "child process"} for task, future in futures.items()}
 
 
 def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) -> dict[str, Path]:
@@ -1137,6 +1169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev-limit", type=int, default=None, help="use the first N dev rows for tuning and the λ sweep")
     parser.add_argument("--fractions", default="0.25,0.5,1.0", help="datastore sizes as fractions of the training pairs")
     parser.add_argument("--scaling-beam", type=int, default=None, help="beam for the datastore-size runs (default: the smallest of --beams)")
+    parser.add_argument("--scaling-limit", type=int, default=1000,
+                        help="test rows (the first N) of the datastore-size runs (default: %(default)s; 0: all)")
     parser.add_argument("--store-dir", type=Path, default=None, help="datastores per task (default: OUT/stores)")
     parser.add_argument("--index", default=None, help="faiss factory for stores built here (default: the datastore default)")
     parser.add_argument("--no-fcd", action="store_true", help="skip FCD (ChemNet) in the text2mol metrics")
@@ -1160,8 +1194,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-pickle", action="store_true", help="allow a checkpoint with pickled weights")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="run the tasks at once, each in its own process with an equal share of the CPUs "
-                             "(speeds are then per process; default: %(default)s)")
+                        help="worker processes, each with an equal share of the CPUs: the tasks' datastores are "
+                             "built and tuned at once, and every decoding is split over them (speeds are then "
+                             "of all of them together; default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -1169,6 +1204,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         out=args.out, model=args.model, data=args.data, setting=args.setting, dev_size=args.dev_size,
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()), beams=_ints(args.beams),
         limit=args.limit, dev_limit=args.dev_limit, fractions=_floats(args.fractions), scaling_beam=args.scaling_beam,
+        scaling_limit=args.scaling_limit or None,
         store_dir=args.store_dir, index=args.index, fcd=not args.no_fcd, bootstrap=args.bootstrap,
         lambda_sweep=_floats(args.lambda_sweep), sweep_rows=args.sweep_rows, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,

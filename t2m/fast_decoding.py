@@ -167,7 +167,14 @@ def _grouped_attention(module, query, key, value, attention_mask, scaling=None, 
     def by_input(t):  # (rows, heads, q, x) -> (inputs, heads, beams*q, x)
         return t.reshape(inputs, groups, heads, q_len, -1).permute(0, 2, 1, 3, 4).reshape(inputs, heads, groups * q_len, -1)
 
-    scores = torch.matmul(by_input(query), key[::groups].transpose(-1, -2))
+    # one contiguous copy of each input's keys and values per generate call (the cross-attention cache
+    # hands the same tensors every step): batched matmul would otherwise copy the strided rows each step
+    shared = getattr(module, "_t2m_shared_kv", None)
+    if shared is None or shared[0] is not key or shared[1] is not value:
+        shared = (key, value, key[::groups].contiguous(), value[::groups].contiguous())
+        module._t2m_shared_kv = shared
+    key_one, value_one = shared[2], shared[3]
+    scores = torch.matmul(by_input(query), key_one.transpose(-1, -2))
     if scaling is not None and scaling != 1.0:
         scores = scores * scaling
     bias = position_bias
@@ -179,7 +186,7 @@ def _grouped_attention(module, query, key, value, attention_mask, scaling=None, 
     if bias is not None:
         scores = scores + by_input(bias.expand(rows, heads, q_len, bias.shape[-1]))
     weights = torch.softmax(scores.float(), dim=-1).to(value.dtype)
-    out = torch.matmul(weights, value[::groups])  # (inputs, heads, beams*q, dim)
+    out = torch.matmul(weights, value_one)  # (inputs, heads, beams*q, dim)
     out = out.reshape(inputs, heads, groups, q_len, dim).permute(0, 2, 3, 1, 4).reshape(rows, q_len, heads, dim)
     return out, None
 
@@ -249,6 +256,7 @@ def shared_cross_attention(model: Any, num_beams: int) -> Iterator[bool]:
             config._attn_implementation = own[key]
         for m in cross:
             del m._t2m_beams
+            m.__dict__.pop("_t2m_shared_kv", None)
         for m in decoder_attention:
             del m._t2m_own_attention
 

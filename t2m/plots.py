@@ -93,7 +93,8 @@ def plot_scaling(bench: dict[str, Any], out: Path) -> Path | None:
                 if y is not None and metric == PRIMARY[task]:
                     ax.annotate(f"{p['fraction']:.0%}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             for name, style in ((model_name, "--"), ("retrieval", ":")):
-                value = d["systems"].get(name, {}).get("metrics", {}).get(metric)
+                on_rows = d["scaling"].get("baselines", {}).get(name)  # on the scaling runs' rows
+                value = (on_rows if on_rows is not None else d["systems"].get(name, {}).get("metrics", {})).get(metric)
                 if value is not None:
                     ax.axhline(value, ls=style, color=COLORS.get(name.split("@")[0], "grey"),
                                alpha=1.0 if metric == PRIMARY[task] else 0.6, label=f"{name}: {label}")

@@ -163,11 +163,11 @@ def cost_table(bench: dict[str, Any]) -> Table:
                          fmt_rate(s["model_tokens_per_s"]), fmt_rate(s["knn_tokens_per_s"]),
                          "n/a" if s["knn_time_ratio"] is None else f"{s['knn_time_ratio']:.2f}"])
     m = bench["machine"]
-    children = m.get("task_processes")
-    if children:
-        threads = sorted({c["torch_threads"] for c in children.values()})
-        where = (f"each task in its own process, run at the same time ({m['cpu_affinity'] or m['cpus']} usable CPU "
-                 f"cores, {'/'.join(map(str, threads))} torch thread(s) per process)")
+    workers = m.get("decode_workers")
+    if workers:
+        where = (f"each decoding split over {workers['processes']} worker processes at once "
+                 f"({m['cpu_affinity'] or m['cpus']} usable CPU cores, {workers['threads_each']} torch thread(s) each); "
+                 "the time of a decoding is its slowest worker's")
     else:
         where = f"in one process ({m['cpu_affinity'] or m['cpus']} usable CPU cores, {m['torch_threads']} torch threads)"
     return Table("Decoding speed with and without retrieval", headers, rows,
@@ -212,8 +212,11 @@ def scaling_table(bench: dict[str, Any]) -> Table:
                              METRIC_LABELS.get(metric, metric), fmt(p["metrics"].get(metric), metric),
                              fmt_delta({**g, "ci95": g["ci95"]}), fmt_rate(p["speed"].get("molecules_per_s"))])
     beams = {t["scaling"]["beam"] for t in bench["tasks"].values()}
+    rows_used = sorted({t["scaling"].get("rows") or t["rows"] for t in bench["tasks"].values()})
     return Table("Datastore size", headers, rows,
-                 [f"beam {', '.join(map(str, sorted(beams)))}; λ, k, T tuned on the full store and kept for the smaller stores."])
+                 [f"beam {', '.join(map(str, sorted(beams)))}, the first {'/'.join(f'{n:,}' for n in rows_used)} test "
+                  "rows (gains against the model alone on the same rows); λ, k, T tuned on the full store and kept for "
+                  "the smaller stores, whose entries are cut from the full store's."])
 
 
 def summary_tables(bench: dict[str, Any]) -> list[Table]:

@@ -146,8 +146,11 @@ def test_a_rerun_reuses_the_decoded_predictions(bench_dir, tiny_model_dir, tiny_
     assert not bench["tasks"]["mol2text"]["datastore"]["knn"]["tuned_here"]
 
 
-def test_tasks_in_parallel_processes_give_the_same_numbers(bench_dir, tiny_model_dir, tiny_chebi20, tmp_path):
-    """--jobs 2: each task in its own spawned process; every system's metrics equal the sequential run's."""
+def test_decoding_split_over_worker_processes_gives_the_same_numbers(bench_dir, tiny_model_dir, tiny_chebi20,
+                                                                     tmp_path):
+    """--jobs 2: both tasks' stores prepared at once in two spawned processes and every decoding split
+    over two worker processes; every system's metrics equal the one-process run's. --scaling-limit 5:
+    the datastore-size points (and the model they are compared with) on the first 5 test rows."""
     from t2m.cli import main
 
     out = tmp_path / "bench_jobs"
@@ -155,19 +158,26 @@ def test_tasks_in_parallel_processes_give_the_same_numbers(bench_dir, tiny_model
             "--dev-size", str(DEV_SIZE), "--tasks", "text2mol,mol2text", "--beams", "1,2", "--limit", str(TEST_ROWS),
             "--dev-limit", "8", "--fractions", "0.5,1.0", "--index", "Flat", "--no-fcd", "--bootstrap", "200",
             "--lambda-sweep", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
-            "--examples", "2", "--no-progress", "--jobs", "2"]
+            "--examples", "2", "--no-progress", "--jobs", "2", "--scaling-limit", "5"]
     assert main(argv) == 0
     parallel = json.loads((out / "bench.json").read_text())
     sequential = json.loads((bench_dir / "bench.json").read_text())
     for task in ("text2mol", "mol2text"):
-        assert (out / "tasks" / task / "bench.json").is_file()
         got, want = parallel["tasks"][task]["systems"], sequential["tasks"][task]["systems"]
         assert set(got) == set(want)
         for name in want:
             assert got[name]["metrics"] == want[name]["metrics"], (task, name)
-    assert set(parallel["machine"]["task_processes"]) == {"text2mol", "mol2text"}
+            if name != "retrieval":
+                assert got[name]["memory"]["workers"] == 2 and len(got[name]["memory"]["shard_seconds"]) == 2
+                assert got[name]["speed"]["seconds"] == max(got[name]["memory"]["shard_seconds"])
+        scaling = parallel["tasks"][task]["scaling"]
+        assert scaling["rows"] == 5 and sequential["tasks"][task]["scaling"]["rows"] == TEST_ROWS
+        half = next(p for p in scaling["points"] if p["fraction"] == 0.5)
+        assert half["speed"]["rows"] == 5
+        assert set(scaling["baselines"]) == {"model@greedy", "retrieval"}
+    assert parallel["machine"]["decode_workers"] == {"processes": 2, "threads_each": 1}
     assert (out / "bench.md").is_file() and (out / "report.html").is_file()
-    assert "each task in its own process" in (out / "bench.md").read_text()
+    assert "split over 2 worker processes" in (out / "bench.md").read_text()
 
 
 # ---------------------------------------------------------------------------------- statistics

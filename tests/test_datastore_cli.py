@@ -67,3 +67,34 @@ def test_subset_rows_are_nested_and_deterministic():
     assert np.all(np.diff(half) > 0)
     with pytest.raises(ValueError):
         subset_rows(10, 0.0)
+
+
+def test_a_store_cut_from_the_full_store_holds_the_entries_a_build_of_that_fraction_does(checkpoint, tmp_path):
+    """subset_task_datastore (the bench's datastore-size stores) against build_task_datastore(fraction=0.5):
+    the same (row, position, token) entries with the same keys, and its own index over them."""
+    from datastore import Datastore
+    from datastore.cli import build_task_datastore, subset_task_datastore
+
+    folder, _ = checkpoint
+    common = dict(data=folder / "pairs.tsv", index_factory="Flat", batch_size=8, progress=False)
+    full = build_task_datastore(folder / "model", "text2mol", tmp_path / "full", **common)
+    built = Datastore.load(build_task_datastore(folder / "model", "text2mol", tmp_path / "half", fraction=0.5,
+                                                **common))
+    cut = Datastore.load(subset_task_datastore(full, tmp_path / "cut", 0.5, progress=False))
+
+    def entries(store):
+        order = np.lexsort((store.positions, store.rows))
+        return store.rows[order], store.positions[order], store.values[order], store.keys[order].astype(np.float32)
+
+    (rows_a, pos_a, val_a, keys_a), (rows_b, pos_b, val_b, keys_b) = entries(cut), entries(built)
+    assert cut.count == built.count < Datastore.load(full).count
+    assert sorted(set(rows_a.tolist())) == subset_rows(N_ROWS, 0.5)
+    assert np.array_equal(rows_a, rows_b) and np.array_equal(pos_a, pos_b) and np.array_equal(val_a, val_b)
+    np.testing.assert_allclose(keys_a, keys_b, atol=2e-3)  # float16 keys; batches padded differently
+    for name in ("rows", "of_rows", "fraction"):
+        assert cut.meta["data"][name] == built.meta["data"][name]
+    assert cut.meta["index"]["count"] == cut.count and cut.meta["build"]["subset_of"] == str(full)
+    found = cut.retriever().search(torch.from_numpy(keys_a[:3]), 1)  # each key finds its own entry's token
+    assert found.values[:, 0].tolist() == val_a[:3].tolist() and float(found.distances.max()) < 1e-4
+    with pytest.raises(FileExistsError):
+        subset_task_datastore(full, tmp_path / "cut", 0.5, progress=False)
