@@ -431,7 +431,7 @@ def effective_decoding_options(translator: Any, task: str, config: BenchConfig) 
 def decode_system(translator: Any, name: str, sources: Sequence[str], task: str, beam: int, rerank: bool,
                   knn: Any, config: BenchConfig, pool: Any = None) -> SystemRun:
     """Translate ``sources`` with ``translator`` -- or, given a :class:`t2m.decode_pool.DecodePool`, in
-    its workers at once -- and time it (wall clock; with a pool, the slowest worker's shard)."""
+    its workers at once -- and time it (wall clock)."""
     from collections import Counter
 
     options = dict(task=task, num_beams=beam, valid_smiles=rerank, batch_size=config.batch_size,
@@ -445,8 +445,8 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
         spec = None if knn is None else KNNSpec(str(knn.store.path), knn.k, knn.lambda_, knn.temperature)
         done = pool.translate(list(sources), knn=spec, **options)
         results, seconds = done.translations, done.seconds
-        memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "shard_seconds": done.shard_seconds,
-                  "worker_peak_rss_mb": done.worker_peak_rss_mb}
+        memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "chunk_seconds": done.chunk_seconds,
+                  "worker_peak_rss_mb": sorted(done.worker_peak_rss_mb.values())}
     else:
         # warm-up (untimed): the first generate call of a configuration pays one-off costs
         translator.translate(list(sources[:2]), knn=knn, **options)
@@ -1077,15 +1077,12 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
     }
     examples: dict[str, Any] = {"tasks": {}}
     prepared: dict[str, dict[str, Any]] = {}
-    with contextlib.ExitStack() as stack:
-        pool = None
-        if config.jobs > 1:
-            from t2m.decode_pool import DecodePool
-
-            prepared = prepare_in_parallel(config, model_dir)
-            pool = stack.enter_context(DecodePool(model_dir, config.jobs, allow_pickle=config.allow_pickle))
-            bench["machine"]["decode_workers"] = {"processes": pool.jobs, "threads_each": pool.threads}
-        for task in config.tasks:
+    if config.jobs > 1:
+        prepared = prepare_in_parallel(config, model_dir)
+    for task in config.tasks:
+        with task_decode_pool(config, model_dir, task) as pool:
+            if pool is not None:
+                bench["machine"]["decode_workers"] = {"processes": pool.jobs, "threads_each": pool.threads}
             part, task_examples = run_task(config, task, translator, model_dir, splits, caption_scorer, cache, model_fp,
                                            prepared.get(task), pool)
             bench["tasks"][task] = part
@@ -1105,6 +1102,17 @@ def _threads_for_child(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def task_decode_pool(config: BenchConfig, model_dir: Path, task: str) -> Any:
+    """With ``config.jobs`` > 1, a :class:`t2m.decode_pool.DecodePool` whose workers hold the model and
+    ``task``'s datastores (a context manager); else a context that gives None."""
+    if config.jobs < 2:
+        return contextlib.nullcontext(None)
+    from t2m.decode_pool import DecodePool
+
+    stores = [store_path(config, task, f) for f in sorted(set(config.fractions) | {1.0})]
+    return DecodePool(model_dir, config.jobs, allow_pickle=config.allow_pickle, stores=stores)
 
 
 def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[str, Any]]:

@@ -1,16 +1,19 @@
 """Translate one list of inputs in several worker processes at once: ``DecodePool`` (``t2m bench --jobs N``).
 
-Each worker is a spawned process with its own copy of the checkpoint (and of every datastore it is
-asked to use), ``threads`` torch and FAISS threads, and translates an interleaved shard of the rows
-(rows i, i + N, i + 2N, ...: every shard gets a like mix of short and long inputs). An input's result
-does not depend on the rows it is batched with, so the merged outputs are the ones a single process
-gives; the time of a call is its slowest shard's.
+Each worker is a spawned process with its own copy of the checkpoint and of the datastores named when
+the pool starts, and ``threads`` torch and FAISS threads. A call's rows are cut into interleaved chunks
+(rows i, i + C, i + 2C, ...: every chunk gets a like mix of short and long inputs), a few per worker,
+which the workers take as they become free, so that no worker idles while another has a long chunk left.
+An input's result does not depend on the rows it is batched with, so the merged outputs are the ones a
+single process gives. A call's time is its wall time in the calling process, start-up costs of the
+first ``generate`` calls included.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,23 +35,20 @@ class KNNSpec:
 
 @dataclass
 class PoolResult:
-    """The merged translations of one call, the seconds each shard took (warm-up excluded) and the
-    workers' peak memory."""
+    """The merged translations of one call, its wall time, the seconds the workers spent on its chunks
+    and their peak memory."""
 
     translations: list
-    shard_seconds: list[float]
-    worker_peak_rss_mb: list[float]
-
-    @property
-    def seconds(self) -> float:
-        return max(self.shard_seconds) if self.shard_seconds else 0.0
+    seconds: float
+    chunk_seconds: list[float]
+    worker_peak_rss_mb: dict[int, float]
 
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _start_worker(model_dir: str, allow_pickle: bool, threads: int) -> None:
+def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...]) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
@@ -66,42 +66,42 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int) -> None:
     RDLogger.DisableLog("rdApp.*")  # unparsable candidates are counted, not printed
     _WORKER["translator"] = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle)
     _WORKER["stores"] = {}
+    for store in stores:  # read before any call's clock starts
+        _load_store(store)
+
+
+def _load_store(path: str) -> Any:
+    stores = _WORKER["stores"]
+    if path not in stores:
+        from datastore.store import Datastore
+
+        translator = _WORKER["translator"]
+        store = Datastore.load(path, model=translator.model, tokenizer=translator.tokenizer)
+        store.retriever()
+        stores[path] = store
+    return stores[path]
 
 
 def _worker_knn(spec: KNNSpec | None) -> Any:
     from t2m.generate import KNNSettings
 
-    if spec is None:
-        return None
-    stores = _WORKER["stores"]
-    if spec.store not in stores:
-        from datastore.store import Datastore
-
-        translator = _WORKER["translator"]
-        store = Datastore.load(spec.store, model=translator.model, tokenizer=translator.tokenizer)
-        store.retriever()  # the index is read before any clock starts
-        stores[spec.store] = store
-    return KNNSettings(stores[spec.store], spec.k, spec.lambda_, spec.temperature)
+    return None if spec is None else KNNSettings(_load_store(spec.store), spec.k, spec.lambda_, spec.temperature)
 
 
-def _translate_shard(sources: list[str], knn: KNNSpec | None, options: dict[str, Any], warm_up: int
-                     ) -> tuple[list, float, float]:
+def _translate_chunk(sources: list[str], knn: KNNSpec | None, options: dict[str, Any]) -> tuple[list, float, int, float]:
     from t2m.bench import peak_rss_mb
 
-    translator = _WORKER["translator"]
-    settings = _worker_knn(knn)
-    if warm_up:  # untimed: the first generate call of a configuration pays one-off costs
-        translator.translate(sources[:warm_up], knn=settings, **options)
     started = time.perf_counter()
-    results = translator.translate(sources, knn=settings, **options)
-    return results, time.perf_counter() - started, peak_rss_mb()
+    results = _WORKER["translator"].translate(sources, knn=_worker_knn(knn), **options)
+    return results, time.perf_counter() - started, os.getpid(), peak_rss_mb()
 
 
 class DecodePool:
-    """``jobs`` worker processes holding the checkpoint in ``model_dir``; :meth:`translate` splits a
-    call's inputs across them. Use as a context manager (the workers end with it)."""
+    """``jobs`` worker processes holding the checkpoint in ``model_dir`` (and the datastores in ``stores``);
+    :meth:`translate` splits a call's inputs across them. Use as a context manager (the workers end with it)."""
 
-    def __init__(self, model_dir: str | Path, jobs: int, allow_pickle: bool = False, threads: int | None = None):
+    def __init__(self, model_dir: str | Path, jobs: int, allow_pickle: bool = False, threads: int | None = None,
+                 stores: Sequence[str | Path] = (), chunks_per_worker: int = 4):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -109,28 +109,30 @@ class DecodePool:
             raise ValueError(f"a DecodePool needs at least 2 workers, got {jobs}")
         self.jobs = jobs
         self.threads = threads or max(1, cpu_count() // jobs)
+        self.chunks_per_worker = chunks_per_worker
         self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_worker,
-                                         initargs=(str(model_dir), allow_pickle, self.threads))
+                                         initargs=(str(model_dir), allow_pickle, self.threads,
+                                                   tuple(str(s) for s in stores)))
 
-    def translate(self, inputs: Sequence[str], knn: KNNSpec | None = None, warm_up: int = 2,
-                  **options: Any) -> PoolResult:
-        """``Translator.translate(inputs, **options)`` (``knn`` by :class:`KNNSpec`) split over the
-        workers; each shard first translates ``warm_up`` of its inputs untimed."""
+    def translate(self, inputs: Sequence[str], knn: KNNSpec | None = None, **options: Any) -> PoolResult:
+        """``Translator.translate(inputs, **options)`` (``knn`` by :class:`KNNSpec`) split over the workers."""
         inputs = list(inputs)
-        shards = [list(range(i, len(inputs), self.jobs)) for i in range(self.jobs)]
-        shards = [rows for rows in shards if rows]
-        futures = [self._pool.submit(_translate_shard, [inputs[r] for r in rows], knn, options, warm_up)
-                   for rows in shards]
+        count = max(1, min(len(inputs), self.jobs * self.chunks_per_worker))
+        chunks = [rows for rows in (list(range(i, len(inputs), count)) for i in range(count)) if rows]
         merged: list = [None] * len(inputs)
-        seconds, peaks = [], []
-        for rows, future in zip(shards, futures):
-            results, shard_seconds, peak = future.result()
-            for row, result in zip(rows, results):
+        chunk_seconds: list[float] = []
+        peaks: dict[int, float] = {}
+        started = time.perf_counter()
+        futures = {self._pool.submit(_translate_chunk, [inputs[r] for r in rows], knn, options): rows
+                   for rows in chunks}
+        for future in as_completed(futures):
+            results, seconds, pid, peak = future.result()
+            for row, result in zip(futures[future], results):
                 merged[row] = result
-            seconds.append(round(shard_seconds, 3))
-            peaks.append(peak)
-        return PoolResult(merged, seconds, peaks)
+            chunk_seconds.append(round(seconds, 3))
+            peaks[pid] = max(peak, peaks.get(pid, 0.0))
+        return PoolResult(merged, time.perf_counter() - started, chunk_seconds, peaks)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

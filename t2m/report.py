@@ -167,7 +167,7 @@ def cost_table(bench: dict[str, Any]) -> Table:
     if workers:
         where = (f"each decoding split over {workers['processes']} worker processes at once "
                  f"({m['cpu_affinity'] or m['cpus']} usable CPU cores, {workers['threads_each']} torch thread(s) each); "
-                 "the time of a decoding is its slowest worker's")
+                 "each worker takes the next chunk of rows when free")
     else:
         where = f"in one process ({m['cpu_affinity'] or m['cpus']} usable CPU cores, {m['torch_threads']} torch threads)"
     return Table("Decoding speed with and without retrieval", headers, rows,
