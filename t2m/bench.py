@@ -52,6 +52,8 @@ import numpy as np
 
 from t2m.tasks import MOL2TEXT, TEXT2MOL, TASKS, source_and_target
 
+DEFAULT_BATCH_SIZE = 32  # datastore builds, tuning and the λ sweep (decoding: t2m.generate.default_batch_size)
+
 # headline metrics per task: the first is the one the issue's acceptance reads (and examples rank by)
 HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
 PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
@@ -84,7 +86,7 @@ class BenchConfig:
     bootstrap: int = 1000
     lambda_sweep: tuple[float, ...] = SWEEP_LAMBDAS
     sweep_rows: int | None = 60  # dev rows decoded per λ of the sweep (0: likelihood only)
-    batch_size: int = 32
+    batch_size: int | None = None  # None: decoding the translator's default (32 greedy, 64 beam), else 32
     max_new_tokens: int = 256
     repetition_penalty: float | None = None  # passed to every model decoding, with and without kNN
     no_repeat_ngram_size: int | None = None
@@ -434,6 +436,8 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     its workers at once -- and time it (wall clock)."""
     from collections import Counter
 
+    from t2m.generate import default_batch_size
+
     options = dict(task=task, num_beams=beam, valid_smiles=rerank, batch_size=config.batch_size,
                    max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
                    no_repeat_ngram_size=config.no_repeat_ngram_size)
@@ -457,7 +461,7 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     flags = Counter(flag for r in results for flag in r.flags)
     settings = {"decoder": "model+knn" if knn is not None else "model", "num_beams": beam,
                 "valid_smiles_rerank": bool(rerank and task == TEXT2MOL), "max_new_tokens": config.max_new_tokens,
-                "batch_size": config.batch_size,
+                "batch_size": config.batch_size or default_batch_size(beam),
                 "repetition": effective_decoding_options(translator, task, config)}
     if knn is not None:
         settings["knn"] = {"k": knn.k, "lambda": knn.lambda_, "temperature": knn.temperature,
@@ -532,7 +536,8 @@ def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict
         if fraction == 1.0:
             print(f"bench: building the {task} datastore in {path}", file=sys.stderr)
             build_task_datastore(model_dir, task, path, config.data, setting=config.setting,
-                                 dev_size=config.dev_size, index_factory=config.index, batch_size=config.batch_size,
+                                 dev_size=config.dev_size, index_factory=config.index,
+                                 batch_size=config.batch_size or DEFAULT_BATCH_SIZE,
                                  allow_pickle=config.allow_pickle, progress=config.progress)
         else:
             print(f"bench: cutting the {task} datastore of {fraction:.0%} of the training pairs into {path}",
@@ -546,7 +551,8 @@ def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict
         print(f"bench: tuning the {task} datastore on the dev slice", file=sys.stderr)
         started = time.perf_counter()
         tune(full, model_dir, config.data, dev_rows=config.dev_limit, dev_size=config.dev_size,
-             batch_size=config.batch_size, max_new_tokens=config.max_new_tokens, allow_pickle=config.allow_pickle,
+             batch_size=config.batch_size or DEFAULT_BATCH_SIZE, max_new_tokens=config.max_new_tokens,
+             allow_pickle=config.allow_pickle,
              progress=config.progress)
         tuned = round(time.perf_counter() - started, 1)
     return {"build_seconds": built, "tune_seconds": tuned, "peak_rss_mb": peak_rss_mb()}
@@ -647,7 +653,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     def encode(src: Sequence[str], tgt: Sequence[str]) -> dict:
         return encode_batch(tokenizer, src, tgt, task, prompt_style)
 
-    batches = PairBatches(encode, sources, references, config.batch_size)
+    batches = PairBatches(encode, sources, references, config.batch_size or DEFAULT_BATCH_SIZE)
     retriever = store.retriever()
     grid = [Candidate(params.k, float(lam), params.temperature) for lam in config.lambda_sweep]
     scores, _ = teacher_forced_scores(model, store, batches, grid, retriever, progress=False)
@@ -658,7 +664,8 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
         if rows:
             outputs = decode(model, tokenizer, store, sources[:rows], task, prompt_style,
                              None if cand.lambda_ == 0 else cand, retriever, num_beams=1,
-                             batch_size=config.batch_size, max_new_tokens=config.max_new_tokens, progress=False,
+                             batch_size=config.batch_size or DEFAULT_BATCH_SIZE, max_new_tokens=config.max_new_tokens,
+                             progress=False,
                              generate_options=effective_decoding_options(translator, task, config))
             _, metric = dev_metric(task, references[:rows], outputs)
             point["metric"] = metric
@@ -1185,7 +1192,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default: %(default)s)")
     parser.add_argument("--lambda-sweep", default=",".join(map(str, SWEEP_LAMBDAS)), help="λ values of the dev sweep plot")
     parser.add_argument("--sweep-rows", type=int, default=60, help="dev rows decoded per λ of the sweep (0: likelihood only)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="inputs per batch everywhere (default: decoding 32 greedy and 64 beam search, "
+                             "builds and tuning 32)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--repetition-penalty", type=float, default=None,
                         help="decoding option for every model system (with and without kNN); default: the "

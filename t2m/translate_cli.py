@@ -28,7 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", help="output file (default: standard output)")
     parser.add_argument("--num-beams", type=int, default=1)
     parser.add_argument("--n-best", type=int, default=None, help="return this many candidates per input")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="inputs per batch (default: 32 greedy, 64 beam search)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--no-valid-smiles", dest="valid_smiles", action="store_false",
                         help="text2mol: do not rerank beams to the best one RDKit parses")
