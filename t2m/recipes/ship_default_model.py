@@ -1,6 +1,7 @@
 """Ship a trained checkpoint as t2m's default model, with a model card scored on the test split.
 
     python -m t2m.recipes.ship_default_model runs/default_model [--data DIR] [--jobs 2] [--rows N] [--beam-rows N]
+    python -m t2m.recipes.ship_default_model OUT --card-only --from-bench BENCH_DIR [--history TEXT]
 
 1. copies ``RUN/model`` (weights, tokenizer, configs; no optimizer state) to ``t2m/default_model``;
 2. translates ChEBI-20 ``test.txt`` in both directions, greedy and beam 5, with ``t2m translate``
@@ -8,7 +9,8 @@
 3. writes ``t2m/default_model/README.md``: config, data, steps, wall time, training throughput and
    peak memory, and the scores as ``t2m eval`` prints them.
 
-Everything it runs is a public ``t2m`` command, so each step can be rerun by hand.
+Everything it runs is a public ``t2m`` command, so each step can be rerun by hand. ``--card-only`` skips
+step 1 and rewrites the card of the model already shipped (outputs of step 2 in ``OUT/eval/``).
 """
 
 from __future__ import annotations
@@ -123,9 +125,10 @@ def results_from_bench(bench_dirs: list[Path], out: Path) -> dict:
             raise FileNotFoundError(f"{', '.join(map(str, bench_dirs))}: no predictions/{task}/{safe}.tsv "
                                     "(run t2m bench with --beams 1,5)")
         pred = found[0]
-        seconds = json.loads(pred.with_suffix(".json").read_text())["seconds"]  # the bench's sidecar
+        sidecar = json.loads(pred.with_suffix(".json").read_text())  # the bench's record of the decoding
         results[f"{task}_beam{beams}"] = {**score(pred, task, out / f"{task}_beam{beams}.json"),
-                                          "seconds": seconds, "source": str(pred)}
+                                          "seconds": sidecar["seconds"], "source": str(pred),
+                                          "workers": sidecar.get("memory", {}).get("workers")}
     return results
 
 
@@ -184,7 +187,8 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None)
         lines += [f"### {task}, {'greedy' if beams == '1' else 'beam ' + beams}"
                   + (" (valid-SMILES reranking on)" if task == "text2mol" and beams != "1" else "")
                   + f", {'all ' if n == 3300 else 'first '}{n} test rows",
-                  "", f"translation: {n / res['seconds']:.2f} inputs/s ({res['seconds']:.0f} s for {n} rows, 1 thread"
+                  "", f"translation: {n / res['seconds']:.2f} inputs/s ({res['seconds']:.0f} s for {n} rows, "
+                  + (f"{res['workers']} one-thread worker processes" if res.get("workers") else "1 thread")
                   + (f"; decoded by t2m bench: `{res['source']}`" if res.get("source") else "") + ")", "",
                   "```", res["table"], "```", ""]
     return "\n".join(lines) + "\n"
@@ -202,12 +206,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the test-split predictions from these t2m bench --out folders (the first that "
                              "has a setting) instead of translating")
     parser.add_argument("--dest", type=Path, default=default_model_dir())
+    parser.add_argument("--card-only", action="store_true",
+                        help="do not copy RUN/model: rewrite the model card of the model in --dest")
     args = parser.parse_args(argv)
 
     from t2m.data import resolve_chebi20_dir
 
     test_file = resolve_chebi20_dir(args.data) / "test.txt"
-    copy_model(args.run, args.dest)
+    if not args.card_only:
+        copy_model(args.run, args.dest)
     if args.from_bench is not None:
         results = results_from_bench(args.from_bench, args.run / "eval")
     else:
