@@ -447,7 +447,7 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
         from t2m.decode_pool import KNNSpec
 
         spec = None if knn is None else KNNSpec(str(knn.store.path), knn.k, knn.lambda_, knn.temperature)
-        done = pool.translate(list(sources), knn=spec, **options)
+        done = pool.translate(list(sources), knn=spec, progress=config.progress, **options)
         results, seconds = done.translations, done.seconds
         memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "chunk_seconds": done.chunk_seconds,
                   "worker_peak_rss_mb": sorted(done.worker_peak_rss_mb.values())}

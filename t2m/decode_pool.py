@@ -82,6 +82,11 @@ def _load_store(path: str) -> Any:
     return stores[path]
 
 
+def _worker_pid(wait: float) -> int:
+    time.sleep(wait)  # long enough for the other workers to finish starting and take their own call
+    return os.getpid()
+
+
 def _worker_knn(spec: KNNSpec | None) -> Any:
     from t2m.generate import KNNSettings
 
@@ -114,9 +119,22 @@ class DecodePool:
                                          initializer=_start_worker,
                                          initargs=(str(model_dir), allow_pickle, self.threads,
                                                    tuple(str(s) for s in stores)))
+        self._start_all()
 
-    def translate(self, inputs: Sequence[str], knn: KNNSpec | None = None, **options: Any) -> PoolResult:
-        """``Translator.translate(inputs, **options)`` (``knn`` by :class:`KNNSpec`) split over the workers."""
+    def _start_all(self, tries: int = 5) -> None:
+        """Start every worker now (loading the model and stores), so that no call's time includes it."""
+        seen: set[int] = set()
+        for _ in range(tries):
+            seen |= {f.result() for f in [self._pool.submit(_worker_pid, 0.5) for _ in range(self.jobs)]}
+            if len(seen) >= self.jobs:
+                return
+
+    def translate(self, inputs: Sequence[str], knn: KNNSpec | None = None, progress: bool = False,
+                  **options: Any) -> PoolResult:
+        """``Translator.translate(inputs, **options)`` (``knn`` by :class:`KNNSpec`) split over the workers;
+        ``progress`` shows a bar of the inputs translated (it moves a chunk at a time)."""
+        from tqdm.auto import tqdm
+
         inputs = list(inputs)
         count = max(1, min(len(inputs), self.jobs * self.chunks_per_worker))
         chunks = [rows for rows in (list(range(i, len(inputs), count)) for i in range(count)) if rows]
@@ -126,12 +144,16 @@ class DecodePool:
         started = time.perf_counter()
         futures = {self._pool.submit(_translate_chunk, [inputs[r] for r in rows], knn, options): rows
                    for rows in chunks}
+        bar = tqdm(total=len(inputs), desc=f"translate ({self.jobs} workers)", disable=not progress,
+                   dynamic_ncols=True)
         for future in as_completed(futures):
             results, seconds, pid, peak = future.result()
+            bar.update(len(results))
             for row, result in zip(futures[future], results):
                 merged[row] = result
             chunk_seconds.append(round(seconds, 3))
             peaks[pid] = max(peak, peaks.get(pid, 0.0))
+        bar.close()
         return PoolResult(merged, time.perf_counter() - started, chunk_seconds, peaks)
 
     def close(self) -> None:
