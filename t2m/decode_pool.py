@@ -119,7 +119,11 @@ class DecodePool:
                                          initializer=_start_worker,
                                          initargs=(str(model_dir), allow_pickle, self.threads,
                                                    tuple(str(s) for s in stores)))
-        self._start_all()
+        try:
+            self._start_all()
+        except BaseException:  # a worker that cannot load the model or a store: no processes left behind
+            self.close()
+            raise
 
     def _start_all(self, tries: int = 5) -> None:
         """Start every worker now (loading the model and stores), so that no call's time includes it."""
