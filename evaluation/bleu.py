@@ -37,7 +37,7 @@ class NgramStats:
 def _ngram_counts(seq: Sequence, n: int) -> Counter:
     # n-gram identity as in nltk: substrings for str (characters as tokens), tuples (tokens for n=1) for lists
     if isinstance(seq, str):
-        return Counter(seq) if n == 1 else Counter(seq[i : i + n] for i in range(len(seq) - n + 1))
+        return Counter(seq) if n == 1 else Counter([seq[i : i + n] for i in range(len(seq) - n + 1)])
     if n == 1:
         return Counter(seq)
     return Counter(zip(*(seq[i:] for i in range(n))))
@@ -52,14 +52,18 @@ def ngram_stats(references: Sequence[Sequence], hypotheses: Sequence[Sequence], 
     grams = [0] * max_n
     hyp_len = ref_len = 0
     for ref, hyp in zip(references, hypotheses):
+        same = ref == hyp  # (a third of MolT5's text2mol outputs) every n-gram of the hypothesis matches
         for n in range(1, max_n + 1):
             if len(hyp) >= n:
-                ref_count = _ngram_counts(ref, n).get if len(ref) >= n else {}.get
-                clipped = 0
-                for gram, c in _ngram_counts(hyp, n).items():  # clipped count: min(hyp count, ref count)
-                    r = ref_count(gram)
-                    if r:
-                        clipped += c if c < r else r
+                if same:
+                    clipped = len(hyp) - n + 1
+                else:
+                    ref_count = _ngram_counts(ref, n).get if len(ref) >= n else {}.get
+                    clipped = 0
+                    for gram, c in _ngram_counts(hyp, n).items():  # clipped count: min(hyp count, ref count)
+                        r = ref_count(gram)
+                        if r:
+                            clipped += c if c < r else r
                 nums[n - 1] += clipped
                 dens[n - 1] += len(hyp) - n + 1
                 grams[n - 1] += len(hyp) - n + 1

@@ -22,7 +22,10 @@ Also ``sacrebleu``: sacrebleu's corpus BLEU with ``tokenize='char'`` (0-100), wi
 
 from __future__ import annotations
 
+import gc
+import itertools
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +35,7 @@ from evaluation.signature import build_signature, package_version
 
 PARALLEL_MIN_ROWS = 400  # below this, forking workers costs more than it saves
 CHUNK_ROWS = 128
+TAIL_CHUNK_ROWS = 32  # the last 4 * CHUNK_ROWS rows go in smaller chunks, so that the two lanes end together
 METRIC_KEYS = (
     "bleu",
     "exact_match",
@@ -56,6 +60,9 @@ def levenshtein(references: Sequence[str], outputs: Sequence[str]) -> float:
     return float(np.mean([distance(out, ref) for ref, out in zip(references, outputs)]))
 
 
+_WHITESPACE = re.compile(r"\s")  # (str patterns: exactly the characters of str.isspace; checked for all)
+
+
 def sacrebleu_char(references: Sequence[str], outputs: Sequence[str], stats=None) -> tuple[float, str]:
     """sacrebleu corpus BLEU over characters (0-100) and its signature string.
 
@@ -65,7 +72,7 @@ def sacrebleu_char(references: Sequence[str], outputs: Sequence[str], stats=None
     from sacrebleu.metrics import BLEU
 
     bleu = BLEU(tokenize="char")
-    if stats is not None and stats.hyp_ngrams and not any(any(c.isspace() for c in s) for s in (*references, *outputs)):
+    if stats is not None and stats.hyp_ngrams and not any(map(_WHITESPACE.search, (*references, *outputs))):
         score = bleu.compute_bleu(list(stats.numerators), list(stats.hyp_ngrams), stats.hyp_length,
                                   stats.ref_length, smooth_method=bleu.smooth_method, smooth_value=bleu.smooth_value,
                                   effective_order=bleu.effective_order, max_ngram_order=bleu.max_ngram_order)
@@ -129,13 +136,16 @@ class _MoleculeScoring:
     def __init__(self, references: list[str], outputs: list[str], known: dict, workers: int):
         from evaluation.workers import ChunkFeeder, fork_lane
 
-        self._args = (references, outputs, [known.get(r) for r in references])
-        self._feeder = self._lane1 = None
+        # an output equal to some cached reference string takes that reference's record
+        self._args = (references, outputs, [known.get(r) for r in references], [known.get(o) for o in outputs])
+        self._feeder = self._lane1 = self._job = None
         if workers >= 2 and len(references) >= PARALLEL_MIN_ROWS:
             self._lane1 = fork_lane()
         if self._lane1 is not None:
-            chunks = [tuple(a[i : i + CHUNK_ROWS] for a in self._args) for i in range(0, len(references), CHUNK_ROWS)]
-            self._feeder = ChunkFeeder(_score_rows, chunks)
+            self._job = next(_job_ids)
+            _JOBS[self._job] = self._args  # before the lanes are forked (at their first chunk)
+            chunks = [(self._job, i, j) for i, j in _chunk_bounds(len(references))]
+            self._feeder = ChunkFeeder(_score_chunk, chunks)
             self._feeder.add_lane(self._lane1)
 
     def finish(self, keep_lane: bool):
@@ -149,18 +159,48 @@ class _MoleculeScoring:
         try:
             results = self._feeder.results()
         finally:
+            self.discard()
             self._lane1.shutdown(wait=False)
             if not keep_lane:
                 lane2.shutdown(wait=False)
         rows = [r for chunk_rows, _ in results for r in chunk_rows]
-        records = [r for _, chunk_records in results for r in chunk_records]
+        sent = [r for _, chunk_records in results for r in chunk_records]
+        records = [rec if rec is not None else given for rec, given in zip(sent, self._args[2])]
         return rows, records, lane2 if keep_lane else None
 
+    def discard(self) -> None:
+        """Forget the stored job (the lanes have their own copy)."""
+        _JOBS.pop(self._job, None)
 
-def _score_rows(references, outputs, given):
+
+# Rows scored on forked lanes, by job: the lanes are forked after their job is stored here, so they read
+# the rows from their copy of the parent's memory and a chunk travels as (job, start, end). Pickled rows
+# with their cached records were ~150 kB a chunk, more than a pipe holds: the parent's threads had to push
+# them through while its main thread imported torch, which holds the GIL for tenths of a second -- lane 1
+# sat idle meanwhile.
+_JOBS: dict[int, tuple] = {}
+_job_ids = itertools.count()
+
+
+def _score_chunk(job: int, start: int, end: int):
+    """_score_rows on rows start:end of a stored job (in a forked lane); records the parent gave come back
+    as None (it has them), so that a chunk's answer stays small too."""
+    references, outputs, given, given_outputs = (a[start:end] for a in _JOBS[job])
+    rows, records = _score_rows(references, outputs, given, given_outputs)
+    return rows, [None if g is not None else rec for g, rec in zip(given, records)]
+
+
+def _chunk_bounds(n: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive chunks covering n rows: CHUNK_ROWS each, then TAIL_CHUNK_ROWS at the end."""
+    tail_start = max(0, (n - 4 * CHUNK_ROWS) // CHUNK_ROWS * CHUNK_ROWS)
+    starts = [*range(0, tail_start, CHUNK_ROWS), *range(tail_start, n, TAIL_CHUNK_ROWS)]
+    return list(zip(starts, [*starts[1:], n]))
+
+
+def _score_rows(references, outputs, given, given_outputs):
     from evaluation.molecules import score_rows
 
-    return score_rows(references, outputs, given)
+    return score_rows(references, outputs, given, given_outputs)
 
 
 def _mean(values: list[float]) -> float:
@@ -194,7 +234,8 @@ def evaluate_text2mol(
     from evaluation.bleu import bleu_from_stats, ngram_stats
 
     known, cache_file = _reference_records(references, use_cache)
-    rows, records, fcd_lane, torch_threads = None, None, None, None
+    rows, records, fcd_lane, torch_threads, froze, malloc_restore = None, None, None, None, False, None
+    scoring = None
     notes: list[str] = []
     try:
         scoring = _MoleculeScoring(references, outputs, known, workers)
@@ -210,6 +251,14 @@ def evaluate_text2mol(
         timer.mark("strings")
         if fcd:
             torch_threads = _import_fcd_model()
+            from evaluation.fcd_metric import reuse_freed_memory
+
+            malloc_restore = reuse_freed_memory()  # for ChemNet, here and in lane 2 (forked next)
+            if gc.get_freeze_count() == 0:
+                # what is alive now (torch's ~10^5 objects) lives on: keep the collector from walking it in
+                # this process and in lane 2, forked next (gc.freeze's documented use before a fork)
+                gc.freeze()
+                froze = True
             timer.mark("import_torch")
         rows, records, fcd_lane = scoring.finish(keep_lane=fcd)
         timer.mark("rdkit")
@@ -245,6 +294,12 @@ def evaluate_text2mol(
             if not canon_outs:
                 notes.append("no output parses: FCD undefined")
     finally:
+        if scoring is not None:
+            scoring.discard()
+        if froze:
+            gc.unfreeze()
+        if malloc_restore is not None:
+            malloc_restore()
         if fcd_lane is not None:
             fcd_lane.shutdown(wait=False)
         if torch_threads is not None:  # leave the caller's torch as we found it

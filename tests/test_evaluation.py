@@ -295,6 +295,25 @@ def test_fcd_small_lists_match_get_fcd(one_torch_thread):
     assert m["fcd"] == pytest.approx(expected, abs=1e-4)
 
 
+def test_one_hot_batch_is_fcds_input_tensor():
+    """The vectorised one-hot input is bit for bit (values and layout) what fcd's get_one_hot path builds."""
+    import numpy as np
+    import torch
+    from fcd.utils import get_one_hot
+
+    from evaluation.fcd_metric import one_hot_batch, pad_length
+
+    smiles = ["CCO", "c1ccccc1Cl", "[Si]Br.[Na+]", "C[C@@H](N)C(=O)O", "ZZ%10~", "", "C/C=C\\C#N", "O" * 349]
+    pad = pad_length(smiles)
+    batch = np.stack([get_one_hot(s, pad_len=pad) for s in smiles])
+    want = torch.from_numpy(batch / batch.shape[2]).transpose(1, 2).float()
+    got = one_hot_batch(smiles, pad)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.stride() == want.stride()
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError):
+        one_hot_batch(["C" * 350], 350)
+
+
 def test_chemnet_rows_do_not_depend_on_their_batch(shared_data, one_torch_thread):
     """What running a repeated SMILES once relies on: a row's ChemNet activation is bit-identical whatever
     else is in its batch (so duplicates can be dropped and the rows re-batched)."""
