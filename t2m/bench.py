@@ -50,9 +50,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+# datastore builds, tuning and the λ sweep batch as `t2m datastore build` does (decoding: t2m.generate.default_batch_size)
+from datastore.cli import DEFAULT_BATCH_SIZE
 from t2m.tasks import MOL2TEXT, TEXT2MOL, TASKS, source_and_target
-
-DEFAULT_BATCH_SIZE = 32  # datastore builds, tuning and the λ sweep (decoding: t2m.generate.default_batch_size)
 
 # headline metrics per task: the first is the one the issue's acceptance reads (and examples rank by)
 HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
@@ -1104,13 +1104,6 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
     return bench
 
 
-def _threads_for_child(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch starts its thread pool in this process
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def task_decode_pool(config: BenchConfig, model_dir: Path, task: str) -> Any:
     """With ``config.jobs`` > 1, a :class:`t2m.decode_pool.DecodePool` whose workers hold the model and
     ``task``'s datastores (a context manager); else a context that gives None."""
@@ -1128,11 +1121,11 @@ def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from t2m.decode_pool import cpu_count
+    from t2m.decode_pool import cpu_count, use_threads
 
     workers = max(1, min(config.jobs, len(config.tasks)))
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=_threads_for_child, initargs=(max(1, cpu_count() // workers),)) as pool:
+                             initializer=use_threads, initargs=(max(1, cpu_count() // workers),)) as pool:
         futures = {task: pool.submit(prepare_task_stores, config, model_dir, task) for task in config.tasks}
         return {task: {**future.result(), "process": "child process"} for task, future in futures.items()}
 

@@ -5,8 +5,8 @@ the pool starts, and ``threads`` torch and FAISS threads. A call's rows are cut 
 (rows i, i + C, i + 2C, ...: every chunk gets a like mix of short and long inputs), a few per worker,
 which the workers take as they become free, so that no worker idles while another has a long chunk left.
 An input's result does not depend on the rows it is batched with, so the merged outputs are the ones a
-single process gives. A call's time is its wall time in the calling process, start-up costs of the
-first ``generate`` calls included.
+single process gives. The workers start (model and stores loaded) when the pool does; a call's time is
+its wall time in the calling process, one-off costs of the first ``generate`` calls included.
 """
 
 from __future__ import annotations
@@ -48,11 +48,17 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...]) -> None:
+def use_threads(threads: int) -> None:
+    """Run this process's torch on ``threads`` threads (a process pool's initializer: it must run before
+    torch starts its OpenMP pool)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...]) -> None:
+    use_threads(threads)
     try:
         import faiss
 
