@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from t2m.train import TrainConfig, checkpoint_dirs, epoch_examples, load_training_data, train
+from t2m.train import (TrainConfig, checkpoint_dirs, epoch_examples, load_training_data, native_bf16, train,
+                       training_precision)
 
 
 def _config(tiny_chebi20: Path, tiny_tokenizer_dir: Path, out: Path, **kw) -> TrainConfig:
@@ -55,10 +56,24 @@ def test_train_saves_hf_checkpoints_and_resumes(tiny_chebi20, tiny_tokenizer_dir
     train(_config(tiny_chebi20, tiny_tokenizer_dir, out, max_steps=6))
     state = json.loads((out / "model" / "trainer_state.json").read_text())
     assert state["step"] == 6
+    assert state["precision"] == training_precision(TrainConfig())
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r][-4:] == [3, 4, 5, 6]
     T5ForConditionalGeneration.from_pretrained(out / "model")
     AutoTokenizer.from_pretrained(out / "model")
+
+
+def test_bf16_only_where_native(caplog):
+    """bf16 autocast is used where bf16 is native; elsewhere (AVX2-only CPUs emulate it, ~10x slower)
+    training falls back to float32 and says so, unless the config forces it."""
+    assert training_precision(TrainConfig(bf16=False)) == "no"
+    assert training_precision(TrainConfig(bf16="force")) == "bf16"
+    with caplog.at_level("WARNING", logger="t2m.train"):
+        chosen = training_precision(TrainConfig(bf16=True))
+    assert chosen == ("bf16" if native_bf16() else "no")
+    assert ("no native bf16" in caplog.text) == (not native_bf16())
+    with pytest.raises(ValueError, match="bf16"):
+        training_precision(TrainConfig(bf16="yes"))
 
 
 def test_config_file_and_cli(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
