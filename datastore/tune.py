@@ -137,19 +137,22 @@ def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candi
 def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task: str, prompt_style: str,
            candidate: Candidate | None, retriever: Any, *, num_beams: int = 1, batch_size: int = 32,
            max_new_tokens: int = 256, progress: bool = True,
-           generate_options: dict[str, Any] | None = None) -> list[str]:
+           generate_options: dict[str, Any] | None = None, smiles_syntax: bool = True) -> list[str]:
     """Outputs for ``sources`` with the model alone (``candidate`` None or λ = 0) or with kNN.
 
     ``generate_options``: extra ``generate`` options (the checkpoint's repetition settings, e.g.
-    ``no_repeat_ngram_size``), so that tuning decodes the way translation will."""
+    ``no_repeat_ngram_size``), so that tuning decodes the way translation will; so does ``smiles_syntax``
+    (text2mol: the SMILES syntax constraint of :mod:`t2m.smiles_grammar`, on by default as in
+    ``Translator.translate``)."""
     import torch
     from tqdm.auto import tqdm
+    from transformers import LogitsProcessorList
 
     from datastore.augment import knn_generation
     from t2m.batching import collate, encode_sources
     from t2m.fast_decoding import generate_in_rounds
     from t2m.generate import default_first_round
-    from t2m.tasks import add_prompt
+    from t2m.tasks import TEXT2MOL, add_prompt
 
     device = next(model.parameters()).device
     label = "model" if candidate is None else f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.3g}"
@@ -168,8 +171,13 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
     # decoded as t2m.generate.Translator decodes (fast_decoding, length rounds)
     with torch.inference_mode(), knn as processors:
         options = dict(generate_options or {}, do_sample=False, early_stopping=True if num_beams > 1 else None)
-        if processors is not None:
-            options["logits_processor"] = processors
+        processors = list(processors or [])
+        if task == TEXT2MOL and smiles_syntax:
+            from t2m.smiles_grammar import SmilesSyntaxProcessor
+
+            processors.append(SmilesSyntaxProcessor(tokenizer))  # after kNN, as Translator does
+        if processors:
+            options["logits_processor"] = LogitsProcessorList(processors)
         for row, sequences, _ in generate_in_rounds(
                 model, encode, order, num_beams=num_beams, num_return_sequences=num_beams,
                 max_new_tokens=max_new_tokens, first_round_tokens=default_first_round(task, num_beams),

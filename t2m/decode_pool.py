@@ -1,4 +1,5 @@
-"""Translate one list of inputs in several worker processes at once: ``DecodePool`` (``t2m bench --jobs N``).
+"""Translate one list of inputs in several worker processes at once: ``DecodePool`` (``t2m bench --jobs N``,
+``t2m translate --jobs N``).
 
 Each worker is a spawned process with its own copy of the checkpoint and of the datastores named when
 the pool starts, and ``threads`` torch and FAISS threads. A call's rows are cut into interleaved chunks
@@ -57,8 +58,14 @@ def use_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...]) -> None:
+def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...],
+                  prompt_style: str | None = None) -> None:
+    import logging
+
     use_threads(threads)
+    # a chunk's bad-input warnings would name rows of the chunk, not of the call: the caller reports the
+    # flags each result carries, by its own row numbers
+    logging.getLogger("t2m.generate").setLevel(logging.ERROR)
     try:
         import faiss
 
@@ -70,7 +77,7 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tupl
     from t2m.generate import Translator
 
     RDLogger.DisableLog("rdApp.*")  # unparsable candidates are counted, not printed
-    _WORKER["translator"] = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle)
+    _WORKER["translator"] = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle, prompt_style=prompt_style)
     _WORKER["stores"] = {}
     for store in stores:  # read before any call's clock starts
         _load_store(store)
@@ -109,10 +116,12 @@ def _translate_chunk(sources: list[str], knn: KNNSpec | None, options: dict[str,
 
 class DecodePool:
     """``jobs`` worker processes holding the checkpoint in ``model_dir`` (and the datastores in ``stores``);
-    :meth:`translate` splits a call's inputs across them. Use as a context manager (the workers end with it)."""
+    :meth:`translate` splits a call's inputs across them. Use as a context manager (the workers end with it).
+    Bad-input warnings are not logged by the workers (their row numbers would be a chunk's): each
+    translation's ``flags`` say what happened to it."""
 
     def __init__(self, model_dir: str | Path, jobs: int, allow_pickle: bool = False, threads: int | None = None,
-                 stores: Sequence[str | Path] = (), chunks_per_worker: int = 4):
+                 stores: Sequence[str | Path] = (), chunks_per_worker: int = 4, prompt_style: str | None = None):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -124,7 +133,7 @@ class DecodePool:
         self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_worker,
                                          initargs=(str(model_dir), allow_pickle, self.threads,
-                                                   tuple(str(s) for s in stores)))
+                                                   tuple(str(s) for s in stores), prompt_style))
         try:
             self._start_all()
         except BaseException:  # a worker that cannot load the model or a store: no processes left behind

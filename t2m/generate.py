@@ -103,6 +103,7 @@ class Translator:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.info = info or CheckpointInfo(path="")
+        self._syntax = None  # SmilesSyntaxProcessor, built on the first text2mol translation
         self.max_source_len = min(max_source_len, getattr(tokenizer, "model_max_length", max_source_len) or max_source_len)
 
     @classmethod
@@ -150,6 +151,7 @@ class Translator:
         batch_size: int | None = None,
         max_new_tokens: int = 256,
         valid_smiles: bool = True,
+        smiles_syntax: bool = True,
         canonicalize: bool = False,
         do_sample: bool = False,
         sampling_temperature: float = 1.0,
@@ -168,7 +170,9 @@ class Translator:
         greedy and 64 for beam search).
 
         text2mol with ``valid_smiles`` returns the best-scoring candidate RDKit parses (all beams are
-        considered) and flags rows where none parses; ``canonicalize`` rewrites outputs as RDKit
+        considered) and flags rows where none parses; with ``smiles_syntax`` every hypothesis is kept a
+        syntactically possible SMILES while it is decoded (:mod:`t2m.smiles_grammar`: branches, ring bonds
+        and bracket atoms closed, nothing after a bond symbol ends); ``canonicalize`` rewrites outputs as RDKit
         canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore. ``repetition_penalty``,
         ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
         values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
@@ -182,6 +186,7 @@ class Translator:
         """
         import torch
         from tqdm.auto import tqdm
+        from transformers import LogitsProcessorList
 
         from t2m.batching import collate
 
@@ -206,6 +211,8 @@ class Translator:
                     log.warning("row %d: input SMILES %r is not parsed by RDKit; captioned anyway", row + 1, text[:60])
                     flags[row].append(FLAG_INVALID_INPUT)
                 todo.append(row)
+        if not todo:  # every input empty (a DecodePool chunk can be)
+            return results  # type: ignore[return-value]
         encoded = dict(zip(todo, self._encode([inputs[r] for r in todo], task, [flags[r] for r in todo], todo)))
         # longest first: similar lengths share a batch, and memory peaks early
         order = sorted(todo, key=lambda r: -len(encoded[r]))
@@ -233,8 +240,11 @@ class Translator:
         bar = tqdm(total=len(order), desc=f"translate {task}", unit="mol" if task == MOL2TEXT else "text",
                    disable=not progress, dynamic_ncols=True)
         with knn_context as knn_processors, torch.inference_mode():
-            if knn_processors is not None:
-                gen_kwargs["logits_processor"] = knn_processors
+            processors = list(knn_processors or [])
+            if task == TEXT2MOL and smiles_syntax:
+                processors.append(self._smiles_syntax_processor())  # last: masks whatever kNN mixed in
+            if processors:
+                gen_kwargs["logits_processor"] = LogitsProcessorList(processors)
             for row, sequences, seq_scores in generate_in_rounds(
                     self.model, encode, order, num_beams=num_beams, num_return_sequences=n_generate,
                     max_new_tokens=max_new_tokens, first_round_tokens=first_round_tokens, batch_size=batch_size,
@@ -261,6 +271,15 @@ class Translator:
                 output = canonical_smiles(output) or output
                 cands = [canonical_smiles(c) or c for c in cands]
         return Translation(input=text, output=output, candidates=cands, scores=scores, flags=row_flags)
+
+    def _smiles_syntax_processor(self):
+        """This translator's :class:`t2m.smiles_grammar.SmilesSyntaxProcessor` (tables built on first use)."""
+        from t2m.smiles_grammar import SmilesSyntaxProcessor
+
+        if self._syntax is None:
+            self._syntax = SmilesSyntaxProcessor(self.tokenizer)
+        self._syntax.reset()
+        return self._syntax
 
     def _knn_context(self, knn: KNNSettings | None):
         if knn is None:

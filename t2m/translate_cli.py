@@ -19,6 +19,8 @@ from pathlib import Path
 
 from t2m.tasks import TASKS, TEXT2MOL
 
+log = logging.getLogger(__name__)
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="inputs to translate (or use --input)")
@@ -31,8 +33,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="inputs per batch (default: 32 greedy, 64 beam search)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes sharing the inputs (each with its own model copy and cores/N "
+                             "threads; t2m.decode_pool); default 1: this process")
     parser.add_argument("--no-valid-smiles", dest="valid_smiles", action="store_false",
                         help="text2mol: do not rerank beams to the best one RDKit parses")
+    parser.add_argument("--no-smiles-syntax", dest="smiles_syntax", action="store_false",
+                        help="text2mol: do not constrain decoding to syntactically possible SMILES (balanced "
+                             "branches, ring bonds and brackets; see t2m.smiles_grammar)")
     parser.add_argument("--canonical", action="store_true", help="text2mol: write RDKit canonical SMILES")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy/beam search")
     parser.add_argument("--top-p", type=float)
@@ -76,6 +84,29 @@ def _read_inputs(path: Path, task: str):
     return path.read_text(encoding="utf-8").splitlines(), None, "text"
 
 
+def translate_in_workers(args, inputs: list[str], options: dict) -> list:
+    """``--jobs N``: the inputs split over N worker processes (:class:`t2m.decode_pool.DecodePool`); the
+    workers' bad-input warnings are given here, by row of the input file."""
+    from t2m.decode_pool import DecodePool, KNNSpec
+    from t2m.modeling import default_model_dir
+
+    model = args.model or default_model_dir()
+    knn = None
+    if args.knn:  # the store's tuned k, λ, T unless given, as in one process
+        from datastore.store import Datastore
+
+        params = Datastore.load(args.knn).knn_params.replace(k=args.knn_k, lambda_=args.knn_lambda,
+                                                             temperature=args.knn_temperature)
+        knn = KNNSpec(str(args.knn), params.k, params.lambda_, params.temperature)
+    with DecodePool(model, args.jobs, allow_pickle=args.allow_pickle, prompt_style=args.prompt_style,
+                    stores=[args.knn] if args.knn else ()) as pool:
+        results = pool.translate(inputs, knn=knn, **options).translations
+    for row, result in enumerate(results, start=1):
+        if result.flags:
+            log.warning("row %d: %s", row, "; ".join(result.flags))
+    return results
+
+
 def run(args) -> int:
     from t2m.generate import KNNSettings, Translator
 
@@ -86,17 +117,21 @@ def run(args) -> int:
         inputs, references, kind = _read_inputs(Path(args.input), args.task)
     else:
         inputs, references, kind = list(args.texts), None, "text"
-    translator = Translator.from_pretrained(args.model, allow_pickle=args.allow_pickle, prompt_style=args.prompt_style)
-    knn = None
-    if args.knn:
-        knn = KNNSettings(args.knn, k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature)
-    results = translator.translate(
-        inputs, task=args.task, num_beams=args.num_beams, num_return_sequences=args.n_best,
-        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
-        canonicalize=args.canonical, do_sample=args.sample, top_p=args.top_p, top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
-        length_penalty=args.length_penalty, knn=knn, progress=args.input is not None,
-    )
+    options = dict(task=args.task, num_beams=args.num_beams, num_return_sequences=args.n_best,
+                   batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
+                   smiles_syntax=args.smiles_syntax, canonicalize=args.canonical, do_sample=args.sample,
+                   top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
+                   no_repeat_ngram_size=args.no_repeat_ngram_size, length_penalty=args.length_penalty,
+                   progress=args.input is not None)
+    if args.jobs > 1:
+        results = translate_in_workers(args, inputs, options)
+    else:
+        translator = Translator.from_pretrained(args.model, allow_pickle=args.allow_pickle,
+                                                prompt_style=args.prompt_style)
+        knn = None
+        if args.knn:
+            knn = KNNSettings(args.knn, k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature)
+        results = translator.translate(inputs, knn=knn, **options)
     outputs = [r.output for r in results]
     if kind == "tsv" and args.output:
         from t2m.data import write_predictions

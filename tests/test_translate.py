@@ -39,6 +39,8 @@ def test_bad_inputs_are_flagged_and_the_rest_translated(translator, caplog):
     long_text = "The molecule is " + "a very long description " * 400
     out = translator.translate(["", "CCO", "C1CC(", long_text], task="mol2text", max_new_tokens=5)
     assert out[0].flags == [FLAG_EMPTY] and out[0].output == ""
+    only_empty = translator.translate(["", "  "], task="text2mol")
+    assert [t.flags for t in only_empty] == [[FLAG_EMPTY], [FLAG_EMPTY]]
     assert out[1].flags == []
     assert FLAG_INVALID_INPUT in out[2].flags and out[2].output is not None
     assert FLAG_TRUNCATED in out[3].flags
@@ -133,6 +135,28 @@ def test_cli_translates_a_chebi20_file_to_molt5_tsv(tiny_model_dir, tiny_chebi20
     assert main(["translate", "--task", "mol2text", "--model", str(tiny_model_dir), "--input", str(plain),
                  "--output", str(text_out), "--max-new-tokens", "5"]) == 0
     assert len(text_out.read_text().splitlines()) == 2
+
+
+def test_cli_jobs_split_the_file_and_give_one_process_outputs(tiny_model_dir, tiny_chebi20, tmp_path, caplog):
+    """``--jobs 2``: two worker processes share the rows; the file is the one a single process writes,
+    and a bad input's warning names its row of the file, not of a worker's chunk."""
+    from t2m.cli import main
+
+    src = tmp_path / "in.txt"
+    lines = (tiny_chebi20 / "test.txt").read_text().splitlines()[:7]
+    src.write_text("\n".join(lines) + "\n")
+    outs = {}
+    for jobs in ("1", "2"):
+        outs[jobs] = tmp_path / f"pred{jobs}.txt"
+        assert main(["translate", "--task", "text2mol", "--model", str(tiny_model_dir), "--input", str(src),
+                     "--output", str(outs[jobs]), "--max-new-tokens", "12", "--num-beams", "2", "--jobs", jobs]) == 0
+    assert outs["1"].read_text() == outs["2"].read_text()
+    plain = tmp_path / "smiles.txt"
+    plain.write_text("CCO\nc1ccccc1\n\nCCN\n")
+    with caplog.at_level("WARNING"):
+        assert main(["translate", "--task", "mol2text", "--model", str(tiny_model_dir), "--input", str(plain),
+                     "--output", str(tmp_path / "captions.txt"), "--max-new-tokens", "5", "--jobs", "2"]) == 0
+    assert "row 3: empty input" in caplog.text
 
 
 def test_cli_jsonl_in_and_out(tiny_model_dir, tmp_path):

@@ -2,10 +2,12 @@
 
     python -m t2m.recipes.ship_default_model runs/default_model [--data DIR] [--jobs 2] [--rows N] [--beam-rows N]
     python -m t2m.recipes.ship_default_model OUT --card-only --from-bench BENCH_DIR [--history TEXT]
+    python -m t2m.recipes.ship_default_model OUT --card-only --tasks text2mol   # measure one task again
 
 1. copies ``RUN/model`` (weights, tokenizer, configs; no optimizer state) to ``t2m/default_model``;
-2. translates ChEBI-20 ``test.txt`` in both directions, greedy and beam 5, with ``t2m translate``
-   (``--jobs`` at a time), and scores each with ``t2m eval --json`` (outputs in ``RUN/eval/``);
+2. translates ChEBI-20 ``test.txt`` in both directions, greedy and beam 5, with ``t2m translate --jobs``
+   (each setting split over ``--jobs`` worker processes), and scores each with ``t2m eval --json``
+   (outputs in ``RUN/eval/``);
 3. writes ``t2m/default_model/README.md``: config, data, steps, wall time, training throughput and
    peak memory, and the scores as ``t2m eval`` prints them.
 
@@ -31,11 +33,13 @@ SHIPPED_FILES = ("config.json", "model.safetensors", "generation_config.json", "
                  "training_config.json", "trainer_state.json")
 SETTINGS = [("text2mol", 1), ("text2mol", 5), ("mol2text", 1), ("mol2text", 5)]
 # The shipped model's recommended decoding (t2m.json "decoding"; Translator applies it unless told otherwise).
-# Chosen on the dev slice (96 rows, the 1,100-step model): captions without it loop ("3,3,3,..."); with
+# Chosen on the dev slice. Captions (96 rows, the 1,100-step model) without it loop ("3,3,3,..."); with
 # no_repeat_ngram_size=3 greedy BLEU-4 went 0.027 -> 0.154 and METEOR 0.120 -> 0.319, beam 5 BLEU-4
-# 0.045 -> 0.157. For SMILES, n-gram blocking and repetition penalties were not consistently better
-# (no_repeat 8/12, penalty 1.1-1.3), so text2mol decodes plainly.
-DECODING = {"mol2text": {"no_repeat_ngram_size": 3}}
+# 0.045 -> 0.157. SMILES (all 300 dev rows, beam 5, the 2,200-step model, SMILES syntax constraint on):
+# no_repeat_ngram_size 0 / 8 / 12 gave validity 0.830 / 0.867 / 0.850 and Morgan FTS 0.2467 / 0.2600 /
+# 0.2643 -- a runaway SMILES that repeats a motif ("OC(=O)OC(=O)...") to the length limit is cut off;
+# without the syntax constraint (validity 0.633) n-gram blocking had not helped consistently.
+DECODING = {"text2mol": {"no_repeat_ngram_size": 8}, "mol2text": {"no_repeat_ngram_size": 3}}
 
 
 def copy_model(run: Path, dest: Path) -> None:
@@ -66,42 +70,66 @@ def _first_rows(test_file: Path, out: Path, rows: int | None) -> Path:
 
 
 def run_settings(model: Path, test_file: Path, out: Path, jobs: int, rows: int | None,
-                 beam_rows: int | None = None) -> dict:
-    """Translate and score every setting; greedy on ``rows`` test rows (all when None), beam 5 on
+                 beam_rows: int | None = None, tasks: tuple[str, ...] = ("text2mol", "mol2text")) -> dict:
+    """Translate and score every setting of ``tasks``, one after the other, each split over ``jobs``
+    worker processes (``t2m translate --jobs``); greedy on ``rows`` test rows (all when None), beam 5 on
     ``beam_rows`` (default: ``rows``). FCD compares 512-d activation statistics: on a few hundred rows it
     is not meaningful (and the covariance is singular), so subsets under 1,000 rows are scored without it."""
     out.mkdir(parents=True, exist_ok=True)
     rows_of = {1: rows, 5: beam_rows or rows}
     sources = {n: _first_rows(test_file, out, n) for n in set(rows_of.values())}
-    pending = list(SETTINGS)
-    running: list[tuple[tuple[str, int], subprocess.Popen, float]] = []
-    timings = {}
-    while pending or running:
-        while pending and len(running) < jobs:
-            task, beams = pending.pop(0)
-            pred = out / f"{task}_beam{beams}.txt"
-            cmd = [sys.executable, "-m", "t2m", "translate", "--task", task, "--model", str(model),
-                   "--input", str(sources[rows_of[beams]]), "--output", str(pred), "--num-beams", str(beams)]
-            log = (out / f"{task}_beam{beams}.log").open("w")
-            running.append(((task, beams), subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                            env={**os.environ, "OMP_NUM_THREADS": "1"}),
-                            time.time()))
-        time.sleep(2)
-        for item in list(running):
-            (task, beams), proc, started = item
-            if proc.poll() is not None:
-                running.remove(item)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"translation {task} beam {beams} failed: see {out / f'{task}_beam{beams}.log'}")
-                timings[f"{task}_beam{beams}"] = time.time() - started
     results = {}
     for task, beams in SETTINGS:
+        if task not in tasks:
+            continue
+        name = f"{task}_beam{beams}"
+        pred = out / f"{name}.txt"
+        cmd = [sys.executable, "-m", "t2m", "translate", "--task", task, "--model", str(model),
+               "--input", str(sources[rows_of[beams]]), "--output", str(pred), "--num-beams", str(beams),
+               "--jobs", str(jobs)]
+        print(" ".join(cmd[1:]), flush=True)
+        started = time.time()
+        with (out / f"{name}.log").open("w") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise RuntimeError(f"translation {task} beam {beams} failed: see {out / f'{name}.log'}")
+        seconds = time.time() - started
         n = rows_of[beams]
         fcd_args = ["--no-fcd"] if task == "text2mol" and n and n < 1000 else []
-        results[f"{task}_beam{beams}"] = {**score(out / f"{task}_beam{beams}.txt", task, out / f"{task}_beam{beams}.json",
-                                                  fcd_args),
-                                          "seconds": timings[f"{task}_beam{beams}"]}
+        results[name] = {**score(pred, task, out / f"{name}.json", fcd_args), "seconds": seconds,
+                         "workers": jobs if jobs > 1 else None, "machine": machine_name()}
     return results
+
+
+def machine_name() -> str:
+    """The CPU this runs on, as the model card names it (model name and its widest vector unit)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model}, {vector}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"
+
+
+def kept_sections(card: str, tasks: tuple[str, ...]) -> list[str]:
+    """The score sections (``### TASK, ...`` to the next heading) of an existing model card whose task is
+    not in ``tasks``: they are carried over unchanged when only ``tasks`` are measured again."""
+    sections, current = [], None
+    for line in card.splitlines():
+        if line.startswith("#"):
+            if current is not None:
+                sections.append("\n".join(current).rstrip() + "\n")
+            heading_task = line[4:].split(",", 1)[0] if line.startswith("### ") else None
+            current = [line] if heading_task and heading_task not in tasks else None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        sections.append("\n".join(current).rstrip() + "\n")
+    return sections
 
 
 def score(pred: Path, task: str, target: Path, extra_args: list[str] | None = None) -> dict:
@@ -132,7 +160,7 @@ def results_from_bench(bench_dirs: list[Path], out: Path) -> dict:
     return results
 
 
-def model_card(dest: Path, run: Path, results: dict, history: str | None = None) -> str:
+def model_card(dest: Path, run: Path, results: dict, history: str | None = None, kept: list[str] | None = None) -> str:
     config = json.loads((dest / "training_config.json").read_text())
     state = json.loads((dest / "trainer_state.json").read_text())
     model_config = json.loads((dest / "config.json").read_text())
@@ -178,19 +206,29 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None)
     lines += ["", "## Decoding", "",
               "`t2m.json` recommends " + "; ".join(f"{task}: " + ", ".join(f"`{k}={v}`" for k, v in opts.items())
                                              for task, opts in DECODING.items())
-              + " (captions otherwise loop on a phrase); `t2m translate` and `Translator` apply it unless given "
-              "another value (`--no-repeat-ngram-size 0` switches it off). text2mol decodes plainly."]
+              + " (captions otherwise loop on a phrase; SMILES on a motif until the length limit); "
+              "`t2m translate` and `Translator` apply it unless given another value (`--no-repeat-ngram-size 0` "
+              "switches it off). text2mol decoding is also kept to syntactically possible SMILES "
+              "(`t2m.smiles_grammar`; `--no-smiles-syntax` switches it off) and, at beam search, the best beam "
+              "RDKit parses is chosen."]
     lines += ["", "## Scores on ChEBI-20 test, as `t2m eval` prints them", ""]
     for key, res in results.items():
         task, beams = key.split("_beam")
         n = res["json"]["n"]
         lines += [f"### {task}, {'greedy' if beams == '1' else 'beam ' + beams}"
-                  + (" (valid-SMILES reranking on)" if task == "text2mol" and beams != "1" else "")
+                  + ((" (SMILES syntax constraint and valid-SMILES reranking on)" if beams != "1" else
+                      " (SMILES syntax constraint on)") if task == "text2mol" else "")
                   + f", {'all ' if n == 3300 else 'first '}{n} test rows",
                   "", f"translation: {n / res['seconds']:.2f} inputs/s ({res['seconds']:.0f} s for {n} rows, "
-                  + (f"{res['workers']} one-thread worker processes" if res.get("workers") else "1 thread")
+                  + (f"{res['workers']} one-thread worker processes" if res.get("workers") else "1 process")
+                  + (f" on {res['machine']}" if res.get("machine") else "")
                   + (f"; decoded by t2m bench: `{res['source']}`" if res.get("source") else "") + ")", "",
                   "```", res["table"], "```", ""]
+    if kept:
+        lines += ["The sections below are carried over from the previous card (the same model and decoding for "
+                  "their task; their translation speed is as measured then).", ""]
+    for section in kept or []:
+        lines += [section]
     return "\n".join(lines) + "\n"
 
 
@@ -208,18 +246,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", type=Path, default=default_model_dir())
     parser.add_argument("--card-only", action="store_true",
                         help="do not copy RUN/model: rewrite the model card of the model in --dest")
+    parser.add_argument("--tasks", default="text2mol,mol2text",
+                        help="measure only these tasks; with --card-only the card's sections of the others are "
+                             "kept as they are (default: %(default)s)")
     args = parser.parse_args(argv)
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if set(tasks) != {"text2mol", "mol2text"} and not args.card_only:
+        parser.error("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
 
-    from t2m.data import resolve_chebi20_dir
+    from t2m.data import atomic_write_text, resolve_chebi20_dir
 
     test_file = resolve_chebi20_dir(args.data) / "test.txt"
     if not args.card_only:
         copy_model(args.run, args.dest)
     if args.from_bench is not None:
         results = results_from_bench(args.from_bench, args.run / "eval")
+        results = {k: v for k, v in results.items() if k.split("_beam")[0] in tasks}
     else:
-        results = run_settings(args.dest, test_file, args.run / "eval", args.jobs, args.rows, args.beam_rows)
-    (args.dest / "README.md").write_text(model_card(args.dest, args.run, results, args.history))
+        results = run_settings(args.dest, test_file, args.run / "eval", args.jobs, args.rows, args.beam_rows, tasks)
+    card = args.dest / "README.md"
+    kept = kept_sections(card.read_text(), tasks) if card.is_file() else []
+    if args.history is None and args.card_only and card.is_file():  # the shipped model's history stays
+        args.history = next((line[len("- history: "):] for line in card.read_text().splitlines()
+                             if line.startswith("- history: ")), None)
+    atomic_write_text(card, model_card(args.dest, args.run, results, args.history, kept))
     summary = {k: v["json"]["metrics"] for k, v in results.items()}
     (args.run / "eval" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -1,0 +1,45 @@
+"""The default-model card: measuring one task again keeps the other task's sections as they were."""
+
+from __future__ import annotations
+
+from t2m.modeling import default_model_dir
+from t2m.recipes.ship_default_model import kept_sections, model_card
+
+CARD = """# t2m default model
+
+## Scores on ChEBI-20 test, as `t2m eval` prints them
+
+### text2mol, greedy, all 3300 test rows
+
+old text2mol greedy
+
+### mol2text, greedy, all 3300 test rows
+
+translation: 14.78 inputs/s
+
+```
+mol2text greedy table
+```
+
+### mol2text, beam 5, all 3300 test rows
+
+mol2text beam table
+"""
+
+
+def test_kept_sections_are_the_other_tasks_in_order():
+    kept = kept_sections(CARD, ("text2mol",))
+    assert [k.splitlines()[0] for k in kept] == ["### mol2text, greedy, all 3300 test rows",
+                                                  "### mol2text, beam 5, all 3300 test rows"]
+    assert "mol2text greedy table" in kept[0] and "old text2mol" not in "".join(kept)
+    assert kept_sections(CARD, ("text2mol", "mol2text")) == []
+
+
+def test_card_with_one_task_measured_again_carries_the_other_over(tmp_path):
+    results = {"text2mol_beam1": {"json": {"n": 3300}, "seconds": 660.0, "table": "new text2mol table",
+                                  "workers": 2, "machine": "AMD EPYC, AVX2, 2 cores"}}
+    card = model_card(default_model_dir(), tmp_path, results, kept=kept_sections(CARD, ("text2mol",)))
+    assert "### text2mol, greedy (SMILES syntax constraint on), all 3300 test rows" in card
+    assert "5.00 inputs/s (660 s for 3300 rows, 2 one-thread worker processes on AMD EPYC, AVX2, 2 cores)" in card
+    assert card.index("new text2mol table") < card.index("carried over") < card.index("mol2text beam table")
+    assert "old text2mol greedy" not in card
