@@ -81,16 +81,20 @@ def test_tune_writes_its_choice_into_the_store(small_chebi):
     assert result.chosen_metric["bleu4"] >= result.model_only_metric["bleu4"]
 
 
-def test_dev_metric_orders_text2mol_by_exact_match_then_morgan_fts(shared_data):
+def test_dev_metric_orders_text2mol_by_morgan_fts_over_all_rows_then_exact_match(shared_data):
     from datastore.tune import dev_metric
 
     refs = ["CCO", "c1ccccc1O"]
     exact_one, values = dev_metric("text2mol", refs, ["OCC", "CCCC"])  # OCC is CCO written differently
-    assert values["exact_match"] == 0.5
+    assert values["exact_match"] == 0.5 and values["morgan_fts_all_rows"] == pytest.approx(0.5)
     closer, _ = dev_metric("text2mol", refs, ["CCCO", "c1ccccc1"])
-    assert exact_one > closer  # one exact match beats two near misses
+    assert exact_one > closer  # here the exact match is also the higher similarity
     better_fts, _ = dev_metric("text2mol", refs, ["OCC", "c1ccccc1"])
     assert better_fts > exact_one  # same exact match, higher Morgan similarity
+    # an unparsable output counts 0: a perfect half beats a fair whole only when it is better overall
+    half, values = dev_metric("text2mol", refs, ["CCO", "(("])
+    assert values["morgan_fts"] == 1.0 and values["validity"] == 0.5 and half[0] == pytest.approx(0.5)
+    assert better_fts > half
     key, values = dev_metric("mol2text", ["The molecule is an alcohol."], ["The molecule is an alcohol."])
     assert key == (values["bleu4"],) and values["bleu4"] == pytest.approx(1.0)
 
@@ -100,5 +104,5 @@ def test_dev_metric_ranks_unparsable_outputs_last():
 
     none_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["C(", "(("])
     some_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["CCN", "(("])
-    assert none_parse[1] == -1.0
+    assert none_parse[0] == 0.0
     assert max([none_parse, some_parse]) == some_parse
