@@ -278,7 +278,6 @@ class Translator:
 
         if self._syntax is None:
             self._syntax = SmilesSyntaxProcessor(self.tokenizer)
-        self._syntax.reset()
         return self._syntax
 
     def _knn_context(self, knn: KNNSettings | None):

@@ -126,7 +126,8 @@ class SmilesSyntaxProcessor:
 
     Works for greedy, beam and sampled decoding, with or without a kNN-MT processor before it: it only
     sets forbidden tokens to ``-inf``. A hypothesis that has ended (end-of-sequence or padding written) is
-    left alone. The per-token tables are built once, at construction; reuse the processor for one tokenizer.
+    left alone. The per-token tables are built once, at construction; reuse the processor for one tokenizer
+    (a decoding's first step forgets the hypotheses of the one before).
     """
 
     def __init__(self, tokenizer: Any, eos_token_id: int | None = None, pad_token_id: int | None = None):
@@ -144,10 +145,6 @@ class SmilesSyntaxProcessor:
         self.allowed = torch.tensor(allowed, dtype=torch.bool)  # (variant, token)
         self.min_depth = torch.tensor(min_depth, dtype=torch.int32)  # lowest relative branch depth
         self._states: dict[tuple[int, ...], SmilesState] = {}
-
-    def reset(self) -> None:
-        """Forget the hypotheses of an earlier decoding (done anyway when a new one starts)."""
-        self._states = {}
 
     def state_of(self, tokens: list[int]) -> SmilesState | None:
         """The state after ``tokens`` (generated ids, decoder start excluded); None once it has ended."""

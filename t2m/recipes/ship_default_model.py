@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -103,6 +102,7 @@ def run_settings(model: Path, test_file: Path, out: Path, jobs: int, rows: int |
 
 def machine_name() -> str:
     """The CPU this runs on, as the model card names it (model name and its widest vector unit)."""
+    from t2m.decode_pool import cpu_count
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -112,7 +112,7 @@ def machine_name() -> str:
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
     flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {vector}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"
+    return f"{model}, {vector}, {cpu_count()} cores"
 
 
 def kept_sections(card: str, tasks: tuple[str, ...]) -> list[str]:
