@@ -179,7 +179,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
         if task == TEXT2MOL and smiles_syntax:
             from t2m.smiles_grammar import SmilesSyntaxProcessor
 
-            processors.append(SmilesSyntaxProcessor(tokenizer))  # after kNN, as Translator does
+            processors.append(SmilesSyntaxProcessor(tokenizer).limited(max_new_tokens, num_beams))  # as Translator
         if processors:
             options["logits_processor"] = LogitsProcessorList(processors)
         for row, sequences, _ in generate_in_rounds(

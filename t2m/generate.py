@@ -172,7 +172,7 @@ class Translator:
         text2mol with ``valid_smiles`` returns the best-scoring candidate RDKit parses (all beams are
         considered) and flags rows where none parses; with ``smiles_syntax`` every hypothesis is kept a
         syntactically possible SMILES while it is decoded (:mod:`t2m.smiles_grammar`: branches, ring bonds
-        and bracket atoms closed, nothing after a bond symbol ends); ``canonicalize`` rewrites outputs as RDKit
+        and bracket atoms closed, nothing after a bond symbol ends, and all of it by ``max_new_tokens``); ``canonicalize`` rewrites outputs as RDKit
         canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore. ``repetition_penalty``,
         ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
         values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
@@ -242,7 +242,8 @@ class Translator:
         with knn_context as knn_processors, torch.inference_mode():
             processors = list(knn_processors or [])
             if task == TEXT2MOL and smiles_syntax:
-                processors.append(self._smiles_syntax_processor())  # last: masks whatever kNN mixed in
+                # last: masks whatever kNN mixed in; every hypothesis completes within max_new_tokens
+                processors.append(self._smiles_syntax_processor().limited(max_new_tokens, num_beams, do_sample))
             if processors:
                 gen_kwargs["logits_processor"] = LogitsProcessorList(processors)
             for row, sequences, seq_scores in generate_in_rounds(

@@ -10,6 +10,12 @@ forbids, at every step and for every hypothesis, the tokens that would break SMI
 - the end-of-sequence token while a branch, a ring bond (``1``-``9``, ``%nn``) or a bracket atom is open,
   after a bond symbol, or before any atom.
 
+With ``max_new_tokens`` it also keeps every hypothesis able to finish in time: a hypothesis may only write a
+token after which the tokens it still owes (one per open branch, ring bond and bracket, an atom after a
+bond, two atoms while a ring is open, the end-of-sequence token: :func:`owed_tokens`) fit in the tokens left. Without it a small model's
+runaway SMILES (a chain of rings that never closes) reach the length limit unfinished and unparsable; with
+it they close their branches and rings and end by the limit.
+
 Valence, aromaticity and stereo are left to the model (and to valid-SMILES reranking): the constraint is
 exact for the syntax it covers and cheap (per step, one dictionary lookup and one token transition per
 hypothesis, one vectorised mask). Tokens are read through the tokenizer's own pieces (SentencePiece ``▁``
@@ -19,7 +25,7 @@ as a space, byte-fallback ``<0xNN>`` as that byte), so any T5 tokenizer works, M
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
@@ -33,7 +39,9 @@ _VARIANTS = 12
 class SmilesState:
     """Syntax state after a prefix: open branches, open ring labels (bit set), inside ``[...]``, digits
     owed to a ``%`` label (and the label so far), whether any character was written, whether the last
-    character was a bond symbol, and whether the prefix is already broken."""
+    character was a bond symbol, whether the prefix is already broken, and how many atoms (up to two) were
+    written since the last ring bond opened (or a branch closed), as a ring bond may close neither on the atom
+    that opened it nor on the next."""
 
     depth: int = 0
     rings: int = 0
@@ -43,6 +51,7 @@ class SmilesState:
     started: bool = False
     after_bond: bool = False
     broken: bool = False
+    ring_age: int = 2
 
     def variant(self) -> int:
         return (int(self.bracket) * 3 + self.percent) * 2 + int(not self.started)
@@ -57,7 +66,7 @@ def advance(state: SmilesState, text: str) -> SmilesState:
     if state.broken:
         return state
     depth, rings, bracket, percent, label = state.depth, state.rings, state.bracket, state.percent, state.label
-    started, after_bond = state.started, state.after_bond
+    started, after_bond, age = state.started, state.after_bond, state.ring_age
     for ch in text:
         if ch == " ":
             if started:
@@ -72,13 +81,14 @@ def advance(state: SmilesState, text: str) -> SmilesState:
             percent -= 1
             if percent == 0:
                 rings ^= 1 << label  # %05 is ring bond 5, as 5 is
+                age = 0 if rings >> label & 1 else age
             started, after_bond = True, False
             continue
         if bracket:
             if ch in "[()%":
                 return _BROKEN
             if ch == "]":
-                bracket = False
+                bracket, age = False, min(age + 1, 2)
             started, after_bond = True, False
             continue
         if ch == "]":
@@ -89,18 +99,41 @@ def advance(state: SmilesState, text: str) -> SmilesState:
             depth += 1
         elif ch == ")":
             depth -= 1
+            age = 0  # back on an atom that may be a ring bond's opener
             if depth < 0:
                 return _BROKEN
         elif ch == "%":
             percent, label = 2, 0
         elif ch.isdigit():
             rings ^= 1 << int(ch)
+            age = 0 if rings >> int(ch) & 1 else age
+        elif ch.isupper() or ch in "bcnops*":  # an atom (the l of Cl and r of Br are not)
+            age = min(age + 1, 2)
         started = True
         after_bond = ch in _BONDS
-    return SmilesState(depth, rings, bracket, percent, label, started, after_bond)
+    return SmilesState(depth, rings, bracket, percent, label, started, after_bond, ring_age=age)
 
 
 _BROKEN = SmilesState(broken=True)
+# valence-checked tokens kept per hypothesis when sampling (and by default): sampling is top-k from these
+SAMPLED_CANDIDATES = 50
+# ... looked for among the best this many times as many tokens, at most, once one passed: a hypothesis whose
+# atom has no bond left fails most tokens, and those far down its list are not what a search picks
+_VALENCE_LOOKS = 4
+_UNREACHABLE = 1 << 20  # owed tokens of a broken prefix, or of a token no SMILES may hold
+
+
+def owed_tokens(state: SmilesState) -> int:
+    """The tokens that surely complete ``state`` and end it, end-of-sequence token included, when the
+    vocabulary has the one-character tokens (``)``, ``]``, digits, an atom): one per open branch, ring bond
+    (three for a ``%nn`` label), bracket and ``%`` digit still owed, up to two atoms while a ring bond is open
+    (it may close neither on the atom that opened it nor on the next), one atom when nothing was written or a
+    bond symbol was last, one to end."""
+    if state.broken:
+        return _UNREACHABLE
+    rings = sum(1 if label < 10 else 3 for label in range(100) if state.rings >> label & 1) if state.rings else 0
+    return (state.depth + rings + (2 - state.ring_age) * bool(state.rings) + int(state.bracket) + state.percent + 1
+            + int(not state.started or state.after_bond))
 
 
 def token_surfaces(tokenizer: Any) -> list[str | None]:
@@ -130,9 +163,14 @@ class SmilesSyntaxProcessor:
     (a decoding's first step forgets the hypotheses of the one before).
     """
 
-    def __init__(self, tokenizer: Any, eos_token_id: int | None = None, pad_token_id: int | None = None):
+    def __init__(self, tokenizer: Any, eos_token_id: int | None = None, pad_token_id: int | None = None,
+                 max_new_tokens: int | None = None, valence: bool = True, candidates: int = SAMPLED_CANDIDATES):
         import torch
 
+        self.max_new_tokens = max_new_tokens
+        self.valence = valence
+        self.candidates = candidates
+        self._valence: dict[tuple[int, ...], Any] = {}
         self.surfaces = token_surfaces(tokenizer)
         self.eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         self.pad = tokenizer.pad_token_id if pad_token_id is None else pad_token_id
@@ -145,6 +183,40 @@ class SmilesSyntaxProcessor:
         self.allowed = torch.tensor(allowed, dtype=torch.bool)  # (variant, token)
         self.min_depth = torch.tensor(min_depth, dtype=torch.int32)  # lowest relative branch depth
         self._states: dict[tuple[int, ...], SmilesState] = {}
+        self._owed_after: dict[SmilesState, Any] = {}  # state with depth 0 -> owed tokens after each token
+        # the most owed tokens one token can add: a hypothesis with more slack than that is left alone
+        self._max_growth = 2 + max((len(text) for text in self.surfaces if text), default=1)
+
+    def limited(self, max_new_tokens: int | None, num_beams: int = 1,
+                sampling: bool = False) -> "SmilesSyntaxProcessor":
+        """This processor (its tables shared, not rebuilt) for decodings of at most ``max_new_tokens`` new
+        tokens, which every hypothesis then completes within (None: no length budget), keeping as many
+        valence-checked tokens per hypothesis as the search looks at: ``2 * num_beams`` for beam search, 1
+        for greedy search, :data:`SAMPLED_CANDIDATES` when sampling."""
+        import copy
+
+        other = copy.copy(self)
+        other.max_new_tokens = max_new_tokens
+        other.candidates = SAMPLED_CANDIDATES if sampling else 2 * num_beams if num_beams > 1 else 1
+        other._states, other._valence = {}, {}
+        return other
+
+    def owed_after(self, state: SmilesState) -> Any:
+        """A tensor of :func:`owed_tokens` after each token written in ``state`` (a large number for a token
+        that breaks syntax or is special); built once per state (branch depth aside) and cached."""
+        import torch
+
+        key = replace(state, depth=0)
+        table = self._owed_after.get(key)
+        if table is None:
+            deep = replace(state, depth=1 << 16)  # deep enough for any ')' to close a branch
+            base = owed_tokens(deep)
+            table = torch.tensor([owed_tokens(advance(deep, text)) - base if text else _UNREACHABLE
+                                  for text in self.surfaces], dtype=torch.int32)
+            if len(self._owed_after) > 4096:
+                self._owed_after.clear()
+            self._owed_after[key] = table
+        return table + owed_tokens(state)
 
     def state_of(self, tokens: list[int]) -> SmilesState | None:
         """The state after ``tokens`` (generated ids, decoder start excluded); None once it has ended."""
@@ -161,6 +233,19 @@ class SmilesSyntaxProcessor:
         self._states[key] = state
         return state
 
+    def valence_of(self, tokens: list[int]) -> Any:
+        """The :class:`t2m.smiles_valence.ValenceState` after ``tokens``; None once they broke a valence or
+        ring-bond rule (and stay broken)."""
+        from t2m.smiles_valence import ValenceState, advance_valence
+
+        key = tuple(tokens)
+        if key in self._valence:
+            return self._valence[key]
+        parent = self.valence_of(tokens[:-1]) if tokens else ValenceState()
+        state = parent if not tokens else advance_valence(parent, self.surfaces[tokens[-1]] or "\x00")
+        self._valence[key] = state
+        return state
+
     def __call__(self, input_ids, scores):
         import torch
 
@@ -168,6 +253,7 @@ class SmilesSyntaxProcessor:
         length = len(rows[0]) if rows else 0
         # keep only the states of this step's prefixes' parents: memory stays O(hypotheses x length)
         self._states = {k: v for k, v in self._states.items() if len(k) == length - 1} if length else {}
+        self._valence = {k: v for k, v in self._valence.items() if len(k) == length - 1} if length else {}
         states = [self.state_of(tokens) for tokens in rows]
         live = [i for i, s in enumerate(states) if s is not None]
         if not live:
@@ -180,14 +266,80 @@ class SmilesSyntaxProcessor:
         forbidden[broken] = False  # a prefix broken before the constraint applied: leave it to the model
         can_end = torch.tensor([states[i].can_end() or states[i].broken for i in live])
         forbidden[:, self.eos] = ~can_end
+        if self.max_new_tokens is not None:
+            self._forbid_overruns(forbidden, [states[i] for i in live], self.max_new_tokens - length)
         forbidden = forbidden.to(scores.device)
         vocab = min(scores.shape[-1], forbidden.shape[-1])
         sub = scores[index, :vocab].masked_fill(forbidden[:, :vocab], float("-inf"))
+        if self.valence:
+            sub = self._keep_valences(sub, [rows[i] for i in live], [states[i] for i in live])
         scores = scores.clone()
         scores[index, :vocab] = sub
         if scores.shape[-1] > vocab:  # model rows past the tokenizer's vocabulary (padding): never SMILES
             scores[index, vocab:] = float("-inf")
         return scores
+
+
+    def _keep_valences(self, sub: Any, rows: list[list[int]], states: list[SmilesState]) -> Any:
+        """``sub`` (one row per live hypothesis, syntax already masked) keeping, for each hypothesis, its best
+        :attr:`candidates` tokens that break no valence or ring-bond rule (:mod:`t2m.smiles_valence`) and
+        no other: tokens are checked best first -- a Python walk each -- until that many pass (beam search
+        picks each step's hypotheses among each one's best ``2 * num_beams`` tokens, greedy search the best
+        one, so they decode as if every token had been checked), or, once one has passed, until the best
+        ``_VALENCE_LOOKS`` times as many were looked at. A hypothesis already broken, or with no passing
+        token at all, keeps its scores."""
+        import torch
+
+        from t2m.smiles_valence import advance_valence
+
+        need, vocab = self.candidates, sub.shape[1]
+        width = min(vocab, need + 4)
+        best = sub.topk(width, dim=1)
+        order, values = best.indices.tolist(), best.values.tolist()
+        keep_rows, keep_tokens, constrained = [], [], []
+        for row, (tokens, state) in enumerate(zip(rows, states)):
+            chemistry = None if state.broken else self.valence_of(tokens)
+            if chemistry is None:
+                continue
+            candidates, scores, seen, kept = order[row], values[row], width, []
+            while True:
+                for token, score in zip(candidates, scores):
+                    if score == float("-inf"):
+                        break
+                    if token == self.eos or advance_valence(chemistry, self.surfaces[token] or "\x00") is not None:
+                        kept.append(token)
+                        if len(kept) >= need:
+                            break
+                if (len(kept) >= need or (kept and seen >= _VALENCE_LOOKS * need) or seen >= vocab or not scores
+                        or scores[-1] == float("-inf")):
+                    break
+                further = sub[row].topk(min(vocab, 2 * seen))  # too few passed: look further down
+                candidates, scores = further.indices[seen:].tolist(), further.values[seen:].tolist()
+                seen = min(vocab, 2 * seen)
+            if kept:
+                constrained.append(row)
+                keep_rows += [row] * len(kept)
+                keep_tokens += kept
+        if constrained:
+            drop = torch.zeros_like(sub, dtype=torch.bool)
+            drop[constrained] = True
+            drop[keep_rows, keep_tokens] = False
+            sub = sub.masked_fill(drop, float("-inf"))
+        return sub
+
+    def _forbid_overruns(self, forbidden: Any, states: list[SmilesState], left: int) -> None:
+        """Forbid, in place, the tokens after which a hypothesis could not end within the ``left`` tokens
+        (this step's included). A hypothesis with no token left (a prefix given to the processor already
+        past its budget) keeps the syntax mask alone."""
+        for row, state in enumerate(states):
+            if state.broken or left - owed_tokens(state) > self._max_growth:
+                continue
+            overrun = self.owed_after(state) > left - 1
+            overrun[self.eos] = left < 1  # the end-of-sequence token owes nothing; can_end decided it
+            vocab = min(len(overrun), forbidden.shape[1])
+            row_mask = forbidden[row, :vocab] | overrun[:vocab]
+            if not row_mask.all():
+                forbidden[row, :vocab] = row_mask
 
 
 def _variant_start(variant: int) -> SmilesState:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t2m.smiles_grammar import SmilesState, SmilesSyntaxProcessor, advance
+from t2m.smiles_grammar import SmilesState, SmilesSyntaxProcessor, advance, owed_tokens
+from t2m.smiles_valence import ValenceState, advance_valence, max_valence
 
 
 def _state(text: str) -> SmilesState:
@@ -39,7 +40,8 @@ def test_ring_digits_inside_brackets_are_not_ring_bonds():
 
 def test_every_shared_chebi20_smiles_is_allowed_token_by_token(shared_data):
     """Teacher-forced through the shipped tokenizer, each of the 33,010 ChEBI-20 SMILES (validation, test,
-    unlabeled) has every token allowed and may end: the constraint never removes a real molecule."""
+    unlabeled) has every token allowed, by syntax and by valence, and may end: the constraint never removes a
+    real molecule."""
     from t2m.data import load_chebi20_records, load_chebi20_unlabeled_records
     from t2m.modeling import default_model_dir
     from t2m.tokenizer import load_tokenizer
@@ -54,12 +56,13 @@ def test_every_shared_chebi20_smiles_is_allowed_token_by_token(shared_data):
     rejected = []
     for text in smiles:
         ids = tokenizer(text, add_special_tokens=False).input_ids
-        state = SmilesState()
+        state, chemistry = SmilesState(), ValenceState()
         for position, token in enumerate(ids):
             variant = state.variant()
             allowed = allowed_table[variant][token] and depth_table[variant][token] + state.depth >= 0
             state = advance(state, processor.surfaces[token])
-            if not allowed or state.broken:
+            chemistry = advance_valence(chemistry, processor.surfaces[token])
+            if not allowed or state.broken or chemistry is None:
                 rejected.append((text, position))
                 break
         else:
@@ -72,7 +75,7 @@ def test_processor_masks_what_would_break_syntax(tiny_tokenizer_dir):
     from t2m.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_tokenizer_dir)
-    processor = SmilesSyntaxProcessor(tokenizer)
+    processor = SmilesSyntaxProcessor(tokenizer, valence=False)  # the syntax mask alone, on every token
     vocab = len(tokenizer)
 
     def ids(text: str) -> list[int]:
@@ -92,7 +95,8 @@ def test_processor_masks_what_would_break_syntax(tiny_tokenizer_dir):
 
 
 def test_constrained_decoding_of_a_random_model_is_always_syntactic(tiny_model_dir, one_torch_thread):
-    """A randomly initialised model writes anything; constrained, every finished output is syntactic."""
+    """A randomly initialised model writes anything; constrained, every output is a complete SMILES syntax,
+    ended by max_new_tokens at the latest."""
     from t2m.generate import Translator
 
     torch.manual_seed(0)
@@ -108,5 +112,101 @@ def test_constrained_decoding_of_a_random_model_is_always_syntactic(tiny_model_d
         for candidate in translation.candidates:
             state = _state(candidate)
             assert not state.broken, candidate
-            # a candidate either ended legally or ran into max_new_tokens unfinished
-            assert state.can_end() or len(candidate) >= 39, candidate  # 40 tokens are at least 39 characters
+            assert state.can_end(), candidate  # complete by max_new_tokens: every branch and ring closed
+
+
+def test_owed_tokens_count_what_completes_a_prefix():
+    assert owed_tokens(_state("")) == 2  # an atom, then the end
+    assert owed_tokens(_state("CCO")) == 1
+    assert owed_tokens(_state("C(C1CC(")) == 4  # two branches, one ring bond, the end
+    assert owed_tokens(_state("C1")) == 4 and owed_tokens(_state("C1C")) == 3  # atoms before the ring may close
+    assert owed_tokens(_state("CC=")) == 2 and owed_tokens(_state("C%12CC")) == 4 and owed_tokens(_state("[NH")) == 2
+
+
+def test_length_budget_forces_a_runaway_to_close_in_time(tiny_tokenizer_dir):
+    """With as many tokens left as the prefix owes, only tokens that pay one off remain allowed."""
+    from t2m.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_tokenizer_dir)
+    prefix = tokenizer("C(C1CC", add_special_tokens=False).input_ids
+    owed = owed_tokens(_state("C(C1CC"))
+    assert owed == 3
+    free = SmilesSyntaxProcessor(tokenizer, valence=False)
+    tight = free.limited(len(prefix) + owed)
+    rows = torch.tensor([[0] + prefix])
+    scores = torch.zeros(1, len(tokenizer))
+    allowed_free = torch.isfinite(free(rows, scores)[0]).nonzero().flatten().tolist()
+    allowed = torch.isfinite(tight(rows, scores)[0]).nonzero().flatten().tolist()
+    assert len(allowed_free) > 10 and set(allowed) < set(allowed_free)
+    texts = {tokenizer.convert_ids_to_tokens(i) for i in allowed}
+    # the ring closes first: after ")" it might be back on the atom that opened it
+    assert "1" in texts and ")" not in texts and "C" not in texts and tokenizer.eos_token not in texts
+    # one token more and an atom fits again
+    assert "C" in {tokenizer.convert_ids_to_tokens(i) for i in
+                   torch.isfinite(free.limited(len(prefix) + owed + 1)(rows, scores)[0]).nonzero().flatten().tolist()}
+
+
+
+def _chemistry(text: str):
+    return advance_valence(ValenceState(), text)
+
+
+@pytest.mark.parametrize("smiles", [
+    "C[N+](C)(C)C", "[O-]Cl(=O)(=O)=O", "C=1CC1", "C1CC=1", "C(C)1CC1", "[C@@H](C)(C)C", "CN(=O)=O",
+    "C%12CC%12", "C/C=C\\C", "[NH4+].[Cl-]", "[13CH3:2]C", "[Fe+2]", "C[C@TH1H](N)O", 
+    "c1ccccc1", "BrCCl", "OP(=O)(O)O", "CS(=O)(=O)C",
+])
+def test_valence_check_passes_what_rdkit_parses(smiles):
+    from rdkit import Chem
+
+    assert Chem.MolFromSmiles(smiles) is not None and _chemistry(smiles) is not None, smiles
+
+
+@pytest.mark.parametrize("prefix", [
+    "CC(=O)(C)C", "CO(C)C", "C(=OC)", "[C@@H](C)(C)(C)C", "C11", "C1C1", "C=C1=CC", "C[O-]C", "ClC(C)(C)(C)Cl",
+    "C=(", "=C", "C.=C", "CH", "C[C@HeC", "C[NH3+C",
+])
+def test_valence_check_refuses_what_rdkit_refuses(prefix):
+    """Each prefix already has an atom with too many bonds, a ring bond to itself or to a neighbour, or a
+    misplaced bond or atom: RDKit parses no SMILES that starts with it."""
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        assert Chem.MolFromSmiles(prefix) is None, prefix
+    assert _chemistry(prefix) is None, prefix
+
+
+def test_valence_limits_are_rdkits():
+    assert (max_valence("C"), max_valence("O"), max_valence("N", 1, 0), max_valence("O", -1, 0)) == (4, 2, 4, 1)
+    assert max_valence("C", 0, 1) == 3  # [C@@H]: one bond goes to the hydrogen
+    assert max_valence("Cl") == 7  # perchlorate, as RDKit's clean-up reads it
+
+
+def test_processor_masks_what_would_break_valence(tiny_tokenizer_dir):
+    """After "CC(=O)(C)" the second carbon has four bonds: no atom, branch or ring bond may go on it."""
+    from t2m.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_tokenizer_dir)
+    processor = SmilesSyntaxProcessor(tokenizer, candidates=len(tokenizer))  # check every token
+    prefix = tokenizer("CC(=O)(C)", add_special_tokens=False).input_ids
+    scores = processor(torch.tensor([[0] + prefix]), torch.zeros(1, len(tokenizer)))[0]
+    allowed = {tokenizer.convert_ids_to_tokens(i) for i in torch.isfinite(scores).nonzero().flatten().tolist()}
+    free = SmilesSyntaxProcessor(tokenizer, valence=False)(torch.tensor([[0] + prefix]), torch.zeros(1, len(tokenizer)))[0]
+    assert "C" in {tokenizer.convert_ids_to_tokens(i) for i in torch.isfinite(free).nonzero().flatten().tolist()}
+    assert "C" not in allowed and "(" not in allowed and "1" not in allowed
+    assert tokenizer.eos_token in allowed and "." in allowed  # the molecule may end, or a new one start
+
+
+def test_constrained_decoding_keeps_valences(tiny_model_dir, one_torch_thread):
+    """A random model decoded under the constraint writes SMILES that pass the valence check whole."""
+    from t2m.generate import Translator
+
+    torch.manual_seed(0)
+    translator = Translator.from_pretrained(tiny_model_dir)
+    texts = [f"The molecule is compound number {i}." for i in range(6)]
+    free = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, smiles_syntax=False,
+                                valid_smiles=False, num_return_sequences=3)
+    kept = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, valid_smiles=False,
+                                num_return_sequences=3)
+    assert any(_chemistry(c) is None for t in free for c in t.candidates)
+    assert all(_chemistry(c) is not None for t in kept for c in t.candidates), [c for t in kept for c in t.candidates if _chemistry(c) is None]
