@@ -461,6 +461,7 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     flags = Counter(flag for r in results for flag in r.flags)
     settings = {"decoder": "model+knn" if knn is not None else "model", "num_beams": beam,
                 "valid_smiles_rerank": bool(rerank and task == TEXT2MOL), "smiles_syntax": task == TEXT2MOL,
+                "smiles_valence": task == TEXT2MOL,
                 "max_new_tokens": config.max_new_tokens,
                 "batch_size": config.batch_size or default_batch_size(beam),
                 "repetition": effective_decoding_options(translator, task, config)}

@@ -152,6 +152,7 @@ class Translator:
         max_new_tokens: int = 256,
         valid_smiles: bool = True,
         smiles_syntax: bool = True,
+        smiles_valence: bool = True,
         canonicalize: bool = False,
         do_sample: bool = False,
         sampling_temperature: float = 1.0,
@@ -172,7 +173,9 @@ class Translator:
         text2mol with ``valid_smiles`` returns the best-scoring candidate RDKit parses (all beams are
         considered) and flags rows where none parses; with ``smiles_syntax`` every hypothesis is kept a
         syntactically possible SMILES while it is decoded (:mod:`t2m.smiles_grammar`: branches, ring bonds
-        and bracket atoms closed, nothing after a bond symbol ends, and all of it by ``max_new_tokens``); ``canonicalize`` rewrites outputs as RDKit
+        and bracket atoms closed, nothing after a bond symbol ends, and all of it by ``max_new_tokens``) and,
+        with ``smiles_valence`` as well, keeps every atom's valence and every ring bond legal
+        (:mod:`t2m.smiles_valence`); ``canonicalize`` rewrites outputs as RDKit
         canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore. ``repetition_penalty``,
         ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
         values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
@@ -243,7 +246,8 @@ class Translator:
             processors = list(knn_processors or [])
             if task == TEXT2MOL and smiles_syntax:
                 # last: masks whatever kNN mixed in; every hypothesis completes within max_new_tokens
-                processors.append(self._smiles_syntax_processor().limited(max_new_tokens, num_beams, do_sample))
+                processors.append(self._smiles_syntax_processor().limited(max_new_tokens, num_beams, do_sample,
+                                                                          valence=smiles_valence))
             if processors:
                 gen_kwargs["logits_processor"] = LogitsProcessorList(processors)
             for row, sequences, seq_scores in generate_in_rounds(

@@ -124,8 +124,10 @@ def command_line(bench: dict[str, Any]) -> str:
 
 
 def smiles_checks(settings: dict[str, Any]) -> str:
-    """A system's text2mol checks as the systems table names them: "syntax, rerank", "rerank", ... or "–"."""
-    checks = [name for name, key in (("syntax", "smiles_syntax"), ("rerank", "valid_smiles_rerank")) if settings.get(key)]
+    """A system's text2mol checks as the systems table names them: "syntax, valence, rerank", "rerank", ...
+    or "–"."""
+    checks = [name for name, key in (("syntax", "smiles_syntax"), ("valence", "smiles_valence"),
+                                     ("rerank", "valid_smiles_rerank")) if settings.get(key)]
     return ", ".join(checks) or "–"
 
 

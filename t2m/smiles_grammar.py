@@ -125,13 +125,14 @@ _UNREACHABLE = 1 << 20  # owed tokens of a broken prefix, or of a token no SMILE
 
 def owed_tokens(state: SmilesState) -> int:
     """The tokens that surely complete ``state`` and end it, end-of-sequence token included, when the
-    vocabulary has the one-character tokens (``)``, ``]``, digits, an atom): one per open branch, ring bond
-    (three for a ``%nn`` label), bracket and ``%`` digit still owed, up to two atoms while a ring bond is open
-    (it may close neither on the atom that opened it nor on the next), one atom when nothing was written or a
+    vocabulary has the one-character tokens (``)``, ``]``, digits, an atom): one per open branch, bracket and
+    ``%`` digit still owed, two per open ring bond (its digit, three for a ``%nn`` label, and an atom to close
+    it on: closing several on one atom would overfill it), up to two more atoms while a ring bond is open (it
+    may close neither on the atom that opened it nor on the next), one atom when nothing was written or a
     bond symbol was last, one to end."""
     if state.broken:
         return _UNREACHABLE
-    rings = sum(1 if label < 10 else 3 for label in range(100) if state.rings >> label & 1) if state.rings else 0
+    rings = sum(2 if label < 10 else 4 for label in range(100) if state.rings >> label & 1) if state.rings else 0
     return (state.depth + rings + (2 - state.ring_age) * bool(state.rings) + int(state.bracket) + state.percent + 1
             + int(not state.started or state.after_bond))
 
@@ -170,6 +171,7 @@ class SmilesSyntaxProcessor:
         self.max_new_tokens = max_new_tokens
         self.valence = valence
         self.candidates = candidates
+        self.prune_dead_ends = False  # beam search: a hypothesis no token can continue is dropped (limited())
         self._valence: dict[tuple[int, ...], Any] = {}
         self.surfaces = token_surfaces(tokenizer)
         self.eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
@@ -187,16 +189,18 @@ class SmilesSyntaxProcessor:
         # the most owed tokens one token can add: a hypothesis with more slack than that is left alone
         self._max_growth = 2 + max((len(text) for text in self.surfaces if text), default=1)
 
-    def limited(self, max_new_tokens: int | None, num_beams: int = 1,
-                sampling: bool = False) -> "SmilesSyntaxProcessor":
+    def limited(self, max_new_tokens: int | None, num_beams: int = 1, sampling: bool = False,
+                valence: bool | None = None) -> "SmilesSyntaxProcessor":
         """This processor (its tables shared, not rebuilt) for decodings of at most ``max_new_tokens`` new
         tokens, which every hypothesis then completes within (None: no length budget), keeping as many
         valence-checked tokens per hypothesis as the search looks at: ``2 * num_beams`` for beam search, 1
-        for greedy search, :data:`SAMPLED_CANDIDATES` when sampling."""
+        for greedy search, :data:`SAMPLED_CANDIDATES` when sampling; ``valence`` False: syntax alone."""
         import copy
 
         other = copy.copy(self)
         other.max_new_tokens = max_new_tokens
+        other.valence = self.valence if valence is None else valence
+        other.prune_dead_ends = num_beams > 1 and not sampling
         other.candidates = SAMPLED_CANDIDATES if sampling else 2 * num_beams if num_beams > 1 else 1
         other._states, other._valence = {}, {}
         return other
@@ -286,8 +290,9 @@ class SmilesSyntaxProcessor:
         no other: tokens are checked best first -- a Python walk each -- until that many pass (beam search
         picks each step's hypotheses among each one's best ``2 * num_beams`` tokens, greedy search the best
         one, so they decode as if every token had been checked), or, once one has passed, until the best
-        ``_VALENCE_LOOKS`` times as many were looked at. A hypothesis already broken, or with no passing
-        token at all, keeps its scores."""
+        ``_VALENCE_LOOKS`` times as many were looked at. A hypothesis with no passing token at all is
+        dropped in beam search (every token ``-inf``: the other beams go on) and otherwise keeps its scores,
+        as one already broken does (greedy search and sampling need a token)."""
         import torch
 
         from t2m.smiles_valence import advance_valence
@@ -316,7 +321,7 @@ class SmilesSyntaxProcessor:
                 further = sub[row].topk(min(vocab, 2 * seen))  # too few passed: look further down
                 candidates, scores = further.indices[seen:].tolist(), further.values[seen:].tolist()
                 seen = min(vocab, 2 * seen)
-            if kept:
+            if kept or self.prune_dead_ends:
                 constrained.append(row)
                 keep_rows += [row] * len(kept)
                 keep_tokens += kept

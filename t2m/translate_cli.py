@@ -41,6 +41,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-smiles-syntax", dest="smiles_syntax", action="store_false",
                         help="text2mol: do not constrain decoding to syntactically possible SMILES (balanced "
                              "branches, ring bonds and brackets; see t2m.smiles_grammar)")
+    parser.add_argument("--no-smiles-valence", dest="smiles_valence", action="store_false",
+                        help="text2mol: keep the syntax constraint but do not check valences and ring bonds "
+                             "(see t2m.smiles_valence)")
     parser.add_argument("--canonical", action="store_true", help="text2mol: write RDKit canonical SMILES")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy/beam search")
     parser.add_argument("--top-p", type=float)
@@ -119,7 +122,7 @@ def run(args) -> int:
         inputs, references, kind = list(args.texts), None, "text"
     options = dict(task=args.task, num_beams=args.num_beams, num_return_sequences=args.n_best,
                    batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
-                   smiles_syntax=args.smiles_syntax, canonicalize=args.canonical, do_sample=args.sample,
+                   smiles_syntax=args.smiles_syntax, smiles_valence=args.smiles_valence, canonicalize=args.canonical, do_sample=args.sample,
                    top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
                    no_repeat_ngram_size=args.no_repeat_ngram_size, length_penalty=args.length_penalty,
                    progress=args.input is not None)

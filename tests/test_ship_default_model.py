@@ -39,7 +39,7 @@ def test_card_with_one_task_measured_again_carries_the_other_over(tmp_path):
     results = {"text2mol_beam1": {"json": {"n": 3300}, "seconds": 660.0, "table": "new text2mol table",
                                   "workers": 2, "machine": "AMD EPYC, AVX2, 2 cores"}}
     card = model_card(default_model_dir(), tmp_path, results, kept=kept_sections(CARD, ("text2mol",)))
-    assert "### text2mol, greedy (SMILES syntax constraint on), all 3300 test rows" in card
+    assert "### text2mol, greedy (SMILES syntax and valence constraints on), all 3300 test rows" in card
     assert "5.00 inputs/s (660 s for 3300 rows, 2 one-thread worker processes on AMD EPYC, AVX2, 2 cores)" in card
     assert card.index("new text2mol table") < card.index("carried over") < card.index("mol2text beam table")
     assert "old text2mol greedy" not in card

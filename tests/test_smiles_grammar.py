@@ -118,9 +118,9 @@ def test_constrained_decoding_of_a_random_model_is_always_syntactic(tiny_model_d
 def test_owed_tokens_count_what_completes_a_prefix():
     assert owed_tokens(_state("")) == 2  # an atom, then the end
     assert owed_tokens(_state("CCO")) == 1
-    assert owed_tokens(_state("C(C1CC(")) == 4  # two branches, one ring bond, the end
-    assert owed_tokens(_state("C1")) == 4 and owed_tokens(_state("C1C")) == 3  # atoms before the ring may close
-    assert owed_tokens(_state("CC=")) == 2 and owed_tokens(_state("C%12CC")) == 4 and owed_tokens(_state("[NH")) == 2
+    assert owed_tokens(_state("C(C1CC(")) == 5  # two branches, one ring bond (an atom and a digit), the end
+    assert owed_tokens(_state("C1")) == 5 and owed_tokens(_state("C1C")) == 4  # atoms before the ring may close
+    assert owed_tokens(_state("CC=")) == 2 and owed_tokens(_state("C%12CC")) == 5 and owed_tokens(_state("[NH")) == 2
 
 
 def test_length_budget_forces_a_runaway_to_close_in_time(tiny_tokenizer_dir):
@@ -130,7 +130,7 @@ def test_length_budget_forces_a_runaway_to_close_in_time(tiny_tokenizer_dir):
     tokenizer = load_tokenizer(tiny_tokenizer_dir)
     prefix = tokenizer("C(C1CC", add_special_tokens=False).input_ids
     owed = owed_tokens(_state("C(C1CC"))
-    assert owed == 3
+    assert owed == 4
     free = SmilesSyntaxProcessor(tokenizer, valence=False)
     tight = free.limited(len(prefix) + owed)
     rows = torch.tensor([[0] + prefix])
@@ -206,7 +206,11 @@ def test_constrained_decoding_keeps_valences(tiny_model_dir, one_torch_thread):
     texts = [f"The molecule is compound number {i}." for i in range(6)]
     free = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, smiles_syntax=False,
                                 valid_smiles=False, num_return_sequences=3)
+    syntax_only = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, valid_smiles=False,
+                                       num_return_sequences=3, smiles_valence=False)
     kept = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, valid_smiles=False,
                                 num_return_sequences=3)
     assert any(_chemistry(c) is None for t in free for c in t.candidates)
-    assert all(_chemistry(c) is not None for t in kept for c in t.candidates), [c for t in kept for c in t.candidates if _chemistry(c) is None]
+    assert all(_state(c).can_end() for t in syntax_only for c in t.candidates)
+    assert any(_chemistry(c) is None for t in syntax_only for c in t.candidates)  # --no-smiles-valence
+    assert all(_chemistry(c) is not None for t in kept for c in t.candidates)

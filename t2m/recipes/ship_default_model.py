@@ -208,16 +208,17 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
                                              for task, opts in DECODING.items())
               + " (captions otherwise loop on a phrase; SMILES on a motif until the length limit); "
               "`t2m translate` and `Translator` apply it unless given another value (`--no-repeat-ngram-size 0` "
-              "switches it off). text2mol decoding is also kept to syntactically possible SMILES "
-              "(`t2m.smiles_grammar`; `--no-smiles-syntax` switches it off) and, at beam search, the best beam "
-              "RDKit parses is chosen."]
+              "switches it off). text2mol decoding is also kept to syntactically possible SMILES, finished "
+              "within the length limit (`t2m.smiles_grammar`; `--no-smiles-syntax` switches it off), with legal "
+              "valences and ring bonds (`t2m.smiles_valence`; `--no-smiles-valence`) and, at beam search, the best "
+              "beam RDKit parses is chosen."]
     lines += ["", "## Scores on ChEBI-20 test, as `t2m eval` prints them", ""]
     for key, res in results.items():
         task, beams = key.split("_beam")
         n = res["json"]["n"]
         lines += [f"### {task}, {'greedy' if beams == '1' else 'beam ' + beams}"
-                  + ((" (SMILES syntax constraint and valid-SMILES reranking on)" if beams != "1" else
-                      " (SMILES syntax constraint on)") if task == "text2mol" else "")
+                  + ((" (SMILES syntax and valence constraints and valid-SMILES reranking on)" if beams != "1" else
+                      " (SMILES syntax and valence constraints on)") if task == "text2mol" else "")
                   + f", {'all ' if n == 3300 else 'first '}{n} test rows",
                   "", f"translation: {n / res['seconds']:.2f} inputs/s ({res['seconds']:.0f} s for {n} rows, "
                   + (f"{res['workers']} one-thread worker processes" if res.get("workers") else "1 process")
