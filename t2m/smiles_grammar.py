@@ -11,14 +11,16 @@ forbids, at every step and for every hypothesis, the tokens that would break SMI
   after a bond symbol, or before any atom.
 
 With ``max_new_tokens`` it also keeps every hypothesis able to finish in time: a hypothesis may only write a
-token after which the tokens it still owes (one per open branch, ring bond and bracket, an atom after a
-bond, two atoms while a ring is open, the end-of-sequence token: :func:`owed_tokens`) fit in the tokens left. Without it a small model's
-runaway SMILES (a chain of rings that never closes) reach the length limit unfinished and unparsable; with
-it they close their branches and rings and end by the limit.
+token after which the tokens it still owes (one per open branch and bracket, a digit and an atom per open
+ring bond, an atom after a bond, the end-of-sequence token: :func:`owed_tokens`) fit in the tokens left.
+Without it a small model's runaway SMILES (a chain of rings that never closes) reach the length limit
+unfinished and unparsable; with it they close their branches and rings and end by the limit.
 
-Valence, aromaticity and stereo are left to the model (and to valid-SMILES reranking): the constraint is
-exact for the syntax it covers and cheap (per step, one dictionary lookup and one token transition per
-hypothesis, one vectorised mask). Tokens are read through the tokenizer's own pieces (SentencePiece ``▁``
+With ``valence`` (the default) each hypothesis's best tokens are also checked against valences and ring
+bonds (:mod:`t2m.smiles_valence`), a Python walk per token, so only as many as the search can pick. Aromaticity
+and stereo are left to the model (and to valid-SMILES reranking). The syntax mask is exact for the syntax it
+covers and cheap (per step, one dictionary lookup and one token transition per hypothesis, one vectorised
+mask). Tokens are read through the tokenizer's own pieces (SentencePiece ``▁``
 as a space, byte-fallback ``<0xNN>`` as that byte), so any T5 tokenizer works, MolT5's included.
 """
 
@@ -186,8 +188,11 @@ class SmilesSyntaxProcessor:
         self.min_depth = torch.tensor(min_depth, dtype=torch.int32)  # lowest relative branch depth
         self._states: dict[tuple[int, ...], SmilesState] = {}
         self._owed_after: dict[SmilesState, Any] = {}  # state with depth 0 -> owed tokens after each token
-        # the most owed tokens one token can add: a hypothesis with more slack than that is left alone
-        self._max_growth = 2 + max((len(text) for text in self.surfaces if text), default=1)
+        # the most owed tokens one token can add (4 with the shipped tokenizer: a ring bond opened, its atoms
+        # owed again): a hypothesis with more slack than that is left alone
+        starts = [SmilesState(), SmilesState(started=True), SmilesState(started=True, rings=2)]
+        self._max_growth = max([owed_tokens(after) - owed_tokens(start) for start in starts for text in self.surfaces
+                                if text and not (after := advance(start, text)).broken], default=0) + 1
 
     def limited(self, max_new_tokens: int | None, num_beams: int = 1, sampling: bool = False,
                 valence: bool | None = None) -> "SmilesSyntaxProcessor":
@@ -282,7 +287,6 @@ class SmilesSyntaxProcessor:
         if scores.shape[-1] > vocab:  # model rows past the tokenizer's vocabulary (padding): never SMILES
             scores[index, vocab:] = float("-inf")
         return scores
-
 
     def _keep_valences(self, sub: Any, rows: list[list[int]], states: list[SmilesState]) -> Any:
         """``sub`` (one row per live hypothesis, syntax already masked) keeping, for each hypothesis, its best
