@@ -31,9 +31,12 @@ _ORGANIC = {"B", "C", "N", "O", "P", "S", "F", "I", "Cl", "Br"}
 _AROMATIC = set("bcnops")
 _BOND_ORDER = {"-": 1, "=": 2, "#": 3, "$": 4, ":": 1, "/": 1, "\\": 1}
 # what a bracket atom may hold so far: every part of _BRACKET optional, in its order
-_BRACKET_PREFIX = re.compile(r"^\d{0,3}(?:[A-Z][a-z]?|[a-z][a-z]?|\*)?(?:@(?:@|T(?:[HB]\d{0,2})?|A(?:L\d?)?|S(?:P\d?)?|O(?:H\d{0,2})?)?)?"
-                             r"(?:H\d?)?(?:[+-]{1,2}\d?)?(?::\d{0,3})?$")  # [13CH3:2], [Ca+2], [N@@+]
-_BRACKET = re.compile(r"^(\d*)([A-Z][a-z]?|[a-z][a-z]?|\*)(@@?|@TH\d|@AL\d|@SP\d|@TB\d+|@OH\d+)?(H\d*)?([+-]+\d*)?(:\d+)?$")
+_BRACKET_PREFIX = re.compile(
+    r"^\d{0,3}(?:[A-Z][a-z]?|[a-z][a-z]?|\*)?"
+    r"(?:@(?:@|T(?:[HB]\d{0,2})?|A(?:L\d?)?|S(?:P\d?)?|O(?:H\d{0,2})?)?)?"
+    r"(?:H\d?)?(?:[+-]{1,2}\d?)?(?::\d{0,3})?$")  # [13CH3:2], [Ca+2], [N@@+]
+_BRACKET = re.compile(r"^(\d*)([A-Z][a-z]?|[a-z][a-z]?|\*)(@@?|@TH\d|@AL\d|@SP\d|@TB\d+|@OH\d+)?(H\d*)?"
+                      r"([+-]+\d*)?(:\d+)?$")
 
 
 @lru_cache(maxsize=None)

@@ -191,7 +191,8 @@ def test_processor_masks_what_would_break_valence(tiny_tokenizer_dir):
     prefix = tokenizer("CC(=O)(C)", add_special_tokens=False).input_ids
     scores = processor(torch.tensor([[0] + prefix]), torch.zeros(1, len(tokenizer)))[0]
     allowed = {tokenizer.convert_ids_to_tokens(i) for i in torch.isfinite(scores).nonzero().flatten().tolist()}
-    free = SmilesSyntaxProcessor(tokenizer, valence=False)(torch.tensor([[0] + prefix]), torch.zeros(1, len(tokenizer)))[0]
+    syntax_only = SmilesSyntaxProcessor(tokenizer, valence=False)
+    free = syntax_only(torch.tensor([[0] + prefix]), torch.zeros(1, len(tokenizer)))[0]
     assert "C" in {tokenizer.convert_ids_to_tokens(i) for i in torch.isfinite(free).nonzero().flatten().tolist()}
     assert "C" not in allowed and "(" not in allowed and "1" not in allowed
     assert tokenizer.eos_token in allowed and "." in allowed  # the molecule may end, or a new one start
