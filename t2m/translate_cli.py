@@ -122,7 +122,8 @@ def run(args) -> int:
         inputs, references, kind = list(args.texts), None, "text"
     options = dict(task=args.task, num_beams=args.num_beams, num_return_sequences=args.n_best,
                    batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
-                   smiles_syntax=args.smiles_syntax, smiles_valence=args.smiles_valence, canonicalize=args.canonical, do_sample=args.sample,
+                   smiles_syntax=args.smiles_syntax, smiles_valence=args.smiles_valence,
+                   canonicalize=args.canonical, do_sample=args.sample,
                    top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
                    no_repeat_ngram_size=args.no_repeat_ngram_size, length_penalty=args.length_penalty,
                    progress=args.input is not None)
