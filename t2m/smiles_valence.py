@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 UNLIMITED = 64  # more bonds than any SMILES atom gets
 _ORGANIC = {"B", "C", "N", "O", "P", "S", "F", "I", "Cl", "Br"}
@@ -96,14 +96,14 @@ class Atom(NamedTuple):
 
 class ValenceState(NamedTuple):
     """What a prefix leaves for the atoms to come: the current atom, the atoms open branches return to,
-    open ring bonds (label, opening atom's number, bond order, whether the order was written), a bond
+    open ring bonds (label, opening atom's number, bond order reserved on it), a bond
     symbol waiting for its atom, a bracket atom or ``%`` label being written, and whether the last
     character was a ``C`` or ``B`` that an ``l`` or ``r`` makes ``Cl`` or ``Br``."""
 
     current: int | None = None
     atoms: tuple[Atom, ...] = ()  # every atom that can still take a bond: current, branch points, ring openers
     stack: tuple[int, ...] = ()
-    rings: tuple[tuple[int, int, int, bool], ...] = ()  # (label, opener, order, order written)
+    rings: tuple[tuple[int, int, int], ...] = ()  # (label, opener, order)
     bond: int | None = None
     bracket: str | None = None
     percent: str | None = None
@@ -124,15 +124,13 @@ def _free(state: ValenceState) -> int:
     return atom.capacity - atom.used
 
 
-def _keep(atoms: list[Atom], state_refs: set[int]) -> tuple[Atom, ...]:
-    return tuple(a for a in atoms if a.index in state_refs)
-
-
-def _refs(current: int | None, stack: tuple[int, ...], rings: tuple) -> set[int]:
-    refs = set(stack) | {ring[1] for ring in rings}
-    if current is not None:
-        refs.add(current)
-    return refs
+def _moved(current: int | None, atoms: Sequence[Atom], stack: tuple[int, ...], rings: tuple, next_index: int,
+           two_letter: str = "") -> ValenceState:
+    """The state once the current atom, branch stack or ring bonds changed: only the atoms still able to
+    take a bond (current, branch points, ring openers) are kept, and nothing is pending."""
+    live = set(stack) | {ring[1] for ring in rings} | ({current} if current is not None else set())
+    return ValenceState(current, tuple(a for a in atoms if a.index in live), stack, rings, None, None, None,
+                        two_letter, next_index)
 
 
 def _add_atom(state: ValenceState, capacity: int, two_letter: str = "") -> ValenceState | None:
@@ -145,13 +143,12 @@ def _add_atom(state: ValenceState, capacity: int, two_letter: str = "") -> Valen
         if previous.used + order > previous.capacity or order > capacity:
             return None
         atoms[atoms.index(previous)] = previous._replace(used=previous.used + order,
-                                               neighbours=previous.neighbours + (index,))
+                                                         neighbours=previous.neighbours + (index,))
         new = Atom(index, capacity, order, (previous.index,))
     elif state.bond is not None:
         return None  # a bond symbol after '.' or at the start
     atoms.append(new)
-    return ValenceState(index, _keep(atoms, _refs(index, state.stack, state.rings)), state.stack, state.rings,
-                        None, None, None, two_letter, index + 1)
+    return _moved(index, atoms, state.stack, state.rings, index + 1, two_letter)
 
 
 def _retype(state: ValenceState, symbol: str) -> ValenceState | None:
@@ -174,9 +171,9 @@ def _ring_bond(state: ValenceState, label: int) -> ValenceState | None:
         if current.used + order > current.capacity:
             return None
         atoms = tuple(a._replace(used=a.used + order) if a.index == current.index else a for a in state.atoms)
-        rings = state.rings + ((label, current.index, order, state.bond is not None),)
+        rings = state.rings + ((label, current.index, order),)
         return state._replace(atoms=atoms, rings=rings, bond=None, percent=None, two_letter="")
-    _, opener_index, reserved, written = open_ring
+    _, opener_index, reserved = open_ring
     if opener_index == current.index or opener_index in current.neighbours:
         return None  # a ring bond from an atom to itself, or doubling a bond
     order = state.bond or reserved  # written at either end, or single
@@ -191,8 +188,7 @@ def _ring_bond(state: ValenceState, label: int) -> ValenceState | None:
             a = a._replace(used=a.used - reserved + order, neighbours=a.neighbours + (current.index,))
         atoms.append(a)
     rings = tuple(ring for ring in state.rings if ring[0] != label)
-    return ValenceState(state.current, _keep(atoms, _refs(state.current, state.stack, rings)), state.stack, rings,
-                        None, None, None, "", state.next_index)
+    return _moved(state.current, atoms, state.stack, rings, state.next_index)
 
 
 def advance_valence(state: ValenceState | None, text: str) -> ValenceState | None:
@@ -240,14 +236,11 @@ def advance_valence(state: ValenceState | None, text: str) -> ValenceState | Non
         elif ch == ")":
             if not state.stack or state.bond is not None:
                 return None
-            stack = state.stack[:-1]
-            state = ValenceState(state.stack[-1], _keep(list(state.atoms), _refs(state.stack[-1], stack, state.rings)),
-                                 stack, state.rings, None, None, None, "", state.next_index)
+            state = _moved(state.stack[-1], state.atoms, state.stack[:-1], state.rings, state.next_index)
         elif ch == ".":
             if state.bond is not None:
                 return None
-            state = ValenceState(None, _keep(list(state.atoms), _refs(None, state.stack, state.rings)), state.stack,
-                                 state.rings, None, None, None, "", state.next_index)
+            state = _moved(None, state.atoms, state.stack, state.rings, state.next_index)
         else:
             return None
     return state
