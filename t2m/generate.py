@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from t2m.fast_decoding import generate_in_rounds
+from t2m.mbr import OFF as MBR_OFF
+from t2m.mbr import check_utility, mbr_index
 from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,7 @@ class Translator:
         no_repeat_ngram_size: int | None = None,
         length_penalty: float | None = None,
         knn: KNNSettings | None = None,
+        mbr: str = "none",
         progress: bool = False,
         first_round_tokens: int | None = None,
     ) -> list[Translation]:
@@ -179,6 +182,9 @@ class Translator:
         canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore. ``repetition_penalty``,
         ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
         values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
+
+        mol2text with ``mbr`` (``"chrf"`` or ``"bleu"``, :mod:`t2m.mbr`) returns, of all the beams (or
+        samples), the caption that agrees most with the others instead of the most probable one.
 
         Decoding runs in length rounds (:func:`t2m.fast_decoding.length_rounds`): every input is first
         decoded with at most ``first_round_tokens`` new tokens (None: the default for the task and
@@ -198,7 +204,12 @@ class Translator:
             inputs = [inputs]
         inputs = list(inputs)
         rerank = task == TEXT2MOL and valid_smiles
-        n_return = num_return_sequences or (num_beams if rerank else 1)
+        check_utility(mbr)
+        if mbr != MBR_OFF and task != MOL2TEXT:
+            raise ValueError(f"mbr={mbr!r}: MBR selection is for captions (mol2text); for text2mol it lowered Morgan "
+                             "FTS on the dev slice (see t2m.mbr)")
+        choose_by_mbr = mbr != MBR_OFF and (num_beams > 1 or do_sample)
+        n_return = num_return_sequences or (num_beams if rerank or choose_by_mbr else 1)
         if n_return > max(num_beams, 1) and not do_sample:
             raise ValueError(f"num_return_sequences={n_return} needs num_beams >= {n_return} (or sampling)")
         flags: list[list[str]] = [[] for _ in inputs]
@@ -258,13 +269,13 @@ class Translator:
                                                     clean_up_tokenization_spaces=False)
                 scores = seq_scores[:n_return].tolist() if seq_scores is not None else None
                 results[row] = self._finish(inputs[row], [t.strip() for t in texts], scores, flags[row], task,
-                                            rerank, canonicalize)
+                                            rerank, canonicalize, mbr if choose_by_mbr else MBR_OFF)
                 bar.update(1)
         bar.close()
         return results  # type: ignore[return-value]
 
-    def _finish(self, text, cands, scores, row_flags, task, rerank, canonicalize) -> Translation:
-        output = cands[0] if cands else ""
+    def _finish(self, text, cands, scores, row_flags, task, rerank, canonicalize, mbr=MBR_OFF) -> Translation:
+        output = cands[mbr_index(cands, mbr)] if cands else ""
         if task == TEXT2MOL:
             if rerank:
                 valid = [c for c in cands if is_valid_smiles(c)]

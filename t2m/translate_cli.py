@@ -54,6 +54,10 @@ def add_arguments(parser) -> None:
                         help="default: the model's recommendation for the task (the shipped model: 3 for "
                              "mol2text, none for text2mol); 0 = off")
     parser.add_argument("--length-penalty", type=float, help="beam search length penalty (default: the model's, else 1)")
+    parser.add_argument("--mbr", choices=("none", "chrf", "bleu"), default="none",
+                        help="mol2text: of the beams, return the caption that agrees most with the others by this "
+                             "sentence metric (minimum Bayes risk; chrf is the measured best) instead of the most "
+                             "probable one")
     parser.add_argument("--knn", metavar="STORE", help="kNN-MT datastore folder built for this model and task")
     parser.add_argument("--knn-k", type=int)
     parser.add_argument("--knn-lambda", type=float)
@@ -126,7 +130,7 @@ def run(args) -> int:
                    canonicalize=args.canonical, do_sample=args.sample,
                    top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
                    no_repeat_ngram_size=args.no_repeat_ngram_size, length_penalty=args.length_penalty,
-                   progress=args.input is not None)
+                   mbr=args.mbr, progress=args.input is not None)
     if args.jobs > 1:
         results = translate_in_workers(args, inputs, options)
     else:
