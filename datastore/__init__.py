@@ -31,6 +31,7 @@ _EXPORTS = {
     "DEFAULT_FACTORY": "datastore.index",
     "Retriever": "datastore.retrieve",
     "Neighbours": "datastore.retrieve",
+    "RowRestrictedRetriever": "datastore.retrieve",
     "knn_log_probs": "datastore.combine",
     "interpolate_log_probs": "datastore.combine",
     "knn_generation": "datastore.augment",

@@ -56,3 +56,62 @@ class Retriever:
         values = self.values[indices_t.clamp(min=0)].masked_fill(missing, -1)  # (n, k)
         distances_t = torch.from_numpy(distances).masked_fill(missing, float("inf"))
         return Neighbours(distances_t.to(device), indices_t.to(device), values.to(device))
+
+
+class RowRestrictedRetriever:
+    """Exact search among the entries of a few training rows per input (SK-MT, Dai et al. 2023: retrieve
+    the pairs nearest the input sentence first, then kNN-MT over their tokens only).
+
+    :meth:`restrict` takes, for each input of the next ``generate`` batch, the store row ids whose entries
+    it may use; :meth:`search` then gets that batch's hypotheses, input-major as ``generate`` lays them out
+    (every input has the same number: beams, samples or 1), and searches each input's entries exactly.
+    A store row id not in the store contributes nothing."""
+
+    def __init__(self, store: Any) -> None:
+        rows = np.asarray(store.rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        self._bounds = np.searchsorted(rows[order], np.arange(int(rows.max()) + 2 if len(rows) else 1))
+        self._order = order
+        self._keys = store.keys  # (count, dim) float16, memory-mapped: each input's entries are gathered once
+        self.values = torch.from_numpy(np.asarray(store.values, dtype=np.int64))
+        self._inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.description = "exact, restricted to each input's rows"
+
+    def entries_of(self, rows: Any) -> np.ndarray:
+        """The entry ids of the store rows ``rows`` (in row order)."""
+        last = len(self._bounds) - 2
+        parts = [self._order[self._bounds[r]:self._bounds[r + 1]] for r in map(int, rows) if 0 <= r <= last]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def restrict(self, rows_per_input: list[Any]) -> None:
+        """Set, for each input of the next batch, the store rows whose entries its hypotheses may retrieve."""
+        self._inputs = []
+        for rows in rows_per_input:
+            entries = np.sort(self.entries_of(rows))
+            keys = torch.from_numpy(np.asarray(self._keys[entries], dtype=np.float32))
+            self._inputs.append((torch.from_numpy(entries.astype(np.int64)), keys))
+
+    def search(self, queries: torch.Tensor, k: int) -> Neighbours:
+        """The ``k`` nearest allowed entries of each row of ``queries`` (n, dim): squared L2, exact."""
+        n, inputs = queries.shape[0], len(self._inputs)
+        if not inputs or n % inputs:
+            raise RuntimeError(f"RowRestrictedRetriever: {n} hypotheses for {inputs} restricted inputs; call "
+                               "restrict() with one row list per input of the batch before generate")
+        per_input = n // inputs
+        device = queries.device
+        queries = queries.detach().to("cpu", torch.float32)
+        distances = torch.full((n, k), float("inf"))
+        indices = torch.full((n, k), -1, dtype=torch.int64)
+        for i, (entries, keys) in enumerate(self._inputs):
+            found = min(k, len(entries))
+            if not found:
+                continue
+            part = slice(i * per_input, (i + 1) * per_input)
+            q = queries[part]
+            d = (q * q).sum(1, keepdim=True) - 2 * q @ keys.T + (keys * keys).sum(1)[None]  # (per_input, m)
+            best, pos = torch.topk(d.clamp(min=0), found, dim=1, largest=False)
+            distances[part, :found] = best
+            indices[part, :found] = entries[pos]
+        missing = indices < 0
+        values = self.values[indices.clamp(min=0)].masked_fill(missing, -1)
+        return Neighbours(distances.to(device), indices.to(device), values.to(device))

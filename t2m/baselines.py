@@ -68,6 +68,23 @@ def morgan_fingerprint(smiles: str, radius: int = 2, n_bits: int = 2048):
     return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits).GetFingerprint(mol)
 
 
+def top_rows(scores: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` highest-scoring positions of ``scores``, best first; ties go to the earliest position."""
+    return np.argsort(-np.asarray(scores), kind="stable")[:n]
+
+
+def _top_by_tfidf(vectorizer, database_matrix, queries: Sequence[str], n: int) -> list[np.ndarray]:
+    """The ``n`` database rows nearest each query by cosine, best first (ties: earliest row)."""
+    if not len(queries):
+        return []
+    query_matrix = vectorizer.transform(list(queries))
+    found: list[np.ndarray] = []
+    for start in range(0, len(queries), QUERY_CHUNK):
+        block = (query_matrix[start:start + QUERY_CHUNK] @ database_matrix.T).toarray()  # (chunk, database)
+        found += [top_rows(scores, n) for scores in block]
+    return found
+
+
 def _nearest_by_tfidf(vectorizer, database_matrix, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(row, cosine) of the nearest database row for each query; rows are l2-normalised so a dot
     product is the cosine. Ties go to the earliest row."""
@@ -125,6 +142,23 @@ class MoleculeRetriever:
                 outputs[i], neighbours[i], similarities[i] = self.captions[int(row)], int(row), float(score)
         return Retrieved(outputs, neighbours, similarities, fallback)
 
+    def nearest_rows(self, queries: Sequence[str], n: int) -> list[np.ndarray]:
+        """The ``n`` database rows most similar to each query molecule, best first (Morgan Tanimoto; an
+        input RDKit cannot parse by its SMILES text, as in :meth:`retrieve`)."""
+        from rdkit import DataStructs
+
+        found: list[np.ndarray | None] = []
+        for query in queries:
+            fp = morgan_fingerprint(query, self.radius, self.n_bits)
+            if fp is None or not len(self._fps):
+                found.append(None)
+                continue
+            found.append(self._fp_rows[top_rows(DataStructs.BulkTanimotoSimilarity(fp, self._fps), n)])
+        invalid = [i for i, rows in enumerate(found) if rows is None]
+        for i, rows in zip(invalid, _top_by_tfidf(self._text, self._text_matrix, [queries[i] for i in invalid], n)):
+            found[i] = rows
+        return found  # type: ignore[return-value]
+
 
 class TextRetriever:
     """text2mol baseline: nearest training description by TF-IDF (word 1–2-grams, sublinear tf) cosine,
@@ -148,6 +182,10 @@ class TextRetriever:
             similarities=[float(s) for s in scores],
             fallback=[bool(s <= 0.0) for s in scores],
         )
+
+    def nearest_rows(self, queries: Sequence[str], n: int) -> list[np.ndarray]:
+        """The ``n`` database rows whose descriptions are most similar to each query, best first."""
+        return _top_by_tfidf(self._vectorizer, self._matrix, queries, n)
 
 
 def mol2text_baseline(queries: Sequence[str], database_smiles: Sequence[str], database_captions: Sequence[str], **options) -> list[str]:

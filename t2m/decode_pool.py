@@ -32,6 +32,7 @@ class KNNSpec:
     k: int
     lambda_: float
     temperature: float
+    pairs: int | None = None  # KNNSettings.pairs
 
 
 @dataclass
@@ -103,7 +104,8 @@ def _worker_pid(wait: float) -> int:
 def _worker_knn(spec: KNNSpec | None) -> Any:
     from t2m.generate import KNNSettings
 
-    return None if spec is None else KNNSettings(_load_store(spec.store), spec.k, spec.lambda_, spec.temperature)
+    return None if spec is None else KNNSettings(_load_store(spec.store), spec.k, spec.lambda_,
+                                                          spec.temperature, pairs=spec.pairs)
 
 
 def _translate_chunk(sources: list[str], knn: KNNSpec | None, options: dict[str, Any]) -> tuple[list, float, int, float]:

@@ -73,6 +73,7 @@ class KNNSettings:
     lambda_: float | None = None
     temperature: float | None = None
     exact: bool = False  # search the keys exactly instead of the store's (approximate) index
+    pairs: int | None = None  # search only the entries of each input's nearest training pairs (t2m.knn_pairs)
     trace: list | None = None  # receives a datastore.StepTrace per decoding step when a list
 
 
@@ -106,6 +107,7 @@ class Translator:
         self.tokenizer = tokenizer
         self.info = info or CheckpointInfo(path="")
         self._syntax = None  # SmilesSyntaxProcessor, built on the first text2mol translation
+        self._pair_finders: dict[str, tuple] = {}  # store path -> (PairFinder, RowRestrictedRetriever)
         self.max_source_len = min(max_source_len, getattr(tokenizer, "model_max_length", max_source_len) or max_source_len)
 
     @classmethod
@@ -179,7 +181,8 @@ class Translator:
         and bracket atoms closed, nothing after a bond symbol ends, and all of it by ``max_new_tokens``) and,
         with ``smiles_valence`` as well, keeps every atom's valence and every ring bond legal
         (:mod:`t2m.smiles_valence`); ``canonicalize`` rewrites outputs as RDKit
-        canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore. ``repetition_penalty``,
+        canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore (with ``knn.pairs``, each input
+        retrieves only among the tokens of its ``pairs`` nearest training pairs: :mod:`t2m.knn_pairs`). ``repetition_penalty``,
         ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
         values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
 
@@ -246,11 +249,17 @@ class Translator:
         if knn is not None and knn.trace is not None:
             first_round_tokens = 0  # a trace follows one decoding of each input
 
+        knn_store, restricted = self._knn_store(knn), None
+        if knn is not None and knn.pairs:
+            restricted, pair_rows = self._pair_restriction(knn_store, task, knn.pairs, {r: inputs[r] for r in todo})
+
         def encode(rows: list[int]) -> dict:
+            if restricted is not None:  # the batch about to be decoded: each input's nearest pairs
+                restricted.restrict([pair_rows[r] for r in rows])
             return collate([encoded[r] for r in rows], None, self.tokenizer.pad_token_id, multiple=8,
                            max_source_len=self.max_source_len)
 
-        knn_context = self._knn_context(knn)
+        knn_context = self._knn_context(knn, knn_store, restricted)
         bar = tqdm(total=len(order), desc=f"translate {task}", unit="mol" if task == MOL2TEXT else "text",
                    disable=not progress, dynamic_ncols=True)
         with knn_context as knn_processors, torch.inference_mode():
@@ -296,13 +305,35 @@ class Translator:
             self._syntax = SmilesSyntaxProcessor(self.tokenizer)
         return self._syntax
 
-    def _knn_context(self, knn: KNNSettings | None):
+    def _knn_store(self, knn: KNNSettings | None):
+        """The loaded datastore of ``knn`` (checked against this model and tokenizer), or None."""
         if knn is None:
-            return contextlib.nullcontext(None)
+            return None
         import datastore  # the one place t2m uses retrieval
 
-        store = knn.store
-        if isinstance(store, (str, Path)):
-            store = datastore.Datastore.load(store, model=self.model, tokenizer=self.tokenizer)
+        if isinstance(knn.store, (str, Path)):
+            return datastore.Datastore.load(knn.store, model=self.model, tokenizer=self.tokenizer)
+        return knn.store
+
+    def _pair_restriction(self, store, task: str, pairs: int, inputs: dict[int, str]):
+        """A :class:`datastore.RowRestrictedRetriever` over ``store`` and, per input row, the store rows of
+        its ``pairs`` nearest training pairs (:class:`t2m.knn_pairs.PairFinder`, built once per store)."""
+        import datastore
+        from t2m.knn_pairs import PairFinder
+
+        if store.task not in (None, task):
+            raise ValueError(f"{store.path}: a {store.task} datastore cannot restrict a {task} translation")
+        key = str(store.path)
+        if key not in self._pair_finders:
+            self._pair_finders[key] = (PairFinder.for_store(store), datastore.RowRestrictedRetriever(store))
+        finder, retriever = self._pair_finders[key]
+        rows = list(inputs)
+        return retriever, dict(zip(rows, finder.nearest([inputs[r] for r in rows], pairs)))
+
+    def _knn_context(self, knn: KNNSettings | None, store, retriever=None):
+        if knn is None:
+            return contextlib.nullcontext(None)
+        import datastore
+
         return datastore.knn_generation(self.model, store, k=knn.k, lambda_=knn.lambda_, temperature=knn.temperature,
-                                        exact=knn.exact, trace=knn.trace)
+                                        exact=knn.exact, trace=knn.trace, retriever=retriever)

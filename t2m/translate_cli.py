@@ -62,6 +62,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--knn-k", type=int)
     parser.add_argument("--knn-lambda", type=float)
     parser.add_argument("--knn-temperature", type=float)
+    parser.add_argument("--knn-pairs", type=int, metavar="N",
+                        help="retrieve only among the tokens of each input's N nearest training pairs (by Morgan "
+                             "Tanimoto of molecules / TF-IDF of descriptions; SK-MT) instead of the whole store")
     parser.add_argument("--prompt-style", choices=("textchem", "none"),
                         help="override the checkpoint's prompt style (none: single-task models such as MolT5)")
     parser.add_argument("--allow-pickle", action="store_true",
@@ -104,7 +107,7 @@ def translate_in_workers(args, inputs: list[str], options: dict) -> list:
 
         params = Datastore.load(args.knn).knn_params.replace(k=args.knn_k, lambda_=args.knn_lambda,
                                                              temperature=args.knn_temperature)
-        knn = KNNSpec(str(args.knn), params.k, params.lambda_, params.temperature)
+        knn = KNNSpec(str(args.knn), params.k, params.lambda_, params.temperature, pairs=args.knn_pairs)
     with DecodePool(model, args.jobs, allow_pickle=args.allow_pickle, prompt_style=args.prompt_style,
                     stores=[args.knn] if args.knn else ()) as pool:
         results = pool.translate(inputs, knn=knn, **options).translations
@@ -138,7 +141,8 @@ def run(args) -> int:
                                                 prompt_style=args.prompt_style)
         knn = None
         if args.knn:
-            knn = KNNSettings(args.knn, k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature)
+            knn = KNNSettings(args.knn, k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature,
+                              pairs=args.knn_pairs)
         results = translator.translate(inputs, knn=knn, **options)
     outputs = [r.output for r in results]
     if kind == "tsv" and args.output:

@@ -57,3 +57,84 @@ def test_store_built_for_another_model_is_refused(tiny_model_dir, store_and_rows
     translator = Translator.from_pretrained(other)
     with pytest.raises(Exception, match="(?i)model"):
         translator.translate([records[0]["smiles"]], task="mol2text", max_new_tokens=3, knn=KNNSettings(store))
+
+
+def test_row_restricted_search_is_exact_search_over_those_rows(store_and_rows):
+    import numpy as np
+    import torch
+
+    from datastore import Datastore, RowRestrictedRetriever
+
+    store = Datastore.load(store_and_rows[0])
+    retriever = RowRestrictedRetriever(store)
+    rows_per_input = [[0, 2], [1, 10_000]]  # a row id the store does not have gives nothing
+    retriever.restrict(rows_per_input)
+    generator = torch.Generator().manual_seed(0)
+    keys = np.asarray(store.keys, dtype=np.float32)
+    queries = torch.from_numpy(keys[[5, 40, 7, 90]]) + 0.01 * torch.randn(4, store.dim, generator=generator)
+    found = retriever.search(queries, k=3)  # 2 hypotheses per input, input-major
+    for hyp in range(4):
+        allowed = np.flatnonzero(np.isin(np.asarray(store.rows), rows_per_input[hyp // 2]))
+        d = ((keys[allowed] - queries[hyp].numpy()) ** 2).sum(1)
+        best = allowed[np.argsort(d, kind="stable")[:3]]
+        assert found.indices[hyp].tolist() == best.tolist()
+        assert np.allclose(found.distances[hyp].numpy(), np.sort(d)[:3], rtol=1e-4, atol=1e-4)
+        assert found.values[hyp].tolist() == np.asarray(store.values)[best].tolist()
+    with pytest.raises(RuntimeError, match="restrict"):
+        retriever.search(queries[:3], k=3)  # 3 hypotheses cannot split over 2 inputs
+
+
+def test_pair_finder_reads_the_store_pairs_and_finds_a_training_source_first(store_and_rows):
+    from datastore import Datastore
+    from t2m.baselines import morgan_fingerprint
+    from t2m.knn_pairs import PairFinder
+
+    store_dir, records = store_and_rows
+    finder = PairFinder.for_store(Datastore.load(store_dir))
+    found = finder.nearest([records[7]["smiles"], records[3]["smiles"]], 4)
+    assert [len(f) for f in found] == [4, 4]
+    for rows, source in zip(found, (records[7], records[3])):
+        # the nearest is the molecule itself (or one with the same fingerprint, earlier in the data)
+        assert morgan_fingerprint(records[rows[0]]["smiles"]) == morgan_fingerprint(source["smiles"])
+
+
+def test_pairs_restrict_each_input_to_its_own_training_pair(tiny_model_dir, store_and_rows):
+    """λ 1, k 1, one nearest pair: each training source in a batch, at beam 2, writes its own target --
+    its hypotheses retrieve among its own pair's entries only."""
+    store, records = store_and_rows
+    translator = Translator.from_pretrained(tiny_model_dir)
+    rows = [records[i] for i in (0, 4, 9)]
+    lengths = [len(translator.tokenizer(r["description"], add_special_tokens=False)["input_ids"]) for r in rows]
+    n = min(8, *lengths)
+    out = translator.translate([r["smiles"] for r in rows], task="mol2text", max_new_tokens=n, num_beams=2,
+                               batch_size=3, knn=KNNSettings(store, k=1, lambda_=1.0, temperature=1.0, pairs=1))
+    for row, result in zip(rows, out):
+        ids = translator.tokenizer(row["description"], add_special_tokens=False)["input_ids"][:n]
+        assert result.output == translator.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def test_pairs_need_the_data_the_store_was_built_from(tiny_model_dir, store_and_rows, tmp_path):
+    import json
+    import shutil
+
+    store, records = store_and_rows
+    moved = tmp_path / "store"
+    shutil.copytree(store, moved)
+    meta = json.loads((moved / "datastore.json").read_text())
+    meta["data"]["files"][0]["path"] = str(tmp_path / "gone" / "validation.txt")
+    (moved / "datastore.json").write_text(json.dumps(meta))
+    translator = Translator.from_pretrained(tiny_model_dir)
+    with pytest.raises(FileNotFoundError, match="gone/validation.txt"):
+        translator.translate([records[0]["smiles"]], task="mol2text", max_new_tokens=3,
+                             knn=KNNSettings(moved, pairs=2))
+
+
+def test_cli_knn_pairs(tiny_model_dir, store_and_rows, tmp_path):
+    from t2m.cli import main
+
+    store, records = store_and_rows
+    out = tmp_path / "captions.txt"
+    assert main(["translate", "--task", "mol2text", "--model", str(tiny_model_dir), "--knn", str(store),
+                 "--knn-pairs", "2", "--knn-lambda", "0.5", "--output", str(out), "--max-new-tokens", "6",
+                 records[0]["smiles"], records[1]["smiles"]]) == 0
+    assert len(out.read_text().splitlines()) == 2
