@@ -182,8 +182,8 @@ class Translator:
         with ``smiles_valence`` as well, keeps every atom's valence and every ring bond legal
         (:mod:`t2m.smiles_valence`); ``canonicalize`` rewrites outputs as RDKit
         canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore (with ``knn.pairs``, each input
-        retrieves only among the tokens of its ``pairs`` nearest training pairs: :mod:`t2m.knn_pairs`). ``repetition_penalty``,
-        ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
+        retrieves only among the tokens of its ``pairs`` nearest training pairs: :mod:`t2m.knn_pairs`).
+        ``repetition_penalty``, ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
         values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
 
         mol2text with ``mbr`` (``"chrf"`` or ``"bleu"``, :mod:`t2m.mbr`) returns, of all the beams (or
@@ -309,7 +309,7 @@ class Translator:
         """The loaded datastore of ``knn`` (checked against this model and tokenizer), or None."""
         if knn is None:
             return None
-        import datastore  # the one place t2m uses retrieval
+        import datastore  # retrieval is datastore's: t2m imports it only in these _knn / _pair methods
 
         if isinstance(knn.store, (str, Path)):
             return datastore.Datastore.load(knn.store, model=self.model, tokenizer=self.tokenizer)

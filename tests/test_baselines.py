@@ -60,6 +60,26 @@ def test_text2mol_finds_the_same_description(slices):
     assert result.outputs[2] == db[0]["smiles"]
 
 
+def test_nearest_rows_rank_the_database_best_first_and_agree_with_retrieve(slices):
+    from rdkit import DataStructs
+
+    db, test = slices
+    queries = columns(test[:6], "smiles") + ["C1CC("]
+    molecules = baselines.MoleculeRetriever(columns(db, "smiles"), columns(db, "description"))
+    found = molecules.nearest_rows(queries, 5)
+    assert [int(rows[0]) for rows in found] == molecules.retrieve(queries, progress=False).neighbours
+    db_fps = [baselines.morgan_fingerprint(s) for s in columns(db, "smiles")]
+    for query, rows in zip(test[:6], found):
+        scores = DataStructs.BulkTanimotoSimilarity(baselines.morgan_fingerprint(query["smiles"]), db_fps)
+        assert [scores[r] for r in rows] == sorted(scores, reverse=True)[:5]
+    texts = baselines.TextRetriever(columns(db, "description"), columns(db, "smiles"))
+    descriptions = columns(test[:6], "description")
+    found = texts.nearest_rows(descriptions, 3)
+    assert [int(rows[0]) for rows in found] == texts.retrieve(descriptions, progress=False).neighbours
+    assert all(len(rows) == 3 and len(set(rows.tolist())) == 3 for rows in found)
+    assert len(texts.nearest_rows([db[0]["description"]], 1000)[0]) == len(db)  # n beyond the database: all
+
+
 def test_baselines_beat_chance_and_write_molt5_files(slices, tmp_path: Path):
     from rdkit import DataStructs
 
