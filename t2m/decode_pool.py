@@ -59,10 +59,24 @@ def use_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Leave this worker process when its parent is gone: a killed parent (Ctrl-C twice, ``kill``) would
+    otherwise leave it decoding its current chunk to the end, for minutes, on cores the next run needs."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...],
                   prompt_style: str | None = None) -> None:
     import logging
 
+    _exit_with_parent(os.getppid())
     use_threads(threads)
     # a chunk's bad-input warnings would name rows of the chunk, not of the call: the caller reports the
     # flags each result carries, by its own row numbers

@@ -333,3 +333,43 @@ def test_growing_cache_layer_holds_what_transformers_dynamic_layer_holds():
     growing.update(k, v)
     plain.update(k, v)
     same()
+
+
+def test_decode_pool_workers_leave_when_their_parent_is_killed(tiny_model_dir, tmp_path):
+    """A killed ``t2m translate --jobs N`` leaves no worker decoding on: each watches its parent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import sys, time\n"
+        "from t2m.decode_pool import DecodePool\n"
+        "if __name__ == '__main__':\n"
+        f"    with DecodePool({str(tiny_model_dir)!r}, jobs=2, threads=1) as pool:\n"
+        "        print(*pool._pool._processes, flush=True)\n"
+        "        time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        return "State:\tZ" not in state  # a zombie has exited
+
+    deadline = time.monotonic() + 20
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} still running 20 s after their parent was killed"
