@@ -186,8 +186,9 @@ class Translator:
         ``repetition_penalty``, ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
         values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
 
-        mol2text with ``mbr`` (``"chrf"`` or ``"bleu"``, :mod:`t2m.mbr`) returns, of all the beams (or
-        samples), the caption that agrees most with the others instead of the most probable one.
+        mol2text with ``mbr`` (``"chrf"`` or ``"bleu"``, :mod:`t2m.mbr`) returns, of all the beams (or of
+        the ``num_return_sequences`` samples), the caption that agrees most with the others instead of the
+        most probable one.
 
         Decoding runs in length rounds (:func:`t2m.fast_decoding.length_rounds`): every input is first
         decoded with at most ``first_round_tokens`` new tokens (None: the default for the task and
