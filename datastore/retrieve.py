@@ -74,7 +74,7 @@ class RowRestrictedRetriever:
         self._order = order
         self._keys = store.keys  # (count, dim) float16, memory-mapped: each input's entries are gathered once
         self.values = torch.from_numpy(np.asarray(store.values, dtype=np.int64))
-        self._inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._inputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (entries, keys, |key|²)
         self.description = "exact, restricted to each input's rows"
 
     def entries_of(self, rows: Any) -> np.ndarray:
@@ -89,7 +89,7 @@ class RowRestrictedRetriever:
         for rows in rows_per_input:
             entries = np.sort(self.entries_of(rows))
             keys = torch.from_numpy(np.asarray(self._keys[entries], dtype=np.float32))
-            self._inputs.append((torch.from_numpy(entries.astype(np.int64)), keys))
+            self._inputs.append((torch.from_numpy(entries.astype(np.int64)), keys, (keys * keys).sum(1)))
 
     def search(self, queries: torch.Tensor, k: int) -> Neighbours:
         """The ``k`` nearest allowed entries of each row of ``queries`` (n, dim): squared L2, exact."""
@@ -102,13 +102,13 @@ class RowRestrictedRetriever:
         queries = queries.detach().to("cpu", torch.float32)
         distances = torch.full((n, k), float("inf"))
         indices = torch.full((n, k), -1, dtype=torch.int64)
-        for i, (entries, keys) in enumerate(self._inputs):
+        for i, (entries, keys, key_norms) in enumerate(self._inputs):
             found = min(k, len(entries))
             if not found:
                 continue
             part = slice(i * per_input, (i + 1) * per_input)
             q = queries[part]
-            d = (q * q).sum(1, keepdim=True) - 2 * q @ keys.T + (keys * keys).sum(1)[None]  # (per_input, m)
+            d = (q * q).sum(1, keepdim=True) - 2 * q @ keys.T + key_norms[None]  # (per_input, m)
             best, pos = torch.topk(d.clamp(min=0), found, dim=1, largest=False)
             distances[part, :found] = best
             indices[part, :found] = entries[pos]

@@ -73,26 +73,27 @@ def top_rows(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-np.asarray(scores), kind="stable")[:n]
 
 
+def _cosine_blocks(vectorizer, database_matrix, queries: Sequence[str]):
+    """``(start, block)`` for each chunk of ``QUERY_CHUNK`` queries: ``block`` (chunk, database) holds their
+    cosines to every database row (rows are l2-normalised, so a dot product is the cosine)."""
+    query_matrix = vectorizer.transform(list(queries))  # (queries, vocabulary), sparse
+    for start in range(0, len(queries), QUERY_CHUNK):
+        yield start, (query_matrix[start:start + QUERY_CHUNK] @ database_matrix.T).toarray()
+
+
 def _top_by_tfidf(vectorizer, database_matrix, queries: Sequence[str], n: int) -> list[np.ndarray]:
     """The ``n`` database rows nearest each query by cosine, best first (ties: earliest row)."""
     if not len(queries):
         return []
-    query_matrix = vectorizer.transform(list(queries))
-    found: list[np.ndarray] = []
-    for start in range(0, len(queries), QUERY_CHUNK):
-        block = (query_matrix[start:start + QUERY_CHUNK] @ database_matrix.T).toarray()  # (chunk, database)
-        found += [top_rows(scores, n) for scores in block]
-    return found
+    return [top_rows(scores, n) for _, block in _cosine_blocks(vectorizer, database_matrix, queries)
+            for scores in block]
 
 
 def _nearest_by_tfidf(vectorizer, database_matrix, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(row, cosine) of the nearest database row for each query; rows are l2-normalised so a dot
-    product is the cosine. Ties go to the earliest row."""
-    query_matrix = vectorizer.transform(list(queries))  # (queries, vocabulary), sparse
+    """(row, cosine) of the nearest database row for each query. Ties go to the earliest row."""
     rows = np.zeros(len(queries), dtype=np.int64)
     scores = np.zeros(len(queries), dtype=np.float64)
-    for start in range(0, len(queries), QUERY_CHUNK):
-        block = (query_matrix[start:start + QUERY_CHUNK] @ database_matrix.T).toarray()  # (chunk, database)
+    for start, block in _cosine_blocks(vectorizer, database_matrix, queries):
         rows[start:start + QUERY_CHUNK] = block.argmax(axis=1)
         scores[start:start + QUERY_CHUNK] = block.max(axis=1)
     return rows, scores

@@ -58,7 +58,7 @@ class PairFinder:
         from t2m.baselines import MoleculeRetriever, TextRetriever
 
         check_task(task)
-        self.rows = np.arange(len(records)) if rows is None else np.asarray(sorted(set(map(int, rows))))
+        self.rows = np.arange(len(records)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         picked = [records[int(r)] for r in self.rows]
         smiles, descriptions = [r["smiles"] for r in picked], [r["description"] for r in picked]
         if task == MOL2TEXT:
@@ -73,7 +73,7 @@ class PairFinder:
         if task not in (TEXT2MOL, MOL2TEXT):
             raise ValueError(f"{store.path}: the store's task is {task!r}; pair-restricted kNN needs a text2mol or "
                              "mol2text store")
-        return cls(store_training_pairs(store), task, np.unique(np.asarray(store.rows)))
+        return cls(store_training_pairs(store), task, store.rows)
 
     def nearest(self, inputs: Sequence[str], pairs: int) -> list[np.ndarray]:
         """For each input, the store row ids of its ``pairs`` nearest training pairs, nearest first."""
