@@ -54,11 +54,14 @@ class DatastoreMismatchError(DatastoreError):
 @dataclass(frozen=True)
 class KNNParams:
     """Retrieval-augmented decoding parameters: ``k`` neighbours, weight ``lambda_`` of the kNN
-    distribution, softmax ``temperature`` over negative squared L2 distances."""
+    distribution, softmax ``temperature`` over negative squared L2 distances; ``pairs``: search only the
+    entries of each input's ``pairs`` nearest training pairs (:mod:`t2m.knn_pairs`), None or 0 the whole
+    store."""
 
     k: int = 16
     lambda_: float = 0.3
     temperature: float = 10.0
+    pairs: int | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -67,21 +70,28 @@ class KNNParams:
             raise ValueError(f"lambda must be in [0, 1], got {self.lambda_}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.pairs is not None and self.pairs < 0:
+            raise ValueError(f"pairs must be >= 0 (0: the whole store), got {self.pairs}")
 
-    def to_json(self) -> dict[str, float]:
-        return {"k": int(self.k), "lambda": float(self.lambda_), "temperature": float(self.temperature)}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"k": int(self.k), "lambda": float(self.lambda_), "temperature": float(self.temperature)}
+        if self.pairs:
+            out["pairs"] = int(self.pairs)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "KNNParams":
-        return cls(k=int(data["k"]), lambda_=float(data["lambda"]), temperature=float(data["temperature"]))
+        return cls(k=int(data["k"]), lambda_=float(data["lambda"]), temperature=float(data["temperature"]),
+                   pairs=int(data["pairs"]) if data.get("pairs") else None)
 
     def replace(self, k: int | None = None, lambda_: float | None = None,
-                temperature: float | None = None) -> "KNNParams":
-        """These parameters with the given ones (those not None) substituted."""
+                temperature: float | None = None, pairs: int | None = None) -> "KNNParams":
+        """These parameters with the given ones (those not None) substituted (``pairs=0``: the whole store)."""
         return KNNParams(
             k=self.k if k is None else int(k),
             lambda_=self.lambda_ if lambda_ is None else float(lambda_),
             temperature=self.temperature if temperature is None else float(temperature),
+            pairs=self.pairs if pairs is None else (int(pairs) or None),
         )
 
 

@@ -1,7 +1,7 @@
 """``t2m tune``: choose kNN λ, k, T on the dev slice by the task metric, and write them into the store.
 
     t2m tune --store DIR --model DIR [--data DIR] [--lambdas 0.1,0.2,...] [--ks 4,8,16,32]
-             [--temperatures 1,10,100] [--num-beams 1] [--finalists 4]
+             [--temperatures 1,10,100] [--pairs 0,4] [--num-beams 1] [--finalists 4]
 
 Two stages, so the grid can be wide on a CPU:
 
@@ -11,6 +11,11 @@ Two stages, so the grid can be wide on a CPU:
 2. decoding: the ``--finalists`` best combinations of stage 1 and the model alone (λ = 0) decode the dev
    slice; the task metric picks the winner (mol2text: BLEU-4 on SciBERT tokens, as MolT5; text2mol:
    exact match, then Morgan FTS), ties broken by stage 1's likelihood.
+
+``--pairs 0,4`` adds the retrieval scope to the grid: 0 searches the whole store, N only the entries of
+each dev input's N nearest training pairs (SK-MT, :mod:`t2m.knn_pairs`); T's data-driven grid is set per
+scope (restricted neighbours are farther). The chosen scope is written with λ, k, T, and ``t2m translate
+--knn STORE`` then restricts by default.
 
 The dev slice is never in the store (the benchmark store is built from validation.txt minus the dev
 slice); a dev row whose source is also a source in the store's data is reported and skipped.
@@ -40,6 +45,7 @@ class Candidate:
     k: int
     lambda_: float
     temperature: float
+    pairs: int = 0  # 0: the whole store; N: each input's N nearest training pairs
 
 
 @dataclass
@@ -90,10 +96,29 @@ def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]
 # ---------------------------------------------------------------------------------- stage 1: scoring
 
 
+def restricted_search(retriever: Any, states: Any, counts: Sequence[int], rows_per_input: Sequence[Any],
+                      k: int) -> Any:
+    """Search the teacher-forced ``states`` of a batch (its inputs' target tokens, input after input:
+    ``counts[i]`` of input i) each among its own input's store rows (``rows_per_input[i]``) with a
+    :class:`datastore.RowRestrictedRetriever`."""
+    import torch
+
+    from datastore.retrieve import Neighbours
+
+    parts, start = [], 0
+    for count, rows in zip(counts, rows_per_input):
+        retriever.restrict([rows])
+        parts.append(retriever.search(states[start:start + count], k))
+        start += count
+    return Neighbours(*(torch.cat([getattr(p, f) for p in parts]) for f in ("distances", "indices", "values")))
+
+
 def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candidates: Sequence[Candidate],
-                          retriever: Any, progress: bool = True) -> tuple[np.ndarray, float]:
+                          retriever: Any, progress: bool = True,
+                          pair_rows: Sequence[Any] | None = None) -> tuple[np.ndarray, float]:
     """Mean log p(reference token) over all dev target tokens for each candidate (len(candidates),),
-    and the median squared distance to the nearest key."""
+    and the median squared distance to the nearest key. ``pair_rows`` (per dev row, the store rows it may
+    retrieve from) restricts a :class:`datastore.RowRestrictedRetriever` ``retriever`` batch by batch."""
     import torch
     from tqdm.auto import tqdm
 
@@ -113,7 +138,11 @@ def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candi
             states = capture.state[keep]  # (n, dim)
             targets = labels[keep]  # (n,)
             model_lp = torch.log_softmax(logits[keep].float(), -1).gather(1, targets[:, None])[:, 0].double()
-            found = retriever.search(states, k_max)  # (n, k_max), sorted by distance
+            if pair_rows is None:
+                found = retriever.search(states, k_max)  # (n, k_max), sorted by distance
+            else:
+                found = restricted_search(retriever, states, keep.sum(1).tolist(),
+                                          [pair_rows[int(r)] for r in batch["rows"]], k_max)
             nearest.append(found.distances[:, 0].cpu().numpy())
             hit = found.values == targets[:, None]  # (n, k_max)
             valid = found.values >= 0
@@ -141,8 +170,11 @@ def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candi
 def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task: str, prompt_style: str,
            candidate: Candidate | None, retriever: Any, *, num_beams: int = 1, batch_size: int = 32,
            max_new_tokens: int = 256, progress: bool = True,
-           generate_options: dict[str, Any] | None = None, smiles_syntax: bool = True) -> list[str]:
-    """Outputs for ``sources`` with the model alone (``candidate`` None or λ = 0) or with kNN.
+           generate_options: dict[str, Any] | None = None, smiles_syntax: bool = True,
+           pair_rows: Sequence[Any] | None = None) -> list[str]:
+    """Outputs for ``sources`` with the model alone (``candidate`` None or λ = 0) or with kNN
+    (``pair_rows``: per source, the store rows a :class:`datastore.RowRestrictedRetriever` ``retriever``
+    may search, set batch by batch as ``Translator`` does).
 
     ``generate_options``: extra ``generate`` options (the checkpoint's repetition settings, e.g.
     ``no_repeat_ngram_size``), so that tuning decodes the way translation will; so does ``smiles_syntax``
@@ -159,11 +191,13 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
     from t2m.tasks import TEXT2MOL, add_prompt
 
     device = next(model.parameters()).device
-    label = "model" if candidate is None else f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.3g}"
+    label = "model" if candidate is None else describe(candidate)
     source_ids = encode_sources(tokenizer, [add_prompt(s, task, prompt_style) for s in sources], 512)
     order = sorted(range(len(source_ids)), key=lambda i: -len(source_ids[i]))  # as Translator: similar lengths
 
     def encode(rows: list[int]) -> dict:
+        if pair_rows is not None:
+            retriever.restrict([pair_rows[i] for i in rows])
         batch = collate([source_ids[i] for i in rows], None, tokenizer.pad_token_id)
         return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
 
@@ -195,15 +229,45 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
 # ------------------------------------------------------------------------------------------- tune
 
 
+def describe(candidate: Candidate) -> str:
+    scope = f" pairs={candidate.pairs}" if candidate.pairs else ""
+    return f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.4g}{scope}"
+
+
+def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], exact: bool = False
+                     ) -> dict[int, tuple[Any, list | None]]:
+    """For each scope of ``pairs`` (0: the whole store; N: each source's N nearest training pairs), the
+    retriever and, for N > 0, per source the store rows it may search (:class:`t2m.knn_pairs.PairFinder`)."""
+    from datastore.retrieve import RowRestrictedRetriever
+
+    wanted = sorted({int(p) for p in pairs})
+    if not wanted or wanted[0] < 0:
+        raise ValueError(f"pairs must be >= 0 (0: the whole store), got {list(pairs)}")
+    scopes: dict[int, tuple[Any, list | None]] = {}
+    finder = None
+    for n in wanted:
+        if n == 0:
+            scopes[n] = (store.retriever(exact=exact), None)
+            continue
+        if finder is None:
+            from t2m.knn_pairs import PairFinder
+
+            finder = PairFinder.for_store(store)
+        scopes[n] = (RowRestrictedRetriever(store), finder.nearest(sources, n))
+    return scopes
+
+
 def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str | os.PathLike | None = None, *,
          lambdas: Sequence[float] = DEFAULT_LAMBDAS, ks: Sequence[int] = DEFAULT_KS,
-         temperatures: Sequence[float] | None = None, finalists: int = 4, num_beams: int = 1,
+         temperatures: Sequence[float] | None = None, pairs: Sequence[int] = (0,), finalists: int = 4,
+         num_beams: int = 1,
          batch_size: int = 32, max_new_tokens: int = 256, dev_rows: int | None = None,
          dev_size: int | None = None, exact: bool = False,
          write: bool = True, allow_pickle: bool = False, progress: bool = True) -> TuneResult:
     """Grid-search λ, k, T for the store in ``store_dir`` with the checkpoint in ``model_dir`` on the
     dev slice of ``data`` (ChEBI-20 folder; the store's setting and dev size) and, when ``write``, save the choice as
-    the store's default kNN parameters. Returns the :class:`TuneResult`."""
+    the store's default kNN parameters. ``pairs``: retrieval scopes to try (0: the whole store; N: each
+    input's N nearest training pairs). Returns the :class:`TuneResult`."""
     from datastore.build import PairBatches
     from datastore.cli import _device, _encode_pairs
     from datastore.store import Datastore, KNNParams
@@ -228,23 +292,32 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     if len(dev) < len(splits.dev):
         print(f"tune: {len(splits.dev) - len(dev)} dev rows skipped: their source is also a training source")
     dev = dev[:dev_rows] if dev_rows else dev
-    pairs = [source_and_target(r["smiles"], r["description"], task) for r in dev]
-    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    dev_pairs = [source_and_target(r["smiles"], r["description"], task) for r in dev]
+    sources, references = [s for s, _ in dev_pairs], [t for _, t in dev_pairs]
     max_len = int(data_meta.get("max_target_len", 512))
     encode = partial(_encode_pairs, tokenizer, task=task, prompt_style=info.prompt_style,
                      max_source_len=int(data_meta.get("max_source_len", 512)), max_target_len=max_len)
     batches = PairBatches(encode, sources, references, batch_size)
-    retriever = store.retriever(exact=exact)
+    scopes = retrieval_scopes(store, sources, pairs, exact)
 
-    # stage 1: the likelihood over the whole grid; T from the data unless given
-    probe = [Candidate(max(ks), 0.5, 1.0)]
-    if temperatures is None:
-        _, d1 = teacher_forced_scores(model, store, [batches[0]], probe, retriever, progress=False)
-        temperatures = sorted({float(f"{max(d1, 1e-6) * f:.3g}") for f in TEMPERATURE_FACTORS})
-    grid = [Candidate(k, lam, t) for k in ks for lam in lambdas for t in temperatures]
-    scores, d1 = teacher_forced_scores(model, store, batches, grid + [Candidate(1, 0.0, 1.0)], retriever,
-                                       progress=progress)
-    scores, model_only = scores[:-1], float(scores[-1])
+    # stage 1: the likelihood over the whole grid (per scope); T from the data unless given
+    grid: list[Candidate] = []
+    scores_parts, nearest_d1 = [], {}
+    for n, (retriever, pair_rows) in scopes.items():
+        scope_temperatures = temperatures
+        if scope_temperatures is None:
+            probe = [Candidate(max(ks), 0.5, 1.0)]
+            _, d1 = teacher_forced_scores(model, store, [batches[0]], probe, retriever, progress=False,
+                                          pair_rows=pair_rows)
+            scope_temperatures = sorted({float(f"{max(d1, 1e-6) * f:.3g}") for f in TEMPERATURE_FACTORS})
+        scope_grid = [Candidate(k, lam, t, n) for k in ks for lam in lambdas for t in scope_temperatures]
+        part, nearest_d1[n] = teacher_forced_scores(model, store, batches, scope_grid + [Candidate(1, 0.0, 1.0)],
+                                                    retriever, progress=progress, pair_rows=pair_rows)
+        grid += scope_grid
+        scores_parts.append(part[:-1])
+        model_only = float(part[-1])
+    scores = np.concatenate(scores_parts)
+    d1 = nearest_d1[min(scopes)]
     order = np.argsort(-scores)
     stage1 = [{**asdict(grid[i]), "dev_log_likelihood": round(float(scores[i]), 5)} for i in order[:10]]
     picks: list[Candidate] = []
@@ -257,19 +330,20 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     # stage 2: decode (with the checkpoint's recommended repetition settings) and score by the task metric
     options = info.decoding_options(task)
     results = []
-    base_outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, None, retriever,
+    base_outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, None, None,
                           num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
                           progress=progress, generate_options=options)
     base_key, base_metric = dev_metric(task, references, base_outputs)
     results.append((base_key, model_only, Candidate(store.knn_params.k, 0.0,
                                                               store.knn_params.temperature), base_metric))
     for cand in picks:
+        retriever, pair_rows = scopes[cand.pairs]
         outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, cand, retriever,
                          num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                         progress=progress, generate_options=options)
+                         progress=progress, generate_options=options, pair_rows=pair_rows)
         key, metric = dev_metric(task, references, outputs)
         results.append((key, float(scores[grid.index(cand)]), cand, metric))
-        print(f"tune: k={cand.k} λ={cand.lambda_} T={cand.temperature:.4g}: {metric}", flush=True)
+        print(f"tune: {describe(cand)}: {metric}", flush=True)
     best_key, best_ll, best, best_metric = max(results, key=lambda r: (r[0], r[1]))
     metric_name = "bleu4" if task == "mol2text" else "morgan_fts_all_rows, exact_match"
     result = TuneResult(
@@ -278,12 +352,13 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
         stage1_best=stage1, dev_rows=len(dev), seconds=round(time.perf_counter() - started, 1))
     if write:
         store.set_knn_params(
-            KNNParams(k=best.k, lambda_=best.lambda_, temperature=best.temperature),
+            KNNParams(k=best.k, lambda_=best.lambda_, temperature=best.temperature, pairs=best.pairs or None),
             source=f"t2m tune on {len(dev)} dev rows ({data_meta.get('setting', '?')} setting), "
                    f"num_beams={num_beams}" + "".join(f", {k}={v}" for k, v in options.items()),
             extra={"dev_metric": best_metric, "model_only_dev_metric": base_metric, "metric": metric_name,
                    "finalists": result.finalists, "median_nearest_sq_distance": round(d1, 5),
-                   "index": retriever.description},
+                   "median_nearest_sq_distance_by_pairs": {str(n): round(v, 5) for n, v in nearest_d1.items()},
+                   "index": scopes[best.pairs][0].description},
         )
     return result
 
@@ -303,6 +378,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)))
     parser.add_argument("--temperatures", default=None,
                         help="comma list (default: median nearest squared distance x 0.1,0.3,1,3,10)")
+    parser.add_argument("--pairs", default="0",
+                        help="retrieval scopes, comma list: 0 = the whole store, N = each input's N nearest training "
+                             "pairs (default: %(default)s)")
     parser.add_argument("--finalists", type=int, default=4, help="grid points decoded in stage 2")
     parser.add_argument("--num-beams", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -317,17 +395,17 @@ def run(args: argparse.Namespace) -> int:
     result = tune(args.store, args.model, args.data, lambdas=_floats(args.lambdas),
                   ks=[int(k) for k in _floats(args.ks)],
                   temperatures=_floats(args.temperatures) if args.temperatures else None,
-                  finalists=args.finalists, num_beams=args.num_beams, batch_size=args.batch_size,
+                  pairs=[int(p) for p in _floats(args.pairs)], finalists=args.finalists, num_beams=args.num_beams, batch_size=args.batch_size,
                   max_new_tokens=args.max_new_tokens, dev_rows=args.dev_rows, exact=args.exact,
                   write=not args.dry_run, allow_pickle=args.allow_pickle)
     print(f"{'finalist':<34} {result.metric_name}")
     for row in result.finalists:
-        name = f"k={row['k']} λ={row['lambda_']} T={row['temperature']:.4g}"
+        name = describe(Candidate(row["k"], row["lambda_"], row["temperature"], row.get("pairs", 0)))
         values = ", ".join(f"{k}={row[k]:.4f}" for k in ("bleu4", "morgan_fts_all_rows", "exact_match", "morgan_fts")
                            if k in row)
         print(f"{name:<34} {values}  (dev log-lik {row['dev_log_likelihood']})")
     c = result.chosen
     where = "not written (--dry-run)" if args.dry_run else f"written to {Path(args.store) / 'datastore.json'}"
-    print(f"chosen: k={c.k} lambda={c.lambda_} temperature={c.temperature:.4g} -> {result.chosen_metric} "
+    print(f"chosen: {describe(c)} -> {result.chosen_metric} "
           f"(model alone: {result.model_only_metric}); {where} in {result.seconds} s")
     return 0

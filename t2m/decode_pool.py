@@ -32,7 +32,7 @@ class KNNSpec:
     k: int
     lambda_: float
     temperature: float
-    pairs: int | None = None  # KNNSettings.pairs
+    pairs: int | None = None  # KNNSettings.pairs (None: the store's default; 0: whole store)
 
 
 @dataclass
@@ -105,7 +105,10 @@ def _load_store(path: str) -> Any:
 
         translator = _WORKER["translator"]
         store = Datastore.load(path, model=translator.model, tokenizer=translator.tokenizer)
-        store.retriever()
+        if store.knn_params.pairs:  # tuned for nearest pairs: the whole-store index may never be needed
+            translator.pair_search(store)
+        else:
+            store.retriever()
         stores[path] = store
     return stores[path]
 

@@ -73,8 +73,18 @@ class KNNSettings:
     lambda_: float | None = None
     temperature: float | None = None
     exact: bool = False  # search the keys exactly instead of the store's (approximate) index
-    pairs: int | None = None  # search only the entries of each input's nearest training pairs (t2m.knn_pairs)
+    pairs: int | None = None  # search only the entries of each input's N nearest training pairs (t2m.knn_pairs); 0: whole store
     trace: list | None = None  # receives a datastore.StepTrace per decoding step when a list
+
+
+def knn_pairs(knn: KNNSettings | None, store: Any) -> int:
+    """The number of nearest training pairs ``knn`` restricts retrieval to: ``knn.pairs`` when given, else
+    the store's tuned default (``t2m tune --pairs``); 0 means the whole store."""
+    if knn is None:
+        return 0
+    if knn.pairs is not None:
+        return int(knn.pairs)
+    return int(store.knn_params.pairs or 0)
 
 
 def is_valid_smiles(smiles: str) -> bool:
@@ -251,8 +261,9 @@ class Translator:
             first_round_tokens = 0  # a trace follows one decoding of each input
 
         knn_store, restricted = self._knn_store(knn), None
-        if knn is not None and knn.pairs:
-            restricted, pair_rows = self._pair_restriction(knn_store, task, knn.pairs, {r: inputs[r] for r in todo})
+        pairs = knn_pairs(knn, knn_store)
+        if pairs:
+            restricted, pair_rows = self._pair_restriction(knn_store, task, pairs, {r: inputs[r] for r in todo})
 
         def encode(rows: list[int]) -> dict:
             if restricted is not None:  # the batch about to be decoded: each input's nearest pairs
@@ -316,18 +327,23 @@ class Translator:
             return datastore.Datastore.load(knn.store, model=self.model, tokenizer=self.tokenizer)
         return knn.store
 
-    def _pair_restriction(self, store, task: str, pairs: int, inputs: dict[int, str]):
-        """A :class:`datastore.RowRestrictedRetriever` over ``store`` and, per input row, the store rows of
-        its ``pairs`` nearest training pairs (:class:`t2m.knn_pairs.PairFinder`, built once per store)."""
+    def pair_search(self, store):
+        """(:class:`t2m.knn_pairs.PairFinder`, :class:`datastore.RowRestrictedRetriever`) of ``store``, built
+        on first use and kept for the store's folder."""
         import datastore
         from t2m.knn_pairs import PairFinder
 
-        if store.task not in (None, task):
-            raise ValueError(f"{store.path}: a {store.task} datastore cannot restrict a {task} translation")
         key = str(store.path)
         if key not in self._pair_finders:
             self._pair_finders[key] = (PairFinder.for_store(store), datastore.RowRestrictedRetriever(store))
-        finder, retriever = self._pair_finders[key]
+        return self._pair_finders[key]
+
+    def _pair_restriction(self, store, task: str, pairs: int, inputs: dict[int, str]):
+        """A :class:`datastore.RowRestrictedRetriever` over ``store`` and, per input row, the store rows of
+        its ``pairs`` nearest training pairs (:class:`t2m.knn_pairs.PairFinder`, built once per store)."""
+        if store.task not in (None, task):
+            raise ValueError(f"{store.path}: a {store.task} datastore cannot restrict a {task} translation")
+        finder, retriever = self.pair_search(store)
         rows = list(inputs)
         return retriever, dict(zip(rows, finder.nearest([inputs[r] for r in rows], pairs)))
 

@@ -64,7 +64,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--knn-temperature", type=float)
     parser.add_argument("--knn-pairs", type=int, metavar="N",
                         help="retrieve only among the tokens of each input's N nearest training pairs (by Morgan "
-                             "Tanimoto of molecules / TF-IDF of descriptions; SK-MT) instead of the whole store")
+                             "Tanimoto of molecules / TF-IDF of descriptions; SK-MT); 0 = the whole store "
+                             "(default: the store's tuned value, t2m tune --pairs)")
     parser.add_argument("--prompt-style", choices=("textchem", "none"),
                         help="override the checkpoint's prompt style (none: single-task models such as MolT5)")
     parser.add_argument("--allow-pickle", action="store_true",
@@ -106,8 +107,8 @@ def translate_in_workers(args, inputs: list[str], options: dict) -> list:
         from datastore.store import Datastore
 
         params = Datastore.load(args.knn).knn_params.replace(k=args.knn_k, lambda_=args.knn_lambda,
-                                                             temperature=args.knn_temperature)
-        knn = KNNSpec(str(args.knn), params.k, params.lambda_, params.temperature, pairs=args.knn_pairs)
+                                                             temperature=args.knn_temperature, pairs=args.knn_pairs)
+        knn = KNNSpec(str(args.knn), params.k, params.lambda_, params.temperature, pairs=params.pairs or 0)
     with DecodePool(model, args.jobs, allow_pickle=args.allow_pickle, prompt_style=args.prompt_style,
                     stores=[args.knn] if args.knn else ()) as pool:
         results = pool.translate(inputs, knn=knn, **options).translations

@@ -62,6 +62,58 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     assert scores[1] == pytest.approx(0.0, abs=1e-3)
 
 
+def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
+    """Restricted to each training source's nearest pair (itself), λ = 1, k = 1 retrieves every
+    reference token from the row's own entries (log-likelihood ~ 0), and the restricted search gives the
+    same neighbours as restricting and searching one input at a time."""
+    from datastore.build import PairBatches
+    from datastore.cli import _encode_pairs, training_records
+    from datastore.store import Datastore
+    from datastore.tune import Candidate, retrieval_scopes, teacher_forced_scores
+    from t2m.modeling import load_model
+
+    folder, data, store_dir = small_chebi
+    model, tokenizer, info = load_model(folder / "model")
+    store = Datastore.load(store_dir, model=model, tokenizer=tokenizer)
+    records, _ = training_records(data, dev_size=DEV_SIZE)
+    sources, targets = [r["smiles"] for r in records[:8]], [r["description"] for r in records[:8]]
+    scopes = retrieval_scopes(store, sources, [1, 0])
+    assert sorted(scopes) == [0, 1] and scopes[0][1] is None
+    retriever, pair_rows = scopes[1]
+    assert [int(rows[0]) for rows in pair_rows] == list(range(8))  # each training source finds itself
+    encode = lambda s, t: _encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
+                                        max_source_len=512, max_target_len=512)
+    batches = PairBatches(encode, sources, targets, 4)
+    scores, d1 = teacher_forced_scores(model, store, batches, [Candidate(1, 1.0, 1.0, 1)], retriever,
+                                       progress=False, pair_rows=pair_rows)
+    assert scores[0] == pytest.approx(0.0, abs=1e-3)
+    assert d1 == pytest.approx(0.0, abs=1e-3)
+
+
+def test_tune_over_retrieval_scopes_writes_the_chosen_one(small_chebi, tmp_path):
+    import shutil
+
+    from datastore.store import Datastore
+    from datastore.tune import tune
+
+    folder, data, store_dir = small_chebi
+    copy = tmp_path / "store"
+    shutil.copytree(store_dir, copy)
+    result = tune(copy, folder / "model", data, lambdas=(0.5, 1.0), ks=(1, 4), temperatures=(1.0,), pairs=(2, 0),
+                  finalists=8, batch_size=8, max_new_tokens=24, progress=False)
+    assert len(result.finalists) == 9  # the model alone and all 8 grid points: 2 k x 2 λ x 2 scopes
+    assert sorted(row["pairs"] for row in result.finalists[1:]) == [0] * 4 + [2] * 4
+    best = max(result.finalists[1:], key=lambda row: row["bleu4"])
+    assert result.chosen_metric["bleu4"] == max(best["bleu4"], result.model_only_metric["bleu4"])
+    chosen = Datastore.load(copy).knn_params
+    assert (chosen.pairs or 0) == result.chosen.pairs
+    meta = json.loads((copy / "datastore.json").read_text())
+    assert set(meta["knn"]["median_nearest_sq_distance_by_pairs"]) == {"0", "2"}
+    # restricted neighbours are never nearer than the whole store's
+    by_pairs = meta["knn"]["median_nearest_sq_distance_by_pairs"]
+    assert by_pairs["2"] >= by_pairs["0"]
+
+
 def test_tune_writes_its_choice_into_the_store(small_chebi):
     from datastore.store import Datastore
     from datastore.tune import tune

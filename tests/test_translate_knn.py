@@ -129,6 +129,44 @@ def test_pairs_need_the_data_the_store_was_built_from(tiny_model_dir, store_and_
                              knn=KNNSettings(moved, pairs=2))
 
 
+def test_a_store_tuned_for_pairs_restricts_by_default(tiny_model_dir, store_and_rows, tmp_path):
+    """A store whose tuned parameters name ``pairs`` restricts retrieval when the call does not say
+    (it then needs the store's data: moving the data file away makes that visible); ``pairs=0`` searches
+    the whole store, which does not."""
+    import json
+    import shutil
+
+    from datastore import Datastore
+    from datastore.store import KNNParams
+
+    store, records = store_and_rows
+    moved = tmp_path / "store"
+    shutil.copytree(store, moved)
+    Datastore.load(moved).set_knn_params(KNNParams(k=2, lambda_=0.5, temperature=1.0, pairs=3), source="test")
+    assert Datastore.load(moved).knn_params.pairs == 3
+    meta = json.loads((moved / "datastore.json").read_text())
+    meta["data"]["files"][0]["path"] = str(tmp_path / "gone" / "validation.txt")
+    (moved / "datastore.json").write_text(json.dumps(meta))
+    translator = Translator.from_pretrained(tiny_model_dir)
+    source = [records[0]["smiles"]]
+    with pytest.raises(FileNotFoundError, match="gone/validation.txt"):
+        translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(moved))
+    whole = translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(moved, pairs=0))
+    assert whole[0].output == translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(
+        store, k=2, lambda_=0.5, temperature=1.0))[0].output
+
+
+def test_knn_params_keep_pairs_through_json():
+    from datastore.store import KNNParams
+
+    params = KNNParams(k=8, lambda_=0.6, temperature=0.02, pairs=4)
+    assert KNNParams.from_json(params.to_json()) == params
+    assert "pairs" not in KNNParams(k=8).to_json()  # whole-store stores keep their old JSON
+    assert params.replace(pairs=0).pairs is None and params.replace(k=4).pairs == 4
+    with pytest.raises(ValueError, match="pairs"):
+        KNNParams(pairs=-1)
+
+
 def test_cli_knn_pairs(tiny_model_dir, store_and_rows, tmp_path):
     from t2m.cli import main
 
