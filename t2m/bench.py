@@ -82,6 +82,7 @@ class BenchConfig:
     scaling_limit: int | None = 1000  # test rows (first N) of the datastore-size runs; None: all
     store_dir: Path | None = None  # None: <out>/stores
     index: str | None = None  # faiss factory for stores built here; None: the datastore default
+    pairs: tuple[int, ...] = (0,)  # retrieval scopes t2m tune tries: 0 the whole store, N each input's N nearest pairs
     fcd: bool = True
     bootstrap: int = 1000
     lambda_sweep: tuple[float, ...] = SWEEP_LAMBDAS
@@ -114,6 +115,8 @@ class BenchConfig:
             raise ValueError(f"--lambda-sweep values must lie in [0, 1], got {self.lambda_sweep}")
         if self.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
+        if not self.pairs or any(p < 0 for p in self.pairs):
+            raise ValueError(f"--pairs needs values >= 0 (0: the whole store), got {self.pairs}")
         if self.scaling_limit is not None and self.scaling_limit < 1:
             raise ValueError(f"--scaling-limit must be at least 1, got {self.scaling_limit}")
 
@@ -446,7 +449,8 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     if pool is not None:
         from t2m.decode_pool import KNNSpec
 
-        spec = None if knn is None else KNNSpec(str(knn.store.path), knn.k, knn.lambda_, knn.temperature)
+        spec = None if knn is None else KNNSpec(str(knn.store.path), knn.k, knn.lambda_, knn.temperature,
+                                                pairs=knn.pairs)
         done = pool.translate(list(sources), knn=spec, progress=config.progress, **options)
         results, seconds = done.translations, done.seconds
         memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "chunk_seconds": done.chunk_seconds,
@@ -466,7 +470,7 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
                 "batch_size": config.batch_size or default_batch_size(beam),
                 "repetition": effective_decoding_options(translator, task, config)}
     if knn is not None:
-        settings["knn"] = {"k": knn.k, "lambda": knn.lambda_, "temperature": knn.temperature,
+        settings["knn"] = {"k": knn.k, "lambda": knn.lambda_, "temperature": knn.temperature, "pairs": knn.pairs,
                            "store": str(knn.store.path), "entries": knn.store.count}
     first_beam = [r.candidates[0] if r.candidates else r.output for r in results] if task == TEXT2MOL else None
     return SystemRun(name, settings, outputs, seconds, count_output_tokens(translator.tokenizer, outputs), dict(flags),
@@ -554,8 +558,7 @@ def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict
         started = time.perf_counter()
         tune(full, model_dir, config.data, dev_rows=config.dev_limit, dev_size=config.dev_size,
              batch_size=config.batch_size or DEFAULT_BATCH_SIZE, max_new_tokens=config.max_new_tokens,
-             allow_pickle=config.allow_pickle,
-             progress=config.progress)
+             pairs=config.pairs, allow_pickle=config.allow_pickle, progress=config.progress)
         tuned = round(time.perf_counter() - started, 1)
     return {"build_seconds": built, "tune_seconds": tuned, "peak_rss_mb": peak_rss_mb()}
 
@@ -636,7 +639,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     the reference tokens for every λ of ``config.lambda_sweep`` (one pass), and, on ``config.sweep_rows``
     dev rows, the task metric of greedy decoding at each λ."""
     from datastore.build import PairBatches
-    from datastore.tune import Candidate, decode, dev_metric, teacher_forced_scores
+    from datastore.tune import Candidate, decode, dev_metric, retrieval_scopes, teacher_forced_scores
     from t2m.batching import encode_batch
 
     params = store.knn_params
@@ -644,7 +647,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     pairs = [p for p in pairs if p[0] not in train_sources]
     if config.dev_limit:
         pairs = pairs[: config.dev_limit]
-    sweep = {"k": params.k, "temperature": params.temperature, "tuned_lambda": params.lambda_,
+    sweep = {"k": params.k, "temperature": params.temperature, "pairs": params.pairs or 0, "tuned_lambda": params.lambda_,
              "dev_rows": len(pairs), "decoded_rows": 0, "points": []}
     if not pairs or not config.lambda_sweep:
         return sweep
@@ -656,9 +659,10 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
         return encode_batch(tokenizer, src, tgt, task, prompt_style)
 
     batches = PairBatches(encode, sources, references, config.batch_size or DEFAULT_BATCH_SIZE)
-    retriever = store.retriever()
-    grid = [Candidate(params.k, float(lam), params.temperature) for lam in config.lambda_sweep]
-    scores, _ = teacher_forced_scores(model, store, batches, grid, retriever, progress=False)
+    scope = params.pairs or 0
+    retriever, pair_rows = retrieval_scopes(store, sources, [scope])[scope]
+    grid = [Candidate(params.k, float(lam), params.temperature, scope) for lam in config.lambda_sweep]
+    scores, _ = teacher_forced_scores(model, store, batches, grid, retriever, progress=False, pair_rows=pair_rows)
     rows = min(len(sources), config.sweep_rows or 0)
     sweep["decoded_rows"] = rows
     for cand, score in zip(grid, scores):
@@ -667,8 +671,8 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
             outputs = decode(model, tokenizer, store, sources[:rows], task, prompt_style,
                              None if cand.lambda_ == 0 else cand, retriever, num_beams=1,
                              batch_size=config.batch_size or DEFAULT_BATCH_SIZE, max_new_tokens=config.max_new_tokens,
-                             progress=False,
-                             generate_options=effective_decoding_options(translator, task, config))
+                             progress=False, generate_options=effective_decoding_options(translator, task, config),
+                             pair_rows=None if pair_rows is None else pair_rows[:rows])
             _, metric = dev_metric(task, references[:rows], outputs)
             point["metric"] = metric
         sweep["points"].append(point)
@@ -715,7 +719,8 @@ def trace_neighbours(translator: Any, store: Any, task: str, source: str, train:
                          "context": _neighbour_context(translator.tokenizer, target, n.position) if target else ""})
         tokens.append({"step": item.step, "token": item.token, "p_model": round(item.p_model, 4),
                        "p_mixed": round(item.p_mixed, 4), "moved": round(item.moved, 4), "neighbours": near})
-    return {"greedy_output": output, "tokens": tokens, "decoding": "greedy with kNN (traced)"}
+    scope = "" if not knn_params.pairs else ", over the whole store (the runs searched each input's nearest pairs)"
+    return {"greedy_output": output, "tokens": tokens, "decoding": f"greedy with kNN (traced{scope})"}
 
 
 def pick_examples(task: str, rows: dict[str, RowScores], runs: dict[str, SystemRun], count: int
@@ -903,9 +908,11 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     store_key = {"store_entries": store.count, "store_fp": store.meta.get("model", {}).get("fingerprint"),
                  "k": params.k, "lambda": params.lambda_, "temperature": params.temperature,
                  "index": store.meta.get("index", {}).get("factory")}
+    if params.pairs:  # (absent for whole-store runs: their cached predictions stay valid)
+        store_key["pairs"] = params.pairs
 
     run_plan("model+knn", {"system": "model+knn", **store_key}, KNNSettings(store, params.k, params.lambda_,
-                                                                             params.temperature))
+                                                                             params.temperature, pairs=params.pairs or 0))
 
     # λ sweep on dev (the plot of quality against λ)
     train_sources = {source_and_target(r["smiles"], r["description"], task)[0] for r in train}
@@ -922,7 +929,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         check_store_model(f_store, translator)
         f_store.retriever()
         name = system_name(f"model+knn[{round(fraction * 100):g}%]", scaling_beam, config.headline_beam, True, task)
-        knn = KNNSettings(f_store, params.k, params.lambda_, params.temperature)
+        knn = KNNSettings(f_store, params.k, params.lambda_, params.temperature, pairs=params.pairs or 0)
         key = {"system": "model+knn", "beam": scaling_beam, "rerank": True, **store_key,
                "store_entries": f_store.count, "fraction": fraction}
         scaling_runs[fraction] = (run_or_reuse(name, key, lambda: decode_system(
@@ -1013,8 +1020,8 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         "scaling": {"beam": scaling_beam, "rows": scaling_rows,
                     "baselines": {name: {m: row_scores[name].head(scaling_rows).corpus(m) for m in HEADLINE_METRICS[task]}
                                   for name in (model_at_beam, "retrieval")},
-                    "knn": {"k": params.k, "lambda": params.lambda_,
-                                                   "temperature": params.temperature},
+                    "knn": {"k": params.k, "lambda": params.lambda_, "temperature": params.temperature,
+                            "pairs": params.pairs or 0},
                     "note": "λ, k, T tuned on the full store, reused for the smaller ones", "points": scaling_points},
         "cost": cost_summary(systems, store_info, sorted(config.beams), config.headline_beam, task),
     }
@@ -1183,6 +1190,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test rows (the first N) of the datastore-size runs (default: %(default)s; 0: all)")
     parser.add_argument("--store-dir", type=Path, default=None, help="datastores per task (default: OUT/stores)")
     parser.add_argument("--index", default=None, help="faiss factory for stores built here (default: the datastore default)")
+    parser.add_argument("--pairs", default="0", help="retrieval scopes the tuning of a new store tries, comma list: 0 = the "
+                        "whole store, N = each input's N nearest training pairs (SK-MT) (default: %(default)s)")
     parser.add_argument("--no-fcd", action="store_true", help="skip FCD (ChemNet) in the text2mol metrics")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default: %(default)s)")
     parser.add_argument("--lambda-sweep", default=",".join(map(str, SWEEP_LAMBDAS)), help="λ values of the dev sweep plot")
@@ -1217,7 +1226,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()), beams=_ints(args.beams),
         limit=args.limit, dev_limit=args.dev_limit, fractions=_floats(args.fractions), scaling_beam=args.scaling_beam,
         scaling_limit=args.scaling_limit or None,
-        store_dir=args.store_dir, index=args.index, fcd=not args.no_fcd, bootstrap=args.bootstrap,
+        store_dir=args.store_dir, index=args.index, pairs=_ints(args.pairs), fcd=not args.no_fcd, bootstrap=args.bootstrap,
         lambda_sweep=_floats(args.lambda_sweep), sweep_rows=args.sweep_rows, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, examples=args.examples, seed=args.seed, fresh=args.fresh,

@@ -185,6 +185,36 @@ def test_decoding_split_over_worker_processes_gives_the_same_numbers(bench_dir, 
     assert "split over 2 worker processes" in (out / "bench.md").read_text()
 
 
+def test_a_bench_tuned_for_nearest_pairs_decodes_with_them(tiny_model_dir, tiny_chebi20, tmp_path):
+    """--pairs 1: the new store is tuned over the one-nearest-pair scope only, the tuned scope is written
+    into it, and the model + kNN runs (split over two workers) and the λ sweep use it: their outputs are
+    what Translator gives with the same settings in this process."""
+    from datastore.store import Datastore
+    from evaluation.predictions import read_predictions
+    from t2m.cli import main
+    from t2m.data import load_chebi20_records
+    from t2m.generate import KNNSettings, Translator
+
+    out = tmp_path / "bench_pairs"
+    argv = ["bench", "--model", str(tiny_model_dir), "--data", str(tiny_chebi20), "--out", str(out),
+            "--dev-size", str(DEV_SIZE), "--tasks", "mol2text", "--beams", "1", "--limit", str(TEST_ROWS),
+            "--dev-limit", "8", "--fractions", "1.0", "--index", "Flat", "--bootstrap", "50", "--pairs", "1",
+            "--lambda-sweep", "0.5", "--sweep-rows", "2", "--max-new-tokens", "16", "--batch-size", "8",
+            "--examples", "1", "--no-progress", "--jobs", "2", "--in-process"]
+    assert main(argv) == 0
+    bench = json.loads((out / "bench.json").read_text())["tasks"]["mol2text"]
+    params = Datastore.load(out / "stores" / "mol2text").knn_params
+    assert params.pairs == 1 and bench["datastore"]["knn"]["pairs"] == 1
+    assert bench["systems"]["model+knn"]["settings"]["knn"]["pairs"] == 1
+    assert bench["lambda_sweep"]["pairs"] == 1
+    test = load_chebi20_records(tiny_chebi20, "benchmark", dev_size=DEV_SIZE).test[:TEST_ROWS]
+    translator = Translator.from_pretrained(tiny_model_dir)
+    want = translator.translate([r["smiles"] for r in test], task="mol2text", max_new_tokens=16, knn=KNNSettings(
+        out / "stores" / "mol2text", params.k, params.lambda_, params.temperature, pairs=1))
+    written = read_predictions(out / "predictions" / "mol2text" / "model-knn.tsv")
+    assert list(written.outputs) == [" ".join(t.output.split("\n")) for t in want]
+
+
 # ---------------------------------------------------------------------------------- statistics
 
 
