@@ -149,8 +149,9 @@ def test_a_store_tuned_for_pairs_restricts_by_default(tiny_model_dir, store_and_
     (moved / "datastore.json").write_text(json.dumps(meta))
     translator = Translator.from_pretrained(tiny_model_dir)
     source = [records[0]["smiles"]]
-    with pytest.raises(FileNotFoundError, match="gone/validation.txt"):
+    with pytest.raises(FileNotFoundError, match="gone/validation.txt") as error:
         translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(moved))
+    assert "--knn-pairs 0" in str(error.value)  # the message names the way out
     whole = translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(moved, pairs=0))
     assert whole[0].output == translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(
         store, k=2, lambda_=0.5, temperature=1.0))[0].output

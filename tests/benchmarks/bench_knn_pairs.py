@@ -9,7 +9,8 @@ beams returned: once with no retrieval and once per ``--pairs`` value (0: kNN ov
 N: over each input's N nearest training pairs, ``t2m.knn_pairs``). For mol2text it scores the top beam
 and the MBR choice among the beams (chrF, ``t2m.mbr``) with BLEU-4 / METEOR / ROUGE-L as ``t2m eval``;
 for text2mol the reranked output's validity and Morgan FTS (over the valid rows, as MolT5, and over all
-rows). Build a store with ``t2m datastore build --model DIR --task T --setting benchmark --out STORE``.
+rows), the wall time and each worker's peak resident memory. Build a store with ``t2m datastore build
+--model DIR --task T --setting benchmark --out STORE``.
 """
 import argparse
 import json
@@ -72,7 +73,8 @@ def main() -> None:
                               "k": args.k if knn else None, "lambda": args.lambda_ if knn else None,
                               "temperature": temperature if knn else None,
                               **scores(args.task, references, result.translations),
-                              "seconds": round(seconds, 1), "jobs": args.jobs}), flush=True)
+                              "seconds": round(seconds, 1), "jobs": args.jobs,
+                              "worker_peak_rss_mb": sorted(result.worker_peak_rss_mb.values())}), flush=True)
 
 
 if __name__ == "__main__":
