@@ -625,15 +625,6 @@ def check_store_model(store: Any, translator: Any) -> None:
                                      "the bench builds a store for this model") from None
 
 
-def preload_retrieval(translator: Any, store: Any, pairs: int | None) -> None:
-    """Load what decoding with ``store`` will search before any clock starts: the index, or for nearest
-    pairs the pair finder (the whole-store index would only take memory)."""
-    if pairs:
-        translator.pair_search(store)
-    else:
-        store.retriever()
-
-
 def knn_record(store: Any, prepared: dict[str, Any]) -> dict[str, Any]:
     """The store's kNN record (chosen λ, k, T, where they came from, tuning's finalists) and whether
     this run tuned it."""
@@ -913,7 +904,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     check_store_model(store, translator)
     knn_info = knn_record(store, prepared)
     params = store.knn_params
-    preload_retrieval(translator, store, params.pairs)
+    translator.preload_retrieval(store, params.pairs)  # before the clock starts
     store_key = {"store_entries": store.count, "store_fp": store.meta.get("model", {}).get("fingerprint"),
                  "k": params.k, "lambda": params.lambda_, "temperature": params.temperature,
                  "index": store.meta.get("index", {}).get("factory")}
@@ -936,7 +927,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
             continue
         f_store, f_info = describe_store(config, task, fraction, prepared)
         check_store_model(f_store, translator)
-        preload_retrieval(translator, f_store, params.pairs)
+        translator.preload_retrieval(f_store, params.pairs)
         name = system_name(f"model+knn[{round(fraction * 100):g}%]", scaling_beam, config.headline_beam, True, task)
         knn = KNNSettings(f_store, params.k, params.lambda_, params.temperature, pairs=params.pairs or 0)
         key = {"system": "model+knn", "beam": scaling_beam, "rerank": True, **store_key,

@@ -105,10 +105,7 @@ def _load_store(path: str) -> Any:
 
         translator = _WORKER["translator"]
         store = Datastore.load(path, model=translator.model, tokenizer=translator.tokenizer)
-        if store.knn_params.pairs:  # tuned for nearest pairs: the whole-store index may never be needed
-            translator.pair_search(store)
-        else:
-            store.retriever()
+        translator.preload_retrieval(store, store.knn_params.pairs)  # the store's default scope
         stores[path] = store
     return stores[path]
 

@@ -338,6 +338,14 @@ class Translator:
             self._pair_finders[key] = (PairFinder.for_store(store), datastore.RowRestrictedRetriever(store))
         return self._pair_finders[key]
 
+    def preload_retrieval(self, store, pairs: int | None) -> None:
+        """Load what decoding with ``store`` will search: its index, or for ``pairs`` nearest pairs the pair
+        finder only (the whole-store index would just take memory)."""
+        if pairs:
+            self.pair_search(store)
+        else:
+            store.retriever()
+
     def _pair_restriction(self, store, task: str, pairs: int, inputs: dict[int, str]):
         """A :class:`datastore.RowRestrictedRetriever` over ``store`` and, per input row, the store rows of
         its ``pairs`` nearest training pairs (:class:`t2m.knn_pairs.PairFinder`, built once per store)."""
