@@ -237,23 +237,23 @@ def describe(candidate: Candidate) -> str:
 def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], exact: bool = False
                      ) -> dict[int, tuple[Any, list | None]]:
     """For each scope of ``pairs`` (0: the whole store; N: each source's N nearest training pairs), the
-    retriever and, for N > 0, per source the store rows it may search (:class:`t2m.knn_pairs.PairFinder`)."""
-    from datastore.retrieve import RowRestrictedRetriever
-
+    retriever and, for N > 0, per source the store rows it may search (:class:`t2m.knn_pairs.PairFinder`).
+    The restricted scopes share one :class:`datastore.RowRestrictedRetriever` (each use restricts it anew)."""
     wanted = sorted({int(p) for p in pairs})
     if not wanted or wanted[0] < 0:
         raise ValueError(f"pairs must be >= 0 (0: the whole store), got {list(pairs)}")
     scopes: dict[int, tuple[Any, list | None]] = {}
-    finder = None
-    for n in wanted:
-        if n == 0:
-            scopes[n] = (store.retriever(exact=exact), None)
-            continue
-        if finder is None:
-            from t2m.knn_pairs import PairFinder
+    if wanted[0] == 0:
+        scopes[0] = (store.retriever(exact=exact), None)
+    restricted = [n for n in wanted if n > 0]
+    if restricted:
+        from datastore.retrieve import RowRestrictedRetriever
+        from t2m.knn_pairs import PairFinder
 
-            finder = PairFinder.for_store(store)
-        scopes[n] = (RowRestrictedRetriever(store), finder.nearest(sources, n))
+        finder, retriever = PairFinder.for_store(store), RowRestrictedRetriever(store)
+        nearest = finder.nearest(sources, max(restricted))  # nearest first: each scope takes its head
+        for n in restricted:
+            scopes[n] = (retriever, [rows[:n] for rows in nearest])
     return scopes
 
 

@@ -80,11 +80,7 @@ class KNNSettings:
 def knn_pairs(knn: KNNSettings | None, store: Any) -> int:
     """The number of nearest training pairs ``knn`` restricts retrieval to: ``knn.pairs`` when given, else
     the store's tuned default (``t2m tune --pairs``); 0 means the whole store."""
-    if knn is None:
-        return 0
-    if knn.pairs is not None:
-        return int(knn.pairs)
-    return int(store.knn_params.pairs or 0)
+    return 0 if knn is None else store.knn_params.replace(pairs=knn.pairs).pairs or 0
 
 
 def is_valid_smiles(smiles: str) -> bool:
