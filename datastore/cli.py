@@ -47,8 +47,6 @@ def training_records(data: str | os.PathLike | None, setting: str = "auto", dev_
         records = read_records(path)
         return records, {"dataset": "pairs file", "split": "all",
                          "files": [{"path": str(path.resolve()), "sha256": file_sha256(path)}]}
-    if path is not None and (path / "chebi20").is_dir():
-        path = path / "chebi20"
     dev_size = DEV_SIZE if dev_size is None else dev_size
     splits = load_chebi20_records(path, setting, dev_size=dev_size)
     used = ["train"] if splits.setting == "official" else ["validation"]

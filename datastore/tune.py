@@ -119,15 +119,22 @@ def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candi
     """Mean log p(reference token) over all dev target tokens for each candidate (len(candidates),),
     and the median squared distance to the nearest key. ``pair_rows`` (per dev row, the store rows it may
     retrieve from) restricts a :class:`datastore.RowRestrictedRetriever` ``retriever`` batch by batch."""
+    return scopes_teacher_forced_scores(model, store, batches, [(candidates, retriever, pair_rows)], progress)[0]
+
+
+def scopes_teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict],
+                                 scopes: Sequence[tuple[Sequence[Candidate], Any, Sequence[Any] | None]],
+                                 progress: bool = True) -> list[tuple[np.ndarray, float]]:
+    """:func:`teacher_forced_scores` for several retrieval scopes, each ``(candidates, retriever, pair_rows)``,
+    from one teacher-forced forward pass per batch (the model's part is the same for every scope)."""
     import torch
     from tqdm.auto import tqdm
 
     from datastore.hooks import StateCapture
 
-    k_max = max(c.k for c in candidates)
-    totals = np.zeros(len(candidates))
+    totals = [np.zeros(len(candidates)) for candidates, _, _ in scopes]
+    nearest: list[list[np.ndarray]] = [[] for _ in scopes]
     count = 0
-    nearest: list[np.ndarray] = []
     device = next(model.parameters()).device
     with torch.inference_mode(), StateCapture(model, store.layer) as capture:
         for batch in tqdm(batches, desc="tune: teacher-forced dev", unit="batch", disable=not progress):
@@ -138,30 +145,42 @@ def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candi
             states = capture.state[keep]  # (n, dim)
             targets = labels[keep]  # (n,)
             model_lp = torch.log_softmax(logits[keep].float(), -1).gather(1, targets[:, None])[:, 0].double()
-            if pair_rows is None:
-                found = retriever.search(states, k_max)  # (n, k_max), sorted by distance
-            else:
-                found = restricted_search(retriever, states, keep.sum(1).tolist(),
-                                          [pair_rows[int(r)] for r in batch["rows"]], k_max)
-            nearest.append(found.distances[:, 0].cpu().numpy())
-            hit = found.values == targets[:, None]  # (n, k_max)
-            valid = found.values >= 0
-            for i, cand in enumerate(candidates):
-                d = found.distances[:, :cand.k].double()
-                logits_k = torch.where(valid[:, :cand.k], -d / cand.temperature, float("-inf"))
-                norm = torch.logsumexp(logits_k, -1)
-                knn_lp = torch.logsumexp(torch.where(hit[:, :cand.k], logits_k, float("-inf")), -1) - norm
-                if cand.lambda_ == 0:
-                    mixed = model_lp
-                elif cand.lambda_ == 1:
-                    mixed = knn_lp
+            for s, (candidates, retriever, pair_rows) in enumerate(scopes):
+                k_max = max(c.k for c in candidates)
+                if pair_rows is None:
+                    found = retriever.search(states, k_max)  # (n, k_max), sorted by distance
                 else:
-                    mixed = torch.logaddexp(knn_lp + math.log(cand.lambda_), model_lp + math.log1p(-cand.lambda_))
-                # a state whose neighbours are all missing keeps the model's probability
-                mixed = torch.where(torch.isfinite(norm), mixed, model_lp)
-                totals[i] += float(mixed.clamp(min=-100.0).sum())
+                    found = restricted_search(retriever, states, keep.sum(1).tolist(),
+                                              [pair_rows[int(r)] for r in batch["rows"]], k_max)
+                nearest[s].append(found.distances[:, 0].cpu().numpy())
+                totals[s] += _mixed_log_likelihood_sums(found, targets, model_lp, candidates)
             count += len(targets)
-    return totals / max(count, 1), float(np.median(np.concatenate(nearest)))
+    return [(t / max(count, 1), float(np.median(np.concatenate(d)))) for t, d in zip(totals, nearest)]
+
+
+def _mixed_log_likelihood_sums(found: Any, targets: Any, model_lp: Any, candidates: Sequence[Candidate]) -> np.ndarray:
+    """Per candidate, the summed log p(target) of the kNN/model mixture, given the ``found`` neighbours
+    (sorted by distance), the reference ``targets`` and the model's log-probabilities of them."""
+    import torch
+
+    sums = np.zeros(len(candidates))
+    hit = found.values == targets[:, None]  # (n, k_max)
+    valid = found.values >= 0
+    for i, cand in enumerate(candidates):
+        d = found.distances[:, :cand.k].double()
+        logits_k = torch.where(valid[:, :cand.k], -d / cand.temperature, float("-inf"))
+        norm = torch.logsumexp(logits_k, -1)
+        knn_lp = torch.logsumexp(torch.where(hit[:, :cand.k], logits_k, float("-inf")), -1) - norm
+        if cand.lambda_ == 0:
+            mixed = model_lp
+        elif cand.lambda_ == 1:
+            mixed = knn_lp
+        else:
+            mixed = torch.logaddexp(knn_lp + math.log(cand.lambda_), model_lp + math.log1p(-cand.lambda_))
+        # a state whose neighbours are all missing keeps the model's probability
+        mixed = torch.where(torch.isfinite(norm), mixed, model_lp)
+        sums[i] = float(mixed.clamp(min=-100.0).sum())
+    return sums
 
 
 # --------------------------------------------------------------------------------- stage 2: decoding
@@ -282,11 +301,8 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     if task not in ("text2mol", "mol2text"):
         raise ValueError(f"{store.path}/datastore.json: task {task!r} is not text2mol or mol2text")
     data_meta = store.meta.get("data", {})
-    path = Path(data) if data is not None else None
-    if path is not None and (path / "chebi20").is_dir():
-        path = path / "chebi20"
     dev_size = int(data_meta.get("dev_size", DEV_SIZE) if dev_size is None else dev_size)
-    splits = load_chebi20_records(path, data_meta.get("setting", "auto"), dev_size=dev_size)
+    splits = load_chebi20_records(data, data_meta.get("setting", "auto"), dev_size=dev_size)
     train_sources = {source_and_target(r["smiles"], r["description"], task)[0] for r in splits.train}
     dev = [r for r in splits.dev if source_and_target(r["smiles"], r["description"], task)[0] not in train_sources]
     if len(dev) < len(splits.dev):
@@ -300,9 +316,9 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     batches = PairBatches(encode, sources, references, batch_size)
     scopes = retrieval_scopes(store, sources, pairs, exact)
 
-    # stage 1: the likelihood over the whole grid (per scope); T from the data unless given
+    # stage 1: the likelihood over the whole grid (per scope, one forward pass for all); T from the data unless given
     grid: list[Candidate] = []
-    scores_parts, nearest_d1 = [], {}
+    stage1_scopes = []
     for n, (retriever, pair_rows) in scopes.items():
         scope_temperatures = temperatures
         if scope_temperatures is None:
@@ -311,12 +327,13 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
                                           pair_rows=pair_rows)
             scope_temperatures = sorted({float(f"{max(d1, 1e-6) * f:.3g}") for f in TEMPERATURE_FACTORS})
         scope_grid = [Candidate(k, lam, t, n) for k in ks for lam in lambdas for t in scope_temperatures]
-        part, nearest_d1[n] = teacher_forced_scores(model, store, batches, scope_grid + [Candidate(1, 0.0, 1.0)],
-                                                    retriever, progress=progress, pair_rows=pair_rows)
         grid += scope_grid
-        scores_parts.append(part[:-1])
-        model_only = float(part[-1])
-    scores = np.concatenate(scores_parts)
+        stage1_scopes.append((scope_grid, retriever, pair_rows))
+    stage1_scopes[0][0].append(Candidate(1, 0.0, 1.0))  # the model alone (λ = 0: the same in every scope)
+    parts = scopes_teacher_forced_scores(model, store, batches, stage1_scopes, progress=progress)
+    model_only = float(parts[0][0][-1])
+    scores = np.concatenate([parts[0][0][:-1]] + [p for p, _ in parts[1:]])
+    nearest_d1 = {n: d for n, (_, d) in zip(scopes, parts)}
     d1 = nearest_d1[min(scopes)]
     order = np.argsort(-scores)
     stage1 = [{**asdict(grid[i]), "dev_log_likelihood": round(float(scores[i]), 5)} for i in order[:10]]

@@ -826,10 +826,7 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
 def _dev_records(config: BenchConfig):
     from t2m.data import DEV_SIZE, load_chebi20_records
 
-    data = Path(config.data) if config.data is not None else None
-    if data is not None and (data / "chebi20").is_dir():
-        data = data / "chebi20"
-    return load_chebi20_records(data, config.setting, dev_size=config.dev_size if config.dev_size is not None else DEV_SIZE)
+    return load_chebi20_records(config.data, config.setting, dev_size=config.dev_size if config.dev_size is not None else DEV_SIZE)
 
 
 def _evaluate(task: str, references: Sequence[str], outputs: Sequence[str], fcd: bool) -> Any:

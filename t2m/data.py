@@ -325,10 +325,13 @@ def _has_chebi20(directory: Path) -> bool:
 
 
 def resolve_chebi20_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The ChEBI-20 directory: ``data_dir`` if given, else the first of :func:`chebi20_dir_candidates`
-    holding ``validation.txt`` and ``test.txt``. Raises ``FileNotFoundError`` saying where it looked."""
+    """The ChEBI-20 directory: ``data_dir`` if given (the folder holding ``validation.txt`` and ``test.txt``,
+    or one holding such a ``chebi20/`` folder, as ``../shared/data`` does), else the first of
+    :func:`chebi20_dir_candidates` holding them. Raises ``FileNotFoundError`` saying where it looked."""
     if data_dir is not None:
         directory = Path(data_dir)
+        if not _has_chebi20(directory) and _has_chebi20(directory / "chebi20"):
+            directory = directory / "chebi20"
         if not _has_chebi20(directory):
             raise FileNotFoundError(
                 f"{directory}: no ChEBI-20 validation.txt and test.txt here; run "

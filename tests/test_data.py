@@ -193,6 +193,9 @@ def test_data_dir_resolution(chebi20: Path, tmp_path: Path, monkeypatch: pytest.
     assert data.resolve_chebi20_dir() != tmp_path / "chebi20"
     with pytest.raises(FileNotFoundError, match="t2m data download chebi20"):
         data.resolve_chebi20_dir(tmp_path)
+    # a given folder is the ChEBI-20 folder itself or one that holds it (as ../shared/data holds chebi20/)
+    assert data.resolve_chebi20_dir(chebi20) == chebi20
+    assert data.resolve_chebi20_dir(chebi20.parent) == chebi20
 
 
 def test_unlabeled_split(chebi20: Path):

@@ -69,7 +69,7 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     from datastore.build import PairBatches
     from datastore.cli import _encode_pairs, training_records
     from datastore.store import Datastore
-    from datastore.tune import Candidate, retrieval_scopes, teacher_forced_scores
+    from datastore.tune import Candidate, retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
     from t2m.modeling import load_model
 
     folder, data, store_dir = small_chebi
@@ -88,6 +88,17 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
                                        progress=False, pair_rows=pair_rows)
     assert scores[0] == pytest.approx(0.0, abs=1e-3)
     assert d1 == pytest.approx(0.0, abs=1e-3)
+
+    # both scopes from one forward pass per batch give what each scope gives alone
+    grid = [Candidate(k, lam, t) for k in (1, 4) for lam in (0.0, 0.3, 1.0) for t in (1.0, 10.0)]
+    whole = (grid, scopes[0][0], None)
+    restricted = ([Candidate(c.k, c.lambda_, c.temperature, 1) for c in grid], retriever, pair_rows)
+    together = scopes_teacher_forced_scores(model, store, batches, [whole, restricted], progress=False)
+    for (scope_scores, scope_d1), scope in zip(together, (whole, restricted)):
+        alone, alone_d1 = teacher_forced_scores(model, store, batches, scope[0], scope[1], progress=False,
+                                                pair_rows=scope[2])
+        assert scope_scores == pytest.approx(alone, abs=1e-9) and scope_d1 == pytest.approx(alone_d1)
+    assert together[0][0][0] == pytest.approx(together[1][0][0])  # λ = 0: the model alone in either scope
 
 
 def test_tune_over_retrieval_scopes_writes_the_chosen_one(small_chebi, tmp_path):
