@@ -117,47 +117,38 @@ class MoleculeRetriever:
         self._text_matrix = self._text.fit_transform(smiles)
 
     def retrieve(self, queries: Sequence[str], *, progress: bool = True) -> Retrieved:
-        from rdkit import DataStructs
-
-        outputs, neighbours, similarities, fallback = [], [], [], []
-        invalid: list[int] = []
-        for query in tqdm(queries, desc="mol2text retrieval", unit="mol", disable=not progress):
-            fp = morgan_fingerprint(query, self.radius, self.n_bits)
-            if fp is None or not len(self._fps):
-                invalid.append(len(outputs))
-                outputs.append("")
-                neighbours.append(-1)
-                similarities.append(0.0)
-                fallback.append(True)
-                continue
-            scores = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, self._fps))  # (database,)
-            best = int(scores.argmax())
-            row = int(self._fp_rows[best])
-            outputs.append(self.captions[row])
-            neighbours.append(row)
-            similarities.append(float(scores[best]))
-            fallback.append(False)
-        if invalid:
-            rows, scores = _nearest_by_tfidf(self._text, self._text_matrix, [queries[i] for i in invalid])
-            for i, row, score in zip(invalid, rows, scores):
-                outputs[i], neighbours[i], similarities[i] = self.captions[int(row)], int(row), float(score)
-        return Retrieved(outputs, neighbours, similarities, fallback)
+        found = self._search(queries, 1, progress)
+        return Retrieved(outputs=[self.captions[int(rows[0])] for rows, _, _ in found],
+                         neighbours=[int(rows[0]) for rows, _, _ in found],
+                         similarities=[float(scores[0]) for _, scores, _ in found],
+                         fallback=[by_text for _, _, by_text in found])
 
     def nearest_rows(self, queries: Sequence[str], n: int) -> list[np.ndarray]:
         """The ``n`` database rows most similar to each query molecule, best first (Morgan Tanimoto; an
         input RDKit cannot parse by its SMILES text, as in :meth:`retrieve`)."""
+        return [rows for rows, _, _ in self._search(queries, n, progress=False)]
+
+    def _search(self, queries: Sequence[str], n: int, progress: bool) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """Per query: its ``n`` nearest database rows, best first (ties: earliest row), their similarities,
+        and whether they were found by the SMILES-text fallback (character 1–4-gram TF-IDF cosine), used
+        for a query RDKit cannot parse."""
         from rdkit import DataStructs
 
-        found: list[np.ndarray | None] = []
-        for query in queries:
+        found: list[tuple[np.ndarray, np.ndarray, bool] | None] = []
+        for query in tqdm(queries, desc="mol2text retrieval", unit="mol", disable=not progress):
             fp = morgan_fingerprint(query, self.radius, self.n_bits)
             if fp is None or not len(self._fps):
                 found.append(None)
                 continue
-            found.append(self._fp_rows[top_rows(DataStructs.BulkTanimotoSimilarity(fp, self._fps), n)])
-        invalid = [i for i, rows in enumerate(found) if rows is None]
-        for i, rows in zip(invalid, _top_by_tfidf(self._text, self._text_matrix, [queries[i] for i in invalid], n)):
-            found[i] = rows
+            scores = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, self._fps))  # (database,)
+            top = top_rows(scores, n)
+            found.append((self._fp_rows[top], scores[top], False))
+        invalid = [i for i, hit in enumerate(found) if hit is None]
+        if invalid:
+            for start, block in _cosine_blocks(self._text, self._text_matrix, [queries[i] for i in invalid]):
+                for j, scores in enumerate(block):
+                    top = top_rows(scores, n)
+                    found[invalid[start + j]] = (top, scores[top], True)
         return found  # type: ignore[return-value]
 
 
