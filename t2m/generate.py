@@ -321,6 +321,7 @@ class Translator:
 
         if isinstance(knn.store, (str, Path)):
             return datastore.Datastore.load(knn.store, model=self.model, tokenizer=self.tokenizer)
+        knn.store.check_matches(model=self.model, tokenizer=self.tokenizer)
         return knn.store
 
     def pair_search(self, store):
@@ -357,4 +358,5 @@ class Translator:
         import datastore
 
         return datastore.knn_generation(self.model, store, k=knn.k, lambda_=knn.lambda_, temperature=knn.temperature,
-                                        exact=knn.exact, trace=knn.trace, retriever=retriever)
+                                        exact=knn.exact, trace=knn.trace, retriever=retriever,
+                                        check=False)  # _knn_store checked it
