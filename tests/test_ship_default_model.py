@@ -43,3 +43,12 @@ def test_card_with_one_task_measured_again_carries_the_other_over(tmp_path):
     assert "5.00 inputs/s (660 s for 3300 rows, 2 one-thread worker processes on AMD EPYC, AVX2, 2 cores)" in card
     assert card.index("new text2mol table") < card.index("carried over") < card.index("mol2text beam table")
     assert "old text2mol greedy" not in card
+
+
+def test_card_reports_mean_tokens_per_smiles_and_description(shared_data, tmp_path):
+    from t2m.recipes.ship_default_model import mean_token_lengths
+
+    lengths = mean_token_lengths(default_model_dir(), shared_data / "chebi20")
+    assert 30 < lengths["smiles"] < lengths["description"] < 200  # the shipped tokenizer: 63.7 and 86.2
+    card = model_card(default_model_dir(), tmp_path, {}, token_lengths=lengths)
+    assert f"- tokens: mean {lengths['smiles']} per SMILES, {lengths['description']} per description" in card
