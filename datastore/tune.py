@@ -253,11 +253,13 @@ def describe(candidate: Candidate) -> str:
     return f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.4g}{scope}"
 
 
-def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], exact: bool = False
-                     ) -> dict[int, tuple[Any, list | None]]:
+def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], exact: bool = False,
+                     pair_search: tuple[Any, Any] | None = None) -> dict[int, tuple[Any, list | None]]:
     """For each scope of ``pairs`` (0: the whole store; N: each source's N nearest training pairs), the
     retriever and, for N > 0, per source the store rows it may search (:class:`t2m.knn_pairs.PairFinder`).
-    The restricted scopes share one :class:`datastore.RowRestrictedRetriever` (each use restricts it anew)."""
+    The restricted scopes share one :class:`datastore.RowRestrictedRetriever` (each use restricts it anew);
+    ``pair_search``: the store's (PairFinder, RowRestrictedRetriever) to reuse, e.g.
+    ``Translator.pair_search(store)``, instead of building them."""
     wanted = sorted({int(p) for p in pairs})
     if not wanted or wanted[0] < 0:
         raise ValueError(f"pairs must be >= 0 (0: the whole store), got {list(pairs)}")
@@ -269,7 +271,7 @@ def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], e
         from datastore.retrieve import RowRestrictedRetriever
         from t2m.knn_pairs import PairFinder
 
-        finder, retriever = PairFinder.for_store(store), RowRestrictedRetriever(store)
+        finder, retriever = pair_search or (PairFinder.for_store(store), RowRestrictedRetriever(store))
         nearest = finder.nearest(sources, max(restricted))  # nearest first: each scope takes its head
         for n in restricted:
             scopes[n] = (retriever, [rows[:n] for rows in nearest])

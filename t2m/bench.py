@@ -660,7 +660,8 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
 
     batches = PairBatches(encode, sources, references, config.batch_size or DEFAULT_BATCH_SIZE)
     scope = params.pairs or 0
-    retriever, pair_rows = retrieval_scopes(store, sources, [scope])[scope]
+    reuse = translator.pair_search(store) if scope else None  # the translator's, built for the model + kNN runs
+    retriever, pair_rows = retrieval_scopes(store, sources, [scope], pair_search=reuse)[scope]
     grid = [Candidate(params.k, float(lam), params.temperature, scope) for lam in config.lambda_sweep]
     scores, _ = teacher_forced_scores(model, store, batches, grid, retriever, progress=False, pair_rows=pair_rows)
     rows = min(len(sources), config.sweep_rows or 0)
