@@ -5,7 +5,7 @@
 
 Two stages, so the grid can be wide on a CPU:
 
-1. teacher-forced (one forward pass and one search per dev batch): the mean dev log-likelihood of the
+1. teacher-forced (one forward pass per dev batch, one search per retrieval scope): the mean dev log-likelihood of the
    reference tokens under every (λ, k, T) of the grid. Without ``--temperatures`` the T grid is set
    from the data: the median squared distance d₁ of dev states to their nearest key, times 0.1 .. 10.
 2. decoding: the ``--finalists`` best combinations of stage 1 and the model alone (λ = 0) decode the dev
