@@ -321,12 +321,15 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     # stage 1: the likelihood over the whole grid (per scope, one forward pass for all); T from the data unless given
     grid: list[Candidate] = []
     stage1_scopes = []
-    for n, (retriever, pair_rows) in scopes.items():
+    if temperatures is None:  # each scope's nearest distances on the first batch, from one forward pass
+        probe = [Candidate(max(ks), 0.5, 1.0)]
+        probed = scopes_teacher_forced_scores(model, store, [batches[0]],
+                                              [(probe, retriever, rows) for retriever, rows in scopes.values()],
+                                              progress=False)
+    for s, (n, (retriever, pair_rows)) in enumerate(scopes.items()):
         scope_temperatures = temperatures
         if scope_temperatures is None:
-            probe = [Candidate(max(ks), 0.5, 1.0)]
-            _, d1 = teacher_forced_scores(model, store, [batches[0]], probe, retriever, progress=False,
-                                          pair_rows=pair_rows)
+            d1 = probed[s][1]
             scope_temperatures = sorted({float(f"{max(d1, 1e-6) * f:.3g}") for f in TEMPERATURE_FACTORS})
         scope_grid = [Candidate(k, lam, t, n) for k in ks for lam in lambdas for t in scope_temperatures]
         grid += scope_grid
