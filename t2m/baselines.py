@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from t2m.data import write_predictions  # re-exported: baselines write MolT5's 3-column TSV
+from t2m.data import SETTINGS, write_predictions  # write_predictions re-exported: baselines write MolT5's 3-column TSV
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
 __all__ = [
@@ -128,6 +128,11 @@ class MoleculeRetriever:
         input RDKit cannot parse by its SMILES text, as in :meth:`retrieve`)."""
         return [rows for rows, _, _ in self._search(queries, n, progress=False)]
 
+    def search(self, queries: Sequence[str], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: its ``n`` nearest database rows, best first, and their similarities (Morgan Tanimoto;
+        SMILES-text TF-IDF cosine for a query RDKit cannot parse)."""
+        return [(rows, scores) for rows, scores, _ in self._search(queries, n, progress=False)]
+
     def _search(self, queries: Sequence[str], n: int, progress: bool) -> list[tuple[np.ndarray, np.ndarray, bool]]:
         """Per query: its ``n`` nearest database rows, best first (ties: earliest row), their similarities,
         and whether they were found by the SMILES-text fallback (character 1–4-gram TF-IDF cosine), used
@@ -179,6 +184,15 @@ class TextRetriever:
         """The ``n`` database rows whose descriptions are most similar to each query, best first."""
         return _top_by_tfidf(self._vectorizer, self._matrix, queries, n)
 
+    def search(self, queries: Sequence[str], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: its ``n`` nearest database rows, best first (ties: earliest row), and their cosines."""
+        found = []
+        for _, block in _cosine_blocks(self._vectorizer, self._matrix, queries):
+            for scores in block:
+                top = top_rows(scores, n)
+                found.append((top, scores[top]))
+        return found
+
 
 def mol2text_baseline(queries: Sequence[str], database_smiles: Sequence[str], database_captions: Sequence[str], **options) -> list[str]:
     """Caption of the most similar database molecule for each query SMILES (see :class:`MoleculeRetriever`)."""
@@ -221,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m t2m.baselines", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the two predictions files")
     parser.add_argument("--data", type=Path, help="ChEBI-20 directory (default: found as t2m data info does)")
-    parser.add_argument("--setting", default="auto", choices=("auto", "benchmark", "official"))
+    parser.add_argument("--setting", default="auto", choices=SETTINGS)
     parser.add_argument("--database", default="train", choices=("train", "first-3001"))
     args = parser.parse_args(argv)
     for task, path in run_chebi20(args.out, args.data, args.setting, args.database).items():

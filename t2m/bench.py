@@ -53,6 +53,7 @@ import numpy as np
 # datastore builds, tuning and the λ sweep batch as `t2m datastore build` does (decoding: t2m.generate.default_batch_size)
 from datastore.cli import DEFAULT_BATCH_SIZE
 from t2m.tasks import MOL2TEXT, TEXT2MOL, TASKS, source_and_target
+from t2m.data import SETTINGS
 
 # headline metrics per task: the first is the one the acceptance reads (and examples rank by)
 HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
@@ -1175,7 +1176,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="checkpoint directory (default: the shipped model)")
     parser.add_argument("--data", type=Path, default=None, help="ChEBI-20 folder (default: where t2m finds it)")
-    parser.add_argument("--setting", default="auto", choices=("auto", "benchmark", "official"))
+    parser.add_argument("--setting", default="auto", choices=SETTINGS)
     parser.add_argument("--dev-size", type=int, default=None, help="rows in the dev slice (benchmark setting; default 300)")
     parser.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default: %(default)s)")
     parser.add_argument("--tasks", default="text2mol,mol2text", help="comma list (default: %(default)s)")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from t2m.fast_decoding import generate_in_rounds
 from t2m.mbr import OFF as MBR_OFF
 from t2m.mbr import check_utility, mbr_index
-from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task
+from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task, strip_prompt
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,16 @@ class Translation:
     candidates: list[str] = field(default_factory=list)
     scores: list[float] | None = None
     flags: list[str] = field(default_factory=list)
+    # the database pairs written into the model's input (checkpoints trained with neighbours), best first
+    neighbours: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "output": self.output, "candidates": self.candidates,
-                "scores": self.scores, "flags": self.flags}
+        out = {"input": self.input, "output": self.output, "candidates": self.candidates,
+               "scores": self.scores, "flags": self.flags}
+        if self.neighbours:
+            out["neighbours"] = [{"row": n.row, "similarity": n.similarity, "source": n.source, "target": n.target}
+                                 for n in self.neighbours]
+        return out
 
 
 @dataclass
@@ -106,20 +112,27 @@ def canonical_smiles(smiles: str) -> str | None:
 class Translator:
     """Translate descriptions to SMILES (``text2mol``) or SMILES to descriptions (``mol2text``)."""
 
-    def __init__(self, model, tokenizer, info=None, max_source_len: int = 512):
+    def __init__(self, model, tokenizer, info=None, max_source_len: int = 512, database=None):
+        """``database``: the neighbour database of a checkpoint trained with neighbours in its input (a
+        :class:`t2m.neighbours.NeighbourDatabase` or a TSV of pairs); None reads the one the checkpoint's
+        ``t2m.json`` names (the shipped model carries its own)."""
         from t2m.modeling import CheckpointInfo
+        from t2m.neighbours import NeighbourFormat
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.info = info or CheckpointInfo(path="")
+        self.neighbour_format = NeighbourFormat.from_meta(self.info.extra)
+        self._database = database
         self._syntax = None  # SmilesSyntaxProcessor, built on the first text2mol translation
         self._pair_finders: dict[str, tuple] = {}  # store path -> (PairFinder, RowRestrictedRetriever)
         self.max_source_len = min(max_source_len, getattr(tokenizer, "model_max_length", max_source_len) or max_source_len)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, allow_pickle: bool = False,
-                        prompt_style: str | None = None, device: str | None = None) -> "Translator":
-        """Load a checkpoint directory; ``None`` loads the default model that ships with t2m."""
+                        prompt_style: str | None = None, device: str | None = None, database=None) -> "Translator":
+        """Load a checkpoint directory; ``None`` loads the default model that ships with t2m. ``database``
+        replaces the neighbour database of a checkpoint that reads neighbours (see ``__init__``)."""
         from t2m.modeling import default_model_dir, load_model
 
         if path is None:
@@ -127,7 +140,39 @@ class Translator:
             if not (Path(path) / "config.json").is_file():
                 raise FileNotFoundError(f"{path}: the default model is not installed; pass a model directory (--model DIR)")
         model, tokenizer, info = load_model(path, allow_pickle=allow_pickle, device=device, prompt_style=prompt_style)
-        return cls(model, tokenizer, info)
+        return cls(model, tokenizer, info, database=database)
+
+    @property
+    def database(self):
+        """The :class:`t2m.neighbours.NeighbourDatabase` this checkpoint's inputs are conditioned on (loaded on
+        first use), or None for a checkpoint that reads no neighbours."""
+        from t2m.neighbours import NeighbourDatabase
+
+        if self.neighbour_format is None:
+            return None
+        if not isinstance(self._database, NeighbourDatabase):
+            path = self._database or self.neighbour_format.database_path(self.info.path)
+            self._database = NeighbourDatabase.from_file(path)
+        return self._database
+
+    def neighbours(self, texts: Sequence[str], task: str) -> list[list[Any]]:
+        """The neighbours each input is shown with (empty lists for a checkpoint that reads none)."""
+        if self.neighbour_format is None:
+            return [[] for _ in texts]
+        return self.database.search([strip_prompt(t, task) for t in texts], task, self.neighbour_format.k)
+
+    def model_inputs(self, texts: Sequence[str], task: str, neighbours: Sequence[Sequence[Any]] | None = None) -> list[str]:
+        """The text the model reads for each input: the task prompt, the input and, for a checkpoint trained
+        with neighbours, its neighbours (found here unless given) in the checkpoint's layout."""
+        from t2m.neighbours import conditioned_source
+
+        texts = [strip_prompt(t, task) for t in texts]
+        if self.neighbour_format is not None:
+            if neighbours is None:
+                neighbours = self.neighbours(texts, task)
+            texts = [conditioned_source(t, task, n, self.neighbour_format.show_similarity)
+                     for t, n in zip(texts, neighbours)]
+        return [add_prompt(t, task, self.info.prompt_style) for t in texts]
 
     def decoding_defaults(self, task: str) -> dict[str, Any]:
         """The checkpoint's recommended ``generate`` options for ``task`` (``t2m.json`` "decoding"), e.g.
@@ -139,8 +184,9 @@ class Translator:
         return self.info.decoding_options(task, **given)
 
     # --------------------------------------------------------------------------------------------
-    def _encode(self, texts: Sequence[str], task: str, flags: list[list[str]], rows: Sequence[int]):
-        prompted = [add_prompt(t, task, self.info.prompt_style) for t in texts]
+    def _encode(self, texts: Sequence[str], task: str, flags: list[list[str]], rows: Sequence[int],
+                neighbours: Sequence[Sequence[Any]] | None = None):
+        prompted = self.model_inputs(texts, task, neighbours)
         ids = self.tokenizer(prompted, add_special_tokens=False)["input_ids"]
         eos = self.tokenizer.eos_token_id
         out = []
@@ -237,7 +283,9 @@ class Translator:
                 todo.append(row)
         if not todo:  # every input empty (a DecodePool chunk can be)
             return results  # type: ignore[return-value]
-        encoded = dict(zip(todo, self._encode([inputs[r] for r in todo], task, [flags[r] for r in todo], todo)))
+        shown = dict(zip(todo, self.neighbours([inputs[r] for r in todo], task)))
+        encoded = dict(zip(todo, self._encode([inputs[r] for r in todo], task, [flags[r] for r in todo], todo,
+                                              [shown[r] for r in todo])))
         # longest first: similar lengths share a batch, and memory peaks early
         order = sorted(todo, key=lambda r: -len(encoded[r]))
         gen_kwargs: dict[str, Any] = dict(do_sample=do_sample, early_stopping=True if num_beams > 1 else None,
@@ -287,6 +335,7 @@ class Translator:
                 scores = seq_scores[:n_return].tolist() if seq_scores is not None else None
                 results[row] = self._finish(inputs[row], [t.strip() for t in texts], scores, flags[row], task,
                                             rerank, canonicalize, mbr if choose_by_mbr else MBR_OFF)
+                results[row].neighbours = shown[row]
                 bar.update(1)
         bar.close()
         return results  # type: ignore[return-value]

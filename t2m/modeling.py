@@ -133,20 +133,35 @@ def _check_weights(path: Path, allow_pickle: bool) -> None:
         raise FileNotFoundError(f"{path}: no model weights (model.safetensors or pytorch_model.bin) in this directory")
 
 
+def model_class(config_or_path: Any):
+    """The model class of a checkpoint folder or ``T5Config``: :class:`t2m.copy_model.T5CopyForConditionalGeneration`
+    when its config says ``copy_head: true``, else ``T5ForConditionalGeneration``."""
+    from transformers import T5ForConditionalGeneration
+
+    if isinstance(config_or_path, (str, Path)):
+        config_file = Path(config_or_path) / "config.json"
+        copy = bool(json.loads(config_file.read_text()).get("copy_head")) if config_file.is_file() else False
+    else:
+        copy = bool(getattr(config_or_path, "copy_head", False))
+    if copy:
+        from t2m.copy_model import T5CopyForConditionalGeneration
+
+        return T5CopyForConditionalGeneration
+    return T5ForConditionalGeneration
+
+
 def load_model(path: str | Path, allow_pickle: bool = False, device: str | None = None, prompt_style: str | None = None):
     """Load ``(model, tokenizer, info)`` from a checkpoint directory.
 
     ``prompt_style`` overrides the stored or guessed one ("textchem" or "none").
     """
-    from transformers import T5ForConditionalGeneration
-
     from t2m.tokenizer import load_tokenizer
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json); pass a directory saved by `t2m train` or `save_pretrained`")
     _check_weights(path, allow_pickle)
-    model = T5ForConditionalGeneration.from_pretrained(str(path), use_safetensors=not allow_pickle or None)
+    model = model_class(path).from_pretrained(str(path), use_safetensors=not allow_pickle or None)
     model.eval()
     if device:
         model.to(device)

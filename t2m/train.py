@@ -57,6 +57,13 @@ class TrainConfig:
     grad_accum: int = 1
     smiles_augment: float = 0.5  # probability of a randomised SMILES as mol2text source
     aux_unlabeled_per_epoch: int = 0  # smiles2smiles examples per epoch from the unlabeled molecules
+    # retrieval-augmented inputs (t2m.neighbours): each source carries its `neighbours` nearest training pairs
+    # (never itself nor the same molecule), drawn each epoch from its `neighbour_pool` nearest
+    neighbours: int = 0
+    neighbour_pool: int = 4
+    neighbour_p_nearest: float = 0.5  # probability of showing the nearest ones rather than a draw from the pool
+    show_similarity: bool = True
+    copy_head: bool = False  # pointer-generator head (t2m.copy_model): copy tokens from the input
     # optimisation
     lr: float = 7e-4
     weight_decay: float = 0.01
@@ -107,9 +114,27 @@ class TrainingData:
     dev: list[dict]
     unlabeled_smiles: list[str] = field(default_factory=list)
     setting: str = ""
+    # with config.neighbours: task -> per train row its candidate neighbours; per dev row its nearest ones
+    train_neighbours: dict[str, list] = field(default_factory=dict)
+    dev_neighbours: dict[str, list] = field(default_factory=dict)
+    described: dict = field(default_factory=dict)  # t2m.data.Chebi20Splits.describe()
+
+    def source(self, row: int, task: str, neighbours=None, split: str = "train", show_similarity: bool = True) -> str:
+        """The prompted model input of row ``row`` of ``split`` for ``task``, with ``neighbours`` (default:
+        the row's nearest ones) when the data has neighbours."""
+        from t2m.neighbours import conditioned_source
+
+        record = (self.train if split == "train" else self.dev)[row]
+        text = record["description"] if task == TEXT2MOL else record["smiles"]
+        found = self.train_neighbours if split == "train" else self.dev_neighbours
+        if found:
+            if neighbours is None:
+                neighbours = found[task][row]
+            text = conditioned_source(text, task, neighbours, show_similarity)
+        return PROMPTS[task] + text
 
 
-def load_training_data(config: TrainConfig) -> TrainingData:
+def load_training_data(config: TrainConfig, cache_dir: Path | None = None) -> TrainingData:
     from t2m.data import load_chebi20_records, load_chebi20_unlabeled_records
 
     splits = load_chebi20_records(config.data_dir, config.setting, dev_size=config.dev_size)
@@ -119,7 +144,33 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             unlabeled = [r["smiles"] for r in load_chebi20_unlabeled_records(config.data_dir)]
         except FileNotFoundError:
             unlabeled = []
-    return TrainingData(splits.train, splits.dev, unlabeled, splits.setting)
+    data = TrainingData(splits.train, splits.dev, unlabeled, splits.setting, described=splits.describe())
+    if config.neighbours:
+        data.train_neighbours, data.dev_neighbours = find_training_neighbours(config, data, cache_dir)
+    return data
+
+
+def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir: Path | None):
+    """Per task, each training row's ``neighbour_pool`` nearest other-molecule pairs, and each dev row's
+    ``neighbours`` nearest pairs (as at test time), cached in ``cache_dir/neighbours.json``."""
+    from t2m.neighbours import (NeighbourDatabase, load_neighbour_cache, save_neighbour_cache,
+                                training_neighbours)
+
+    cache = cache_dir / "neighbours.json" if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        found = load_neighbour_cache(cache)
+        if len(found.get("train-" + MOL2TEXT, [])) == len(data.train) and len(found.get("dev-" + MOL2TEXT, [])) == len(data.dev):
+            return ({t: found["train-" + t] for t in (TEXT2MOL, MOL2TEXT)},
+                    {t: found["dev-" + t] for t in (TEXT2MOL, MOL2TEXT)})
+    database = NeighbourDatabase.from_records(data.train)
+    train, dev = {}, {}
+    for task in (TEXT2MOL, MOL2TEXT):
+        train[task] = training_neighbours(database, data.train, task, config.neighbour_pool)
+        queries = [r["description"] if task == TEXT2MOL else r["smiles"] for r in data.dev]
+        dev[task] = database.search(queries, task, config.neighbours)
+    if cache is not None:
+        save_neighbour_cache(cache, {**{"train-" + t: v for t, v in train.items()}, **{"dev-" + t: v for t, v in dev.items()}})
+    return train, dev
 
 
 def randomized_smiles(smiles: str, rng: random.Random) -> str:
@@ -137,13 +188,20 @@ def randomized_smiles(smiles: str, rng: random.Random) -> str:
 
 def epoch_examples(data: TrainingData, config: TrainConfig, epoch: int) -> list[tuple[str, str, str]]:
     """(prompted source, target, task) for one epoch: every pair in both directions, plus aux rows."""
+    from t2m.neighbours import conditioned_source, draw_neighbours
+
     rng = random.Random(config.seed * 100003 + epoch)
     examples = []
-    for row in data.train:
+    for i, row in enumerate(data.train):
         smiles, description = row["smiles"], row["description"]
-        examples.append((PROMPTS[TEXT2MOL] + description, smiles, TEXT2MOL))
         source = randomized_smiles(smiles, rng) if rng.random() < config.smiles_augment else smiles
-        examples.append((PROMPTS[MOL2TEXT] + source, description, MOL2TEXT))
+        sources = {TEXT2MOL: description, MOL2TEXT: source}
+        if data.train_neighbours:
+            for task in (TEXT2MOL, MOL2TEXT):
+                shown = draw_neighbours(data.train_neighbours[task][i], config.neighbours, rng, config.neighbour_p_nearest)
+                sources[task] = conditioned_source(sources[task], task, shown, config.show_similarity)
+        examples.append((PROMPTS[TEXT2MOL] + sources[TEXT2MOL], smiles, TEXT2MOL))
+        examples.append((PROMPTS[MOL2TEXT] + sources[MOL2TEXT], description, MOL2TEXT))
     if config.aux_unlabeled_per_epoch and data.unlabeled_smiles:
         for smiles in rng.sample(data.unlabeled_smiles, min(config.aux_unlabeled_per_epoch, len(data.unlabeled_smiles))):
             examples.append((AUX_PROMPT + randomized_smiles(smiles, rng), smiles, SMILES2SMILES))
@@ -180,8 +238,11 @@ def checkpoint_dirs(out_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: dict, optimizer=None, scheduler=None) -> None:
-    """Write a complete checkpoint to ``path`` atomically (a temp folder renamed into place)."""
+def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: dict, optimizer=None, scheduler=None,
+                    data: TrainingData | None = None) -> None:
+    """Write a complete checkpoint to ``path`` atomically (a temp folder renamed into place). A model trained
+    with neighbours gets its memory (the training pairs it retrieves from, ``memory.tsv``) and says in
+    ``t2m.json`` how its inputs are built."""
     import torch
 
     from t2m.modeling import write_checkpoint_info
@@ -191,7 +252,17 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    write_checkpoint_info(tmp, prompt_style="textchem", training_setting=state.get("setting", ""))
+    extra: dict[str, Any] = {"training_setting": state.get("setting", "")}
+    if data is not None and data.described:
+        extra["training_data"] = data.described
+    if config.neighbours and data is not None:
+        from t2m.data import write_records_tsv
+        from t2m.neighbours import NeighbourFormat
+
+        neighbour_format = NeighbourFormat(k=config.neighbours, show_similarity=config.show_similarity)
+        write_records_tsv(tmp / neighbour_format.database, data.train)
+        extra["neighbours"] = neighbour_format.to_meta()
+    write_checkpoint_info(tmp, prompt_style="textchem", **extra)
     (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     if optimizer is not None:
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
@@ -204,25 +275,25 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
 # quick dev metric
 
 
-def quick_dev_metrics(model, tokenizer, dev: list[dict], n: int, max_len: int = 256) -> dict[str, float]:
+def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int = 256) -> dict[str, float]:
     """Greedy decoding of ``n`` dev rows per task: text2mol validity and exact (InChI), mol2text BLEU-4."""
     import torch
     from nltk.translate.bleu_score import corpus_bleu
     from rdkit import Chem, RDLogger
 
-    from t2m.batching import encode_batch
+    from t2m.batching import collate, encode_sources
 
     RDLogger.DisableLog("rdApp.*")
-    rows = dev[:n]
+    rows = data.dev[:n]
     if not rows:
         return {}
     out: dict[str, float] = {}
     model.eval()
     with torch.no_grad():
         for task in (TEXT2MOL, MOL2TEXT):
-            sources = [r["description"] if task == TEXT2MOL else r["smiles"] for r in rows]
+            sources = [data.source(i, task, split="dev") for i in range(len(rows))]
             refs = [r["smiles"] if task == TEXT2MOL else r["description"] for r in rows]
-            batch = encode_batch(tokenizer, sources, None, task, max_source_len=max_len)
+            batch = collate(encode_sources(tokenizer, sources, 512), None, tokenizer.pad_token_id, 32, 512)
             generated = model.generate(**batch, max_new_tokens=max_len, num_beams=1, do_sample=False)
             hyps = tokenizer.batch_decode(generated, skip_special_tokens=True)
             if task == TEXT2MOL:
@@ -333,10 +404,10 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
-    from transformers import GenerationConfig, T5ForConditionalGeneration
+    from transformers import GenerationConfig
 
     from t2m.batching import collate
-    from t2m.modeling import make_config
+    from t2m.modeling import make_config, model_class
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -350,7 +421,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     random.seed(config.seed)
     torch.manual_seed(config.seed)
 
-    data = load_training_data(config)
+    data = load_training_data(config, out_dir)
     with accelerator.main_process_first():
         tokenizer = prepare_tokenizer(config, data, out_dir)
 
@@ -358,15 +429,19 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "elapsed_s": 0.0, "setting": data.setting}
     if checkpoints:
         last = checkpoints[-1]
-        model = T5ForConditionalGeneration.from_pretrained(str(last))
+        model = model_class(last).from_pretrained(str(last))
         state.update(json.loads((last / "trainer_state.json").read_text()))
         accelerator.print(f"resuming from {last} (step {state['step']})")
     elif config.init_from:
-        model = T5ForConditionalGeneration.from_pretrained(config.init_from)
+        model = model_class(config.init_from).from_pretrained(config.init_from)
     else:
         model_config = make_config(config.preset, config.model_config, vocab_size=len(tokenizer),
                                    dropout_rate=config.dropout)
-        model = T5ForConditionalGeneration(model_config)
+        model = model_class(model_config)(model_config)
+    if config.copy_head and not getattr(model.config, "copy_head", False):
+        from t2m.copy_model import with_copy_head
+
+        model = with_copy_head(model)
     state["precision"] = precision
     model.generation_config = GenerationConfig(
         decoder_start_token_id=0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -387,9 +462,9 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     dev_examples = []
-    for row in data.dev[:256]:
-        dev_examples.append((PROMPTS[TEXT2MOL] + row["description"], row["smiles"], TEXT2MOL))
-        dev_examples.append((PROMPTS[MOL2TEXT] + row["smiles"], row["description"], MOL2TEXT))
+    for i, row in enumerate(data.dev[:256]):
+        dev_examples.append((data.source(i, TEXT2MOL, split="dev"), row["smiles"], TEXT2MOL))
+        dev_examples.append((data.source(i, MOL2TEXT, split="dev"), row["description"], MOL2TEXT))
     dev_batches = [
         collate(*zip(*b), tokenizer.pad_token_id, config.length_multiple, config.max_source_len, config.max_target_len)
         for b in epoch_batches(tokenizer, dev_examples, config, epoch=-1)
@@ -409,11 +484,11 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
             path = out_dir / "checkpoints" / f"step-{state['step']}"
-            save_checkpoint(path, unwrapped, tokenizer, config, dict(state), optimizer, scheduler)
+            save_checkpoint(path, unwrapped, tokenizer, config, dict(state), optimizer, scheduler, data)
             for old in checkpoint_dirs(out_dir)[: -config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
             if final:
-                save_checkpoint(out_dir / "model", unwrapped, tokenizer, config, dict(state))
+                save_checkpoint(out_dir / "model", unwrapped, tokenizer, config, dict(state), data=data)
         accelerator.wait_for_everyone()
 
     while not done:
@@ -460,7 +535,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
             if step % config.eval_every == 0 and accelerator.is_main_process:
                 unwrapped = accelerator.unwrap_model(model)
                 record = {"step": step, "dev_loss": dev_loss(unwrapped, dev_batches, accelerator.autocast)}
-                record.update(quick_dev_metrics(unwrapped, tokenizer, data.dev, config.quick_eval_rows, config.max_target_len))
+                record.update(quick_dev_metrics(unwrapped, tokenizer, data, config.quick_eval_rows, config.max_target_len))
                 progress.write(json.dumps(record))
                 with log_file.open("a") as f:
                     f.write(json.dumps(record) + "\n")

@@ -1,0 +1,210 @@
+"""Nearest training pairs of an input, written into the model's input (retrieval-augmented translation).
+
+A checkpoint trained with neighbours reads, after the task prompt and the input itself, the ``k`` nearest
+pairs of a database (its "memory"): for mol2text the nearest molecules' SMILES and captions, for text2mol
+the nearest descriptions and their SMILES, each with its similarity::
+
+    Caption the following SMILES: CCO || 0.62 CCCO => The molecule is a propan-1-ol ...
+
+The model copies what fits from the neighbour's side of the target and changes what differs (Neural Fuzzy
+Repair, Bulte & Tezcan 2019; Xu et al. 2020). Neighbours are found as the retrieval baselines find them
+(:mod:`t2m.baselines`): Morgan-fingerprint Tanimoto between molecules, TF-IDF cosine between descriptions.
+
+In training, a pair never sees itself or another pair of the same molecule (same RDKit canonical SMILES),
+so that training and test neighbours are alike in distance.
+
+:class:`NeighbourFormat` is what a checkpoint's ``t2m.json`` says under ``"neighbours"``;
+:class:`NeighbourDatabase` searches a list of (SMILES, description) records; :func:`conditioned_source`
+writes the input text.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
+
+SEPARATOR = " || "
+ARROW = " => "
+# a neighbour's source side is cut to this many characters: the input and the neighbour's target matter more
+MAX_NEIGHBOUR_SOURCE_CHARS = {MOL2TEXT: 200, TEXT2MOL: 400}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One database pair shown beside an input."""
+
+    row: int
+    similarity: float
+    source: str  # the neighbour's side in the input's language (SMILES for mol2text)
+    target: str  # the neighbour's side in the output's language (its caption for mol2text)
+
+
+@dataclass(frozen=True)
+class NeighbourFormat:
+    """How a checkpoint's inputs carry neighbours (``t2m.json`` → ``"neighbours"``).
+
+    ``k`` pairs after the input, best first; ``show_similarity`` writes each one's similarity (2 decimals)
+    before it; ``database`` is the TSV of pairs searched (ChEBI-20 format), relative to the checkpoint
+    folder unless absolute.
+    """
+
+    k: int = 1
+    show_similarity: bool = True
+    database: str = "memory.tsv"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"neighbours k = {self.k!r}: must be an integer >= 1")
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None) -> "NeighbourFormat | None":
+        """The format of a ``t2m.json`` dict, or None when its checkpoint reads no neighbours."""
+        section = (meta or {}).get("neighbours")
+        if not section:
+            return None
+        unknown = set(section) - {"k", "show_similarity", "database"}
+        if unknown:
+            raise ValueError(f't2m.json "neighbours": unknown key(s) {", ".join(sorted(unknown))}; '
+                             "known: k, show_similarity, database")
+        return cls(**section)
+
+    def to_meta(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def database_path(self, checkpoint: str | Path) -> Path:
+        path = Path(self.database)
+        return path if path.is_absolute() else Path(checkpoint) / path
+
+
+def conditioned_source(text: str, task: str, neighbours: Sequence[Neighbour], show_similarity: bool = True) -> str:
+    """``text`` followed by its neighbours, in the layout the model was trained on (no task prompt: the
+    prompt goes in front of all of it, see :func:`t2m.tasks.add_prompt`)."""
+    check_task(task)
+    parts = [text]
+    limit = MAX_NEIGHBOUR_SOURCE_CHARS[task]
+    for n in neighbours:
+        head = f"{n.similarity:.2f} " if show_similarity else ""
+        parts.append(f"{head}{n.source[:limit]}{ARROW}{n.target}")
+    return SEPARATOR.join(parts)
+
+
+def canonical_key(smiles: str) -> str:
+    """RDKit canonical SMILES of ``smiles`` (the text itself when RDKit cannot parse it): two pairs with the
+    same key are the same molecule."""
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolToSmiles(mol) if mol is not None else smiles
+
+
+@dataclass
+class NeighbourDatabase:
+    """(SMILES, description) pairs searched for neighbours: by molecule (mol2text) or by description
+    (text2mol). The search structures are built on first use of each task."""
+
+    smiles: list[str]
+    descriptions: list[str]
+    name: str = ""
+    _retrievers: dict[str, Any] = field(default_factory=dict, repr=False)
+    _keys: list[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.smiles) != len(self.descriptions) or not self.smiles:
+            raise ValueError(f"a neighbour database needs one description per SMILES and at least one pair "
+                             f"(got {len(self.smiles)} SMILES, {len(self.descriptions)} descriptions)")
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping[str, str]], name: str = "") -> "NeighbourDatabase":
+        return cls([r["smiles"] for r in records], [r["description"] for r in records], name)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "NeighbourDatabase":
+        """A ChEBI-20-format TSV (``CID``, ``SMILES``, ``description``) or JSONL of pairs."""
+        from t2m.data import read_records
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: neighbour database not found; pass a ChEBI-20-format TSV of "
+                                    "training pairs (--database FILE)")
+        return cls.from_records(read_records(path), str(path))
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def _retriever(self, task: str):
+        if task not in self._retrievers:
+            from t2m.baselines import MoleculeRetriever, TextRetriever
+
+            self._retrievers[task] = (MoleculeRetriever(self.smiles, self.descriptions) if task == MOL2TEXT
+                                      else TextRetriever(self.descriptions, self.smiles))
+        return self._retrievers[task]
+
+    def sides(self, row: int, task: str) -> tuple[str, str]:
+        """(source, target) of database row ``row`` for ``task``."""
+        return (self.smiles[row], self.descriptions[row]) if task == MOL2TEXT else (self.descriptions[row], self.smiles[row])
+
+    def search(self, queries: Sequence[str], task: str, k: int, exclude_same_molecule_as: Sequence[str] | None = None,
+               pool: int | None = None) -> list[list[Neighbour]]:
+        """The ``k`` nearest pairs of each query, best first. ``exclude_same_molecule_as`` (one SMILES per
+        query) drops every database pair of that molecule — in training, the pair itself and its
+        duplicates. ``pool`` candidates are searched before dropping (default ``k + 8``)."""
+        check_task(task)
+        if not len(queries):
+            return []
+        pool = max(pool or k + 8, k)
+        found = self._retriever(task).search(list(queries), pool if exclude_same_molecule_as is not None else k)
+        if exclude_same_molecule_as is not None:
+            keys = self.molecule_keys()
+            excluded = [canonical_key(s) for s in exclude_same_molecule_as]
+        out = []
+        for i, (rows, scores) in enumerate(found):
+            chosen = []
+            for row, score in zip(rows.tolist(), scores.tolist()):
+                if exclude_same_molecule_as is not None and keys[row] == excluded[i]:
+                    continue
+                source, target = self.sides(row, task)
+                chosen.append(Neighbour(int(row), round(float(score), 4), source, target))
+                if len(chosen) == k:
+                    break
+            out.append(chosen)
+        return out
+
+    def molecule_keys(self) -> list[str]:
+        if self._keys is None:
+            self._keys = [canonical_key(s) for s in self.smiles]
+        return self._keys
+
+
+def training_neighbours(database: NeighbourDatabase, records: Sequence[Mapping[str, str]], task: str,
+                        pool: int) -> list[list[Neighbour]]:
+    """For each training record, its ``pool`` nearest pairs of ``database`` that are not the same molecule."""
+    queries = [r["smiles"] if task == MOL2TEXT else r["description"] for r in records]
+    return database.search(queries, task, pool, exclude_same_molecule_as=[r["smiles"] for r in records],
+                           pool=pool + 8)
+
+
+def draw_neighbours(candidates: Sequence[Neighbour], k: int, rng: random.Random, p_nearest: float = 0.5) -> list[Neighbour]:
+    """``k`` of a training pair's candidates for one epoch: the nearest ``k`` with probability ``p_nearest``,
+    else ``k`` drawn from the candidates (kept in order of similarity). A different draw each epoch
+    multiplies the distinct examples a small training set gives."""
+    if len(candidates) <= k or rng.random() < p_nearest:
+        return list(candidates[:k])
+    picked = sorted(rng.sample(range(len(candidates)), k))
+    return [candidates[i] for i in picked]
+
+
+def save_neighbour_cache(path: Path, found: Mapping[str, list[list[Neighbour]]]) -> None:
+    from t2m.data import atomic_write_text
+
+    atomic_write_text(path, json.dumps({task: [[asdict(n) for n in row] for row in rows] for task, rows in found.items()}))
+
+
+def load_neighbour_cache(path: Path) -> dict[str, list[list[Neighbour]]]:
+    raw = json.loads(Path(path).read_text())
+    return {task: [[Neighbour(**n) for n in row] for row in rows] for task, rows in raw.items()}

@@ -1,0 +1,154 @@
+"""Retrieval-augmented inputs: neighbour lookup, conditioned training, the copy head, and checkpoints that
+know their inputs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from t2m.neighbours import (Neighbour, NeighbourDatabase, NeighbourFormat, canonical_key, conditioned_source,
+                            draw_neighbours, training_neighbours)
+from t2m.tasks import MOL2TEXT, TEXT2MOL
+
+
+@pytest.fixture(scope="module")
+def validation_rows(shared_data):
+    from t2m.data import read_tsv_records
+
+    return read_tsv_records(shared_data / "chebi20" / "validation.txt")[:300]
+
+
+@pytest.mark.parametrize("task", [MOL2TEXT, TEXT2MOL])
+def test_training_neighbours_never_the_row_itself_nor_its_molecule(validation_rows, task):
+    rows = list(validation_rows)
+    # a duplicate molecule under another CID (and another SMILES spelling) must not be shown either
+    duplicate = dict(rows[5], cid="dup", smiles=canonical_key(rows[5]["smiles"]))
+    rows.append(duplicate)
+    database = NeighbourDatabase.from_records(rows)
+    found = training_neighbours(database, rows, task, pool=4)
+    assert len(found) == len(rows)
+    keys = database.molecule_keys()
+    for i, neighbours in enumerate(found):
+        assert len(neighbours) == 4
+        for n in neighbours:
+            assert n.row != i
+            assert keys[n.row] != keys[i]
+        sims = [n.similarity for n in neighbours]
+        assert sims == sorted(sims, reverse=True)
+    # rows 5 and the duplicate are the same molecule: neither sees the other
+    assert all(n.row not in (5, len(rows) - 1) for n in found[5] + found[-1])
+    # at test time (no exclusion) a query that is in the database finds itself first
+    query = rows[7]["smiles"] if task == MOL2TEXT else rows[7]["description"]
+    assert database.search([query], task, 1)[0][0].row == 7
+
+
+def test_conditioned_source_layout_and_draws():
+    n = [Neighbour(3, 0.8123, "CCO", "The molecule is ethanol."), Neighbour(9, 0.5, "CCN", "An amine.")]
+    text = conditioned_source("CCCO", MOL2TEXT, n[:1])
+    assert text == "CCCO || 0.81 CCO => The molecule is ethanol."
+    assert conditioned_source("CCCO", MOL2TEXT, n[:1], show_similarity=False) == "CCCO || CCO => The molecule is ethanol."
+    rng = random.Random(0)
+    draws = {tuple(x.row for x in draw_neighbours(n, 1, rng, p_nearest=0.0)) for _ in range(50)}
+    assert draws == {(3,), (9,)}
+    assert draw_neighbours(n, 1, rng, p_nearest=1.0) == n[:1]
+    with pytest.raises(ValueError, match="k"):
+        NeighbourFormat(k=0)
+
+
+def test_copy_head_mixture_is_a_distribution_and_copies():
+    import torch
+
+    from t2m.copy_model import mix_copy
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 10)
+    weights = torch.softmax(torch.randn(2, 3, 4), dim=-1)
+    source = torch.tensor([[5, 6, 5, 1], [2, 2, 2, 2]])
+    # gate fully open: all mass on the source tokens, summed per token
+    log_p = mix_copy(logits, weights, torch.full((2, 3), 30.0), source)
+    p = log_p.exp()
+    assert torch.allclose(p.sum(-1), torch.ones(2, 3), atol=1e-4)
+    assert torch.allclose(p[0, :, 5], weights[0, :, 0] + weights[0, :, 2], atol=1e-4)
+    assert torch.allclose(p[1, :, 2], torch.ones(3), atol=1e-4)
+    # gate closed: the vocabulary distribution
+    log_p = mix_copy(logits, weights, torch.full((2, 3), -30.0), source)
+    assert torch.allclose(log_p.exp(), torch.softmax(logits, -1), atol=1e-4)
+
+
+def _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, out, **kw):
+    from t2m.train import TrainConfig
+
+    base = dict(out_dir=str(out), data_dir=str(tiny_chebi20), setting="benchmark", dev_size=20,
+                tokenizer=str(tiny_tokenizer_dir), preset="cpu-tiny", batch_size=8, max_source_len=256,
+                max_target_len=96, max_steps=3, warmup_steps=1, log_every=1, eval_every=3, save_every=3,
+                quick_eval_rows=2, lr=3e-3, threads=1, neighbours=1, copy_head=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def neighbour_checkpoint(tiny_chebi20, tiny_tokenizer_dir, tmp_path_factory):
+    """A tiny copy-head T5 trained 3 steps with one neighbour in its inputs."""
+    from t2m.train import train
+
+    out = tmp_path_factory.mktemp("neighbour_run")
+    config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, out)
+    return config, train(config)
+
+
+def test_training_examples_carry_neighbours_never_their_own_pair(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
+    from t2m.train import epoch_examples, load_training_data
+
+    config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path)
+    data = load_training_data(config, tmp_path)
+    examples = epoch_examples(data, config, epoch=0)
+    assert len(examples) == 2 * len(data.train)
+    for i, row in enumerate(data.train):
+        text2mol, mol2text = examples[2 * i][0], examples[2 * i + 1][0]
+        assert text2mol.startswith("Write in SMILES the described molecule: " + row["description"] + " || ")
+        assert mol2text.startswith("Caption the following SMILES: ") and " || " in mol2text
+        # its own target never appears as the neighbour's target
+        assert not text2mol.endswith(" => " + row["smiles"])
+        assert not mol2text.endswith(" => " + row["description"])
+    assert (tmp_path / "neighbours.json").is_file()  # cached for the next start
+
+
+def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):
+    import torch
+
+    from t2m.copy_model import T5CopyForConditionalGeneration
+    from t2m.generate import Translator
+    from t2m.train import load_training_data
+
+    config, final = neighbour_checkpoint
+    meta = json.loads((final / "t2m.json").read_text())
+    assert meta["neighbours"] == {"k": 1, "show_similarity": True, "database": "memory.tsv"}
+    assert meta["training_data"]["sizes"]["train"] == 140 and "validation.txt" in meta["training_data"]["files"]
+    translator = Translator.from_pretrained(final)
+    assert isinstance(translator.model, T5CopyForConditionalGeneration)
+    assert len(translator.database) == 140
+    data = load_training_data(config, Path(config.out_dir))
+    # the translator writes dev inputs exactly as training wrote them
+    for task in (TEXT2MOL, MOL2TEXT):
+        texts = [r["description"] if task == TEXT2MOL else r["smiles"] for r in data.dev[:5]]
+        assert translator.model_inputs(texts, task) == [data.source(i, task, split="dev") for i in range(5)]
+    # the copy head's weights survive the round trip
+    reloaded = Translator.from_pretrained(final).model
+    assert torch.equal(reloaded.copy_head.query.weight, translator.model.copy_head.query.weight)
+    results = translator.translate([data.dev[0]["smiles"]], MOL2TEXT, num_beams=2, max_new_tokens=8)
+    assert results[0].neighbours and results[0].neighbours[0].target == data.train[results[0].neighbours[0].row]["description"]
+    assert "neighbours" in results[0].to_dict()
+    # another database replaces the memory
+    other = NeighbourDatabase.from_records(data.train[:10])
+    assert Translator.from_pretrained(final, database=other).neighbours([data.dev[0]["smiles"]], MOL2TEXT)[0][0].row < 10
+
+
+def test_plain_checkpoints_read_no_neighbours(tiny_model_dir):
+    from t2m.generate import Translator
+
+    translator = Translator.from_pretrained(tiny_model_dir)
+    assert translator.neighbour_format is None and translator.database is None
+    assert translator.model_inputs(["CCO"], MOL2TEXT) == ["Caption the following SMILES: CCO"]
