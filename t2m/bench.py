@@ -59,7 +59,7 @@ from t2m.data import SETTINGS
 HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
 PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
 # metrics the model + kNN must beat the retrieval baseline on (issue 5's acceptance)
-VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts")}
+VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "maccs_fts")}
 LOWER_IS_BETTER = {"levenshtein", "fcd"}
 SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 EXAMPLE_SYSTEMS = ("model", "model+knn", "retrieval")
@@ -99,6 +99,7 @@ class BenchConfig:
     allow_pickle: bool = False
     progress: bool = True
     jobs: int = 1  # worker processes: stores of the tasks prepared at once, each decoding split over them
+    knn: bool = True  # False: the model and the retrieval baseline only (no datastores, sweep or scaling runs)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -233,9 +234,9 @@ class RowScores:
         if metric in ("exact_match", "validity"):
             x = v["exact" if metric == "exact_match" else "valid"].astype(np.float64)
             return counts @ x / counts.sum(axis=1)
-        if metric in ("morgan_fts",):
+        if metric in ("morgan_fts", "maccs_fts"):
             parsed = v["parsed"].astype(np.float64)
-            sims = np.nan_to_num(v["morgan"], nan=0.0) * parsed
+            sims = np.nan_to_num(v["morgan" if metric == "morgan_fts" else "maccs"], nan=0.0) * parsed
             denominator = counts @ parsed
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(denominator > 0, (counts @ sims) / np.maximum(denominator, 1e-300), np.nan)
@@ -280,6 +281,8 @@ def text2mol_row_scores(references: Sequence[str], outputs: Sequence[str]) -> Ro
         "parsed": np.array([r.output_parsed and r.similarities is not None for r in rows], dtype=bool),
         "morgan": np.array([r.similarities[2] if (r.output_parsed and r.similarities is not None) else np.nan
                             for r in rows], dtype=np.float64),
+        "maccs": np.array([r.similarities[0] if (r.output_parsed and r.similarities is not None) else np.nan
+                           for r in rows], dtype=np.float64),
     })
 
 
@@ -786,7 +789,7 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
     for task, t in bench["tasks"].items():
         comps = {(c["system"], c["baseline"], c["metric"]): c for c in t.get("comparisons", [])}
         primary = PRIMARY_METRIC[task]
-        knn = t.get("datastore", {}).get("knn", {})
+        knn = (t.get("datastore") or {}).get("knn", {})
         if knn.get("lambda") == 0:
             lines.append(f"{task}: tuning on the dev slice chose λ = 0, i.e. no retrieval: model + kNN decodes as "
                          "the model alone.")
@@ -807,18 +810,19 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                 others.append(f"{metric} {c['delta']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] ({word})")
         if others:
             lines.append(f"{task}: model + kNN minus the model alone on the other headline metrics: " + "; ".join(others) + ".")
-        for metric in VERSUS_RETRIEVAL[task]:
-            c = comps.get(("model+knn", "retrieval", metric))
-            if c is None or c.get("delta") is None or None in c["ci95"]:
-                if c is not None:
-                    lines.append(f"{task}: model + kNN vs the retrieval baseline on {metric}: undefined "
-                                 "(no output of one system parses).")
-                continue
-            lo, hi = c["ci95"]
-            word = _verdict_word(c, "beats", "does NOT beat (is worse than)",
-                                 "does NOT clearly beat (interval includes zero)")
-            lines.append(f"{task}: model + kNN {word} the retrieval baseline on {metric} "
-                         f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
+        for system, label in (("model", "the model"), ("model+knn", "model + kNN")):
+            for metric in VERSUS_RETRIEVAL[task]:
+                c = comps.get((system, "retrieval", metric))
+                if c is None or c.get("delta") is None or None in c["ci95"]:
+                    if c is not None:
+                        lines.append(f"{task}: {label} vs the retrieval baseline on {metric}: undefined "
+                                     "(no output of one system parses).")
+                    continue
+                lo, hi = c["ci95"]
+                word = _verdict_word(c, "beats", "does NOT beat (is worse than)",
+                                     "does NOT clearly beat (interval includes zero)")
+                lines.append(f"{task}: {label} {word} the retrieval baseline on {metric} "
+                             f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
     return lines
 
 
@@ -896,6 +900,8 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
                 cache.save(task, runs[name], {**rows_key, **key, "beam": beam, "rerank": False}, sources, references)
 
     run_plan("model", {"system": "model"}, None)
+    if not config.knn:
+        return _model_only_part(config, task, test, sources, references, runs, plan, caption_scorer, train)
 
     # the datastores: built where missing, the full one tuned if untuned (in a child process)
     prepared = prepared or run_prepare(config, model_dir, task)
@@ -1027,20 +1033,69 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     return _clean(part), _clean(examples)
 
 
-def cost_summary(systems: dict, store_info: dict, beams: Sequence[int], headline_beam: int, task: str) -> dict:
+def _scores(config: BenchConfig, task: str, references: Sequence[str], runs: dict[str, SystemRun],
+            caption_scorer: CaptionScorer | None) -> tuple[dict, dict, Any]:
+    """(evaluator results, per-row scores, signature) of every run; the per-row forms must reproduce the
+    evaluator's corpus numbers."""
+    results: dict[str, Any] = {}
+    signature = None
+    for name, run in runs.items():
+        result = _evaluate(task, references, run.outputs, fcd=config.fcd)
+        signature = signature or result.signature
+        results[name] = result
+    row_scores = {name: (text2mol_row_scores(references, run.outputs) if task == TEXT2MOL
+                         else caption_scorer(references, run.outputs))  # type: ignore[misc]
+                  for name, run in runs.items()}
+    for name, rs in row_scores.items():
+        for metric in HEADLINE_METRICS[task]:
+            a, b = rs.corpus(metric), results[name].metrics.get(metric)
+            if b is not None and not (math.isnan(a) and math.isnan(b)) and abs(a - b) > 1e-9:
+                raise AssertionError(f"bench: per-row {metric} of {name} is {a} but the evaluator says {b}")
+    return results, row_scores, signature
+
+
+def _model_only_part(config: BenchConfig, task: str, test: Sequence[dict], sources: Sequence[str],
+                     references: Sequence[str], runs: dict[str, SystemRun], plan: list, caption_scorer: Any,
+                     train: Sequence[dict]) -> tuple[dict, dict]:
+    """bench.json's part of a task benched without kNN (``--no-knn``): the model at every beam against the
+    retrieval baseline, with paired-bootstrap intervals, speed and memory."""
+    results, row_scores, signature = _scores(config, task, references, runs, caption_scorer)
+    systems = {name: {"settings": run.settings, "metrics": results[name].metrics, "notes": results[name].notes,
+                      "speed": run.speed, "flags": run.flags, "memory": run.memory} for name, run in runs.items()}
+    comparisons = []
+    for beam, rerank in plan:
+        name = system_name("model", beam, config.headline_beam, rerank, task)
+        for metric in dict.fromkeys((*HEADLINE_METRICS[task], *VERSUS_RETRIEVAL[task])):
+            c = paired_bootstrap(row_scores[name], row_scores["retrieval"], metric, config.bootstrap, config.seed)
+            comparisons.append({"system": name, "baseline": "retrieval", **c})
+    picks = pick_examples(task, row_scores, runs, config.examples)
+    titles = {"best": "Best rows of the model", "worst": "Worst rows of the model"}
+    examples = {"primary_metric": PRIMARY_METRIC[task], "groups": [
+        {"key": g, "title": titles[g], "rows": example_rows(task, picks[g], test, sources, references, runs, row_scores, train)}
+        for g in ("best", "worst")]}
+    part = {"rows": len(sources), "headline_beam": config.headline_beam, "headline_metrics": list(HEADLINE_METRICS[task]),
+            "signature": signature, "systems": systems, "comparisons": comparisons, "datastore": None,
+            "lambda_sweep": None, "scaling": None,
+            "cost": cost_summary(systems, None, sorted(config.beams), config.headline_beam, task)}
+    return _clean(part), _clean(examples)
+
+
+def cost_summary(systems: dict, store_info: dict | None, beams: Sequence[int], headline_beam: int, task: str) -> dict:
     """Decoding speed with and without kNN at each beam, and what the datastore costs."""
     speeds = []
     for beam in beams:
         m = systems.get(system_name("model", beam, headline_beam, True, task))
         k = systems.get(system_name("model+knn", beam, headline_beam, True, task))
-        if not m or not k:
+        if not m:
             continue
-        ms, ks = m["speed"], k["speed"]
+        ms, ks = m["speed"], (k or {}).get("speed", {"molecules_per_s": None, "tokens_per_s": None})
         slowdown = (ms["molecules_per_s"] / ks["molecules_per_s"]) if ms["molecules_per_s"] and ks["molecules_per_s"] else None
         speeds.append({"beam": beam, "model_molecules_per_s": ms["molecules_per_s"],
                        "knn_molecules_per_s": ks["molecules_per_s"], "model_tokens_per_s": ms["tokens_per_s"],
                        "knn_tokens_per_s": ks["tokens_per_s"],
                        "knn_time_ratio": round(slowdown, 3) if slowdown else None})
+    if store_info is None:
+        return {"decoding": speeds, "peak_rss_mb": peak_rss_mb()}
     return {"decoding": speeds, "datastore_entries": store_info["entries"],
             "datastore_bytes": store_info["bytes_on_disk"], "datastore_build_seconds": store_info["build_seconds"],
             "datastore_build_seconds_recorded": store_info["build_seconds_recorded"],
@@ -1092,7 +1147,7 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
     }
     examples: dict[str, Any] = {"tasks": {}}
     prepared: dict[str, dict[str, Any]] = {}
-    if config.jobs > 1:
+    if config.jobs > 1 and config.knn:
         prepared = prepare_in_parallel(config, model_dir)
     for task in config.tasks:
         with task_decode_pool(config, model_dir, task) as pool:
@@ -1119,7 +1174,7 @@ def task_decode_pool(config: BenchConfig, model_dir: Path, task: str) -> Any:
         return contextlib.nullcontext(None)
     from t2m.decode_pool import DecodePool
 
-    stores = [store_path(config, task, f) for f in sorted(set(config.fractions) | {1.0})]
+    stores = [store_path(config, task, f) for f in sorted(set(config.fractions) | {1.0})] if config.knn else []
     return DecodePool(model_dir, config.jobs, allow_pickle=config.allow_pickle, stores=stores)
 
 
@@ -1192,6 +1247,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", default="0", help="retrieval scopes the tuning of a new store tries, comma list: 0 = the "
                         "whole store, N = each input's N nearest training pairs (SK-MT) (default: %(default)s)")
     parser.add_argument("--no-fcd", action="store_true", help="skip FCD (ChemNet) in the text2mol metrics")
+    parser.add_argument("--no-knn", action="store_true",
+                        help="bench the model and the retrieval baseline only: no datastores, tuning, λ sweep or "
+                             "datastore-size runs")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default: %(default)s)")
     parser.add_argument("--lambda-sweep", default=",".join(map(str, SWEEP_LAMBDAS)), help="λ values of the dev sweep plot")
     parser.add_argument("--sweep-rows", type=int, default=60, help="dev rows decoded per λ of the sweep (0: likelihood only)")
@@ -1230,7 +1288,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, examples=args.examples, seed=args.seed, fresh=args.fresh,
         isolate_builds=not args.in_process, allow_pickle=args.allow_pickle, progress=not args.no_progress,
-        jobs=args.jobs)
+        jobs=args.jobs, knn=not args.no_knn)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,18 +27,26 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 COPY_DIM = 64
 LOG_EPS = 1e-9
+# The gate starts open (sigmoid(1) = 0.73): with a warm-started generator and a random copy attention, a
+# closed start lets the mixture loss shut the gate for good before the attention learns anything (measured:
+# mean gate 0.000 on dev after 300 steps).
+COPY_GATE_BIAS = 1.0
+# Weight of the copy-attention loss: -log of the attention mass on input positions holding the gold token,
+# where there is one. It teaches the attention where to point whatever the gate does.
+COPY_LOSS_WEIGHT = 1.0
 
 
 class CopyHead(nn.Module):
     """Copy attention and gate: decoder states (batch, tgt, d) and encoder states (batch, src, d) ->
     copy weights (batch, tgt, src) and gate logits (batch, tgt)."""
 
-    def __init__(self, d_model: int, copy_dim: int = COPY_DIM):
+    def __init__(self, d_model: int, copy_dim: int = COPY_DIM, gate_bias: float = COPY_GATE_BIAS):
         super().__init__()
         self.query = nn.Linear(d_model, copy_dim, bias=False)
         self.key = nn.Linear(d_model, copy_dim, bias=False)
         self.gate = nn.Linear(2 * d_model, 1)
         self.scale = copy_dim ** -0.5
+        self.gate_bias = gate_bias
 
     def forward(self, decoder_states, encoder_states, encoder_keys, attention_mask):
         query = self.query(decoder_states)  # (batch, tgt, c)
@@ -58,6 +66,8 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
         config.copy_head = True
         if not getattr(config, "copy_dim", None):
             config.copy_dim = COPY_DIM
+        if getattr(config, "copy_loss_weight", None) is None:
+            config.copy_loss_weight = COPY_LOSS_WEIGHT
         super().__init__(config)
         self.copy_head = CopyHead(config.d_model, config.copy_dim)
         self._key_cache: tuple | None = None
@@ -72,7 +82,7 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
             init.normal_(module.query.weight, mean=0.0, std=d ** -0.5)
             init.normal_(module.key.weight, mean=0.0, std=d ** -0.5)
             init.normal_(module.gate.weight, mean=0.0, std=(2 * d) ** -0.5)
-            init.zeros_(module.gate.bias)
+            init.constant_(module.gate.bias, module.gate_bias)
 
     def generate(self, inputs=None, **kwargs):
         """``generate`` that hands the input ids on to every decoding step as ``copy_source_ids`` (generate
@@ -113,6 +123,8 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
         if labels is not None:
             loss = nn.functional.nll_loss(log_probs.reshape(-1, log_probs.shape[-1]), labels.reshape(-1),
                                           ignore_index=-100)
+            if self.training and self.config.copy_loss_weight:
+                loss = loss + self.config.copy_loss_weight * copy_attention_loss(weights, source_ids[:, : weights.shape[-1]], labels)
         return Seq2SeqLMOutput(
             loss=loss, logits=log_probs, past_key_values=out.past_key_values,
             decoder_hidden_states=out.decoder_hidden_states if output_hidden_states else None,
@@ -135,6 +147,17 @@ def mix_copy(lm_logits, weights, gate_logits, source_ids):
     generate = torch.log_softmax(lm_logits.float(), dim=-1) + nn.functional.logsigmoid(-gate_logits)[..., None]
     copied = torch.log(copy + LOG_EPS) + nn.functional.logsigmoid(gate_logits)[..., None]
     return torch.logaddexp(generate, copied)
+
+
+def copy_attention_loss(weights, source_ids, labels):
+    """Mean of -log(attention mass on the input positions that hold the gold token) over the target positions
+    whose gold token occurs in the input. weights (batch, tgt, src); source_ids (batch, src); labels (batch, tgt)."""
+    hits = source_ids[:, None, :] == labels[:, :, None]  # (batch, tgt, src)
+    copyable = hits.any(-1) & (labels != -100)  # (batch, tgt)
+    if not bool(copyable.any()):
+        return weights.sum() * 0.0
+    mass = (weights * hits).sum(-1)  # (batch, tgt)
+    return -torch.log(mass[copyable] + LOG_EPS).mean()
 
 
 def with_copy_head(model) -> T5CopyForConditionalGeneration:

@@ -43,7 +43,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def plot_lambda(bench: dict[str, Any], out: Path) -> Path | None:
     """Dev-slice quality against λ for each task (decoded metric and teacher-forced log-likelihood)."""
-    tasks = [(t, d["lambda_sweep"]) for t, d in bench["tasks"].items() if d.get("lambda_sweep", {}).get("points")]
+    tasks = [(t, d["lambda_sweep"]) for t, d in bench["tasks"].items() if (d.get("lambda_sweep") or {}).get("points")]
     if not tasks:
         return None
     plt = _pyplot()
@@ -73,7 +73,7 @@ def plot_lambda(bench: dict[str, Any], out: Path) -> Path | None:
 
 def plot_scaling(bench: dict[str, Any], out: Path) -> Path | None:
     """Headline metric against datastore entries for each task; model-alone and retrieval as lines."""
-    tasks = [(t, d) for t, d in bench["tasks"].items() if d.get("scaling", {}).get("points")]
+    tasks = [(t, d) for t, d in bench["tasks"].items() if (d.get("scaling") or {}).get("points")]
     if not tasks:
         return None
     plt = _pyplot()

@@ -234,7 +234,9 @@ def summary_tables(bench: dict[str, Any]) -> list[Table]:
     for task, t in bench["tasks"].items():
         tables.append(systems_table(task, t))
         tables.append(comparisons_table(task, t))
-    tables += [cost_table(bench), datastore_table(bench), scaling_table(bench)]
+    tables.append(cost_table(bench))
+    if all(t.get("datastore") for t in bench["tasks"].values()):  # absent from a --no-knn bench
+        tables += [datastore_table(bench), scaling_table(bench)]
     return tables
 
 
