@@ -74,15 +74,18 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
         self.post_init()
 
     def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, CopyHead):
+        # the copy head's layers are initialised here, not by T5's rule for any Linear (std 1.0, which makes
+        # the copy attention one-hot from the start); transformers initialises each tensor once
+        head = getattr(self, "copy_head", None)
+        if head is not None and module in (head.query, head.key, head.gate):
             from transformers import initialization as init
 
             d = self.config.d_model
-            init.normal_(module.query.weight, mean=0.0, std=d ** -0.5)
-            init.normal_(module.key.weight, mean=0.0, std=d ** -0.5)
-            init.normal_(module.gate.weight, mean=0.0, std=(2 * d) ** -0.5)
-            init.constant_(module.gate.bias, module.gate_bias)
+            init.normal_(module.weight, mean=0.0, std=(d if module is not head.gate else 2 * d) ** -0.5)
+            if module.bias is not None:
+                init.constant_(module.bias, head.gate_bias)
+            return
+        super()._init_weights(module)
 
     def generate(self, inputs=None, **kwargs):
         """``generate`` that hands the input ids on to every decoding step as ``copy_source_ids`` (generate
