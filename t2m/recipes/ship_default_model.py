@@ -29,7 +29,7 @@ from t2m.modeling import default_model_dir
 
 SHIPPED_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "spiece.model", "t2m.json",
-                 "training_config.json", "trainer_state.json")
+                 "training_config.json", "trainer_state.json", "memory.tsv")
 SETTINGS = [("text2mol", 1), ("text2mol", 5), ("mol2text", 1), ("mol2text", 5)]
 # The shipped model's recommended decoding (t2m.json "decoding"; Translator applies it unless told otherwise).
 # Chosen on the dev slice. Captions (96 rows, the 1,100-step model) without it loop ("3,3,3,..."); with
@@ -55,8 +55,25 @@ def copy_model(run: Path, dest: Path) -> None:
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"prompt_style": "textchem"}
     meta["decoding"] = DECODING
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    store_weights_in_bf16(tmp / "model.safetensors")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
+
+
+def store_weights_in_bf16(path: Path) -> None:
+    """Rewrite a safetensors file with its float tensors in bfloat16 (half the size; ``load_model`` reads
+    them back as float32, so decoding runs in float32 on every CPU)."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
 
 
 def _first_rows(test_file: Path, out: Path, rows: int | None) -> Path:
@@ -192,18 +209,53 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
                            else __import__("math").prod(f.get_slice(k).get_shape()) for k in f.keys())
     except Exception:  # noqa: BLE001 - the count is informative only
         pass
-    lines = [
-        "# t2m default model",
-        "",
-        "One shared-encoder T5 for both directions (text2mol and mol2text), Text+Chem T5 task prompts,",
-        "trained from scratch on this project's 2-core CPU by `t2m train --config t2m/recipes/default_model.json`",
-        "and shipped by `python -m t2m.recipes.ship_default_model runs/default_model`.",
-        "",
-        "## Training",
-        "",
-        f"- data: ChEBI-20, **{state.get('setting', config.get('setting'))} setting** (train = validation.txt minus the "
-        f"{config.get('dev_size', 300)}-row dev slice, 3,001 pairs × 2 tasks; plus "
-        f"{config.get('aux_unlabeled_per_epoch')} unlabeled molecules per epoch in a SMILES→SMILES task)",
+    meta = json.loads((dest / "t2m.json").read_text()) if (dest / "t2m.json").is_file() else {}
+    trained_on = meta.get("training_data", {})
+    if meta.get("neighbours"):
+        lines = [
+            "# t2m default model",
+            "",
+            "One shared-encoder T5 for both directions (text2mol and mol2text), Text+Chem T5 task prompts, that",
+            "reads in its input the nearest training pair of what it translates (its memory, `memory.tsv`) and",
+            "has a copy head (`t2m.copy_model`: a pointer-generator mixture of the vocabulary and the input's",
+            "tokens). Trained on this project's 2-core CPU in two stages: `t2m train --config",
+            "t2m/recipes/default_model.json` (from scratch, no neighbours), then `t2m train --config",
+            "t2m/recipes/retrieval_model.json` (warm-started from stage 1, neighbours in the input, copy head);",
+            f"shipped by `python -m t2m.recipes.ship_default_model {run}`. Weights are stored in bfloat16 and",
+            "loaded as float32.",
+            "",
+            "## Memory",
+            "",
+            f"- `memory.tsv`: the {trained_on.get('sizes', {}).get('train', 'n/a')} training pairs it retrieves from "
+            f"({trained_on.get('sources', {}).get('train', '')}), ChEBI-20 format.",
+            "- source: ChEBI-20 (Edwards et al., 2021; blender-nlp/MolT5 `ChEBI-20_data`), molecules from PubChem and",
+            "  descriptions from ChEBI, which are CC BY 4.0; the train-split rows were recovered from",
+            "  AI-HPC-Research-Team/GIT-Mol and thunlp/KV-PLM (see the shared data's README).",
+            f"- neighbours: {meta['neighbours']['k']} per input, by Morgan Tanimoto (molecules) or TF-IDF cosine "
+            "(descriptions); in training never the pair itself nor its molecule. `--database FILE` (Python: "
+            "`Translator.from_pretrained(database=...)`) reads another one, e.g. the full ChEBI-20 train split.",
+            "",
+            "## Training (stage 2)",
+            "",
+            f"- data: ChEBI-20, **{state.get('setting', config.get('setting'))} setting**: "
+            + ", ".join(f"{k} {v:,}" for k, v in trained_on.get("sizes", {}).items())
+            + "; files (sha256): " + ", ".join(f"{k} {v[:12]}" for k, v in trained_on.get("files", {}).items()),
+        ]
+    else:
+        lines = [
+            "# t2m default model",
+            "",
+            "One shared-encoder T5 for both directions (text2mol and mol2text), Text+Chem T5 task prompts,",
+            "trained from scratch on this project's 2-core CPU by `t2m train --config t2m/recipes/default_model.json`",
+            "and shipped by `python -m t2m.recipes.ship_default_model runs/default_model`.",
+            "",
+            "## Training",
+            "",
+            f"- data: ChEBI-20, **{state.get('setting', config.get('setting'))} setting** (train = validation.txt minus "
+            f"the {config.get('dev_size', 300)}-row dev slice, 3,001 pairs × 2 tasks; plus "
+            f"{config.get('aux_unlabeled_per_epoch')} unlabeled molecules per epoch in a SMILES→SMILES task)",
+        ]
+    lines += [
         f"- model: T5 preset `{config['preset']}` (d_model {model_config['d_model']}, {model_config['num_layers']}+"
         f"{model_config['num_decoder_layers']} layers, d_ff {model_config['d_ff']}, {model_config['num_heads']} heads"
         + (f", {n_params / 1e6:.1f}M parameters" if n_params else "") + f"), vocabulary {model_config['vocab_size']} "
