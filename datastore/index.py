@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from datastore.store import INDEX_FILE
+INDEX_FILE = "index.faiss"  # in the store folder (datastore.store re-exports it)
 
 # Chosen by tests/benchmarks/bench_datastore.py on this 2-core CPU. First (session 1, contended by a training
 # run) on the benchmark text2mol store of a partly trained cpu-small model (189k keys, d = 256), 1,600 dev

@@ -39,11 +39,10 @@ import json
 import math
 import os
 import platform
-import resource
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,8 +50,12 @@ from typing import Any, Sequence
 import numpy as np
 
 # datastore builds, tuning and the λ sweep batch as `t2m datastore build` does (decoding: t2m.generate.default_batch_size)
-from datastore.cli import DEFAULT_BATCH_SIZE
-from t2m.tasks import MOL2TEXT, TEXT2MOL, TASKS, source_and_target
+from t2m.batching import DEFAULT_BATCH_SIZE
+from t2m.bench_config import SWEEP_LAMBDAS, BenchConfig
+from t2m.io import atomic_write_text
+from t2m.io import write_json_atomic as write_json
+from t2m.memory import current_rss_mb, peak_rss_mb
+from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
 
 # headline metrics per task: the first is the one the issue's acceptance reads (and examples rank by)
 HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
@@ -60,105 +63,7 @@ PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
 # metrics the model + kNN must beat the retrieval baseline on (issue 5's acceptance)
 VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts")}
 LOWER_IS_BETTER = {"levenshtein", "fcd"}
-SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 EXAMPLE_SYSTEMS = ("model", "model+knn", "retrieval")
-
-
-@dataclass
-class BenchConfig:
-    """Everything that decides the numbers of one bench run (saved verbatim in ``bench.json``)."""
-
-    out: Path
-    model: Path | None = None  # None: the model that ships with t2m
-    data: Path | None = None  # ChEBI-20 folder (or one holding chebi20/); None: where t2m finds it
-    setting: str = "auto"
-    dev_size: int | None = None  # None: t2m.data.DEV_SIZE
-    tasks: tuple[str, ...] = TASKS
-    beams: tuple[int, ...] = (1, 5)
-    limit: int | None = None  # test rows (first N)
-    dev_limit: int | None = None  # dev rows for tuning and the λ sweep (first N)
-    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
-    scaling_beam: int | None = None  # beam for the datastore-size runs; None: the smallest of ``beams``
-    scaling_limit: int | None = 1000  # test rows (first N) of the datastore-size runs; None: all
-    store_dir: Path | None = None  # None: <out>/stores
-    index: str | None = None  # faiss factory for stores built here; None: the datastore default
-    pairs: tuple[int, ...] = (0,)  # retrieval scopes t2m tune tries: 0 the whole store, N each input's N nearest pairs
-    fcd: bool = True
-    bootstrap: int = 1000
-    lambda_sweep: tuple[float, ...] = SWEEP_LAMBDAS
-    sweep_rows: int | None = 60  # dev rows decoded per λ of the sweep (0: likelihood only)
-    batch_size: int | None = None  # None: decoding the translator's default (32 greedy, 64 beam), else 32
-    max_new_tokens: int = 256
-    repetition_penalty: float | None = None  # passed to every model decoding, with and without kNN
-    no_repeat_ngram_size: int | None = None
-    examples: int = 3  # best / worst / changed-by-retrieval rows per task in the report
-    seed: int = 0
-    fresh: bool = False
-    isolate_builds: bool = True  # build and tune datastores in a child process (memory measured apart)
-    allow_pickle: bool = False
-    progress: bool = True
-    jobs: int = 1  # worker processes: stores of the tasks prepared at once, each decoding split over them
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        for task in self.tasks:
-            if task not in TASKS:
-                raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
-        if not self.beams or any(b < 1 for b in self.beams):
-            raise ValueError(f"--beams needs positive beam sizes, got {self.beams}")
-        if self.scaling_beam is not None and self.scaling_beam not in self.beams:
-            raise ValueError(f"--scaling-beam {self.scaling_beam} must be one of --beams {self.beams} (the 100% point "
-                             "is the main model + kNN run at that beam)")
-        if any(not 0 < f <= 1 for f in self.fractions):
-            raise ValueError(f"--fractions must lie in (0, 1], got {self.fractions}")
-        if any(not 0 <= lam <= 1 for lam in self.lambda_sweep):
-            raise ValueError(f"--lambda-sweep values must lie in [0, 1], got {self.lambda_sweep}")
-        if self.jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
-        if not self.pairs or any(p < 0 for p in self.pairs):
-            raise ValueError(f"--pairs needs values >= 0 (0: the whole store), got {self.pairs}")
-        if self.scaling_limit is not None and self.scaling_limit < 1:
-            raise ValueError(f"--scaling-limit must be at least 1, got {self.scaling_limit}")
-
-    @property
-    def headline_beam(self) -> int:
-        return max(self.beams)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
-
-
-# --------------------------------------------------------------------------------------------- memory
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB): Linux's ``VmHWM``, else ``getrusage`` (KB on
-    Linux, bytes on macOS). ``VmHWM`` first because ``ru_maxrss`` survives fork + exec: a spawned child
-    would report its parent's peak."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
-def current_rss_mb() -> float | None:
-    """Resident memory of this process now (MB); None where /proc is missing and psutil is not installed."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return round(int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        try:
-            import psutil
-
-            return round(psutil.Process().memory_info().rss / 2**20, 1)
-        except ImportError:
-            return None
 
 
 def folder_bytes(path: Path) -> int:
@@ -167,9 +72,7 @@ def folder_bytes(path: Path) -> int:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    from t2m.data import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    write_json(path, data, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -524,13 +427,13 @@ def store_path(config: BenchConfig, task: str, fraction: float) -> Path:
 
 def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict[str, Any]:
     """Build every missing datastore of ``task`` -- all the training pairs with the model, each of
-    ``config.fractions`` cut from that one (:func:`datastore.cli.subset_task_datastore`: the same
+    ``config.fractions`` cut from that one (:func:`t2m.knn_store.subset_task_datastore`: the same
     entries, no model run) -- and tune the full one on the dev slice (``t2m tune``) when it has only
     default λ, k, T. Returns the seconds each step took here and this process's peak memory; meant to
     run in a child process (:func:`run_prepare`), so that its memory is measured apart from decoding's."""
-    from datastore.cli import build_task_datastore, subset_task_datastore
+    from t2m.knn_store import build_task_datastore, subset_task_datastore
     from datastore.store import Datastore
-    from datastore.tune import tune
+    from t2m.tune import tune
 
     built: dict[float, float] = {}
     for fraction in [1.0] + sorted(f for f in set(config.fractions) if f != 1.0):
@@ -639,7 +542,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     the reference tokens for every λ of ``config.lambda_sweep`` (one pass), and, on ``config.sweep_rows``
     dev rows, the task metric of greedy decoding at each λ."""
     from datastore.build import PairBatches
-    from datastore.tune import Candidate, decode, dev_metric, retrieval_scopes, teacher_forced_scores
+    from t2m.tune import Candidate, decode, dev_metric, retrieval_scopes, teacher_forced_scores
     from t2m.batching import encode_batch
 
     params = store.knn_params
@@ -696,9 +599,9 @@ def _neighbour_context(tokenizer: Any, target: str, position: int, width: int = 
 
 def trace_neighbours(translator: Any, store: Any, task: str, source: str, train: Sequence[dict],
                      knn_params: Any, config: BenchConfig, top_tokens: int = 5) -> dict[str, Any] | None:
-    """Greedy kNN decoding of ``source`` traced by :func:`datastore.cli.inspect_translation`: the tokens
+    """Greedy kNN decoding of ``source`` traced by :func:`t2m.knn_inspect.inspect_translation`: the tokens
     retrieval moved most, each with its nearest training entries. None when tracing fails."""
-    from datastore.cli import inspect_translation
+    from t2m.knn_inspect import inspect_translation
 
     try:
         output, report = inspect_translation(
@@ -1139,7 +1042,6 @@ def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[
 
 def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) -> dict[str, Path]:
     """bench.json, examples.json, bench.md, plots/*.png and report.html in ``out``."""
-    from t2m.data import atomic_write_text
     from t2m.plots import make_plots
     from t2m.report import bench_markdown, write_report
 

@@ -105,7 +105,7 @@ def model_statement(bench: dict[str, Any]) -> str:
 
 def command_line(bench: dict[str, Any]) -> str:
     """The ``t2m bench`` command that reproduces the run: every setting that differs from the default."""
-    from t2m.bench import BenchConfig
+    from t2m.bench_config import BenchConfig
 
     settings = bench["settings"]
     defaults = BenchConfig(out=settings["out"]).to_json()
@@ -421,7 +421,7 @@ def render_html(bench: dict[str, Any], examples: dict[str, Any] | None, plots: d
 
 def write_report(out: Path) -> Path:
     """Render ``out/report.html`` from ``out/bench.json``, ``out/examples.json`` and ``out/plots/*.png``."""
-    from t2m.data import atomic_write_text
+    from t2m.io import atomic_write_text
 
     out = Path(out)
     bench = json.loads((out / "bench.json").read_text(encoding="utf-8"))
@@ -512,7 +512,7 @@ def readme_with_bench(readme: str, bench_md: str, readme_path: str = "README.md"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from t2m.data import atomic_write_text
+    from t2m.io import atomic_write_text
 
     parser = argparse.ArgumentParser(prog="python -m t2m.report", description=__doc__.splitlines()[0])
     parser.add_argument("bench_dir", type=Path, help="a t2m bench --out folder")
