@@ -23,7 +23,7 @@ System names: the headline beam (the largest of ``--beams``) has the bare names 
 ``/no-rerank``.
 
 Outputs in ``--out``: ``bench.json`` (every number, settings, evaluation signatures), ``bench.md``
-(README tables), ``plots/*.png``, ``examples.json`` and ``report.html`` (:mod:`t2m.report`), and
+(the tables for docs/results.md), ``plots/*.png``, ``examples.json`` and ``report.html`` (:mod:`t2m.report`), and
 ``predictions/<task>/<system>.tsv`` (MolT5's format, ready for ``t2m eval``). Decoded predictions are
 reused on a rerun with the same settings (an interrupted bench resumes); ``--fresh`` recomputes them.
 
