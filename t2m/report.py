@@ -103,8 +103,11 @@ def data_statement(bench: dict[str, Any]) -> str:
 
 
 def model_statement(bench: dict[str, Any]) -> str:
+    """One sentence naming the model: the shipped one by its package path, any other by the path given."""
     m = bench["model"]
-    return f"Model: `{m['path']}` ({m['parameters']:,} parameters, fingerprint {m['fingerprint']})."
+    shipped = Path(m["path"]).parts[-2:] == ("t2m", "default_model")
+    name = "the model that ships with t2m (`t2m/default_model`)" if shipped else f"`{m['path']}`"
+    return f"Model: {name} ({m['parameters']:,} parameters, fingerprint {m['fingerprint']})."
 
 
 def command_line(bench: dict[str, Any]) -> str:
