@@ -9,7 +9,8 @@ Fails on
 (b) ``evaluation`` importing ``datastore`` or ``datastore`` importing ``evaluation``;
 (c) an import cycle between files of the project (``datastore/__init__``'s lazy ``_EXPORTS`` count as imports);
 (d) a source file over ``MAX_FILE_LINES`` lines, except the ones in ``FILE_LINES_ALLOWED``;
-(e) a function over ``MAX_FUNCTION_LINES`` lines, except the ones in ``FUNCTION_LINES_ALLOWED``.
+(e) a function over ``MAX_FUNCTION_LINES`` lines, except the ones in ``FUNCTION_LINES_ALLOWED``;
+(f) a module of t2m's core importing one of t2m's applications (:func:`is_application`).
 
 The two allow-lists only shrink: split an offender, then delete its line (the test says when one is no
 longer needed). See docs/architecture.md.
@@ -39,6 +40,16 @@ FUNCTION_LINES_ALLOWED = {
     "t2m/generate.py:Translator.translate",  # 22 keywords: to take option objects
     "t2m/train.py:train",
 }
+
+
+# t2m's applications: the command line and the jobs built on the core. Every other t2m module is core.
+APPLICATIONS = {"t2m.cli", "t2m.__main__", "t2m.tune", "t2m.bench", "t2m.bench_config", "t2m.report", "t2m.plots",
+                "t2m.decode_pool", "t2m.resources"}
+
+
+def is_application(module: str) -> bool:
+    return (module in APPLICATIONS or module.endswith("_cli") or module == "t2m.recipes"
+            or module.startswith(("t2m.recipes.", "t2m.cli.", "t2m.bench.")))
 
 
 def source_files() -> list[Path]:
@@ -225,3 +236,11 @@ def test_no_function_over_the_limit():
         f"{n} ({found[n]})" for n in new)
     fixed = sorted(FUNCTION_LINES_ALLOWED - set(found))
     assert not fixed, f"no longer over {MAX_FUNCTION_LINES} lines: delete from FUNCTION_LINES_ALLOWED: {', '.join(fixed)}"
+
+
+def test_t2m_core_does_not_import_applications():
+    _, imports = import_graph()
+    bad = sorted({f"{_where(m, line)}: {m} imports {t}" for m, t, line in imports
+                  if top(m) == "t2m" and not is_application(m) and is_application(t)})
+    assert not bad, ("t2m's core must not import its applications (CLI, tune, bench, report, recipes); move what "
+                     "both need into the core:\n" + "\n".join(bad))
