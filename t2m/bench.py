@@ -57,10 +57,10 @@ from t2m.io import write_json_atomic as write_json
 from t2m.memory import current_rss_mb, peak_rss_mb
 from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
 
-# headline metrics per task: the first is the one the issue's acceptance reads (and examples rank by)
+# headline metrics per task: the first is the one the verdict reads first (and examples rank by)
 HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
 PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
-# metrics the model + kNN must beat the retrieval baseline on (issue 5's acceptance)
+# metrics the model + kNN is compared with the retrieval baseline on
 VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts")}
 LOWER_IS_BETTER = {"levenshtein", "fcd"}
 EXAMPLE_SYSTEMS = ("model", "model+knn", "retrieval")
@@ -683,7 +683,7 @@ def _verdict_word(comparison: dict[str, Any], better: str, worse: str, unclear: 
 
 
 def verdicts(bench: dict[str, Any]) -> list[str]:
-    """Plain statements answering the issue's questions from the numbers (never flattering)."""
+    """Plain statements answering the bench's questions from the numbers (never flattering)."""
     lines = []
     for task, t in bench["tasks"].items():
         comps = {(c["system"], c["baseline"], c["metric"]): c for c in t.get("comparisons", [])}
