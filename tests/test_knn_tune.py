@@ -37,7 +37,7 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     """λ = 0 scores the model's own mean log-likelihood; λ = 1, k = 1 on the store's training pairs
     retrieves every reference token (log-likelihood ~ 0)."""
     from datastore.build import PairBatches
-    from t2m.knn_store import encode_pairs as _encode_pairs, training_records
+    from t2m.knn_store import encode_pairs, training_records
     from datastore.store import Datastore
     from t2m.tune import Candidate, teacher_forced_scores
     from t2m.modeling import load_model
@@ -46,7 +46,7 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     model, tokenizer, info = load_model(folder / "model")
     store = Datastore.load(store_dir, model=model, tokenizer=tokenizer)
     records, _ = training_records(data, dev_size=DEV_SIZE)
-    encode = lambda s, t: _encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
+    encode = lambda s, t: encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
                                         max_source_len=512, max_target_len=512)
     batches = PairBatches(encode, [r["smiles"] for r in records[:8]], [r["description"] for r in records[:8]], 4)
     scores, _ = teacher_forced_scores(model, store, batches, [Candidate(1, 0.0, 1.0), Candidate(1, 1.0, 1.0)],
@@ -67,7 +67,7 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     reference token from the row's own entries (log-likelihood ~ 0), and the restricted search gives the
     same neighbours as restricting and searching one input at a time."""
     from datastore.build import PairBatches
-    from t2m.knn_store import encode_pairs as _encode_pairs, training_records
+    from t2m.knn_store import encode_pairs, training_records
     from datastore.store import Datastore
     from t2m.tune import Candidate, retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
     from t2m.modeling import load_model
@@ -81,7 +81,7 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     assert sorted(scopes) == [0, 1] and scopes[0][1] is None
     retriever, pair_rows = scopes[1]
     assert [int(rows[0]) for rows in pair_rows] == list(range(8))  # each training source finds itself
-    encode = lambda s, t: _encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
+    encode = lambda s, t: encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
                                         max_source_len=512, max_target_len=512)
     batches = PairBatches(encode, sources, targets, 4)
     scores, d1 = teacher_forced_scores(model, store, batches, [Candidate(1, 1.0, 1.0, 1)], retriever,
