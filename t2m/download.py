@@ -4,8 +4,10 @@ A manifest is a JSON file shipped inside the package (``t2m/manifests/chebi20.js
 :mod:`importlib.resources`, so it works from any install) naming each split's file, download URL (``null``
 for a local-only file), git blob id, row count and license; a manifest anywhere else can be passed by its
 path. Files land in ``--to DIR``, else ``$T2M_DATA_DIR/<name>``, else ``data/downloads/<name>`` under the
-working directory (the repository's ignored ``data/downloads/`` when run from its root). A file is accepted only when its git blob id — ``sha1(b"blob <size>\\0" + bytes)``,
-what ``git hash-object FILE`` prints — equals the manifest's; anything else is refused and not installed.
+working directory (the repository's ignored ``data/downloads/`` when run from its root).
+
+A file is accepted only when its git blob id — ``sha1(b"blob <size>\\0" + bytes)``, what ``git hash-object
+FILE`` prints — equals the manifest's; anything else is refused and not installed.
 """
 
 from __future__ import annotations
