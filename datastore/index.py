@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from datastore.store import INDEX_FILE
+INDEX_FILE = "index.faiss"  # in the store folder (datastore.store re-exports it)
 
-# Chosen by tests/benchmarks/bench_datastore.py on this 2-core CPU. First (session 1, contended by a training
+# Chosen by tests/benchmarks/bench_datastore.py on a 2-core CPU. First (contended by a training
 # run) on the benchmark text2mol store of a partly trained cpu-small model (189k keys, d = 256), 1,600 dev
 # decoder states as queries, 160 per step (batch 32 x beam 5), k = 16:
 #   IVF1024,Flat nprobe 8:  recall@16 0.995, 36 ms/step, built in 11 s, 1,038 bytes/entry
@@ -28,7 +28,7 @@ from datastore.store import INDEX_FILE
 # Beam-5 decoding with kNN through IVF1024 nprobe 8 wrote the same outputs as exact search (32/32);
 # through HNSW32 only 22/32 were the same, and greedy dev Morgan FTS moved by 0.058 against exact search
 # (IVF: 0.0009). Trained decoder states cluster, which suits IVF.
-# Then (session 3) on the shipped model's full mol2text store (259,646 keys), same queries (the IVF1024
+# Then on the shipped model's full mol2text store (259,646 keys), same queries (the IVF1024
 # decoding ratios with the previous kNN mixing code, which renormalised blocked tokens over the vocabulary):
 #   IVF1024,Flat nprobe 8:    recall@16 0.989, 31.6 ms/step, 1,036 bytes/entry; beam-5 decoding 1.50x
 #   IVF1024,SQfp16 nprobe 8:  recall@16 0.989, 22.5 ms/step,   524 bytes/entry; beam-5 decoding 1.38x

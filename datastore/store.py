@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 META_FILE = "datastore.json"
-INDEX_FILE = "index.faiss"
+from datastore.index import INDEX_FILE  # noqa: E402  (the index names its own file)
 FORMAT_NAME = "t2m-datastore"
 FORMAT_VERSION = 1
 ARRAY_FILES = {"keys": "keys.npy", "values": "values.npy", "rows": "rows.npy", "positions": "positions.npy"}

@@ -14,7 +14,7 @@ importing transformers (about 2 s). Anything else is loaded with ``transformers.
 (``local_files_only``: nothing is downloaded).
 
 Default location: ``$T2M_SCIBERT``, else ``$T2M_SHARED_DATA/scibert_scivocab_uncased`` (``T2M_SHARED_DATA``
-defaults to ``<repo>/../shared/data``).
+defaults to ``../shared/data`` from the working directory: beside the repository when run from its root).
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ class TokenizerNotFoundError(RuntimeError):
 
 
 def shared_data_dir() -> Path:
-    """``$T2M_SHARED_DATA``, default ``<repo>/../shared/data``."""
+    """``$T2M_SHARED_DATA``, default ``../shared/data`` from the working directory (never a path computed from
+    where the package is installed)."""
     if os.environ.get("T2M_SHARED_DATA"):
         return Path(os.environ["T2M_SHARED_DATA"]).expanduser()
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path.cwd().parent / "shared" / "data"
 
 
 def default_scibert_dir() -> Path:

@@ -23,7 +23,7 @@ System names: the headline beam (the largest of ``--beams``) has the bare names 
 ``/no-rerank``.
 
 Outputs in ``--out``: ``bench.json`` (every number, settings, evaluation signatures), ``bench.md``
-(README tables), ``plots/*.png``, ``examples.json`` and ``report.html`` (:mod:`t2m.report`), and
+(the tables for docs/results.md), ``plots/*.png``, ``examples.json`` and ``report.html`` (:mod:`t2m.report`), and
 ``predictions/<task>/<system>.tsv`` (MolT5's format, ready for ``t2m eval``). Decoded predictions are
 reused on a rerun with the same settings (an interrupted bench resumes); ``--fresh`` recomputes them.
 
@@ -39,11 +39,10 @@ import json
 import math
 import os
 import platform
-import resource
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,116 +50,21 @@ from typing import Any, Sequence
 import numpy as np
 
 # datastore builds, tuning and the λ sweep batch as `t2m datastore build` does (decoding: t2m.generate.default_batch_size)
-from datastore.cli import DEFAULT_BATCH_SIZE
-from t2m.tasks import MOL2TEXT, TEXT2MOL, TASKS, source_and_target
+from t2m.batching import DEFAULT_BATCH_SIZE
+from t2m.bench_config import SWEEP_LAMBDAS, BenchConfig
+from t2m.io import atomic_write_text
+from t2m.io import write_json_atomic as write_json
+from t2m.memory import current_rss_mb, peak_rss_mb
+from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
 from t2m.data import SETTINGS
 
-# headline metrics per task: the first is the one the issue's acceptance reads (and examples rank by)
+# headline metrics per task: the first is the one the verdict reads first (and examples rank by)
 HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
 PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
-# metrics the model + kNN must beat the retrieval baseline on (issue 5's acceptance)
+# metrics the model (with or without kNN) is compared with the retrieval baseline on
 VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "maccs_fts")}
 LOWER_IS_BETTER = {"levenshtein", "fcd"}
-SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 EXAMPLE_SYSTEMS = ("model", "model+knn", "retrieval")
-
-
-@dataclass
-class BenchConfig:
-    """Everything that decides the numbers of one bench run (saved verbatim in ``bench.json``)."""
-
-    out: Path
-    model: Path | None = None  # None: the model that ships with t2m
-    data: Path | None = None  # ChEBI-20 folder (or one holding chebi20/); None: where t2m finds it
-    setting: str = "auto"
-    dev_size: int | None = None  # None: t2m.data.DEV_SIZE
-    tasks: tuple[str, ...] = TASKS
-    beams: tuple[int, ...] = (1, 5)
-    limit: int | None = None  # test rows (first N)
-    dev_limit: int | None = None  # dev rows for tuning and the λ sweep (first N)
-    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
-    scaling_beam: int | None = None  # beam for the datastore-size runs; None: the smallest of ``beams``
-    scaling_limit: int | None = 1000  # test rows (first N) of the datastore-size runs; None: all
-    store_dir: Path | None = None  # None: <out>/stores
-    index: str | None = None  # faiss factory for stores built here; None: the datastore default
-    pairs: tuple[int, ...] = (0,)  # retrieval scopes t2m tune tries: 0 the whole store, N each input's N nearest pairs
-    fcd: bool = True
-    bootstrap: int = 1000
-    lambda_sweep: tuple[float, ...] = SWEEP_LAMBDAS
-    sweep_rows: int | None = 60  # dev rows decoded per λ of the sweep (0: likelihood only)
-    batch_size: int | None = None  # None: decoding the translator's default (32 greedy, 64 beam), else 32
-    max_new_tokens: int = 256
-    repetition_penalty: float | None = None  # passed to every model decoding, with and without kNN
-    no_repeat_ngram_size: int | None = None
-    examples: int = 3  # best / worst / changed-by-retrieval rows per task in the report
-    seed: int = 0
-    fresh: bool = False
-    isolate_builds: bool = True  # build and tune datastores in a child process (memory measured apart)
-    allow_pickle: bool = False
-    progress: bool = True
-    jobs: int = 1  # worker processes: stores of the tasks prepared at once, each decoding split over them
-    knn: bool = True  # False: the model and the retrieval baseline only (no datastores, sweep or scaling runs)
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        for task in self.tasks:
-            if task not in TASKS:
-                raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
-        if not self.beams or any(b < 1 for b in self.beams):
-            raise ValueError(f"--beams needs positive beam sizes, got {self.beams}")
-        if self.scaling_beam is not None and self.scaling_beam not in self.beams:
-            raise ValueError(f"--scaling-beam {self.scaling_beam} must be one of --beams {self.beams} (the 100% point "
-                             "is the main model + kNN run at that beam)")
-        if any(not 0 < f <= 1 for f in self.fractions):
-            raise ValueError(f"--fractions must lie in (0, 1], got {self.fractions}")
-        if any(not 0 <= lam <= 1 for lam in self.lambda_sweep):
-            raise ValueError(f"--lambda-sweep values must lie in [0, 1], got {self.lambda_sweep}")
-        if self.jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
-        if not self.pairs or any(p < 0 for p in self.pairs):
-            raise ValueError(f"--pairs needs values >= 0 (0: the whole store), got {self.pairs}")
-        if self.scaling_limit is not None and self.scaling_limit < 1:
-            raise ValueError(f"--scaling-limit must be at least 1, got {self.scaling_limit}")
-
-    @property
-    def headline_beam(self) -> int:
-        return max(self.beams)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
-
-
-# --------------------------------------------------------------------------------------------- memory
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB): Linux's ``VmHWM``, else ``getrusage`` (KB on
-    Linux, bytes on macOS). ``VmHWM`` first because ``ru_maxrss`` survives fork + exec: a spawned child
-    would report its parent's peak."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
-def current_rss_mb() -> float | None:
-    """Resident memory of this process now (MB); None where /proc is missing and psutil is not installed."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return round(int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        try:
-            import psutil
-
-            return round(psutil.Process().memory_info().rss / 2**20, 1)
-        except ImportError:
-            return None
 
 
 def folder_bytes(path: Path) -> int:
@@ -169,9 +73,7 @@ def folder_bytes(path: Path) -> int:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    from t2m.data import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    write_json(path, data, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -528,13 +430,13 @@ def store_path(config: BenchConfig, task: str, fraction: float) -> Path:
 
 def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict[str, Any]:
     """Build every missing datastore of ``task`` -- all the training pairs with the model, each of
-    ``config.fractions`` cut from that one (:func:`datastore.cli.subset_task_datastore`: the same
+    ``config.fractions`` cut from that one (:func:`t2m.knn_store.subset_task_datastore`: the same
     entries, no model run) -- and tune the full one on the dev slice (``t2m tune``) when it has only
     default λ, k, T. Returns the seconds each step took here and this process's peak memory; meant to
     run in a child process (:func:`run_prepare`), so that its memory is measured apart from decoding's."""
-    from datastore.cli import build_task_datastore, subset_task_datastore
+    from t2m.knn_store import build_task_datastore, subset_task_datastore
     from datastore.store import Datastore
-    from datastore.tune import tune
+    from t2m.tune import tune
 
     built: dict[float, float] = {}
     for fraction in [1.0] + sorted(f for f in set(config.fractions) if f != 1.0):
@@ -643,7 +545,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     the reference tokens for every λ of ``config.lambda_sweep`` (one pass), and, on ``config.sweep_rows``
     dev rows, the task metric of greedy decoding at each λ."""
     from datastore.build import PairBatches
-    from datastore.tune import Candidate, decode, dev_metric, retrieval_scopes, teacher_forced_scores
+    from t2m.tune import Candidate, decode, dev_metric, retrieval_scopes, teacher_forced_scores
     from t2m.batching import encode_batch
 
     params = store.knn_params
@@ -662,7 +564,8 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     def encode(src: Sequence[str], tgt: Sequence[str]) -> dict:
         return encode_batch(tokenizer, src, tgt, task, prompt_style)
 
-    batches = PairBatches(encode, sources, references, config.batch_size or DEFAULT_BATCH_SIZE)
+    model_sources = translator.model_inputs(sources, task)  # with neighbours where the checkpoint reads them
+    batches = PairBatches(encode, model_sources, references, config.batch_size or DEFAULT_BATCH_SIZE)
     scope = params.pairs or 0
     reuse = translator.pair_search(store) if scope else None  # the translator's, built for the model + kNN runs
     retriever, pair_rows = retrieval_scopes(store, sources, [scope], pair_search=reuse)[scope]
@@ -673,7 +576,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     for cand, score in zip(grid, scores):
         point: dict[str, Any] = {"lambda": cand.lambda_, "dev_log_likelihood": round(float(score), 5)}
         if rows:
-            outputs = decode(model, tokenizer, store, sources[:rows], task, prompt_style,
+            outputs = decode(model, tokenizer, store, model_sources[:rows], task, prompt_style,
                              None if cand.lambda_ == 0 else cand, retriever, num_beams=1,
                              batch_size=config.batch_size or DEFAULT_BATCH_SIZE, max_new_tokens=config.max_new_tokens,
                              progress=False, generate_options=effective_decoding_options(translator, task, config),
@@ -700,13 +603,14 @@ def _neighbour_context(tokenizer: Any, target: str, position: int, width: int = 
 
 def trace_neighbours(translator: Any, store: Any, task: str, source: str, train: Sequence[dict],
                      knn_params: Any, config: BenchConfig, top_tokens: int = 5) -> dict[str, Any] | None:
-    """Greedy kNN decoding of ``source`` traced by :func:`datastore.cli.inspect_translation`: the tokens
+    """Greedy kNN decoding of ``source`` traced by :func:`t2m.knn_inspect.inspect_translation`: the tokens
     retrieval moved most, each with its nearest training entries. None when tracing fails."""
-    from datastore.cli import inspect_translation
+    from t2m.knn_inspect import inspect_translation
 
     try:
         output, report = inspect_translation(
-            store, translator.model, translator.tokenizer, source, task, prompt_style=translator.info.prompt_style,
+            store, translator.model, translator.tokenizer, translator.model_inputs([source], task)[0], task,
+            prompt_style=translator.info.prompt_style,
             k=knn_params.k, lambda_=knn_params.lambda_, temperature=knn_params.temperature, neighbours=3,
             max_new_tokens=config.max_new_tokens, records=list(train))
     except Exception as error:  # an example is decoration: never fatal to the bench
@@ -784,7 +688,7 @@ def _verdict_word(comparison: dict[str, Any], better: str, worse: str, unclear: 
 
 
 def verdicts(bench: dict[str, Any]) -> list[str]:
-    """Plain statements answering the issue's questions from the numbers (never flattering)."""
+    """Plain statements answering the bench's questions from the numbers (never flattering)."""
     lines = []
     for task, t in bench["tasks"].items():
         comps = {(c["system"], c["baseline"], c["metric"]): c for c in t.get("comparisons", [])}
@@ -1195,7 +1099,6 @@ def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[
 
 def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) -> dict[str, Path]:
     """bench.json, examples.json, bench.md, plots/*.png and report.html in ``out``."""
-    from t2m.data import atomic_write_text
     from t2m.plots import make_plots
     from t2m.report import bench_markdown, write_report
 

@@ -123,7 +123,7 @@ def _worker_knn(spec: KNNSpec | None) -> Any:
 
 
 def _translate_chunk(sources: list[str], knn: KNNSpec | None, options: dict[str, Any]) -> tuple[list, float, int, float]:
-    from t2m.bench import peak_rss_mb
+    from t2m.memory import peak_rss_mb
 
     started = time.perf_counter()
     results = _WORKER["translator"].translate(sources, knn=_worker_knn(knn), **options)

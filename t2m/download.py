@@ -1,10 +1,13 @@
 """Dataset manifests, git blob ids, and fetching verified split files (download or local copy).
 
-A manifest is a JSON file in the repository's ``data/`` folder (``data/chebi20.json``) naming each split's
-file, download URL (``null`` for a local-only file), git blob id, row count and license. Manifests are
-read from the checkout (``t2m`` is installed editable, ``pip install -e .``); a manifest anywhere else can
-be passed by its path. A file is accepted only when its git blob id — ``sha1(b"blob <size>\\0" + bytes)``,
-what ``git hash-object FILE`` prints — equals the manifest's; anything else is refused and not installed.
+A manifest is a JSON file shipped inside the package (``t2m/manifests/chebi20.json``, read with
+:mod:`importlib.resources`, so it works from any install) naming each split's file, download URL (``null``
+for a local-only file), git blob id, row count and license; a manifest anywhere else can be passed by its
+path. Files land in ``--to DIR``, else ``$T2M_DATA_DIR/<name>``, else ``data/downloads/<name>`` under the
+working directory (the repository's ignored ``data/downloads/`` when run from its root).
+
+A file is accepted only when its git blob id — ``sha1(b"blob <size>\\0" + bytes)``, what ``git hash-object
+FILE`` prints — equals the manifest's; anything else is refused and not installed.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from t2m.data import REPO_DIR, set_default_permissions
+from t2m.io import set_default_permissions
 
-MANIFEST_DIR = REPO_DIR / "data"
-DOWNLOAD_DIR = REPO_DIR / "data" / "downloads"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+MANIFEST_PACKAGE = "t2m.manifests"
 CHUNK = 1 << 20
 
 # Outcomes of fetching one split.
@@ -45,19 +51,32 @@ def file_blob_id(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def manifest_path(name_or_path: str | os.PathLike) -> Path:
-    """The manifest file: ``name_or_path`` itself if it is a file, else ``<repo>/data/<name>.json``.
-    Raises ``FileNotFoundError`` listing the known manifests."""
+def default_download_dir() -> Path:
+    """Where ``t2m data download NAME`` puts files without ``--to``: ``$T2M_DATA_DIR``, else
+    ``data/downloads`` under the working directory."""
+    if os.environ.get("T2M_DATA_DIR"):
+        return Path(os.environ["T2M_DATA_DIR"]).expanduser()
+    return Path("data") / "downloads"
+
+
+def known_manifests() -> list[str]:
+    """Names of the manifests that ship with t2m (``chebi20``, ...)."""
+    folder = resources.files(MANIFEST_PACKAGE)
+    return sorted(item.name[: -len(".json")] for item in folder.iterdir() if item.name.endswith(".json"))
+
+
+def manifest_path(name_or_path: str | os.PathLike) -> Path | Traversable:
+    """The manifest file: ``name_or_path`` itself if it is a ``.json`` file, else the packaged manifest of that
+    name (an :mod:`importlib.resources` file). Raises ``FileNotFoundError`` listing the known manifests."""
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file():
         return path
-    path = MANIFEST_DIR / f"{name_or_path}.json"
-    if path.is_file():
-        return path
-    known = sorted(p.stem for p in MANIFEST_DIR.glob("*.json")) if MANIFEST_DIR.is_dir() else []
+    packaged = resources.files(MANIFEST_PACKAGE) / f"{name_or_path}.json"
+    if packaged.is_file():
+        return packaged
     raise FileNotFoundError(
-        f"no manifest {name_or_path!r} in {MANIFEST_DIR} (known: {', '.join(known) or 'none'}); "
-        "pass a manifest's path, or install t2m from its repository checkout (pip install -e .)"
+        f"no manifest {str(name_or_path)!r} (known: {', '.join(known_manifests()) or 'none'}); "
+        "pass a manifest's .json path"
     )
 
 
@@ -168,9 +187,10 @@ def fetch_dataset(
     force: bool = False,
     timeout: float = 60.0,
 ) -> list[FetchResult]:
-    """:func:`fetch_split` for every split of a manifest; ``to_dir`` defaults to ``<repo>/data/downloads/<name>``."""
+    """:func:`fetch_split` for every split of a manifest; ``to_dir`` defaults to
+    ``default_download_dir() / <name>``."""
     manifest = load_manifest(name_or_path)
-    target = Path(to_dir) if to_dir is not None else DOWNLOAD_DIR / manifest["name"]
+    target = Path(to_dir) if to_dir is not None else default_download_dir() / manifest["name"]
     source = Path(from_dir) if from_dir is not None else None
     if source is not None and not source.is_dir():
         raise FileNotFoundError(f"{source}: --from directory does not exist")

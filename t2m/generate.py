@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from t2m.fast_decoding import generate_in_rounds
 from t2m.mbr import OFF as MBR_OFF
 from t2m.mbr import check_utility, mbr_index
-from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task, strip_prompt
+from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task, strip_prompt
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +146,9 @@ class Translator:
     def database(self):
         """The :class:`t2m.neighbours.NeighbourDatabase` this checkpoint's inputs are conditioned on (loaded on
         first use), or None for a checkpoint that reads no neighbours."""
-        from t2m.neighbours import NeighbourDatabase
+        from t2m.neighbours import load_checkpoint_database
 
-        if self.neighbour_format is None:
-            return None
-        if not isinstance(self._database, NeighbourDatabase):
-            path = self._database or self.neighbour_format.database_path(self.info.path)
-            self._database = NeighbourDatabase.from_file(path)
+        self._database = load_checkpoint_database(self.info.path, self.neighbour_format, self._database)
         return self._database
 
     def neighbours(self, texts: Sequence[str], task: str) -> list[list[Any]]:
@@ -161,18 +157,22 @@ class Translator:
             return [[] for _ in texts]
         return self.database.search([strip_prompt(t, task) for t in texts], task, self.neighbour_format.k)
 
+    def training_inputs(self, records: Sequence[dict], task: str) -> list[str]:
+        """The model inputs of training pairs (records with ``smiles`` and ``description``) as training wrote
+        them: each with its nearest database pairs that are not the same molecule (never the pair itself).
+        What a datastore of teacher-forced states is built from."""
+        from t2m.neighbours import model_inputs
+
+        texts = [r["description"] if task == TEXT2MOL else r["smiles"] for r in records]
+        return model_inputs(texts, task, self.info.prompt_style, self.neighbour_format, self.database,
+                            exclude_same_molecule_as=[r["smiles"] for r in records])
+
     def model_inputs(self, texts: Sequence[str], task: str, neighbours: Sequence[Sequence[Any]] | None = None) -> list[str]:
         """The text the model reads for each input: the task prompt, the input and, for a checkpoint trained
         with neighbours, its neighbours (found here unless given) in the checkpoint's layout."""
-        from t2m.neighbours import conditioned_source
+        from t2m.neighbours import model_inputs
 
-        texts = [strip_prompt(t, task) for t in texts]
-        if self.neighbour_format is not None:
-            if neighbours is None:
-                neighbours = self.neighbours(texts, task)
-            texts = [conditioned_source(t, task, n, self.neighbour_format.show_similarity)
-                     for t, n in zip(texts, neighbours)]
-        return [add_prompt(t, task, self.info.prompt_style) for t in texts]
+        return model_inputs(texts, task, self.info.prompt_style, self.neighbour_format, self.database, neighbours)
 
     def decoding_defaults(self, task: str) -> dict[str, Any]:
         """The checkpoint's recommended ``generate`` options for ``task`` (``t2m.json`` "decoding"), e.g.

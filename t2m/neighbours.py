@@ -208,3 +208,32 @@ def save_neighbour_cache(path: Path, found: Mapping[str, list[list[Neighbour]]])
 def load_neighbour_cache(path: Path) -> dict[str, list[list[Neighbour]]]:
     raw = json.loads(Path(path).read_text())
     return {task: [[Neighbour(**n) for n in row] for row in rows] for task, rows in raw.items()}
+
+
+def model_inputs(texts: Sequence[str], task: str, prompt_style: str = "textchem",
+                 neighbour_format: NeighbourFormat | None = None, database: NeighbourDatabase | None = None,
+                 neighbours: Sequence[Sequence[Neighbour]] | None = None,
+                 exclude_same_molecule_as: Sequence[str] | None = None) -> list[str]:
+    """The text a checkpoint reads for each input: its task prompt, the input and, when it was trained with
+    neighbours (``neighbour_format``), the input's neighbours in ``database`` (found here unless given;
+    ``exclude_same_molecule_as`` as in :meth:`NeighbourDatabase.search`, for training pairs)."""
+    from t2m.tasks import add_prompt, strip_prompt
+
+    texts = [strip_prompt(t, task) for t in texts]
+    if neighbour_format is not None:
+        if neighbours is None:
+            neighbours = database.search(texts, task, neighbour_format.k, exclude_same_molecule_as=exclude_same_molecule_as)
+        texts = [conditioned_source(t, task, n, neighbour_format.show_similarity) for t, n in zip(texts, neighbours)]
+    return [add_prompt(t, task, prompt_style) for t in texts]
+
+
+def load_checkpoint_database(checkpoint: str | Path, neighbour_format: NeighbourFormat | None,
+                             database: "NeighbourDatabase | str | Path | None" = None) -> "NeighbourDatabase | None":
+    """The neighbour database a checkpoint reads: ``database`` when given (a loaded one or a file), else the
+    file its ``t2m.json`` names; None for a checkpoint that reads no neighbours."""
+    if neighbour_format is None:
+        return None
+    if isinstance(database, NeighbourDatabase):
+        return database
+    return NeighbourDatabase.from_file(database or neighbour_format.database_path(checkpoint))
+

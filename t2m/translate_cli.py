@@ -159,7 +159,7 @@ def run(args) -> int:
         text = "".join(o + "\n" for o in outputs)
     if text is not None:
         if args.output:
-            from t2m.data import atomic_write_text
+            from t2m.io import atomic_write_text
 
             atomic_write_text(args.output, text)
         else:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from datastore.cli import subset_rows
+from t2m.knn_store import subset_rows
 from datastore.testing import read_tsv_rows, tiny_pairs
 
 N_ROWS = 24
@@ -73,7 +73,7 @@ def test_a_store_cut_from_the_full_store_holds_the_entries_a_build_of_that_fract
     """subset_task_datastore (the bench's datastore-size stores) against build_task_datastore(fraction=0.5):
     the same (row, position, token) entries with the same keys, and its own index over them."""
     from datastore import Datastore
-    from datastore.cli import build_task_datastore, subset_task_datastore
+    from t2m.knn_store import build_task_datastore, subset_task_datastore
 
     folder, _ = checkpoint
     common = dict(data=folder / "pairs.tsv", index_factory="Flat", batch_size=8, progress=False)

@@ -16,7 +16,7 @@ DEV_SIZE = 16
 @pytest.fixture(scope="module")
 def small_chebi(shared_data, tmp_path_factory):
     """A ChEBI-20 folder (first 64 validation rows, first 8 test rows), a tiny checkpoint, its store."""
-    from datastore.cli import build_task_datastore
+    from t2m.knn_store import build_task_datastore
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("chebi")
@@ -37,16 +37,16 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     """λ = 0 scores the model's own mean log-likelihood; λ = 1, k = 1 on the store's training pairs
     retrieves every reference token (log-likelihood ~ 0)."""
     from datastore.build import PairBatches
-    from datastore.cli import _encode_pairs, training_records
+    from t2m.knn_store import encode_pairs, training_records
     from datastore.store import Datastore
-    from datastore.tune import Candidate, teacher_forced_scores
+    from t2m.tune import Candidate, teacher_forced_scores
     from t2m.modeling import load_model
 
     folder, data, store_dir = small_chebi
     model, tokenizer, info = load_model(folder / "model")
     store = Datastore.load(store_dir, model=model, tokenizer=tokenizer)
     records, _ = training_records(data, dev_size=DEV_SIZE)
-    encode = lambda s, t: _encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
+    encode = lambda s, t: encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
                                         max_source_len=512, max_target_len=512)
     batches = PairBatches(encode, [r["smiles"] for r in records[:8]], [r["description"] for r in records[:8]], 4)
     scores, _ = teacher_forced_scores(model, store, batches, [Candidate(1, 0.0, 1.0), Candidate(1, 1.0, 1.0)],
@@ -67,9 +67,9 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     reference token from the row's own entries (log-likelihood ~ 0), and the restricted search gives the
     same neighbours as restricting and searching one input at a time."""
     from datastore.build import PairBatches
-    from datastore.cli import _encode_pairs, training_records
+    from t2m.knn_store import encode_pairs, training_records
     from datastore.store import Datastore
-    from datastore.tune import Candidate, retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
+    from t2m.tune import Candidate, retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
     from t2m.modeling import load_model
 
     folder, data, store_dir = small_chebi
@@ -81,7 +81,7 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     assert sorted(scopes) == [0, 1] and scopes[0][1] is None
     retriever, pair_rows = scopes[1]
     assert [int(rows[0]) for rows in pair_rows] == list(range(8))  # each training source finds itself
-    encode = lambda s, t: _encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
+    encode = lambda s, t: encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
                                         max_source_len=512, max_target_len=512)
     batches = PairBatches(encode, sources, targets, 4)
     scores, d1 = teacher_forced_scores(model, store, batches, [Candidate(1, 1.0, 1.0, 1)], retriever,
@@ -105,7 +105,7 @@ def test_tune_over_retrieval_scopes_writes_the_chosen_one(small_chebi, tmp_path)
     import shutil
 
     from datastore.store import Datastore
-    from datastore.tune import tune
+    from t2m.tune import tune
 
     folder, data, store_dir = small_chebi
     copy = tmp_path / "store"
@@ -127,7 +127,7 @@ def test_tune_over_retrieval_scopes_writes_the_chosen_one(small_chebi, tmp_path)
 
 def test_tune_writes_its_choice_into_the_store(small_chebi):
     from datastore.store import Datastore
-    from datastore.tune import tune
+    from t2m.tune import tune
 
     folder, data, store_dir = small_chebi
     result = tune(store_dir, folder / "model", data, lambdas=(0.5, 1.0), ks=(1, 4), finalists=2, batch_size=8,
@@ -145,7 +145,7 @@ def test_tune_writes_its_choice_into_the_store(small_chebi):
 
 
 def test_dev_metric_orders_text2mol_by_morgan_fts_over_all_rows_then_exact_match(shared_data):
-    from datastore.tune import dev_metric
+    from t2m.tune import dev_metric
 
     refs = ["CCO", "c1ccccc1O"]
     exact_one, values = dev_metric("text2mol", refs, ["OCC", "CCCC"])  # OCC is CCO written differently
@@ -163,7 +163,7 @@ def test_dev_metric_orders_text2mol_by_morgan_fts_over_all_rows_then_exact_match
 
 
 def test_dev_metric_ranks_unparsable_outputs_last():
-    from datastore.tune import dev_metric
+    from t2m.tune import dev_metric
 
     none_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["C(", "(("])
     some_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["CCN", "(("])

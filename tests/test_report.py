@@ -54,5 +54,5 @@ def test_readme_bench_section_is_replaced_between_the_markers():
     assert "#### text2mol" in out and "Data: x." in out
     assert out.startswith("# t2m\n\n## Results\n\nContext.") and out.endswith(f"{README_END}\n\n## After\n")
     assert readme_with_bench(out, bench_md) == out  # idempotent
-    with pytest.raises(ValueError, match="README.md: no bench markers"):
+    with pytest.raises(ValueError, match="docs/results.md: no bench markers"):
         readme_with_bench("# t2m\n", bench_md)

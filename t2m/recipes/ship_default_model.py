@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     if set(tasks) != {"text2mol", "mol2text"} and not args.card_only:
         parser.error("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
 
-    from t2m.data import atomic_write_text, resolve_chebi20_dir
+    from t2m.data import resolve_chebi20_dir
+    from t2m.io import atomic_write_text
 
     test_file = resolve_chebi20_dir(args.data) / "test.txt"
     if not args.card_only:

@@ -262,7 +262,7 @@ def bench_metric(model, tokenizer, store_dir: Path, rows, task, prompt_style, ba
     from datastore import Datastore
     from datastore.index import build_index, exact_index, set_search_params
     from datastore.retrieve import Retriever
-    from datastore.tune import Candidate, decode, dev_metric
+    from t2m.tune import Candidate, decode, dev_metric
 
     store = Datastore.load(store_dir)
     sources, references = _pairs(rows, task)

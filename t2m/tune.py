@@ -1,7 +1,5 @@
-"""``t2m tune``: choose kNN λ, k, T on the dev slice by the task metric, and write them into the store.
-
-    t2m tune --store DIR --model DIR [--data DIR] [--lambdas 0.1,0.2,...] [--ks 4,8,16,32]
-             [--temperatures 1,10,100] [--pairs 0,4] [--num-beams 1] [--finalists 4]
+"""Choose kNN λ, k, T on the dev slice by the task metric, and write them into the store
+(:func:`tune`; on the command line ``t2m tune``, :mod:`t2m.tune_cli`).
 
 Two stages, so the grid can be wide on a CPU:
 
@@ -23,14 +21,12 @@ slice); a dev row whose source is also a source in the store's data is reported 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -290,14 +286,15 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     the store's default kNN parameters. ``pairs``: retrieval scopes to try (0: the whole store; N: each
     input's N nearest training pairs). Returns the :class:`TuneResult`."""
     from datastore.build import PairBatches
-    from datastore.cli import _device, _encode_pairs
+    from t2m.knn_store import device, encode_pairs
     from datastore.store import Datastore, KNNParams
     from t2m.data import DEV_SIZE, load_chebi20_records
+    from t2m.generate import Translator
     from t2m.modeling import load_model
     from t2m.tasks import source_and_target
 
     started = time.perf_counter()
-    model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=_device())
+    model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=device())
     store = Datastore.load(store_dir, model=model, tokenizer=tokenizer)
     task = store.task
     if task not in ("text2mol", "mol2text"):
@@ -312,10 +309,12 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     dev = dev[:dev_rows] if dev_rows else dev
     dev_pairs = [source_and_target(r["smiles"], r["description"], task) for r in dev]
     sources, references = [s for s, _ in dev_pairs], [t for _, t in dev_pairs]
+    # what the model reads: with its neighbours for a checkpoint trained with them (pair search: the bare input)
+    model_sources = Translator(model, tokenizer, info).model_inputs(sources, task)
     max_len = int(data_meta.get("max_target_len", 512))
-    encode = partial(_encode_pairs, tokenizer, task=task, prompt_style=info.prompt_style,
+    encode = partial(encode_pairs, tokenizer, task=task, prompt_style=info.prompt_style,
                      max_source_len=int(data_meta.get("max_source_len", 512)), max_target_len=max_len)
-    batches = PairBatches(encode, sources, references, batch_size)
+    batches = PairBatches(encode, model_sources, references, batch_size)
     scopes = retrieval_scopes(store, sources, pairs, exact)
 
     # stage 1: the likelihood over the whole grid (per scope, one forward pass for all); T from the data unless given
@@ -352,7 +351,7 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     # stage 2: decode (with the checkpoint's recommended repetition settings) and score by the task metric
     options = info.decoding_options(task)
     results = []
-    base_outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, None, None,
+    base_outputs = decode(model, tokenizer, store, model_sources, task, info.prompt_style, None, None,
                           num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
                           progress=progress, generate_options=options)
     base_key, base_metric = dev_metric(task, references, base_outputs)
@@ -360,7 +359,7 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
                                                               store.knn_params.temperature), base_metric))
     for cand in picks:
         retriever, pair_rows = scopes[cand.pairs]
-        outputs = decode(model, tokenizer, store, sources, task, info.prompt_style, cand, retriever,
+        outputs = decode(model, tokenizer, store, model_sources, task, info.prompt_style, cand, retriever,
                          num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
                          progress=progress, generate_options=options, pair_rows=pair_rows)
         key, metric = dev_metric(task, references, outputs)
@@ -383,51 +382,3 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
                    "index": scopes[best.pairs][0].description},
         )
     return result
-
-
-# -------------------------------------------------------------------------------------------- CLI
-
-
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", required=True, help="datastore folder (its task and data setting are used)")
-    parser.add_argument("--model", required=True, help="the checkpoint the store was built from")
-    parser.add_argument("--data", default=None, help="ChEBI-20 folder (default: where t2m finds it)")
-    parser.add_argument("--lambdas", default=",".join(map(str, DEFAULT_LAMBDAS)))
-    parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)))
-    parser.add_argument("--temperatures", default=None,
-                        help="comma list (default: median nearest squared distance x 0.1,0.3,1,3,10)")
-    parser.add_argument("--pairs", default="0",
-                        help="retrieval scopes, comma list: 0 = the whole store, N = each input's N nearest training "
-                             "pairs (default: %(default)s)")
-    parser.add_argument("--finalists", type=int, default=4, help="grid points decoded in stage 2")
-    parser.add_argument("--num-beams", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--dev-rows", type=int, default=None, help="use only the first N dev rows")
-    parser.add_argument("--exact", action="store_true", help="exact search instead of the store's index")
-    parser.add_argument("--dry-run", action="store_true", help="do not write the choice into the store")
-    parser.add_argument("--allow-pickle", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    result = tune(args.store, args.model, args.data, lambdas=_floats(args.lambdas),
-                  ks=[int(k) for k in _floats(args.ks)],
-                  temperatures=_floats(args.temperatures) if args.temperatures else None,
-                  pairs=[int(p) for p in _floats(args.pairs)], finalists=args.finalists, num_beams=args.num_beams, batch_size=args.batch_size,
-                  max_new_tokens=args.max_new_tokens, dev_rows=args.dev_rows, exact=args.exact,
-                  write=not args.dry_run, allow_pickle=args.allow_pickle)
-    print(f"{'finalist':<34} {result.metric_name}")
-    for row in result.finalists:
-        name = describe(Candidate(row["k"], row["lambda_"], row["temperature"], row.get("pairs", 0)))
-        values = ", ".join(f"{k}={row[k]:.4f}" for k in ("bleu4", "morgan_fts_all_rows", "exact_match", "morgan_fts")
-                           if k in row)
-        print(f"{name:<34} {values}  (dev log-lik {row['dev_log_likelihood']})")
-    c = result.chosen
-    where = "not written (--dry-run)" if args.dry_run else f"written to {Path(args.store) / 'datastore.json'}"
-    print(f"chosen: {describe(c)} -> {result.chosen_metric} "
-          f"(model alone: {result.model_only_metric}); {where} in {result.seconds} s")
-    return 0

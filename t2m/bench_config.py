@@ -1,0 +1,78 @@
+"""The settings of one ``t2m bench`` run (:class:`BenchConfig`), apart from the bench itself so that the
+report can name a run's command line without importing the bench."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from t2m.tasks import TASKS
+
+SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+
+@dataclass
+class BenchConfig:
+    """Everything that decides the numbers of one bench run (saved verbatim in ``bench.json``)."""
+
+    out: Path
+    model: Path | None = None  # None: the model that ships with t2m
+    data: Path | None = None  # ChEBI-20 folder (or one holding chebi20/); None: where t2m finds it
+    setting: str = "auto"
+    dev_size: int | None = None  # None: t2m.data.DEV_SIZE
+    tasks: tuple[str, ...] = TASKS
+    beams: tuple[int, ...] = (1, 5)
+    limit: int | None = None  # test rows (first N)
+    dev_limit: int | None = None  # dev rows for tuning and the λ sweep (first N)
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    scaling_beam: int | None = None  # beam for the datastore-size runs; None: the smallest of ``beams``
+    scaling_limit: int | None = 1000  # test rows (first N) of the datastore-size runs; None: all
+    store_dir: Path | None = None  # None: <out>/stores
+    index: str | None = None  # faiss factory for stores built here; None: the datastore default
+    pairs: tuple[int, ...] = (0,)  # retrieval scopes t2m tune tries: 0 the whole store, N each input's N nearest pairs
+    fcd: bool = True
+    bootstrap: int = 1000
+    lambda_sweep: tuple[float, ...] = SWEEP_LAMBDAS
+    sweep_rows: int | None = 60  # dev rows decoded per λ of the sweep (0: likelihood only)
+    batch_size: int | None = None  # None: decoding the translator's default (32 greedy, 64 beam), else 32
+    max_new_tokens: int = 256
+    repetition_penalty: float | None = None  # passed to every model decoding, with and without kNN
+    no_repeat_ngram_size: int | None = None
+    examples: int = 3  # best / worst / changed-by-retrieval rows per task in the report
+    seed: int = 0
+    fresh: bool = False
+    isolate_builds: bool = True  # build and tune datastores in a child process (memory measured apart)
+    allow_pickle: bool = False
+    progress: bool = True
+    jobs: int = 1  # worker processes: stores of the tasks prepared at once, each decoding split over them
+    knn: bool = True  # False: the model and the retrieval baseline only (no datastores, sweep or scaling runs)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        for task in self.tasks:
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
+        if not self.beams or any(b < 1 for b in self.beams):
+            raise ValueError(f"--beams needs positive beam sizes, got {self.beams}")
+        if self.scaling_beam is not None and self.scaling_beam not in self.beams:
+            raise ValueError(f"--scaling-beam {self.scaling_beam} must be one of --beams {self.beams} (the 100% point "
+                             "is the main model + kNN run at that beam)")
+        if any(not 0 < f <= 1 for f in self.fractions):
+            raise ValueError(f"--fractions must lie in (0, 1], got {self.fractions}")
+        if any(not 0 <= lam <= 1 for lam in self.lambda_sweep):
+            raise ValueError(f"--lambda-sweep values must lie in [0, 1], got {self.lambda_sweep}")
+        if self.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
+        if not self.pairs or any(p < 0 for p in self.pairs):
+            raise ValueError(f"--pairs needs values >= 0 (0: the whole store), got {self.pairs}")
+        if self.scaling_limit is not None and self.scaling_limit < 1:
+            raise ValueError(f"--scaling-limit must be at least 1, got {self.scaling_limit}")
+
+    @property
+    def headline_beam(self) -> int:
+        return max(self.beams)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in data.items()}

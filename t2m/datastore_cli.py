@@ -1,0 +1,130 @@
+"""``t2m datastore build`` and ``t2m datastore inspect``: thin wrappers over
+:func:`t2m.knn_store.build_task_datastore` and :func:`t2m.knn_inspect.inspect_translation`.
+
+    t2m datastore build --model DIR --data DIR --task {text2mol,mol2text} --out DIR
+                        [--index FACTORY] [--layer LAYER] [--batch-size N] [--fraction F]
+    t2m datastore inspect --store DIR --model DIR "input text"
+
+Multi-process builds: see :mod:`t2m.knn_store`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
+from t2m.data import SETTINGS
+from t2m.knn_inspect import format_inspection, inspect_translation
+from t2m.knn_store import build_task_datastore, device, training_records
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="datastore_command", metavar="{build,inspect}", required=True)
+
+    build = sub.add_parser("build", help="build a task's datastore from a checkpoint and training pairs")
+    build.add_argument("--model", required=True, help="checkpoint directory (config.json + weights + tokenizer)")
+    build.add_argument("--data", default=None,
+                       help="ChEBI-20 folder (or one holding chebi20/), or a TSV/JSONL pairs file "
+                            "(default: ChEBI-20 where t2m finds it)")
+    build.add_argument("--setting", default="auto", choices=SETTINGS,
+                       help="ChEBI-20 split setting (benchmark: validation.txt minus the dev slice)")
+    build.add_argument("--task", required=True, choices=("text2mol", "mol2text"))
+    build.add_argument("--out", required=True, help="store folder to create")
+    build.add_argument("--index", default=None, help="faiss index_factory string, 'Flat' for exact, "
+                                                     "'none' for no index (default: %(default)s -> DEFAULT_FACTORY)")
+    build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default)")
+    build.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch (saved as the default)")
+    build.add_argument("--layer", default="lm_head_input",
+                       help="key: lm_head_input (default), final_norm, or block:<i>")
+    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    build.add_argument("--max-source-len", type=int, default=DEFAULT_MAX_LEN)
+    build.add_argument("--max-target-len", type=int, default=DEFAULT_MAX_LEN)
+    build.add_argument("--fraction", type=float, default=1.0, help="use this random fraction of the pairs")
+    build.add_argument("--k", type=int, default=None, help="default k saved in the store")
+    build.add_argument("--lambda", dest="lambda_", type=float, default=None, help="default lambda saved")
+    build.add_argument("--temperature", type=float, default=None,
+                       help="default temperature saved (default: the median squared distance between "
+                            "neighbouring keys)")
+    build.add_argument("--chunk-batches", type=int, default=8, help="batches per resumable chunk")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
+    build.add_argument("--no-resume", action="store_true", help="discard an unfinished build instead of resuming")
+    build.add_argument("--allow-pickle", action="store_true", help="allow loading pickled (.bin) weights")
+
+    inspect = sub.add_parser("inspect", help="show each generated token with its retrieved neighbours")
+    inspect.add_argument("--store", required=True)
+    inspect.add_argument("--model", required=True)
+    inspect.add_argument("input", help="the source text (a description for text2mol, a SMILES for mol2text)")
+    inspect.add_argument("--task", default=None, choices=("text2mol", "mol2text"),
+                         help="default: the store's task")
+    inspect.add_argument("--data", default=None, help="the store's data, to name neighbours' CIDs")
+    inspect.add_argument("--k", type=int, default=None)
+    inspect.add_argument("--lambda", dest="lambda_", type=float, default=None)
+    inspect.add_argument("--temperature", type=float, default=None)
+    inspect.add_argument("--neighbours", type=int, default=3, help="neighbours shown per token")
+    inspect.add_argument("--max-new-tokens", type=int, default=256)
+    inspect.add_argument("--exact", action="store_true", help="search the keys exactly instead of the index")
+    inspect.add_argument("--json", default=None, help="also write the report as JSON here")
+    inspect.add_argument("--allow-pickle", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.datastore_command == "build":
+        return _run_build(args)
+    return _run_inspect(args)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from datastore.store import Datastore, KNNParams
+
+    knn = KNNParams().replace(k=args.k, lambda_=args.lambda_, temperature=args.temperature)
+    out = build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,
+                               index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
+                               max_source_len=args.max_source_len, max_target_len=args.max_target_len,
+                               fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search, knn=knn,
+                               auto_temperature=args.temperature is None,
+                               allow_pickle=args.allow_pickle, overwrite=args.overwrite,
+                               resume=not args.no_resume, chunk_batches=args.chunk_batches)
+    if int(os.environ.get("RANK", "0")) == 0:
+        store = Datastore.load(out)
+        index = store.meta["index"]
+        print(f"{out}: {store.count:,} entries of dim {store.dim} ({store.layer}); index {index.get('factory')} "
+              f"{index.get('bytes_per_entry', '-')} bytes/entry, built in {index.get('build_seconds', '-')} s; "
+              f"{store.meta['build']['tokens_per_second'] or '-'} tokens/s")
+    return 0
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from datastore.store import Datastore
+    from t2m.modeling import load_model
+
+    model, tokenizer, info = load_model(args.model, allow_pickle=args.allow_pickle, device=device())
+    store = Datastore.load(args.store, model=model, tokenizer=tokenizer)
+    records = None
+    if args.data or store.meta.get("data", {}).get("dataset") == "chebi20":
+        try:
+            data_meta = store.meta.get("data", {})
+            records, _ = training_records(args.data, data_meta.get("setting", "auto"), data_meta.get("dev_size"))
+        except (FileNotFoundError, ValueError) as error:
+            print(f"(neighbour CIDs not shown: {error})")
+    from t2m.generate import Translator
+
+    text = Translator(model, tokenizer, info).model_inputs([args.input], args.task or store.task)[0]
+    output, report = inspect_translation(store, model, tokenizer, text, args.task,
+                                         prompt_style=info.prompt_style, k=args.k, lambda_=args.lambda_,
+                                         temperature=args.temperature, neighbours=args.neighbours,
+                                         max_new_tokens=args.max_new_tokens, records=records, exact=args.exact)
+    params = store.knn_params.replace(k=args.k, lambda_=args.lambda_, temperature=args.temperature)
+    print(f"store {store.path} ({store.count:,} entries, task {store.task}); k={params.k} "
+          f"lambda={params.lambda_} T={params.temperature}")
+    print(format_inspection(output, report))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"output": output, "tokens": [asdict(r) for r in report]},
+                                              indent=2) + "\n")
+    return 0

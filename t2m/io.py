@@ -1,0 +1,57 @@
+"""Writing files so that a reader never sees half of one: t2m's one atomic-write helper.
+
+Every file t2m writes (predictions, reports, bench results, model cards, datastore manifests it owns)
+goes through :func:`atomic_write`: the bytes go to a temporary file in the target's folder, are flushed
+to disk, get the mode a plain ``open`` would give, and replace the target with ``os.replace``. An
+interrupted write leaves the old file (or none), never a truncated one.
+
+The two libraries below t2m cannot import it (``datastore`` and ``evaluation`` do not import ``t2m``),
+so each keeps its own single helper: ``datastore.store`` (the store's JSON and arrays) and
+``evaluation.cache.atomic_write_bytes`` (cache files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def set_default_permissions(path: str | os.PathLike) -> None:
+    """Give a ``tempfile.mkstemp`` file (private, 0600) the mode a normal ``open`` would: 0666 minus umask."""
+    umask = os.umask(0o022)  # the only portable way to read the umask is to set it and put it back
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, *, fsync: bool = True) -> Path:
+    """Write ``data`` (bytes, or text written as UTF-8 with ``\\n`` line ends) to ``path`` atomically;
+    creates the parent folder; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        set_default_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of ``text`` as UTF-8."""
+    return atomic_write(path, text)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, *, default: Callable[[Any], Any] | None = None) -> Path:
+    """``data`` as indented UTF-8 JSON (non-ASCII kept) with a final newline, written atomically."""
+    return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, default=default) + "\n")

@@ -1,0 +1,246 @@
+"""The project's layering, read from the source with ``ast`` (imports inside functions included).
+
+    t2m applications   cli modules · tune · bench · report · recipes
+    t2m core           data · tasks · tokenizer · modeling · generate (Translator) · ...
+    libraries          datastore/ (kNN-MT for any HF encoder-decoder)    evaluation/ (strings -> numbers)
+
+Fails on
+(a) ``evaluation`` or ``datastore`` importing ``t2m``;
+(b) ``evaluation`` importing ``datastore`` or ``datastore`` importing ``evaluation``;
+(c) an import cycle between files of the project (``datastore/__init__``'s lazy ``_EXPORTS`` count as imports);
+(d) a source file over ``MAX_FILE_LINES`` lines, except the ones in ``FILE_LINES_ALLOWED``;
+(e) a function over ``MAX_FUNCTION_LINES`` lines, except the ones in ``FUNCTION_LINES_ALLOWED``;
+(f) a module of t2m's core importing one of t2m's applications (:func:`is_application`).
+
+The two allow-lists only shrink: split an offender, then delete its line (the test says when one is no
+longer needed). See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("t2m", "datastore", "evaluation")
+LIBRARIES = ("datastore", "evaluation")  # the bottom layer: they import neither t2m nor each other
+MAX_FILE_LINES = 700
+MAX_FUNCTION_LINES = 120
+
+# Files over MAX_FILE_LINES today. Shrinking list: never add to it.
+FILE_LINES_ALLOWED = {
+    "t2m/bench.py",  # to become a package: config, systems, statistics, cache, run, CLI
+}
+# Functions over MAX_FUNCTION_LINES today ("path:qualified name"). Shrinking list: never add to it.
+FUNCTION_LINES_ALLOWED = {
+    "t2m/bench.py:run_task",  # a run of closures, to split with bench/
+    "t2m/generate.py:Translator.translate",  # 22 keywords: to take option objects
+    "t2m/train.py:train",
+}
+
+
+# t2m's applications: the command line and the jobs built on the core. Every other t2m module is core.
+APPLICATIONS = {"t2m.cli", "t2m.__main__", "t2m.tune", "t2m.bench", "t2m.bench_config", "t2m.report", "t2m.plots",
+                "t2m.decode_pool", "t2m.resources"}
+
+
+def is_application(module: str) -> bool:
+    return (module in APPLICATIONS or module.endswith("_cli") or module == "t2m.recipes"
+            or module.startswith(("t2m.recipes.", "t2m.cli.", "t2m.bench.")))
+
+
+def source_files() -> list[Path]:
+    """Every .py file of the packages and the tests."""
+    files = [p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))]
+    return files + sorted((ROOT / "tests").rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def _lazy_exports(tree: ast.Module) -> list[str]:
+    """Module names in a package ``__init__``'s ``_EXPORTS = {"Name": "package.module", ...}``."""
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Dict):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets):
+                return [v.value for v in node.value.values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+    return []
+
+
+def imported_names(module: str, path: Path) -> list[tuple[str, int]]:
+    """(imported dotted name, line) for every import statement of the file, at any depth."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = [(name, 1) for name in _lazy_exports(tree)]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([base] if base else []))
+            # `from package import submodule` imports the submodule; `from module import name` the module
+            found += [(f"{base}.{alias.name}", node.lineno) for alias in node.names]
+    return found
+
+
+def resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The project module an imported name lives in (the longest module prefix), or None if not ours."""
+    while name:
+        if name in modules:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, int]]]:
+    """(module -> project modules it imports, every (module, import, line) of a project module)."""
+    modules = project_modules()
+    graph: dict[str, set[str]] = defaultdict(set)
+    imports = []
+    for module, path in modules.items():
+        for name, line in imported_names(module, path):
+            target = resolve(name, modules)
+            if target is not None and target != module:
+                graph[module].add(target)
+                imports.append((module, target, line))
+    return graph, imports
+
+
+def top(module: str) -> str:
+    return module.partition(".")[0]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(set(graph) | {w for ws in graph.values() for w in ws}):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _where(module: str, line: int) -> str:
+    return f"{project_modules()[module].relative_to(ROOT)}:{line}"
+
+
+def test_the_graph_sees_lazy_and_relative_imports():
+    graph, _ = import_graph()
+    assert "datastore.store" in graph["t2m.translate_cli"]  # imported inside a function
+    assert "datastore.store" in graph["datastore"]  # datastore/__init__'s lazy _EXPORTS
+    assert len(project_modules()) > 50
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_libraries_do_not_import_t2m(library):
+    _, imports = import_graph()
+    bad = sorted({f"{_where(m, line)}: {m} imports {t}" for m, t, line in imports if top(m) == library and top(t) == "t2m"})
+    assert not bad, f"{library}/ is a library below t2m and must not import it:\n" + "\n".join(bad)
+
+
+def test_libraries_do_not_import_each_other():
+    _, imports = import_graph()
+    bad = sorted({f"{_where(m, line)}: {m} imports {t}" for m, t, line in imports
+                  if top(m) in LIBRARIES and top(t) in LIBRARIES and top(m) != top(t)})
+    assert not bad, "datastore/ and evaluation/ are independent libraries:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles_between_files():
+    graph, _ = import_graph()
+    found = cycles(graph)
+    assert not found, "import cycles (move the shared piece into a module both can import):\n" + "\n".join(
+        " <-> ".join(c) for c in found)
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_no_source_file_over_the_limit():
+    sizes = {p.relative_to(ROOT).as_posix(): _lines(p) for p in source_files()}
+    over = {name for name, n in sizes.items() if n > MAX_FILE_LINES}
+    new = sorted(over - FILE_LINES_ALLOWED)
+    assert not new, f"files over {MAX_FILE_LINES} lines (split them): " + ", ".join(f"{n} ({sizes[n]})" for n in new)
+    fixed = sorted(FILE_LINES_ALLOWED - over)
+    assert not fixed, f"no longer over {MAX_FILE_LINES} lines: delete from FILE_LINES_ALLOWED: {', '.join(fixed)}"
+
+
+def long_functions() -> dict[str, int]:
+    """"path:Qualified.name" -> lines of every function longer than MAX_FUNCTION_LINES."""
+    found = {}
+    for path in source_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        rel = path.relative_to(ROOT).as_posix()
+
+        def walk(node: ast.AST, prefix: str) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    name = f"{prefix}{child.name}"
+                    if not isinstance(child, ast.ClassDef):
+                        length = child.end_lineno - child.lineno + 1
+                        if length > MAX_FUNCTION_LINES:
+                            found[f"{rel}:{name}"] = length
+                    walk(child, name + ".")
+
+        walk(tree, "")
+    return found
+
+
+def test_no_function_over_the_limit():
+    found = long_functions()
+    new = sorted(set(found) - FUNCTION_LINES_ALLOWED)
+    assert not new, f"functions over {MAX_FUNCTION_LINES} lines (split them): " + ", ".join(
+        f"{n} ({found[n]})" for n in new)
+    fixed = sorted(FUNCTION_LINES_ALLOWED - set(found))
+    assert not fixed, f"no longer over {MAX_FUNCTION_LINES} lines: delete from FUNCTION_LINES_ALLOWED: {', '.join(fixed)}"
+
+
+def test_t2m_core_does_not_import_applications():
+    _, imports = import_graph()
+    bad = sorted({f"{_where(m, line)}: {m} imports {t}" for m, t, line in imports
+                  if top(m) == "t2m" and not is_application(m) and is_application(t)})
+    assert not bad, ("t2m's core must not import its applications (CLI, tune, bench, report, recipes); move what "
+                     "both need into the core:\n" + "\n".join(bad))
