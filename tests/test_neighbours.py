@@ -152,3 +152,42 @@ def test_plain_checkpoints_read_no_neighbours(tiny_model_dir):
     translator = Translator.from_pretrained(tiny_model_dir)
     assert translator.neighbour_format is None and translator.database is None
     assert translator.model_inputs(["CCO"], MOL2TEXT) == ["Caption the following SMILES: CCO"]
+
+
+def test_conditioned_datastore_build_and_translate_on_20_rows(neighbour_checkpoint, tiny_chebi20, tmp_path):
+    from datastore.store import Datastore
+    from t2m.data import read_tsv_records
+    from t2m.generate import KNNSettings, Translator
+    from t2m.knn_store import build_task_datastore
+
+    config, final = neighbour_checkpoint
+    out = build_task_datastore(final, MOL2TEXT, tmp_path / "store", tiny_chebi20, setting="benchmark", dev_size=20,
+                               batch_size=16, progress=False)
+    store = Datastore.load(out)
+    assert store.meta["data"]["neighbours"]["k"] == 1 and store.meta["data"]["neighbours"]["database_rows"] == 140
+    translator = Translator.from_pretrained(final)
+    rows = [r["smiles"] for r in read_tsv_records(tiny_chebi20 / "test.txt")[:20]]
+    plain = translator.translate(rows, MOL2TEXT, max_new_tokens=12)
+    mixed = translator.translate(rows, MOL2TEXT, max_new_tokens=12, knn=KNNSettings(store, k=4, lambda_=0.5))
+    off = translator.translate(rows, MOL2TEXT, max_new_tokens=12, knn=KNNSettings(store, k=4, lambda_=0.0))
+    assert len(mixed) == 20 and all(r.neighbours for r in mixed)
+    assert [r.output for r in off] == [r.output for r in plain]  # λ = 0 decodes the same conditioned inputs
+    assert [r.neighbours for r in mixed] == [r.neighbours for r in plain]
+
+
+def test_shipped_pipeline_runs_offline_on_its_memory(monkeypatch):
+    """The README's first command: the shipped model reads its neighbours from the memory inside the package,
+    with no network and no data folder."""
+    from t2m.generate import Translator
+    from t2m.modeling import default_model_dir
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("T2M_SHARED_DATA", "/nonexistent")
+    translator = Translator.from_pretrained()
+    if translator.neighbour_format is None:
+        pytest.skip("the shipped model reads no neighbours")
+    assert Path(translator.database.name).parent == default_model_dir()
+    out = translator.translate(["CC(=O)OC1=CC=CC=C1C(=O)O"], MOL2TEXT, max_new_tokens=24)[0]
+    assert out.output and out.neighbours and out.neighbours[0].similarity > 0
+    out = translator.translate(["The molecule is a monocarboxylic acid that is acetic acid."], TEXT2MOL, max_new_tokens=24)[0]
+    assert out.neighbours
