@@ -39,7 +39,7 @@ HELP_FIXES: dict[tuple[str, str], str] = {
     ("datastore build", "--task"): "which direction the store serves: text2mol (keys of SMILES tokens) or "
                                    "mol2text (keys of caption tokens)",
     ("datastore build", "--index"): "FAISS index_factory string, 'Flat' for exact search, 'none' for no index "
-                                    "(default: datastore.index.DEFAULT_FACTORY, an IVF-PQ index sized to the store)",
+                                    "(default: IVF2048,SQfp16, fewer lists for a small store)",
     ("datastore build", "--batch-size"): "training pairs per forward pass",
     ("datastore build", "--max-source-len"): "source tokens kept per pair",
     ("datastore build", "--max-target-len"): "target tokens kept per pair (one store entry each)",
