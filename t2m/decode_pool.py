@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 # The worker process's loaded checkpoint and datastores, set by _start_worker. Module state because a
 # ProcessPoolExecutor initializer has nowhere else to leave it; it exists only in worker processes.
 _WORKER: dict[str, Any] = {}
+_TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,12 @@ class DecodePool:
 
         if jobs < 2:
             raise ValueError(f"a DecodePool needs at least 2 workers, got {jobs}")
+        import sys
+
+        # workers ended by Ctrl-C (close(kill=True)) leave the call queue's semaphores to the resource tracker
+        # (a process started with this one's -W flags), which would warn about them after the one-line message
+        if _TRACKER_QUIET not in sys.warnoptions:
+            sys.warnoptions.append(_TRACKER_QUIET)
         self.jobs = jobs
         self.threads = threads or max(1, cpu_count() // jobs)
         self.chunks_per_worker = chunks_per_worker
@@ -206,10 +213,11 @@ class DecodePool:
     def close(self, kill: bool = False) -> None:
         """End the workers: after their current chunk, or at once with ``kill`` (an interrupted call)."""
         if kill:
-            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            for process in processes:
                 process.terminate()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            return
+            for process in processes:
+                process.join(5)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "DecodePool":

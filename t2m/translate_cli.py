@@ -177,7 +177,7 @@ def detect_format(path: Path, lines: list[str], task: str) -> str:
     if SOURCE_COLUMN[task] in header:
         return "tsv"
     if known & set(header):
-        named = ", ".join(h for h in header if h)
+        named = ", ".join(h.strip() for h in first.split("\t") if h.strip())
         raise UsageError(
             f"--input {path}:1: a TSV header ({named}) without a '{SOURCE_COLUMN[task]}' column, which {task} "
             f"translates; add that column, or pass --format text to translate each whole line")
@@ -204,7 +204,7 @@ def _read_tsv(path: Path, lines: list[str], task: str) -> tuple[list[InputRow], 
     source = SOURCE_COLUMN[task]
     if source not in header:
         raise UsageError(
-            f"--input {path}:{start + 1}: the TSV header ({', '.join(h for h in header if h)}) has no "
+            f"--input {path}:{start + 1}: the TSV header ({', '.join(h.strip() for h in lines[start].split(chr(9)) if h.strip())}) has no "
             f"'{source}' column, which {task} translates; name the input column '{source}', or pass --format text")
     i_source = header.index(source)
     reference = next((c for c in (REFERENCE_COLUMN[task], "ground truth") if c in header and c != source), None)
