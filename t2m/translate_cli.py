@@ -472,6 +472,11 @@ class Partial:
         the model loads."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
+        if not new:  # a line cut short by a kill goes, so that the next row starts a line of its own
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
         self._handle = open(self.path, "a", encoding="utf-8", newline="\n")
         if new:
             self._handle.write(json.dumps({"format": PARTIAL_FORMAT, "signature": sig}) + "\n")
