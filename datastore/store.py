@@ -296,11 +296,16 @@ class Datastore:
             if array.shape[0] != count:
                 raise DatastoreError(f"{file}: {array.shape[0]} entries but {meta_path} says count={count}")
             arrays[name] = array
-        index_file = path / meta.get("index", {}).get("file", INDEX_FILE)
-        if meta.get("index", {}).get("factory", "none") not in (None, "none") and index_file.exists() \
-                and index_file.stat().st_size == 0:
-            raise DatastoreError(f"{index_file}: empty file; copy it again or rebuild the store with "
-                                 "`t2m datastore build --overwrite`")
+        index_meta = meta.get("index") or {}
+        if str(index_meta.get("factory", "none")).lower() != "none" and index_meta.get("file"):
+            index_file = path / index_meta["file"]
+            size = index_file.stat().st_size if index_file.is_file() else None
+            expected = index_meta.get("bytes")
+            if size is None or size == 0 or (expected is not None and size != int(expected)):
+                what = "is missing" if size is None else f"holds {size:,} bytes" + (
+                    f", but {META_FILE} says {int(expected):,}" if expected is not None else "")
+                raise DatastoreError(f"{index_file} {what}: copy the store's folder again, or rebuild the store with "
+                                     "`t2m datastore build --overwrite` (--knn-pairs N searches without it)")
         store = cls(path=path, meta=meta, keys=arrays["keys"], values=np.asarray(arrays["values"]),
                     rows=arrays["rows"], positions=arrays["positions"])
         if model is not None or tokenizer is not None or task is not None:

@@ -50,6 +50,16 @@ HELP_FIXES: dict[tuple[str, str], str] = {
     ("datastore inspect", "--temperature"): "softmax temperature over distances (default: the store's)",
     ("datastore inspect", "--max-new-tokens"): "most tokens generated",
     ("datastore inspect", "--allow-pickle"): "allow loading pickled (.bin) weights; only for checkpoints you trust",
+    ("tune", "--lambdas"): "comma-separated kNN weights lambda to try",
+    ("tune", "--ks"): "comma-separated neighbour counts k to try",
+    ("tune", "--num-beams"): "beams when decoding the dev rows (1: greedy search)",
+    ("tune", "--batch-size"): "dev rows per batch",
+    ("tune", "--max-new-tokens"): "most tokens generated per dev row",
+    ("tune", "--allow-pickle"): "allow loading pickled (.bin) weights; only for checkpoints you trust",
+    ("bench", "--setting"): "ChEBI-20 split setting: official (train.txt), benchmark (validation minus the dev "
+                            "slice), auto (official when train.txt is present)",
+    ("bench", "--max-new-tokens"): "most tokens generated per output",
+    ("bench", "--no-progress"): "do not show progress bars",
 }
 DESCRIPTIONS: dict[str, str] = {
     "datastore build": "Build a kNN-MT datastore: run the checkpoint over a task's training pairs with teacher "
