@@ -38,8 +38,8 @@ from typing import Any
 _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 _BONDS = set("-=#$:/\\~")
 # variants of the state a token's validity depends on: what came last outside brackets (8), the phase of a
-# bracket atom (20), digits still owed to a '%nn' ring label (2)
-_VARIANTS = 8 + 20 + 2
+# bracket atom (23), digits still owed to a '%nn' ring label (2)
+_VARIANTS = 8 + 23 + 2
 
 # What the last character outside brackets was: a ring bond (digit, ``%nn``), a branch, a bond or a ``.`` may
 # only follow some of these (RDKit refuses ``C.1CC1``, ``C(1``, ``C=(C)``, ``C()``, ``C=#C``, ``C(=1CC1)``).
@@ -48,48 +48,53 @@ _AFTER_ATOM = (ATOM, RING, CLOSE)  # where a ring bond, a branch, a ``)``, a ``.
 
 # Phases of a bracket atom ``[isotope symbol chirality H-count charge :class]``, each part optional but the
 # symbol, in this order (the grammar of t2m.smiles_valence's _BRACKET): ``bracket`` is 0 outside one.
-(I0, I1, I2, I3, S1, S2, C1, CX, CY, CZ, C2, H1, H2, Q1, Q2, Q3, K0, K1, K2, K3) = range(1, 21)
-_BRACKET_PHASES = 20
-_CLOSABLE = {S1, S2, C1, CZ, C2, H1, H2, Q1, Q2, Q3, K1, K2, K3}  # a ``]`` may end the atom here
+(I0, I1, I2, I3, S1, S2, C1, CXT, CXA, CXS, CXO, CY, C2, H1, H2, Q1, Q2, Q3, K0, K1, K2, K3, SH) = range(1, 24)
+_BRACKET_PHASES = 23
+_CLOSABLE = {SH, S1, S2, C1, C2, H1, H2, Q1, Q2, Q3, K1, K2, K3}  # a ``]`` may end the atom here
+_CHIRAL_CLASS = {"T": CXT, "A": CXA, "S": CXS, "O": CXO}  # @TH @TB, @AL, @SP, @OH: a letter, then 1 or 2
+_CHIRAL_LETTER = {CXT: "HB", CXA: "L", CXS: "P", CXO: "H"}
 
 
 def _bracket_step(phase: int, ch: str, sign: str) -> int:
     """The phase after ``ch`` in a bracket atom at ``phase`` (``sign``: the charge sign written, if any);
-    0 when ``ch`` cannot come there. ``]`` is handled by the caller."""
+    0 when ``ch`` cannot come there (RDKit's grammar: no leading zero in an isotope or a class, one charge
+    digit after a single sign, none after two). ``]`` is handled by the caller."""
     if phase in (I0, I1, I2, I3):
         if ch.isdigit():
-            return phase + 1 if phase < I3 else 0
+            return (I3 if ch == "0" else I1) if phase == I0 else phase + 1 if phase < I3 else 0
+        if ch == "H":
+            return SH  # hydrogen: [2H], [H+], Hg...: no chirality (RDKit refuses [H@])
         if ch.isalpha():
             return S1
         return S2 if ch == "*" else 0
-    if phase == S1 and ch.islower():
+    if phase in (S1, SH) and ch.islower():
         return S2
-    if phase == CX:
-        return CY if ch in "HBLP" else 0
+    if phase in _CHIRAL_LETTER:
+        return CY if ch in _CHIRAL_LETTER[phase] else 0
     if phase == CY:
-        return CZ if ch.isdigit() else 0
-    if phase == CZ and ch.isdigit():
-        return C2
+        return C2 if ch in "12" else 0
     if phase in (S1, S2) and ch == "@":
         return C1
     if phase == C1:
         if ch == "@":
             return C2
-        if ch in "TASO":
-            return CX
+        if ch in _CHIRAL_CLASS:
+            return _CHIRAL_CLASS[ch]
     if phase == H1 and ch.isdigit():
         return H2
     if phase == Q1 and ch == sign:
         return Q2
-    if phase in (Q1, Q2) and ch.isdigit():
+    if phase == Q1 and ch.isdigit():
         return Q3
-    if phase in (K0, K1, K2) and ch.isdigit():
+    if phase == K0 and ch.isdigit():
+        return K3 if ch == "0" else K1
+    if phase in (K1, K2) and ch.isdigit():
         return phase + 1
-    if ch == "H" and phase in (S1, S2, C1, CZ, C2):
+    if ch == "H" and phase in (SH, S1, S2, C1, C2):
         return H1
-    if ch in "+-" and phase in (S1, S2, C1, CZ, C2, H1, H2):
+    if ch in "+-" and phase in (SH, S1, S2, C1, C2, H1, H2):
         return Q1
-    if ch == ":" and phase in (S1, S2, C1, CZ, C2, H1, H2, Q1, Q2, Q3):
+    if ch == ":" and phase in (SH, S1, S2, C1, C2, H1, H2, Q1, Q2, Q3):
         return K0
     return 0
 
@@ -97,7 +102,7 @@ def _bracket_step(phase: int, ch: str, sign: str) -> int:
 def _bracket_owed(phase: int) -> int:
     """Tokens that surely finish a bracket atom at ``phase``: the ``]``, and a symbol, a ``:`` class's digit
     or a chirality's letter and digit still missing."""
-    return {I0: 2, I1: 2, I2: 2, I3: 2, CX: 3, CY: 2, K0: 2}.get(phase, 1) if phase else 0
+    return {I0: 2, I1: 2, I2: 2, I3: 2, CXT: 3, CXA: 3, CXS: 3, CXO: 3, CY: 2, K0: 2}.get(phase, 1) if phase else 0
 
 
 @dataclass(frozen=True)
