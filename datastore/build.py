@@ -278,6 +278,13 @@ def build_datastore(
         pad_token_id = getattr(model.config, "pad_token_id", None)
         my_chunks = [c for c in range(dist.rank, num_chunks, dist.world)]
         todo = [c for c in my_chunks if not (work / "chunks" / f"c{c:06d}.json").is_file()]
+        if dist.rank == 0 and len(todo) < len(my_chunks):
+            if todo:
+                print(f"datastore build: resuming at batch {todo[0] * chunk_batches + 1} of {num_batches} "
+                      f"(the batches before were kept in {work}; --no-resume starts over)", flush=True)
+            else:
+                print(f"datastore build: resuming: all {num_batches} batches were computed (kept in {work}); "
+                      "merging and indexing", flush=True)
         my_batches = sum(min(chunk_batches, num_batches - c * chunk_batches) for c in todo)
         tokens_done = 0
         bar = tqdm(total=my_batches, unit="batch", desc=f"datastore build (rank {dist.rank}/{dist.world})",
@@ -304,11 +311,16 @@ def build_datastore(
 def _prepare_work_dir(out_dir: Path, work: Path, signature: dict, resume: bool, overwrite: bool) -> str | None:
     """Create or validate the work folder; an error message (shared with all ranks) or None."""
     if (out_dir / META_FILE).is_file() and not overwrite:
-        return (f"{out_dir} already holds a datastore ({out_dir / META_FILE}); pass overwrite=True "
-                f"(--overwrite) to replace it, or choose another --out")
+        return (f"{out_dir} already holds a datastore ({out_dir / META_FILE}); pass --overwrite (overwrite=True) "
+                f"to replace it, or choose another --out")
     progress_path = work / PROGRESS_FILE
     if work.exists():
-        old = read_json(progress_path).get("signature") if progress_path.is_file() else None
+        old = None
+        if resume and progress_path.is_file():
+            try:
+                old = read_json(progress_path).get("signature")
+            except DatastoreError as error:
+                return f"{error} -- it belongs to the unfinished build in {work}: rerun with --no-resume to start over"
         if resume and old == signature:
             return None
         if resume and old is not None and old != signature:
@@ -363,7 +375,13 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
         path = chunk_dir / f"c{chunk:06d}.json"
         if not path.is_file():
             raise DatastoreError(f"{path} is missing after all ranks finished: a rank failed; rerun to resume")
-        manifests.append(read_json(path))
+        try:
+            manifests.append(read_json(path))
+            for name in ARRAY_FILES:  # a damaged chunk fails every rerun the same way: say how to start over
+                np.load(chunk_dir / f"c{chunk:06d}.{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (DatastoreError, ValueError, OSError, EOFError) as error:
+            raise DatastoreError(f"{path.with_suffix('')}: a damaged chunk of the unfinished build ({error}); "
+                                 "rerun with --no-resume to start the build over") from None
     count = sum(m["entries"] for m in manifests)
     dim = int(np.load(chunk_dir / "c000000.keys.npy", mmap_mode="r").shape[1])
     if count == 0:
@@ -449,7 +467,7 @@ def _publish(work: Path, out_dir: Path, overwrite: bool) -> None:
     old = None
     if out_dir.exists():
         if (out_dir / META_FILE).is_file() and not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a datastore; pass overwrite=True to replace it")
+            raise FileExistsError(f"{out_dir} already holds a datastore; pass --overwrite (overwrite=True) to replace it")
         old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
     os.replace(work, out_dir)

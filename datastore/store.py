@@ -207,6 +207,30 @@ def read_json(path: Path) -> dict[str, Any]:
         ) from error
 
 
+def check_array_file(file: Path, spec: Mapping[str, Any], meta_path: Path) -> None:
+    """Raise :class:`DatastoreError` when the ``.npy`` ``file`` is not the size its header and ``spec`` (its
+    entry in ``datastore.json``) make it: a copy cut short would otherwise fail as "mmap length is greater
+    than file size"."""
+    try:
+        with open(file, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+            offset = handle.tell()
+    except (ValueError, OSError, EOFError) as error:
+        raise DatastoreError(f"{file}: not a readable .npy file ({error}); copy it again or rebuild the store with "
+                             "`t2m datastore build --overwrite`") from None
+    expected_shape = [int(n) for n in spec.get("shape", shape)]
+    expected = offset + int(np.prod(expected_shape, dtype=np.int64)) * np.dtype(spec.get("dtype", dtype)).itemsize
+    actual = file.stat().st_size
+    if actual != expected:
+        raise DatastoreError(
+            f"{file}: {actual:,} bytes, but {meta_path.name} says {expected_shape} {spec.get('dtype')} "
+            f"({expected:,} bytes): the file is {'truncated' if actual < expected else 'too long'}; copy it again or "
+            "rebuild the store with `t2m datastore build --overwrite`")
+
+
 # ------------------------------------------------------------------------------------------- the store
 
 
@@ -227,9 +251,11 @@ class Datastore:
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: Any = None, tokenizer: Any = None,
-             mmap: bool = True) -> "Datastore":
-        """Open the store in ``path``; when ``model`` / ``tokenizer`` are given, refuse them
-        (:class:`DatastoreMismatchError`) unless they are the ones the store was built from."""
+             mmap: bool = True, task: str | None = None) -> "Datastore":
+        """Open the store in ``path``; when ``model`` / ``tokenizer`` / ``task`` are given, refuse them
+        (:class:`DatastoreMismatchError`) unless they are the ones the store was built from / for. Each array
+        file's size is checked against its ``.npy`` header and ``datastore.json`` first (a truncated copy is
+        named, not memory-mapped)."""
         path = Path(path)
         meta_path = path / META_FILE
         if not meta_path.is_file():
@@ -245,12 +271,23 @@ class Datastore:
                 f"{FORMAT_NAME!r} <= {FORMAT_VERSION}; rebuild it with this version of t2m"
             )
         arrays = {}
-        count = int(meta["count"])
-        for name, spec in meta["arrays"].items():
+        try:
+            count = int(meta["count"])
+            specs = dict(meta["arrays"])
+        except (KeyError, TypeError, ValueError):
+            raise DatastoreError(f"{meta_path}: no 'count' or 'arrays' entry (not written by `t2m datastore build`?); "
+                                 "rebuild the store with `t2m datastore build --overwrite`") from None
+        for name, spec in specs.items():
             file = path / spec["file"]
             if not file.is_file():
-                raise DatastoreError(f"{file} is missing: the store in {path} is incomplete, rebuild it")
-            array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+                raise DatastoreError(f"{file} is missing: the store in {path} is incomplete; copy the whole folder "
+                                     "again or rebuild it with `t2m datastore build --overwrite`")
+            check_array_file(file, spec, meta_path)
+            try:
+                array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError) as error:
+                raise DatastoreError(f"{file}: cannot be read ({error}); copy it again or rebuild the store with "
+                                     "`t2m datastore build --overwrite`") from None
             if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
                 raise DatastoreError(
                     f"{file}: shape {list(array.shape)} dtype {array.dtype} but {meta_path} says "
@@ -259,10 +296,20 @@ class Datastore:
             if array.shape[0] != count:
                 raise DatastoreError(f"{file}: {array.shape[0]} entries but {meta_path} says count={count}")
             arrays[name] = array
+        index_meta = meta.get("index") or {}
+        if str(index_meta.get("factory", "none")).lower() != "none" and index_meta.get("file"):
+            index_file = path / index_meta["file"]
+            size = index_file.stat().st_size if index_file.is_file() else None
+            expected = index_meta.get("bytes")
+            if size is None or size == 0 or (expected is not None and size != int(expected)):
+                what = "is missing" if size is None else f"holds {size:,} bytes" + (
+                    f", but {META_FILE} says {int(expected):,}" if expected is not None else "")
+                raise DatastoreError(f"{index_file} {what}: copy the store's folder again, or rebuild the store with "
+                                     "`t2m datastore build --overwrite` (--knn-pairs N searches without it)")
         store = cls(path=path, meta=meta, keys=arrays["keys"], values=np.asarray(arrays["values"]),
                     rows=arrays["rows"], positions=arrays["positions"])
-        if model is not None or tokenizer is not None:
-            store.check_matches(model=model, tokenizer=tokenizer)
+        if model is not None or tokenizer is not None or task is not None:
+            store.check_matches(model=model, tokenizer=tokenizer, task=task)
         return store
 
     # ---------------------------------------------------------------- properties
@@ -294,10 +341,15 @@ class Datastore:
 
     # ---------------------------------------------------------------- checks
 
-    def check_matches(self, model: Any = None, tokenizer: Any = None) -> None:
+    def check_matches(self, model: Any = None, tokenizer: Any = None, task: str | None = None) -> None:
         """Raise :class:`DatastoreMismatchError` naming both sides when ``model`` or ``tokenizer``
-        is not the one this store was built from."""
+        is not the one this store was built from, or ``task`` not the one it was built for (a store built
+        without a task, as tests do, serves any)."""
         meta_path = self.path / META_FILE
+        if task is not None and self.task and self.task != task:
+            raise DatastoreMismatchError(
+                f"{self.path} is a {self.task} datastore (its keys predict {self.task} tokens) and cannot serve a "
+                f"{task} translation; give a store built with `t2m datastore build --task {task}`")
         if model is not None:
             built = self.meta["model"]
             given = model_fingerprint(model)

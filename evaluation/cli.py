@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-cache", action="store_true", help="neither read nor write the reference-side cache (same numbers, slower)"
     )
+    parser.add_argument("--force", action="store_true",
+                        help="score as --task even when the file's header or ground truths say the other task")
     parser.add_argument("--workers", type=int, default=None, help="processes to use (default: up to 2)")
     parser.add_argument("--timing", action="store_true", help="print the wall time of each phase to stderr")
 
@@ -64,11 +66,19 @@ def _is_command_process() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from evaluation.evaluate import evaluate_file
-    from evaluation.predictions import PredictionsFormatError
+    from evaluation.predictions import PredictionsFormatError, read_predictions, task_contradiction
     from evaluation.text_tokenizer import TokenizerNotFoundError
     from evaluation.wordnet import WordNetMissingError
 
     try:
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: must be 1 or more")
+        if args.task is not None and not args.force:
+            reason = task_contradiction(read_predictions(args.predictions, skip_bad_rows=args.skip_bad_rows), args.task)
+            if reason:
+                other = "mol2text" if args.task == "text2mol" else "text2mol"
+                raise ValueError(f"{args.predictions}: --task {args.task}, but {reason}; pass --task {other} (or "
+                                 f"leave --task out), or --force to score it as {args.task} anyway")
         result = evaluate_file(
             args.predictions,
             args.task,

@@ -103,6 +103,10 @@ def read_tsv_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predi
         if line == "":
             continue  # csv.DictReader skips blank lines
         fields = line.split("\t")
+        if fields == header:
+            problems.append(_problem(path, lineno, "the header line again (files joined with cat keep each one's "
+                                                   "header); delete this line"))
+            continue
         if len(fields) != len(header):
             problems.append(
                 _problem(
@@ -172,6 +176,25 @@ def read_jsonl_predictions(path: str | Path, skip_bad_rows: bool = False) -> Pre
         raise PredictionsFormatError(f"{path}: rows mix tasks {sorted(tasks)}; score each task from its own file")
     _raise_or_skip(problems, path, skip_bad_rows)
     return Predictions(refs, outs, ins, next(iter(tasks), None), path, line_numbers, problems)
+
+
+def task_contradiction(preds: Predictions, task: str, sample: int = 200) -> str | None:
+    """Why the content of ``preds`` says it is not a ``task`` file, or None: its TSV header or JSONL ``task``
+    names the other task, or its ground truths are the other kind (captions hold spaces, SMILES never do:
+    text2mol with over half of them spaced, mol2text with under a tenth)."""
+    if preds.task is not None and preds.task != task:
+        where = "its JSONL 'task' field" if preds.path is not None and preds.path.suffix.lower() in (".jsonl", ".json") \
+            else "its header"
+        return f"{where} says {preds.task}"
+    refs = [r.strip() for r in preds.references[:sample] if r.strip()]
+    if len(refs) < 3:
+        return None
+    spaced = sum(1 for r in refs if any(c.isspace() for c in r))
+    if task == "text2mol" and spaced > len(refs) / 2:
+        return f"{spaced} of its first {len(refs)} ground truths hold spaces, as captions do (SMILES never do)"
+    if task == "mol2text" and spaced < len(refs) / 10:
+        return f"{len(refs) - spaced} of its first {len(refs)} ground truths are single words, as SMILES are"
+    return None
 
 
 def read_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predictions:

@@ -1,15 +1,21 @@
-"""The ``t2m`` command line.
+"""The t2m command line: translate between molecule descriptions and SMILES, score, train, retrieve.
 
 Each subcommand lives in the module named in ``COMMANDS`` and is a thin wrapper over a Python
 function of that module (or one it names): the module exposes ``add_arguments(parser)`` and
 ``run(args) -> int``. Only the chosen subcommand's module is imported, so ``t2m eval`` does not pay
 for importing torch/transformers unless it needs them.
+
+Errors are one line on stderr, ``t2m COMMAND: error: WHAT; FIX``, exit status 2 for a usage error (an
+option or a path the command cannot use, found before any work starts: :class:`UsageError`) and 1 for
+a failure while working; Ctrl-C exits 130 with one line. The Python traceback is shown only with
+``--debug`` (anywhere on the command line) or ``T2M_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -26,31 +32,156 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baselines": ("t2m.baselines_cli", "write the no-model retrieval baselines' test predictions"),
 }
 
+DEBUG_FLAG = "--debug"
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+# Help texts for options a command module (one this file may not reword) leaves without one, or words
+# wrongly: (subcommand path, option) -> help. Applied after the module added its arguments.
+HELP_FIXES: dict[tuple[str, str], str] = {
+    ("datastore build", "--task"): "which direction the store serves: text2mol (keys of SMILES tokens) or "
+                                   "mol2text (keys of caption tokens)",
+    ("datastore build", "--index"): "FAISS index_factory string, 'Flat' for exact search, 'none' for no index "
+                                    "(default: IVF2048,SQfp16, fewer lists for a small store)",
+    ("datastore build", "--batch-size"): "training pairs per forward pass",
+    ("datastore build", "--max-source-len"): "source tokens kept per pair",
+    ("datastore build", "--max-target-len"): "target tokens kept per pair (one store entry each)",
+    ("datastore inspect", "--store"): "datastore folder (t2m datastore build --out)",
+    ("datastore inspect", "--model"): "checkpoint directory the store was built from",
+    ("datastore inspect", "--k"): "neighbours retrieved per step (default: the store's)",
+    ("datastore inspect", "--lambda"): "weight of the kNN distribution (default: the store's)",
+    ("datastore inspect", "--temperature"): "softmax temperature over distances (default: the store's)",
+    ("datastore inspect", "--max-new-tokens"): "most tokens generated",
+    ("datastore inspect", "--allow-pickle"): "allow loading pickled (.bin) weights; only for checkpoints you trust",
+    ("tune", "--lambdas"): "comma-separated kNN weights lambda to try",
+    ("tune", "--ks"): "comma-separated neighbour counts k to try",
+    ("tune", "--num-beams"): "beams when decoding the dev rows (1: greedy search)",
+    ("tune", "--batch-size"): "dev rows per batch",
+    ("tune", "--max-new-tokens"): "most tokens generated per dev row",
+    ("tune", "--allow-pickle"): "allow loading pickled (.bin) weights; only for checkpoints you trust",
+    ("bench", "--setting"): "ChEBI-20 split setting: official (train.txt), benchmark (validation minus the dev "
+                            "slice), auto (official when train.txt is present)",
+    ("bench", "--max-new-tokens"): "most tokens generated per output",
+    ("bench", "--no-progress"): "do not show progress bars",
+}
+DESCRIPTIONS: dict[str, str] = {
+    "datastore build": "Build a kNN-MT datastore: run the checkpoint over a task's training pairs with teacher "
+                       "forcing, keep each target token's decoder state as a key, index the keys with FAISS. "
+                       "Resumable: rerunning an interrupted build continues where it stopped (--no-resume "
+                       "starts over).",
+    "datastore inspect": "Translate one input with retrieval and show, for each generated token, the "
+                         "neighbours retrieved from the store and how they moved the probabilities.",
+}
+
+
+class UsageError(Exception):
+    """An option or path the command cannot use, found before any work started: exit status 2."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless the help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "default" in help_text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return help_text
+        return f"{help_text} (default: %(default)s)" if help_text else "(default: %(default)s)"
+
+
+def _polish(parser: argparse.ArgumentParser, path: str) -> None:
+    """Give ``parser`` (subcommand ``path``) and its sub-parsers the formatter, descriptions and fixed helps."""
+    parser.formatter_class = HelpFormatter
+    if path in DESCRIPTIONS:
+        parser.description = DESCRIPTIONS[path]
+    for action in parser._actions:
+        for option in action.option_strings:
+            if (path, option) in HELP_FIXES:
+                action.help = HELP_FIXES[(path, option)]
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not sub.description and helps.get(name):
+                    sub.description = helps[name]
+                _polish(sub, f"{path} {name}")
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="t2m", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="t2m", description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
+                                     epilog="Errors print one line; add --debug (or set T2M_DEBUG=1) to see the "
+                                            "Python traceback.")
     from t2m import __version__
 
     parser.add_argument("--version", action="version", version=f"t2m {__version__}")
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help="show the Python traceback of an error (also T2M_DEBUG=1); may go anywhere")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == command:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
             p.set_defaults(func=module.run)
+            _polish(p, name)
     return parser
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("T2M_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def error_line(error: BaseException) -> str:
+    """The message of ``error`` as one line."""
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and \
+            error.filename and str(error.filename) not in text:
+        text = f"{error.filename}: {text}"
+    return text or type(error).__name__
+
+
+# exceptions whose message is written for the user: shown alone; others get their type and the --debug hint
+_MESSAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [UsageError, *_MESSAGE_ERRORS]
+    for module, name in (("datastore.store", "DatastoreError"), ("t2m.data", "DataFormatError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, name):
+            errors.append(getattr(loaded, name))
+    return tuple(errors)
+
+
+def report(command: str | None, error: BaseException) -> int:
+    """Print ``error`` as one line and return its exit status."""
+    prefix = f"t2m {command}" if command else "t2m"
+    if isinstance(error, KeyboardInterrupt):
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    message = error_line(error)
+    if not isinstance(error, _user_errors()):
+        message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
+    print(f"{prefix}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILURE
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_enabled()
+    if DEBUG_FLAG in argv:
+        argv = [a for a in argv if a != DEBUG_FLAG]
+        debug = True
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    return int(args.func(args) or 0)
+    args.debug = debug
+    if debug:
+        return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (KeyboardInterrupt, Exception) as error:  # noqa: BLE001 - the one place errors become one line
+        return report(args.command, error)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -200,7 +200,7 @@ def read_tsv_records(
     if missing:
         raise DataFormatError(
             f"{path}:1: header {header!r} has no column {', '.join(map(repr, missing))}; name the columns "
-            "in a tab-separated header line, or pass ColumnNames(...) matching this file's header"
+            "in a tab-separated header line (CID, SMILES, description; in Python, ColumnNames(...) names others)"
         )
     index = {key: header.index(column) for key, column in found.items()}
     records: list[Record] = []
@@ -247,6 +247,9 @@ def read_jsonl_records(
         except json.JSONDecodeError as err:
             bad.report(number, f"invalid JSON ({err.msg} at column {err.colno})", "write one JSON object per line")
             continue
+        except (ValueError, RecursionError) as err:  # an integer too long to convert, nesting too deep
+            bad.report(number, f"invalid JSON ({type(err).__name__})", "write one JSON object per line")
+            continue
         if not isinstance(obj, dict):
             bad.report(number, f"a JSON {type(obj).__name__}, not an object", "write one JSON object per line")
             continue
@@ -254,7 +257,7 @@ def read_jsonl_records(
         missing = [wanted[key] for key, key_found in found.items() if key_found is None or obj[key_found] is None]
         if missing:
             bad.report(number, f"no key {', '.join(map(repr, missing))} (keys: {', '.join(obj)})",
-                       "add the key, or pass ColumnNames(...) naming this file's keys")
+                       "add the key (any case: smiles, description, cid; in Python, ColumnNames(...) names others)")
             continue
         record = {key: str(obj[key_found]) for key, key_found in found.items()}
         if columns.cid is None:

@@ -1,7 +1,8 @@
 """``t2m data``: download / verify a dataset, and print the ChEBI-20 split of a setting.
 
     t2m data download chebi20 [--from DIR] [--to DIR] [--force]
-    t2m data info [--data DIR] [--setting auto|benchmark|official]     (``split`` is the same command)
+    t2m data info [--data DIR] [--setting auto|benchmark|official]
+    t2m data split [...]       (the same command as ``info``, with its own help)
 
 Thin wrappers over :mod:`t2m.download` and :mod:`t2m.data`.
 """
@@ -30,18 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds per download (default: 60)")
     fetch.set_defaults(data_func=run_download)
 
-    for name in ("info", "split"):
-        info = actions.add_parser(
-            name, help="print the ChEBI-20 directory, file checks and the split sizes of a setting",
-            description="Print which ChEBI-20 directory is used, whether each file matches its manifest, "
-            "and the train/dev/test sizes of the setting.",
-        )
+    texts = {
+        "info": ("print the ChEBI-20 directory, file checks and the split sizes of a setting",
+                 "Print which ChEBI-20 directory is used, whether each file matches its manifest (git blob id), "
+                 "and the train/dev/test sizes of the setting."),
+        "split": ("print how a setting splits ChEBI-20 into train/dev/test (same output as info)",
+                  "Print the train/dev/test split of a ChEBI-20 setting: which file (or which slice of "
+                  "validation.txt) each split comes from and its size. The same command as `t2m data info`, "
+                  "named for the question it answers."),
+    }
+    for name, (help_text, description) in texts.items():
+        info = actions.add_parser(name, help=help_text, description=description)
         info.add_argument("--data", type=Path, help="ChEBI-20 directory (default: $T2M_SHARED_DATA/chebi20, "
                           "../shared/data/chebi20, data/downloads/chebi20 — the first that exists)")
         info.add_argument("--setting", choices=data.SETTINGS, default="auto",
                           help="official (train.txt) or benchmark (validation minus a dev slice); auto: official "
                           "when train.txt is present")
-        info.add_argument("--dev-size", type=int, default=data.DEV_SIZE, help=f"benchmark dev slice rows (default {data.DEV_SIZE})")
+        info.add_argument("--dev-size", type=int, default=data.DEV_SIZE, help="benchmark dev slice rows")
         info.set_defaults(data_func=run_info)
 
 

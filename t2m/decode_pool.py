@@ -17,11 +17,12 @@ import time
 from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # The worker process's loaded checkpoint and datastores, set by _start_worker. Module state because a
 # ProcessPoolExecutor initializer has nowhere else to leave it; it exists only in worker processes.
 _WORKER: dict[str, Any] = {}
+_TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,11 @@ def _exit_with_parent(parent: int, every: float = 1.0) -> None:
 def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...],
                   prompt_style: str | None = None) -> None:
     import logging
+    import signal
 
+    # Ctrl-C is the parent's to handle (it keeps the finished rows and ends the pool): a worker that took
+    # it too would print its own traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(os.getppid())
     use_threads(threads)
     # a chunk's bad-input warnings would name rows of the chunk, not of the call: the caller reports the
@@ -143,6 +148,12 @@ class DecodePool:
 
         if jobs < 2:
             raise ValueError(f"a DecodePool needs at least 2 workers, got {jobs}")
+        import sys
+
+        # workers ended by Ctrl-C (close(kill=True)) leave the call queue's semaphores to the resource tracker
+        # (a process started with this one's -W flags), which would warn about them after the one-line message
+        if _TRACKER_QUIET not in sys.warnoptions:
+            sys.warnoptions.append(_TRACKER_QUIET)
         self.jobs = jobs
         self.threads = threads or max(1, cpu_count() // jobs)
         self.chunks_per_worker = chunks_per_worker
@@ -165,13 +176,19 @@ class DecodePool:
                 return
 
     def translate(self, inputs: Sequence[str], knn: KNNSpec | None = None, progress: bool = False,
+                  chunk_size: int | None = None, on_chunk: Callable[[list[int], list], None] | None = None,
                   **options: Any) -> PoolResult:
         """``Translator.translate(inputs, **options)`` (``knn`` by :class:`KNNSpec`) split over the workers;
-        ``progress`` shows a bar of the inputs translated (it moves a chunk at a time)."""
+        ``progress`` shows a bar of the inputs translated (it moves a chunk at a time). ``chunk_size``: about
+        this many inputs per chunk (default: ``chunks_per_worker`` chunks per worker); ``on_chunk(rows,
+        results)`` is called with each chunk's rows (indices into ``inputs``) and results as it finishes (``t2m
+        translate`` keeps them, so that an interrupted run resumes)."""
         from tqdm.auto import tqdm
 
         inputs = list(inputs)
         count = max(1, min(len(inputs), self.jobs * self.chunks_per_worker))
+        if chunk_size:
+            count = max(count, -(-len(inputs) // chunk_size))
         chunks = [rows for rows in (list(range(i, len(inputs), count)) for i in range(count)) if rows]
         merged: list = [None] * len(inputs)
         chunk_seconds: list[float] = []
@@ -186,16 +203,25 @@ class DecodePool:
             bar.update(len(results))
             for row, result in zip(futures[future], results):
                 merged[row] = result
+            if on_chunk is not None:
+                on_chunk(futures[future], results)
             chunk_seconds.append(round(seconds, 3))
             peaks[pid] = max(peak, peaks.get(pid, 0.0))
         bar.close()
         return PoolResult(merged, time.perf_counter() - started, chunk_seconds, peaks)
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """End the workers: after their current chunk, or at once with ``kill`` (an interrupted call)."""
+        if kill:
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(5)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "DecodePool":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(kill=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))

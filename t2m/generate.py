@@ -305,6 +305,8 @@ class Translator:
             first_round_tokens = 0  # a trace follows one decoding of each input
 
         knn_store, restricted = self._knn_store(knn), None
+        if knn_store is not None:  # every retrieval scope, the whole store too: a store of the other task is refused
+            knn_store.check_matches(task=task)
         pairs = knn_pairs(knn, knn_store)
         if pairs:
             restricted, pair_rows = self._pair_restriction(knn_store, task, pairs, {r: inputs[r] for r in todo})

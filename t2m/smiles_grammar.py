@@ -5,10 +5,15 @@ top beam closed a branch that was never opened in 69 outputs, left one open in 1
 4, against 1 valence error. :class:`SmilesSyntaxProcessor` is a ``transformers`` logits processor that
 forbids, at every step and for every hypothesis, the tokens that would break SMILES syntax:
 
-- a ``)`` with no open branch, a ``[`` inside a bracket atom, a ``]`` outside one, ``(``/``)``/``%`` inside one;
+- a ``)`` with no open branch, a ``[`` inside a bracket atom, a ``]`` outside one;
+- inside a bracket atom, anything but its grammar ``[isotope symbol chirality H-count charge :class]`` (so a
+  bracket atom cannot run on over the rest of the molecule, as ``[H2+2:111CCCC...`` did);
+- a ring bond (digit or ``%nn``) or a ``.`` or ``(`` where no atom precedes it (first, after ``.``, ``(`` or,
+  for a ring bond, a bond written just after ``(``), a ``)`` right after ``(``, a bond or ``.``, two bond
+  symbols in a row (RDKit refuses ``C.1CC1``, ``C()``, ``C=(C)``, ``C=#C``);
 - a space after the first token (SMILES have none) and characters outside printable ASCII;
 - the end-of-sequence token while a branch, a ring bond (``1``-``9``, ``%nn``) or a bracket atom is open,
-  after a bond symbol, or before any atom.
+  after a bond symbol, ``(`` or ``.``, or before any atom.
 
 With ``max_new_tokens`` it also keeps every hypothesis able to finish in time: a hypothesis may only write a
 token after which the tokens it still owes (one per open branch and bracket, a digit and an atom per open
@@ -32,35 +37,105 @@ from typing import Any
 
 _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 _BONDS = set("-=#$:/\\~")
-# variants of the state a token's validity depends on: inside a bracket atom (2) x digits still owed to a
-# '%nn' ring label (3) x whether nothing has been generated yet (2)
-_VARIANTS = 12
+# variants of the state a token's validity depends on: what came last outside brackets (8), the phase of a
+# bracket atom (23), digits still owed to a '%nn' ring label (2)
+_VARIANTS = 8 + 23 + 2
+
+# What the last character outside brackets was: a ring bond (digit, ``%nn``), a branch, a bond or a ``.`` may
+# only follow some of these (RDKit refuses ``C.1CC1``, ``C(1``, ``C=(C)``, ``C()``, ``C=#C``, ``C(=1CC1)``).
+START, ATOM, RING, OPEN, CLOSE, BOND, BOND_OPEN, DOT = range(8)
+_AFTER_ATOM = (ATOM, RING, CLOSE)  # where a ring bond, a branch, a ``)``, a ``.`` or the end may come
+
+# Phases of a bracket atom ``[isotope symbol chirality H-count charge :class]``, each part optional but the
+# symbol, in this order (the grammar of t2m.smiles_valence's _BRACKET): ``bracket`` is 0 outside one.
+(I0, I1, I2, I3, S1, S2, C1, CXT, CXA, CXS, CXO, CY, C2, H1, H2, Q1, Q2, Q3, K0, K1, K2, K3, SH) = range(1, 24)
+_BRACKET_PHASES = 23
+_CLOSABLE = {SH, S1, S2, C1, C2, H1, H2, Q1, Q2, Q3, K1, K2, K3}  # a ``]`` may end the atom here
+_CHIRAL_CLASS = {"T": CXT, "A": CXA, "S": CXS, "O": CXO}  # @TH @TB, @AL, @SP, @OH: a letter, then 1 or 2
+_CHIRAL_LETTER = {CXT: "HB", CXA: "L", CXS: "P", CXO: "H"}
+
+
+def _bracket_step(phase: int, ch: str, sign: str) -> int:
+    """The phase after ``ch`` in a bracket atom at ``phase`` (``sign``: the charge sign written, if any);
+    0 when ``ch`` cannot come there (RDKit's grammar: no leading zero in an isotope or a class, one charge
+    digit after a single sign, none after two). ``]`` is handled by the caller."""
+    if phase in (I0, I1, I2, I3):
+        if ch.isdigit():
+            return (I3 if ch == "0" else I1) if phase == I0 else phase + 1 if phase < I3 else 0
+        if ch == "H":
+            return SH  # hydrogen: [2H], [H+], Hg...: no chirality (RDKit refuses [H@])
+        if ch.isalpha():
+            return S1
+        return S2 if ch == "*" else 0
+    if phase in (S1, SH) and ch.islower():
+        return S2
+    if phase in _CHIRAL_LETTER:
+        return CY if ch in _CHIRAL_LETTER[phase] else 0
+    if phase == CY:
+        return C2 if ch in "12" else 0
+    if phase in (S1, S2) and ch == "@":
+        return C1
+    if phase == C1:
+        if ch == "@":
+            return C2
+        if ch in _CHIRAL_CLASS:
+            return _CHIRAL_CLASS[ch]
+    if phase == H1 and ch.isdigit():
+        return H2
+    if phase == Q1 and ch == sign:
+        return Q2
+    if phase == Q1 and ch.isdigit():
+        return Q3
+    if phase == K0 and ch.isdigit():
+        return K3 if ch == "0" else K1
+    if phase in (K1, K2) and ch.isdigit():
+        return phase + 1
+    if ch == "H" and phase in (SH, S1, S2, C1, C2):
+        return H1
+    if ch in "+-" and phase in (SH, S1, S2, C1, C2, H1, H2):
+        return Q1
+    if ch == ":" and phase in (SH, S1, S2, C1, C2, H1, H2, Q1, Q2, Q3):
+        return K0
+    return 0
+
+
+def _bracket_owed(phase: int) -> int:
+    """Tokens that surely finish a bracket atom at ``phase``: the ``]``, and a symbol, a ``:`` class's digit
+    or a chirality's letter and digit still missing."""
+    return {I0: 2, I1: 2, I2: 2, I3: 2, CXT: 3, CXA: 3, CXS: 3, CXO: 3, CY: 2, K0: 2}.get(phase, 1) if phase else 0
 
 
 @dataclass(frozen=True)
 class SmilesState:
-    """Syntax state after a prefix: open branches, open ring labels (bit set), inside ``[...]``, digits
-    owed to a ``%`` label (and the label so far), whether any character was written, whether the last
-    character was a bond symbol, whether the prefix is already broken, and how many atoms (up to two) were
-    written since the last ring bond opened (or a branch closed), as a ring bond may close neither on the atom
-    that opened it nor on the next."""
+    """Syntax state after a prefix: open branches, open ring labels (bit set), the bracket atom's phase (0:
+    outside one) and its charge sign, digits owed to a ``%`` label (and the label so far), whether any
+    character was written, whether the last character was a bond symbol (or ``.``), what the last character
+    outside brackets was (``prev``: :data:`START`, :data:`ATOM`, ...), whether the prefix is already broken,
+    and how many atoms (up to two) were written since the last ring bond opened (or a branch closed), as a
+    ring bond may close neither on the atom that opened it nor on the next."""
 
     depth: int = 0
     rings: int = 0
-    bracket: bool = False
+    bracket: int = 0
     percent: int = 0
     label: int = 0
     started: bool = False
     after_bond: bool = False
     broken: bool = False
     ring_age: int = 2
+    prev: int = START
+    sign: str = ""
 
     def variant(self) -> int:
-        return (int(self.bracket) * 3 + self.percent) * 2 + int(not self.started)
+        if self.bracket:
+            return 8 + self.bracket - 1
+        if self.percent:
+            return 8 + _BRACKET_PHASES + self.percent - 1
+        return self.prev
 
     def can_end(self) -> bool:
         return (not self.broken and self.started and self.depth == 0 and self.rings == 0 and not self.bracket
-                and self.percent == 0 and not self.after_bond)
+                and self.percent == 0 and self.prev in _AFTER_ATOM)
 
 
 def advance(state: SmilesState, text: str) -> SmilesState:
@@ -68,7 +143,7 @@ def advance(state: SmilesState, text: str) -> SmilesState:
     if state.broken:
         return state
     depth, rings, bracket, percent, label = state.depth, state.rings, state.bracket, state.percent, state.label
-    started, after_bond, age = state.started, state.after_bond, state.ring_age
+    started, age, prev, sign = state.started, state.ring_age, state.prev, state.sign
     for ch in text:
         if ch == " ":
             if started:
@@ -84,36 +159,61 @@ def advance(state: SmilesState, text: str) -> SmilesState:
             if percent == 0:
                 rings ^= 1 << label  # %05 is ring bond 5, as 5 is
                 age = 0 if rings >> label & 1 else age
-            started, after_bond = True, False
+                prev = RING
+            started = True
             continue
         if bracket:
-            if ch in "[()%":
-                return _BROKEN
             if ch == "]":
-                bracket, age = False, min(age + 1, 2)
-            started, after_bond = True, False
+                if bracket not in _CLOSABLE:
+                    return _BROKEN
+                bracket, age, prev, sign = 0, min(age + 1, 2), ATOM, ""
+            else:
+                bracket = _bracket_step(bracket, ch, sign)
+                if not bracket:
+                    return _BROKEN
+                if bracket == Q1:
+                    sign = ch
+            started = True
             continue
         if ch == "]":
             return _BROKEN
         if ch == "[":
-            bracket = True
+            bracket, sign = I0, ""
         elif ch == "(":
+            if prev not in _AFTER_ATOM:
+                return _BROKEN
             depth += 1
+            prev = OPEN
         elif ch == ")":
             depth -= 1
-            age = 0  # back on an atom that may be a ring bond's opener
-            if depth < 0:
+            if depth < 0 or prev not in _AFTER_ATOM:
                 return _BROKEN
-        elif ch == "%":
-            percent, label = 2, 0
-        elif ch.isdigit():
-            rings ^= 1 << int(ch)
-            age = 0 if rings >> int(ch) & 1 else age
-        elif ch.isupper() or ch in "bcnops*":  # an atom (the l of Cl and r of Br are not)
-            age = min(age + 1, 2)
+            age = 0  # back on an atom that may be a ring bond's opener
+            prev = CLOSE
+        elif ch == "%" or ch.isdigit():
+            if prev not in (*_AFTER_ATOM, BOND):
+                return _BROKEN
+            if ch == "%":
+                percent, label = 2, 0
+            else:
+                rings ^= 1 << int(ch)
+                age = 0 if rings >> int(ch) & 1 else age
+                prev = RING
+        elif ch == ".":
+            if prev not in _AFTER_ATOM:
+                return _BROKEN
+            prev = DOT
+        elif ch in _BONDS:
+            if prev not in (*_AFTER_ATOM, OPEN):
+                return _BROKEN
+            prev = BOND_OPEN if prev == OPEN else BOND
+        else:  # an atom (the l of Cl and r of Br are part of one)
+            if ch.isupper() or ch in "bcnops*":
+                age = min(age + 1, 2)
+            prev = ATOM
         started = True
-        after_bond = ch in _BONDS
-    return SmilesState(depth, rings, bracket, percent, label, started, after_bond, ring_age=age)
+    return SmilesState(depth, rings, bracket, percent, label, started, prev in (BOND, BOND_OPEN, DOT), ring_age=age,
+                       prev=prev, sign=sign)
 
 
 _BROKEN = SmilesState(broken=True)
@@ -131,12 +231,15 @@ def owed_tokens(state: SmilesState) -> int:
     ``%`` digit still owed, two per open ring bond (its digit, three for a ``%nn`` label, and an atom to close
     it on: closing several on one atom would overfill it), up to two more atoms while a ring bond is open (it
     may close neither on the atom that opened it nor on the next), one atom when nothing was written or a
-    bond symbol was last, one to end."""
+    bond symbol, ``(`` or ``.`` was last (unless a ring bond is owed one), a symbol more in a bracket atom
+    that has none yet (and a class digit, a chirality's letter and digit), one to end."""
     if state.broken:
         return _UNREACHABLE
     rings = sum(2 if label < 10 else 4 for label in range(100) if state.rings >> label & 1) if state.rings else 0
-    return (state.depth + rings + (2 - state.ring_age) * bool(state.rings) + int(state.bracket) + state.percent + 1
-            + int(not state.started or state.after_bond))
+    return (state.depth + rings + (2 - state.ring_age) * bool(state.rings) + _bracket_owed(state.bracket)
+            + state.percent + 1
+            # an atom after a bond, a '(' or a '.' (or first): the atom an open ring bond is owed can be that one
+            + int(not state.bracket and not state.percent and state.prev not in _AFTER_ATOM and not state.rings))
 
 
 def token_surfaces(tokenizer: Any) -> list[str | None]:
@@ -352,19 +455,21 @@ class SmilesSyntaxProcessor:
 
 
 def _variant_start(variant: int) -> SmilesState:
-    not_started = variant % 2 == 1
-    bracket, percent = divmod(variant // 2, 3)
-    return SmilesState(bracket=bool(bracket), percent=percent, started=not not_started)
+    if variant < 8:
+        return SmilesState(prev=variant, started=variant != START, after_bond=variant in (BOND, BOND_OPEN, DOT))
+    if variant < 8 + _BRACKET_PHASES:  # the charge sign is not in the variant: a second sign is checked per token
+        return SmilesState(bracket=variant - 8 + 1, started=True)
+    return SmilesState(percent=variant - 8 - _BRACKET_PHASES + 1, started=True, prev=ATOM)
 
 
 def _token_effect(start: SmilesState, text: str) -> tuple[bool, int]:
     """Whether ``text`` can follow a state like ``start`` (at enough branch depth), and the lowest
     branch depth it reaches relative to the start (the depth it needs is minus that)."""
     word = text.lstrip(" ")
-    if word.isascii() and word.isalpha():  # most of a shared vocabulary: atoms or words, no syntax in them
+    if word.isascii() and word.isalpha() and not start.bracket:  # most of a shared vocabulary: atoms or words
         leading_space = len(word) < len(text)
         return start.percent == 0 and not (leading_space and start.started), 0
-    probe = SmilesState(depth=10_000, rings=0, bracket=start.bracket, percent=start.percent, started=start.started)
+    probe = replace(start, depth=10_000, rings=0)
     lowest = 0
     state = probe
     for ch in text:

@@ -1,0 +1,243 @@
+"""Issue 18: every bad input gets a one-line answer and no file is lost -- run as a user runs it.
+
+Each case runs ``python -m t2m ...`` in a subprocess and checks the exit status (2: a usage error found
+before any work, 1: a failure), the one line on stderr naming the file, row or option and the fix, and that
+no file was changed. All of these are refused before a model loads, so each takes about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHEBI_HEADER = "CID\tSMILES\tdescription"
+
+
+def t2m(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    environ.pop("T2M_DEBUG", None) if not env or "T2M_DEBUG" not in env else None
+    return subprocess.run([sys.executable, "-m", "t2m", *args], capture_output=True, text=True, env=environ,
+                          cwd=cwd or REPO, timeout=300)
+
+
+def one_line(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:
+    """The single stderr line of a refused command, checked for its exit status and its words."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "pairs.tsv").write_text(f"{CHEBI_HEADER}\n1\tCCO\tThe molecule is ethanol.\n"
+                                        "2\tCCN\tThe molecule is ethylamine.\n", encoding="utf-8")
+    (tmp_path / "smiles.txt").write_text("CCO\nCCN\n", encoding="utf-8")
+    (tmp_path / "old.txt").write_text("keep me\n", encoding="utf-8")
+    (tmp_path / "binary.bin").write_bytes(b"\x7fELF\x00\x01\x02\xff\xfe")
+    return tmp_path
+
+
+TRANSLATE = ("translate", "--task", "mol2text", "--max-new-tokens", "8")
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--num-beams", "0", "--num-beams 0: must be 1 or more"),
+    ("--num-beams", "-1", "--num-beams -1: must be 1 or more"),
+    ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
+    ("--jobs", "0", "--jobs 0: must be 1 or more"),
+    ("--top-p", "1.5", "--top-p 1.5: must be in (0, 1]"),
+    ("--n-best", "3", "--n-best 3 needs --num-beams 3 or more"),
+    ("--knn-k", "4", "--knn-k sets retrieval: give the datastore with --knn STORE"),
+])
+def test_bad_options_are_refused_before_the_model_loads(files, option, value, words):
+    before = snapshot(files)
+    one_line(t2m(*TRANSLATE, "--input", str(files / "smiles.txt"), option, value), 2, "t2m translate: error:", words)
+    assert snapshot(files) == before
+
+
+def test_mbr_for_text2mol_and_inputs_given_twice_or_not_at_all(files):
+    one_line(t2m("translate", "--task", "text2mol", "--mbr", "chrf", "ethanol"), 2, "--mbr chrf", "mol2text")
+    one_line(t2m(*TRANSLATE, "CCO", "--input", str(files / "smiles.txt")), 2, "either TEXT arguments or --input")
+    one_line(t2m(*TRANSLATE), 2, "nothing to translate")
+
+
+def test_missing_binary_and_folder_inputs(files):
+    before = snapshot(files)
+    one_line(t2m(*TRANSLATE, "--input", str(files / "nope.txt")), 2, f"--input {files / 'nope.txt'}: no such file")
+    one_line(t2m(*TRANSLATE, "--input", str(files / "binary.bin")), 2, "a binary file, not text", "UTF-8")
+    one_line(t2m(*TRANSLATE, "--input", str(files)), 2, "a folder, not a file")
+    latin = files / "latin1.txt"
+    latin.write_bytes("CCO\ncaf\xe9\n".encode("latin-1"))
+    one_line(t2m(*TRANSLATE, "--input", str(latin)), 2, f"{latin}:2: not UTF-8 text", "save the file as UTF-8")
+    assert snapshot(files) == {**before, "latin1.txt": latin.read_bytes()}
+
+
+def test_a_model_that_is_not_a_checkpoint(files):
+    one_line(t2m(*TRANSLATE, "--model", str(files), "CCO"), 2, f"--model {files}: not a checkpoint folder",
+             "(no config.json)", "leave --model out")
+    one_line(t2m(*TRANSLATE, "--model", str(files / "none"), "CCO"), 2, "no such folder")
+
+
+def test_tsv_without_the_input_column_or_without_a_header_is_refused_not_guessed(files):
+    no_description = files / "no_description.tsv"
+    no_description.write_text("CID\tSMILES\n1\tCCO\n", encoding="utf-8")
+    one_line(t2m("translate", "--task", "text2mol", "--input", str(no_description)), 2,
+             f"{no_description}:1: a TSV header (CID, SMILES) without a 'description' column",
+             "--format text")
+    headless = files / "headless.tsv"
+    headless.write_text("1\tCCO\tThe molecule is ethanol.\n", encoding="utf-8")
+    one_line(t2m("translate", "--task", "text2mol", "--input", str(headless)), 2,
+             f"{headless}:1: tab-separated, but line 1 is no header", "--format text")
+    one_line(t2m("translate", "--task", "text2mol", "--format", "tsv", "--input", str(files / "smiles.txt")), 2,
+             "has no 'description' column")
+
+
+def test_output_checks_lose_no_file(files):
+    before = snapshot(files)
+    pairs = files / "pairs.tsv"
+    one_line(t2m(*TRANSLATE, "--input", str(pairs), "--output", str(pairs)), 2,
+             f"--output {pairs} is the --input file")
+    one_line(t2m(*TRANSLATE, "--input", str(pairs), "--output", str(files / "old.txt")), 2,
+             f"--output {files / 'old.txt'} already exists; pass --overwrite")
+    one_line(t2m(*TRANSLATE, "--input", str(pairs), "--output", str(files)), 2, "a folder; give a file path")
+    one_line(t2m(*TRANSLATE, "--input", str(pairs), "--output", str(files / "old.txt" / "out.tsv")), 2,
+             "is a file, not a folder")
+    assert snapshot(files) == before  # and no partial file was left behind
+
+
+def test_debug_shows_the_traceback(files):
+    for result in (t2m("--debug", *TRANSLATE, "--num-beams", "0", "CCO"),
+                   t2m(*TRANSLATE, "--num-beams", "0", "CCO", "--debug"),
+                   t2m(*TRANSLATE, "--num-beams", "0", "CCO", env={"T2M_DEBUG": "1"})):
+        assert result.returncode == 1 and "Traceback" in result.stderr and "UsageError" in result.stderr
+
+
+# ------------------------------------------------------------------------------------ datastores
+
+
+def fake_store(folder: Path, task: str, count: int = 4, dim: int = 8) -> Path:
+    """A datastore folder with consistent arrays and datastore.json (no index), enough to be loaded."""
+    from datastore.store import ARRAY_DTYPES, ARRAY_FILES, FORMAT_NAME, FORMAT_VERSION
+
+    folder.mkdir()
+    arrays = {}
+    for name, file in ARRAY_FILES.items():
+        shape = [count, dim] if name == "keys" else [count]
+        np.save(folder / file, np.zeros(shape, dtype=ARRAY_DTYPES[name]))
+        arrays[name] = {"file": file, "dtype": ARRAY_DTYPES[name], "shape": shape}
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "count": count, "dim": dim, "arrays": arrays,
+            "key": {"layer": "lm_head_input"}, "task": task, "model": {"fingerprint": "x"},
+            "tokenizer": {"fingerprint": "y", "vocab_size": 1}, "knn": {"k": 4, "lambda": 0.3, "temperature": 10.0},
+            "index": {"factory": "none"}}
+    (folder / "datastore.json").write_text(json.dumps(meta), encoding="utf-8")
+    return folder
+
+
+def test_a_store_of_the_other_task_is_refused_for_every_retrieval_scope(tmp_path):
+    store = fake_store(tmp_path / "text2mol_store", "text2mol")
+    for scope in ((), ("--knn-pairs", "0"), ("--knn-pairs", "8")):
+        one_line(t2m(*TRANSLATE, "--knn", str(store), *scope, "CCO"), 2,
+                 f"--knn {store} is a text2mol datastore", "cannot serve a mol2text translation",
+                 "t2m datastore build --task mol2text")
+
+
+def test_a_truncated_or_missing_store_file_is_named(tmp_path):
+    store = fake_store(tmp_path / "store", "mol2text")
+    keys = store / "keys.npy"
+    keys.write_bytes(keys.read_bytes()[:-16])
+    one_line(t2m(*TRANSLATE, "--knn", str(store), "CCO"), 2, f"{keys}:", "the file is truncated",
+             "datastore.json says [4, 8] float16")
+    (store / "rows.npy").unlink()
+    keys.unlink()
+    one_line(t2m(*TRANSLATE, "--knn", str(store), "CCO"), 2, f"{keys} is missing", "rebuild")
+    one_line(t2m(*TRANSLATE, "--knn", str(tmp_path), "CCO"), 2, "is not a finished datastore")
+
+
+# ------------------------------------------------------------------------------------ eval
+
+
+MOL2TEXT_ROWS = ["CCO\tThe molecule is ethanol.\tThe molecule is an alcohol.",
+                 "CCN\tThe molecule is an amine.\tThe molecule is ethylamine.",
+                 "CCC\tThe molecule is propane.\tThe molecule is an alkane."]
+
+
+def test_eval_refuses_a_file_that_contradicts_the_task_unless_forced(tmp_path):
+    captions = tmp_path / "captions.tsv"
+    captions.write_text("SMILES\tground truth\toutput\n" + "\n".join(MOL2TEXT_ROWS) + "\n", encoding="utf-8")
+    one_line(t2m("eval", str(captions), "--task", "text2mol", "--no-fcd"), 2,
+             f"t2m eval: error: {captions}: --task text2mol, but its header says mol2text", "--force")
+    headless = tmp_path / "headless.tsv"
+    headless.write_text("input\tground truth\toutput\n" + "\n".join(MOL2TEXT_ROWS) + "\n", encoding="utf-8")
+    one_line(t2m("eval", str(headless), "--task", "text2mol", "--no-fcd"), 2,
+             "3 of its first 3 ground truths hold spaces, as captions do", "--task mol2text", "--force")
+    forced = t2m("eval", str(headless), "--task", "text2mol", "--no-fcd", "--force", "--no-cache")
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_eval_refuses_a_repeated_header_line(tmp_path):
+    joined = tmp_path / "joined.tsv"
+    header = "SMILES\tground truth\toutput"
+    text = f"{header}\n{MOL2TEXT_ROWS[0]}\n{header}\n{MOL2TEXT_ROWS[1]}\n"
+    joined.write_text(text, encoding="utf-8")
+    result = t2m("eval", str(joined), "--no-fcd")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{joined}:3: the header line again" in result.stderr and "delete this line" in result.stderr
+    assert joined.read_text(encoding="utf-8") == text
+
+
+# ------------------------------------------------------------------------------------ help
+
+
+def _actions(parser, path=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, (*path, name))
+        elif action.option_strings and action.dest not in ("help", "version"):
+            yield path, parser, action
+
+
+@pytest.mark.parametrize("command", ["translate", "eval", "datastore", "data", "tune", "bench", "train", "setup"])
+def test_every_option_has_help_and_shows_its_default(command):
+    import argparse
+
+    from t2m.cli import build_parser
+
+    parser = build_parser(command)
+    seen = 0
+    for path, sub, action in _actions(parser):
+        seen += 1
+        assert action.help, f"{' '.join(path)} {action.option_strings[0]} has no help"
+        text = sub.formatter_class("x")._get_help_string(action)
+        if action.default not in (None, False, argparse.SUPPRESS) and not action.required:
+            assert "default" in text.lower(), f"{' '.join(path)} {action.option_strings[0]}: {text}"
+        assert "DEFAULT_FACTORY" not in text and "None ->" not in text, text
+    assert seen > 3
+
+
+def test_help_texts():
+    result = t2m("--help")
+    assert result.returncode == 0 and "``" not in result.stdout and "The t2m command line" in result.stdout
+    for action in ("build", "inspect"):
+        text = t2m("datastore", action, "--help").stdout
+        assert text.split("\n\n")[1].strip(), text  # a description under the usage
+    info, split = t2m("data", "info", "--help").stdout, t2m("data", "split", "--help").stdout
+    assert info.split("\n\n")[1] != split.split("\n\n")[1]
+    assert "(default: 256)" in t2m("translate", "--help").stdout.replace("\n", " ").replace("  ", " ")
