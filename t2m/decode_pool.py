@@ -74,7 +74,7 @@ def _exit_with_parent(parent: int, every: float = 1.0) -> None:
 
 
 def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tuple[str, ...],
-                  prompt_style: str | None = None) -> None:
+                  prompt_style: str | None = None, database: str | None = None) -> None:
     import logging
     import signal
 
@@ -97,7 +97,11 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tupl
     from t2m.generate import Translator
 
     RDLogger.DisableLog("rdApp.*")  # unparsable candidates are counted, not printed
-    _WORKER["translator"] = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle, prompt_style=prompt_style)
+    translator = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle, prompt_style=prompt_style,
+                                            database=database)
+    if translator.database is not None:  # the neighbour search, built before any call's clock starts
+        translator.database.prepare()
+    _WORKER["translator"] = translator
     _WORKER["stores"] = {}
     for store in stores:  # read before any call's clock starts
         _load_store(store)
@@ -142,7 +146,8 @@ class DecodePool:
     translation's ``flags`` say what happened to it."""
 
     def __init__(self, model_dir: str | Path, jobs: int, allow_pickle: bool = False, threads: int | None = None,
-                 stores: Sequence[str | Path] = (), chunks_per_worker: int = 4, prompt_style: str | None = None):
+                 stores: Sequence[str | Path] = (), chunks_per_worker: int = 4, prompt_style: str | None = None,
+                 database: str | Path | None = None):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -160,7 +165,8 @@ class DecodePool:
         self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_worker,
                                          initargs=(str(model_dir), allow_pickle, self.threads,
-                                                   tuple(str(s) for s in stores), prompt_style))
+                                                   tuple(str(s) for s in stores), prompt_style,
+                                                   None if database is None else str(database)))
         try:
             self._start_all()
         except BaseException:  # a worker that cannot load the model or a store: no processes left behind

@@ -145,6 +145,11 @@ class NeighbourDatabase:
                                       else TextRetriever(self.descriptions, self.smiles))
         return self._retrievers[task]
 
+    def prepare(self, tasks: Sequence[str] = (MOL2TEXT, TEXT2MOL)) -> None:
+        """Build the search structures of ``tasks`` now (fingerprints, TF-IDF), not on the first search."""
+        for task in tasks:
+            self._retriever(task)
+
     def sides(self, row: int, task: str) -> tuple[str, str]:
         """(source, target) of database row ``row`` for ``task``."""
         return (self.smiles[row], self.descriptions[row]) if task == MOL2TEXT else (self.descriptions[row], self.smiles[row])

@@ -114,6 +114,12 @@ def add_arguments(parser) -> None:
                              "default: the checkpoint's)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow loading pickled weights (pytorch_model.bin); only for checkpoints you trust")
+    parser.add_argument("--database", type=Path, metavar="FILE",
+                        help="training pairs (ChEBI-20 TSV or JSONL) a model trained with neighbours in its input "
+                             "retrieves them from (default: the model's own memory, e.g. the shipped model's)")
+    parser.add_argument("--show-neighbours", action="store_true",
+                        help="add each input's neighbours shown to the model (similarity and target) to the output: "
+                             "two more TSV columns, or a tab-separated column in text output (JSONL always has them)")
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -323,6 +329,9 @@ def check_options(args) -> None:
     if args.n_best and args.n_best > args.num_beams and not args.sample:
         raise UsageError(f"--n-best {args.n_best} needs --num-beams {args.n_best} or more (or --sample)")
     _check_range("--batch-size", args.batch_size, 1, what="must be 1 or more")
+    if args.database is not None and not Path(args.database).is_file():
+        raise UsageError(f"--database {args.database}: no such file; give a ChEBI-20-format TSV (or JSONL) of "
+                         "training pairs")
     _check_range("--max-new-tokens", args.max_new_tokens, 1, what="must be 1 or more")
     _check_range("--jobs", args.jobs, 1, what="must be 1 or more (1: this process)")
     _check_range("--top-p", args.top_p, 0, 1, low_open=True, what="must be in (0, 1]")
@@ -526,11 +535,20 @@ def _one_line(text: str) -> str:
     return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
-def format_output(task: str, inputs: Inputs, results: list, n_best: int | None) -> str:
-    """The output file's text: one row per input row (see the module docstring)."""
+def _neighbour_columns(result) -> list[str]:
+    """(similarities, targets) of the neighbours a result's model read, ' | '-joined: two output columns."""
+    found = [n if isinstance(n, dict) else {"similarity": n.similarity, "target": n.target} for n in result.neighbours]
+    return [" | ".join(f"{n['similarity']:.3f}" for n in found), " | ".join(n["target"] for n in found)]
+
+
+def format_output(task: str, inputs: Inputs, results: list, n_best: int | None, show_neighbours: bool = False) -> str:
+    """The output file's text: one row per input row (see the module docstring); ``show_neighbours`` adds
+    the neighbours' similarities and targets (TSV: two columns after MolT5's three; text: after the output)."""
+    extra = _neighbour_columns if show_neighbours else (lambda result: [])
     if inputs.kind == "tsv":
-        lines = [f"{'description' if task == TEXT2MOL else 'SMILES'}\tground truth\toutput"]
-        lines += ["\t".join(map(_one_line, (row.source, row.reference, result.output)))
+        header = [f"{'description' if task == TEXT2MOL else 'SMILES'}", "ground truth", "output"]
+        lines = ["\t".join(header + (["neighbour similarity", "neighbour"] if show_neighbours else []))]
+        lines += ["\t".join(map(_one_line, (row.source, row.reference, result.output, *extra(result))))
                   for row, result in zip(inputs.rows, results)]
         return "\n".join(lines) + "\n"
     if inputs.kind == "jsonl":
@@ -543,7 +561,7 @@ def format_output(task: str, inputs: Inputs, results: list, n_best: int | None) 
         return "".join(out)
     if n_best:
         return "".join("\t".join(map(_one_line, r.candidates or [r.output])) + "\n" for r in results)
-    return "".join(_one_line(r.output) + "\n" for r in results)
+    return "".join("\t".join(map(_one_line, (r.output, *extra(r)))) + "\n" for r in results)
 
 
 # ------------------------------------------------------------------------------------------ translating
@@ -594,7 +612,7 @@ def translate_rows(args, model_dir: Path, store, sources: dict[int, str], option
             from t2m.decode_pool import DecodePool
 
             with DecodePool(model_dir, args.jobs, allow_pickle=args.allow_pickle, prompt_style=args.prompt_style,
-                            stores=[args.knn] if args.knn else ()) as pool:
+                            stores=[args.knn] if args.knn else (), database=args.database) as pool:
                 knn = _knn_spec(args, store) if store is not None else None
                 pool.translate([sources[r] for r in rows], knn=knn, chunk_size=chunk,
                                on_chunk=lambda indices, results: done([rows[i] for i in indices], results),
@@ -603,7 +621,7 @@ def translate_rows(args, model_dir: Path, store, sources: dict[int, str], option
         from t2m.generate import KNNSettings, Translator
 
         translator = Translator.from_pretrained(model_dir, allow_pickle=args.allow_pickle,
-                                                prompt_style=args.prompt_style)
+                                                prompt_style=args.prompt_style, database=args.database)
         knn = None
         if store is not None:
             knn = KNNSettings(args.knn, k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature,
@@ -704,7 +722,7 @@ def run(args) -> int:
             if not partial.done:
                 partial.remove()
         raise
-    text = format_output(args.task, inputs, results, args.n_best)
+    text = format_output(args.task, inputs, results, args.n_best, args.show_neighbours)
     if output is not None:
         from t2m.data import atomic_write_text
 
