@@ -191,3 +191,27 @@ def test_shipped_pipeline_runs_offline_on_its_memory(monkeypatch):
     assert out.output and out.neighbours and out.neighbours[0].similarity > 0
     out = translator.translate(["The molecule is a monocarboxylic acid that is acetic acid."], TEXT2MOL, max_new_tokens=24)[0]
     assert out.neighbours
+
+
+def test_translate_cli_shows_neighbours_and_reads_another_database(neighbour_checkpoint, tiny_chebi20, tmp_path):
+    import subprocess
+    import sys
+
+    from t2m.data import read_tsv_records, write_records_tsv
+
+    _, final = neighbour_checkpoint
+    records = read_tsv_records(tiny_chebi20 / "validation.txt")
+    other = tmp_path / "other.tsv"
+    write_records_tsv(other, records[150:155])  # dev rows: not in the model's memory
+    inputs = tmp_path / "in.txt"
+    inputs.write_text(records[150]["smiles"] + "\n" + records[3]["smiles"] + "\n")
+    out = tmp_path / "out.tsv"
+    run = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(final),
+                          "--input", str(inputs), "--output", str(out), "--max-new-tokens", "6", "--show-neighbours",
+                          "--database", str(other)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2
+    output, similarity, neighbour = lines[0].split("\t")
+    assert float(similarity) == 1.0 and neighbour == records[150]["description"]  # found itself in the other database
+    assert lines[1].split("\t")[2] in {r["description"] for r in records[150:155]}
