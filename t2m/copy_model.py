@@ -13,6 +13,9 @@ constraints) and kNN-MT (which hooks the decoder's final hidden state) work as w
 neighbours in the input (:mod:`t2m.neighbours`), it learns when to copy the neighbour's target and when
 to write tokens of its own.
 
+``copy_gate_shift`` in ``config.json`` (default 0) shifts the gate's logit at decoding time only: chosen
+on the dev slice, it trades copying against writing without retraining.
+
 The head is switched on by ``copy_head: true`` in the checkpoint's ``config.json``; :func:`t2m.modeling.load_model`
 then loads this class. Plain ``T5ForConditionalGeneration`` still loads such a checkpoint (without the
 head: it then decodes with the vocabulary distribution alone).
@@ -131,6 +134,9 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
         source_ids = source_ids[:, : encoder_states.shape[1]]
         weights, gate = self.copy_head(decoder_states, encoder_states, keys, attention_mask,
                                        follows_token(source_ids, decoder_input_ids))
+        if not self.training and getattr(self.config, "copy_gate_shift", 0.0):
+            # decoding only: a shift of the gate's logit chosen on dev (> 0 copies more, < 0 writes more)
+            gate = gate + float(self.config.copy_gate_shift)
         log_probs = mix_copy(out.logits, weights, gate, source_ids[:, : weights.shape[-1]])
         loss = None
         if labels is not None:
