@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 if TYPE_CHECKING:  # datasets is imported lazily: plain-record users do not pay for it
     import datasets
 
-REPO_DIR = Path(__file__).resolve().parents[1]
 COLUMNS = ("cid", "smiles", "description")
 DEV_SIZE = 300
 BENCHMARK = "benchmark"
@@ -319,12 +317,15 @@ def read_pairs(
 
 
 def chebi20_dir_candidates() -> list[Path]:
-    """Where ChEBI-20 is looked for, in order: ``$T2M_SHARED_DATA/chebi20``, ``<repo>/../shared/data/chebi20``,
-    ``<repo>/data/downloads/chebi20`` (where ``t2m data download chebi20`` puts it)."""
+    """Where ChEBI-20 is looked for, in order: ``$T2M_SHARED_DATA/chebi20``, ``../shared/data/chebi20`` from
+    the working directory, and where ``t2m data download chebi20`` puts it (``$T2M_DATA_DIR/chebi20``, else
+    ``data/downloads/chebi20`` under the working directory)."""
+    from t2m.download import default_download_dir
+
     candidates = []
     if os.environ.get("T2M_SHARED_DATA"):
         candidates.append(Path(os.environ["T2M_SHARED_DATA"]) / "chebi20")
-    candidates += [REPO_DIR.parent / "shared" / "data" / "chebi20", REPO_DIR / "data" / "downloads" / "chebi20"]
+    candidates += [Path.cwd().parent / "shared" / "data" / "chebi20", default_download_dir() / "chebi20"]
     return candidates
 
 
@@ -489,26 +490,8 @@ def load_chebi20_unlabeled_records(data_dir: str | os.PathLike | None = None, *,
 # Writing
 
 
-def set_default_permissions(path: str | os.PathLike) -> None:
-    """Give a ``tempfile.mkstemp`` file (private, 0600) the mode a normal ``open`` would: 0666 minus umask."""
-    umask = os.umask(0o022)  # the only portable way to read the umask is to set it and put it back
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# one atomic-write helper for t2m (t2m.io); kept importable from here
+from t2m.io import atomic_write_text, set_default_permissions  # noqa: E402,F401
 
 
 def _one_line(text: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2m.memory import peak_rss_mb
 from t2m.tasks import MOL2TEXT, PROMPTS, TEXT2MOL
 
 log = logging.getLogger(__name__)
@@ -328,15 +329,6 @@ def dev_loss(model, batches, autocast) -> float:
 
 # ------------------------------------------------------------------------------------------------
 # the loop
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux/macOS)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def native_bf16() -> bool:

@@ -151,7 +151,9 @@ def test_jsonl_matches_tsv(chebi20: Path, tmp_path: Path):
 def test_benchmark_setting_sizes_and_determinism(chebi20: Path):
     splits = data.load_chebi20_records(chebi20)
     assert splits.setting == "benchmark"
-    assert splits.sizes() == {"train": 3001, "dev": 300, "test": 3300}
+    assert splits.sizes() == {"train": 4791, "dev": 300, "test": 3300}  # 3,001 of validation + 1,790 recovered
+    assert set(splits.files) == {"validation.txt", "test.txt", "train_recovered.txt"}
+    assert data.load_chebi20_records(chebi20, "benchmark-validation").sizes() == {"train": 3001, "dev": 300, "test": 3300}
     train, dev, test = ({r["cid"] for r in getattr(splits, s)} for s in ("train", "dev", "test"))
     assert not (train & dev) and not (train & test) and not (dev & test)
     assert hashlib.sha256("\n".join(sorted(dev)).encode()).hexdigest() == DEV_SLICE_SHA256
@@ -168,7 +170,7 @@ def test_benchmark_setting_sizes_and_determinism(chebi20: Path):
 def test_load_chebi20_dataset_dict_names_setting(chebi20: Path):
     splits = data.load_chebi20(chebi20, "benchmark")
     assert splits.setting == "benchmark"
-    assert {name: len(ds) for name, ds in splits.items()} == {"train": 3001, "dev": 300, "test": 3300}
+    assert {name: len(ds) for name, ds in splits.items()} == {"train": 4791, "dev": 300, "test": 3300}
     assert splits["test"].column_names == ["cid", "smiles", "description"]
     assert "benchmark" in splits["dev"].info.description
 
