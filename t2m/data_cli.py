@@ -56,7 +56,7 @@ def run_download(args: argparse.Namespace) -> int:
     try:
         results = download.fetch_dataset(args.dataset, args.to_dir, args.from_dir, force=args.force, timeout=args.timeout)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"t2m data: error: {err}", file=sys.stderr)
         return 1
     failed = False
     for result in results:
@@ -71,7 +71,7 @@ def run_info(args: argparse.Namespace) -> int:
         directory = data.resolve_chebi20_dir(args.data)
         splits = data.load_chebi20_records(directory, args.setting, dev_size=args.dev_size)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"t2m data: error: {err}", file=sys.stderr)
         return 1
     print(f"ChEBI-20 directory: {directory}")
     for result in download.check_dataset("chebi20", directory):

@@ -207,7 +207,9 @@ def advance(state: SmilesState, text: str) -> SmilesState:
             if prev not in (*_AFTER_ATOM, OPEN):
                 return _BROKEN
             prev = BOND_OPEN if prev == OPEN else BOND
-        else:  # an atom (the l of Cl and r of Br are part of one)
+        else:  # an atom (the l of Cl and r of Br are part of one; which letters make one is the valence check's)
+            if not (ch.isalpha() or ch == "*"):
+                return _BROKEN  # '+', '@', '&', ...: only inside a bracket atom, or nowhere
             if ch.isupper() or ch in "bcnops*":
                 age = min(age + 1, 2)
             prev = ATOM
