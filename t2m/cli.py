@@ -73,8 +73,7 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-class UsageError(Exception):
-    """An option or path the command cannot use, found before any work started: exit status 2."""
+from t2m.inputs import UsageError  # noqa: E402  (defined with the input readers, raised by every command)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

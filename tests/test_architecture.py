@@ -33,7 +33,6 @@ MAX_FUNCTION_LINES = 120
 # Files over MAX_FILE_LINES today. Shrinking list: never add to it.
 FILE_LINES_ALLOWED = {
     "t2m/bench.py",  # to become a package: config, systems, statistics, cache, run, CLI
-    "t2m/translate_cli.py",  # TEMPORARY while issue 18 lands: its readers move to t2m/inputs.py
 }
 # Functions over MAX_FUNCTION_LINES today ("path:qualified name"). Shrinking list: never add to it.
 FUNCTION_LINES_ALLOWED = {

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from t2m.cli import UsageError, main
 from t2m.data import DataFormatError, read_jsonl_records, read_records, read_tsv_records
-from t2m.translate_cli import read_inputs
+from t2m.inputs import read_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # the readers' bad-row warnings
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
