@@ -73,6 +73,7 @@ def store_weights_in_bf16(path: Path) -> None:
     tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(path.stat().st_mode)
     tmp.replace(path)
 
 
@@ -268,7 +269,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
         f"- steps: {state['step']} (epochs started: {state['epoch'] + 1}), batch {config['batch_size']}, AdamW lr "
         f"{config['lr']}, warm-up {config['warmup_steps']}, cosine decay, bf16 autocast: {config['bf16']}",
         f"- wall time: {state['elapsed_s'] / 60:.0f} min on 2 CPU cores shared with other work "
-        f"(one training thread; several resumes)",
+        f"(training threads and resumes as the run went)",
     ]
     if history:
         lines.append(f"- history: {history}")
