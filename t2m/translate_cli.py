@@ -516,7 +516,9 @@ def run(args) -> int:
             partial.add(rows, chunk_results)
 
     # the rows' flags are reported here, by row of the input, once: not by the translator, per chunk
-    logging.getLogger("t2m.generate").setLevel(logging.ERROR)
+    generate_log = logging.getLogger("t2m.generate")
+    level = generate_log.level
+    generate_log.setLevel(logging.ERROR)
     try:
         if todo:
             translate_rows(args, model_dir, store, todo, options, on_chunk)
@@ -535,6 +537,8 @@ def run(args) -> int:
             if not partial.done:
                 partial.remove()
         raise
+    finally:  # a library caller's (or a test's) logging is left as it was
+        generate_log.setLevel(level)
     text = format_output(args.task, inputs, results, args.n_best, args.show_neighbours)
     if output is not None:
         from t2m.data import atomic_write_text

@@ -102,7 +102,7 @@ def test_info_prints_the_benchmark_split(chebi20: Path, capsys: pytest.CaptureFi
     assert main(["data", "info", "--data", str(chebi20)]) == 0
     out = capsys.readouterr().out
     assert "setting: benchmark" in out
-    assert "train   3001" in out and "dev      300" in out and "test    3300" in out
+    assert "train   4791" in out and "dev      300" in out and "test    3300" in out
     assert "validation.txt               verified" in out
 
 
