@@ -487,6 +487,7 @@ def run(args) -> int:
                   f"earlier run ({partial.path})", file=sys.stderr)
 
     from t2m.generate import Translation
+    from t2m.neighbours import Neighbour
 
     results: list = [None] * len(inputs.rows)
     for i, row in enumerate(inputs.rows):
@@ -496,7 +497,8 @@ def run(args) -> int:
             kept = partial.done[i]
             results[i] = Translation(input=kept.get("input", ""), output=kept.get("output", ""),
                                      candidates=list(kept.get("candidates") or []), scores=kept.get("scores"),
-                                     flags=list(kept.get("flags") or []))
+                                     flags=list(kept.get("flags") or []),
+                                     neighbours=[Neighbour(**n) for n in kept.get("neighbours") or []])
     todo = {i: inputs.rows[i].source for i, r in enumerate(results) if r is None}
     options = dict(task=args.task, num_beams=args.num_beams, num_return_sequences=args.n_best,
                    batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
