@@ -215,3 +215,11 @@ def test_translate_cli_shows_neighbours_and_reads_another_database(neighbour_che
     output, similarity, neighbour = lines[0].split("\t")
     assert float(similarity) == 1.0 and neighbour == records[150]["description"]  # found itself in the other database
     assert lines[1].split("\t")[2] in {r["description"] for r in records[150:155]}
+
+
+def test_translation_neighbours_survive_json_as_resumed_runs_read_them():
+    from t2m.generate import Translation
+
+    shown = [Neighbour(3, 0.8123, "CCO", "The molecule is ethanol.")]
+    kept = json.loads(json.dumps(Translation("CCCO", "out", ["out"], None, [], shown).to_dict()))
+    assert [Neighbour(**n) for n in kept["neighbours"]] == shown
