@@ -80,8 +80,22 @@ def run(args: argparse.Namespace) -> int:
     return _run_inspect(args)
 
 
+def _check_build(args: argparse.Namespace) -> None:
+    """Refuse, before any model loads, a build that cannot go on (UsageError, exit 2)."""
+    from t2m.inputs import UsageError
+
+    if not (Path(args.model) / "config.json").is_file():
+        raise UsageError(f"--model {args.model}: not a checkpoint folder (no config.json); give the folder `t2m train` "
+                         "wrote, or t2m/default_model")
+    if (Path(args.out) / "datastore.json").is_file() and not args.overwrite:
+        raise UsageError(f"{args.out} already holds a datastore ({Path(args.out) / 'datastore.json'}); pass --overwrite "
+                         "to replace it, or choose another --out")
+
+
 def _run_build(args: argparse.Namespace) -> int:
     from datastore.store import Datastore, KNNParams
+
+    _check_build(args)
 
     knn = KNNParams().replace(k=args.k, lambda_=args.lambda_, temperature=args.temperature)
     out = build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,

@@ -241,3 +241,15 @@ def test_help_texts():
     info, split = t2m("data", "info", "--help").stdout, t2m("data", "split", "--help").stdout
     assert info.split("\n\n")[1] != split.split("\n\n")[1]
     assert "(default: 256)" in t2m("translate", "--help").stdout.replace("\n", " ").replace("  ", " ")
+
+
+def test_datastore_build_into_an_existing_store_or_from_no_checkpoint_is_refused_before_loading(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "datastore.json").write_text("{}")
+    before = snapshot(tmp_path)
+    one_line(t2m("datastore", "build", "--model", str(REPO / "t2m" / "default_model"), "--task", "mol2text",
+                 "--out", str(store)), 2, str(store), "already holds a datastore", "--overwrite")
+    one_line(t2m("datastore", "build", "--model", str(tmp_path), "--task", "mol2text", "--out", str(tmp_path / "new")),
+             2, "not a checkpoint folder", "config.json")
+    assert snapshot(tmp_path) == before
