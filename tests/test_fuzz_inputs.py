@@ -20,7 +20,8 @@ from t2m.data import DataFormatError, read_jsonl_records, read_records, read_tsv
 from t2m.inputs import read_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # the readers' bad-row warnings
-FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 field_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"),
                      max_size=12)
