@@ -845,21 +845,8 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
             translator, name, sources[:scaling_rows], task, scaling_beam, True, knn, config, pool),
             rows=scaling_rows), f_info)
 
-    # scores
-    results: dict[str, Any] = {}
-    signature = None
-    for name, run in runs.items():
-        result = _evaluate(task, references, run.outputs, fcd=config.fcd)
-        signature = signature or result.signature
-        results[name] = result
-    row_scores = {name: (text2mol_row_scores(references, run.outputs) if task == TEXT2MOL
-                         else caption_scorer(references, run.outputs))  # type: ignore[misc]
-                  for name, run in runs.items()}
-    for name, rs in row_scores.items():  # the per-row forms must reproduce the evaluator's numbers
-        for metric in HEADLINE_METRICS[task]:
-            a, b = rs.corpus(metric), results[name].metrics.get(metric)
-            if b is not None and not (math.isnan(a) and math.isnan(b)) and abs(a - b) > 1e-9:
-                raise AssertionError(f"bench: per-row {metric} of {name} is {a} but the evaluator says {b}")
+    # scores (the per-row forms must reproduce the evaluator's numbers)
+    results, row_scores, signature = _scores(config, task, references, runs, caption_scorer)
 
     systems = {}
     for name, run in runs.items():

@@ -157,16 +157,6 @@ class Translator:
             return [[] for _ in texts]
         return self.database.search([strip_prompt(t, task) for t in texts], task, self.neighbour_format.k)
 
-    def training_inputs(self, records: Sequence[dict], task: str) -> list[str]:
-        """The model inputs of training pairs (records with ``smiles`` and ``description``) as training wrote
-        them: each with its nearest database pairs that are not the same molecule (never the pair itself).
-        What a datastore of teacher-forced states is built from."""
-        from t2m.neighbours import model_inputs
-
-        texts = [r["description"] if task == TEXT2MOL else r["smiles"] for r in records]
-        return model_inputs(texts, task, self.info.prompt_style, self.neighbour_format, self.database,
-                            exclude_same_molecule_as=[r["smiles"] for r in records])
-
     def model_inputs(self, texts: Sequence[str], task: str, neighbours: Sequence[Sequence[Any]] | None = None) -> list[str]:
         """The text the model reads for each input: the task prompt, the input and, for a checkpoint trained
         with neighbours, its neighbours (found here unless given) in the checkpoint's layout."""
