@@ -209,6 +209,13 @@ def epoch_examples(data: TrainingData, config: TrainConfig, epoch: int) -> list[
     return examples
 
 
+def collate_pairs(batch_pairs, pad_id: int, config: TrainConfig) -> dict:
+    """Padded tensors of one batch of (source ids, target ids) pairs, as the trainer feeds the model."""
+    from t2m.batching import collate
+
+    return collate(*zip(*batch_pairs), pad_id, config.length_multiple, config.max_source_len, config.max_target_len)
+
+
 def epoch_batches(tokenizer, examples, config: TrainConfig, epoch: int) -> list[list[tuple[list[int], list[int]]]]:
     """Length-sorted batches (within shuffled pools of 50 batches), in shuffled order."""
     from t2m.batching import encode_sources
@@ -391,39 +398,15 @@ def prepare_tokenizer(config: TrainConfig, data: TrainingData, out_dir: Path):
     return load_tokenizer(tok_dir)
 
 
-def train(config: TrainConfig, resume: bool = True) -> Path:
-    """Train per ``config``; returns the directory of the final model (``<out_dir>/model``)."""
-    import torch
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
+def build_model(config: TrainConfig, tokenizer, checkpoint: Path | None):
+    """The model to train: ``checkpoint`` (resuming), else ``config.init_from``, else a fresh T5 of the
+    preset; with the copy head when the config asks for it, and a generation config for the quick eval."""
     from transformers import GenerationConfig
 
-    from t2m.batching import collate
     from t2m.modeling import make_config, model_class
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    # cpu=True where there is no GPU: otherwise accelerate ignores the torchrun environment on a CPU-only
-    # machine and every process trains alone.
-    precision = training_precision(config)
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum,
-                              cpu=not torch.cuda.is_available())
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-
-    data = load_training_data(config, out_dir)
-    with accelerator.main_process_first():
-        tokenizer = prepare_tokenizer(config, data, out_dir)
-
-    checkpoints = checkpoint_dirs(out_dir) if resume else []
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "elapsed_s": 0.0, "setting": data.setting}
-    if checkpoints:
-        last = checkpoints[-1]
-        model = model_class(last).from_pretrained(str(last))
-        state.update(json.loads((last / "trainer_state.json").read_text()))
-        accelerator.print(f"resuming from {last} (step {state['step']})")
+    if checkpoint is not None:
+        model = model_class(checkpoint).from_pretrained(str(checkpoint))
     elif config.init_from:
         model = model_class(config.init_from).from_pretrained(config.init_from)
     else:
@@ -434,115 +417,188 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
         from t2m.copy_model import with_copy_head
 
         model = with_copy_head(model)
-    state["precision"] = precision
     model.generation_config = GenerationConfig(
         decoder_start_token_id=0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         max_new_tokens=config.max_target_len,
     )
     model.train()
+    return model
+
+
+def optimizer_for(model, config: TrainConfig):
+    """AdamW with weight decay on the matrices only."""
+    import torch
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    if checkpoints and (checkpoints[-1] / "optimizer.pt").is_file():
-        saved = torch.load(checkpoints[-1] / "optimizer.pt", weights_only=True)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
+
+def dev_batches_for(data: TrainingData, tokenizer, config: TrainConfig) -> list[dict]:
+    """The dev-loss batches: both tasks of the first 256 dev rows, inputs built as at test time."""
     dev_examples = []
     for i, row in enumerate(data.dev[:256]):
         dev_examples.append((data.source(i, TEXT2MOL, split="dev"), row["smiles"], TEXT2MOL))
         dev_examples.append((data.source(i, MOL2TEXT, split="dev"), row["description"], MOL2TEXT))
-    dev_batches = [
-        collate(*zip(*b), tokenizer.pad_token_id, config.length_multiple, config.max_source_len, config.max_target_len)
-        for b in epoch_batches(tokenizer, dev_examples, config, epoch=-1)
-    ]
+    return [collate_pairs(b, tokenizer.pad_token_id, config)
+            for b in epoch_batches(tokenizer, dev_examples, config, epoch=-1)]
 
-    log_file = out_dir / "train_log.jsonl"
-    progress = tqdm(total=config.max_steps, initial=state["step"], disable=not accelerator.is_main_process,
-                    desc="train", dynamic_ncols=True)
-    start_time = time.time() - state["elapsed_s"]
-    window_tokens, window_start, window_loss, window_n = 0, time.time(), 0.0, 0
-    world, rank = accelerator.num_processes, accelerator.process_index
-    step_tokens = 0
-    done = False
 
-    def snapshot(final: bool = False) -> None:
-        state["elapsed_s"] = time.time() - start_time
-        if accelerator.is_main_process:
-            unwrapped = accelerator.unwrap_model(model)
-            path = out_dir / "checkpoints" / f"step-{state['step']}"
-            save_checkpoint(path, unwrapped, tokenizer, config, dict(state), optimizer, scheduler, data)
-            for old in checkpoint_dirs(out_dir)[: -config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-            if final:
-                save_checkpoint(out_dir / "model", unwrapped, tokenizer, config, dict(state), data=data)
-        accelerator.wait_for_everyone()
+class TrainingRun:
+    """One ``t2m train`` run: the model, optimizer and data of :func:`train`, its state (``step``, ``epoch``,
+    ``batch_in_epoch``, ``tokens``, ``elapsed_s``: what a checkpoint's ``trainer_state.json`` holds) and
+    its steps, logging, evaluation and checkpoints."""
 
-    while not done:
-        examples = epoch_examples(data, config, state["epoch"])
-        batches = epoch_batches(tokenizer, examples, config, state["epoch"])
+    def __init__(self, config: TrainConfig, resume: bool = True):
+        import torch
+        from accelerate import Accelerator
+
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.config = config
+        # cpu=True where there is no GPU: otherwise accelerate ignores the torchrun environment on a CPU-only
+        # machine and every process trains alone.
+        precision = training_precision(config)
+        self.accelerator = accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
+                                                     gradient_accumulation_steps=config.grad_accum)
+        self.out_dir = out_dir = Path(config.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+
+        self.data = load_training_data(config, out_dir)
+        with accelerator.main_process_first():
+            self.tokenizer = prepare_tokenizer(config, self.data, out_dir)
+
+        checkpoints = checkpoint_dirs(out_dir) if resume else []
+        last = checkpoints[-1] if checkpoints else None
+        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "elapsed_s": 0.0,
+                      "setting": self.data.setting}
+        if last is not None:
+            self.state.update(json.loads((last / "trainer_state.json").read_text()))
+            accelerator.print(f"resuming from {last} (step {self.state['step']})")
+        model = build_model(config, self.tokenizer, last)
+        self.state["precision"] = precision
+        optimizer = optimizer_for(model, config)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+        if last is not None and (last / "optimizer.pt").is_file():
+            saved = torch.load(last / "optimizer.pt", weights_only=True)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        self.dev_batches = dev_batches_for(self.data, self.tokenizer, config)
+        self.log_file = out_dir / "train_log.jsonl"
+        self.start_time = time.time() - self.state["elapsed_s"]
+        self.window = {"tokens": 0, "start": time.time(), "loss": 0.0, "n": 0}
+
+    def run(self) -> Path:
+        from tqdm.auto import tqdm
+
+        self.progress = tqdm(total=self.config.max_steps, initial=self.state["step"], desc="train",
+                             dynamic_ncols=True, disable=not self.accelerator.is_main_process)
+        while not self.epoch():
+            self.state["epoch"] += 1
+            self.state["batch_in_epoch"] = 0
+        self.snapshot(final=True)
+        self.progress.close()
+        return self.out_dir / "model"
+
+    def epoch(self) -> bool:
+        """Train on the rest of the current epoch; True when the run is done (max_steps or max_minutes)."""
+        config, state, accelerator = self.config, self.state, self.accelerator
+        examples = epoch_examples(self.data, config, state["epoch"])
+        batches = epoch_batches(self.tokenizer, examples, config, state["epoch"])
         # each optimizer step consumes world * grad_accum batches; process `rank` takes its share
-        per_step = world * config.grad_accum
-        usable = len(batches) - len(batches) % per_step
+        world, rank = accelerator.num_processes, accelerator.process_index
+        usable = len(batches) - len(batches) % (world * config.grad_accum)
+        step_tokens = 0
         for index in range(state["batch_in_epoch"], usable, world):
-            batch_pairs = batches[index + rank]
-            batch = collate(*zip(*batch_pairs), tokenizer.pad_token_id, config.length_multiple,
-                            config.max_source_len, config.max_target_len)
-            with accelerator.accumulate(model), accelerator.autocast():
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            n_tokens = int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
-            window_tokens += n_tokens * world
-            step_tokens += n_tokens * world
-            window_loss += float(loss.detach())
-            window_n += 1
+            step_tokens += self.forward_backward(collate_pairs(batches[index + rank], self.tokenizer.pad_token_id, config))
             state["batch_in_epoch"] = index + world
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
             state["tokens"] += step_tokens
             step_tokens = 0
-            progress.update(1)
-            step = state["step"]
-            if step % config.log_every == 0 or step == 1:
-                elapsed = time.time() - window_start
-                record = {"step": step, "epoch": state["epoch"], "loss": window_loss / max(window_n, 1),
-                          "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                          "elapsed_s": time.time() - start_time, "peak_rss_mb": peak_rss_mb()}
-                progress.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                if accelerator.is_main_process:
-                    with log_file.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                window_tokens, window_start, window_loss, window_n = 0, time.time(), 0.0, 0
-            if step % config.eval_every == 0 and accelerator.is_main_process:
-                unwrapped = accelerator.unwrap_model(model)
-                record = {"step": step, "dev_loss": dev_loss(unwrapped, dev_batches, accelerator.autocast)}
-                record.update(quick_dev_metrics(unwrapped, tokenizer, data, config.quick_eval_rows, config.max_target_len))
-                progress.write(json.dumps(record))
-                with log_file.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-            out_of_time = config.max_minutes is not None and (time.time() - start_time) > 60 * config.max_minutes
-            if step >= config.max_steps or out_of_time:
-                done = True
-                break
-            if step % config.save_every == 0:
-                snapshot()
-        else:
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
-    snapshot(final=True)
-    progress.close()
-    return out_dir / "model"
+            if self.after_step():
+                return True
+        return False
+
+    def forward_backward(self, batch: dict) -> int:
+        """One batch through the model, backward, and (when gradients sync) the optimizer step; returns the
+        batch's tokens (non-pad source + target) times the processes (each took a batch like it)."""
+        accelerator = self.accelerator
+        with accelerator.accumulate(self.model), accelerator.autocast():
+            loss = self.model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        n_tokens = (int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())) * accelerator.num_processes
+        self.window["tokens"] += n_tokens
+        self.window["loss"] += float(loss.detach())
+        self.window["n"] += 1
+        return n_tokens
+
+    def after_step(self) -> bool:
+        """Log, evaluate and save as the config says after an optimizer step; True when the run is done."""
+        config, step = self.config, self.state["step"]
+        self.progress.update(1)
+        if step % config.log_every == 0 or step == 1:
+            self.log_window()
+        if step % config.eval_every == 0 and self.accelerator.is_main_process:
+            self.evaluate()
+        out_of_time = config.max_minutes is not None and (time.time() - self.start_time) > 60 * config.max_minutes
+        if step >= config.max_steps or out_of_time:
+            return True
+        if step % config.save_every == 0:
+            self.snapshot()
+        return False
+
+    def log_window(self) -> None:
+        window, state = self.window, self.state
+        elapsed = time.time() - window["start"]
+        record = {"step": state["step"], "epoch": state["epoch"], "loss": window["loss"] / max(window["n"], 1),
+                  "lr": self.scheduler.get_last_lr()[0], "tokens": state["tokens"],
+                  "tokens_per_s": window["tokens"] / max(elapsed, 1e-9),
+                  "elapsed_s": time.time() - self.start_time, "peak_rss_mb": peak_rss_mb()}
+        self.progress.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        if self.accelerator.is_main_process:
+            with self.log_file.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        self.window = {"tokens": 0, "start": time.time(), "loss": 0.0, "n": 0}
+
+    def evaluate(self) -> None:
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        record = {"step": self.state["step"], "dev_loss": dev_loss(unwrapped, self.dev_batches, self.accelerator.autocast)}
+        record.update(quick_dev_metrics(unwrapped, self.tokenizer, self.data, self.config.quick_eval_rows,
+                                        self.config.max_target_len))
+        self.progress.write(json.dumps(record))
+        with self.log_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def snapshot(self, final: bool = False) -> None:
+        state, config, out_dir = self.state, self.config, self.out_dir
+        state["elapsed_s"] = time.time() - self.start_time
+        if self.accelerator.is_main_process:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            path = out_dir / "checkpoints" / f"step-{state['step']}"
+            save_checkpoint(path, unwrapped, self.tokenizer, config, dict(state), self.optimizer, self.scheduler,
+                            self.data)
+            for old in checkpoint_dirs(out_dir)[: -config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+            if final:
+                save_checkpoint(out_dir / "model", unwrapped, self.tokenizer, config, dict(state), data=self.data)
+        self.accelerator.wait_for_everyone()
+
+
+def train(config: TrainConfig, resume: bool = True) -> Path:
+    """Train per ``config``; returns the directory of the final model (``<out_dir>/model``)."""
+    return TrainingRun(config, resume).run()
 
 
 # ------------------------------------------------------------------------------------------------
