@@ -11,11 +11,14 @@ shared machine slows all three alike; compare within a round):
   ``--work``, log every step, no evaluation or checkpoint inside the timed steps) on the real ChEBI-20 data
   path: epoch examples, neighbours, SMILES augmentation, batching, collation, accelerate, logging. Its speed
   is read from its own log (``tokens`` and ``elapsed_s`` per step), from the end of step 1 to the last step.
-- ``bare_fixed``: forward + backward + gradient clipping + AdamW of the same model (the recipe's config and
-  class: the copy head where the recipe has one) on one fixed batch of random tokens, no padding
-  (``--fixed 24x128x96``: batch x source x target), autocast as the trainer does.
-- ``bare_real``: the same bare step over the trainer's own first batches of epoch 0 (as the trainer collates
-  them: its padding, its shapes), then one step on the epoch's largest batch (for peak memory).
+- ``bare_fixed``: forward + backward + gradient clipping + AdamW of the recipe's T5 (its config, as a plain
+  ``T5ForConditionalGeneration``: without the copy head) on one fixed batch of random tokens, no padding
+  (``--fixed 24x128x96``: batch x source x target), autocast as the trainer does: what this machine does
+  with this T5, the yardstick.
+- ``bare_real``: the bare step of the trainer's own model (the copy head where the recipe has one) over the batches the trainer's timed steps took (its first ``--steps``
+  batches of epoch 0, collated as the trainer collates them: its padding, its shapes; the first one is the
+  warm-up, as the trainer's first step is not timed), then one step on the epoch's largest batch (by padded
+  tokens), which a short trainer run may not meet, for the peak memory.
 
 Tokens are counted the same way everywhere: non-pad source tokens + non-pad target tokens. Before each
 phase the peak resident memory (``VmHWM``) is reset through ``/proc/self/clear_refs`` where Linux allows it,
@@ -130,9 +133,18 @@ def trainer_config(args, precision: str, out_dir: Path):
     return config
 
 
+def reset_accelerate() -> None:
+    """accelerate keeps one state per process, mixed precision included: forget it between trainer phases."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 def run_trainer(args, precision: str, out_dir: Path, profile: Path | None) -> dict:
     from t2m.train import train
 
+    reset_accelerate()
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     cache = Path(args.work) / "neighbours.json"
@@ -195,6 +207,22 @@ class Bare:
         self.optimizer = optimizer_for(self.model, config)
         self.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
+    def plain(self) -> None:
+        """Switch to the plain T5 of the same config (no copy head), fresh weights and optimizer."""
+        import copy
+
+        import torch
+        from transformers import T5ForConditionalGeneration
+
+        from t2m.train import optimizer_for
+
+        config = copy.deepcopy(self.model.config)
+        config.copy_head = False
+        torch.manual_seed(self.config.seed)
+        self.model = T5ForConditionalGeneration(config)
+        self.model.train()
+        self.optimizer = optimizer_for(self.model, self.config)
+
     def step(self, batch: dict) -> int:
         import torch
 
@@ -230,7 +258,7 @@ class Bare:
 
         batches = epoch_batches(self.tokenizer, epoch_examples(self.data, self.config, 0), self.config, 0)
         pad = self.tokenizer.pad_token_id
-        collated = [collate_pairs(b, pad, self.config) for b in batches[: n + 1]]
+        collated = [collate_pairs(b, pad, self.config) for b in batches[:n]]
         largest = max(batches, key=lambda b: len(b) * (max(len(p[0]) for p in b) + max(len(p[1]) for p in b)))
         return collated, collate_pairs(largest, pad, self.config)
 
@@ -260,7 +288,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", default=str(REPO / "t2m/default_model"),
                         help="tokenizer for a recipe that would train one (default: the shipped model's)")
     parser.add_argument("--steps", type=int, default=10, help="trainer steps per round (the first is not timed)")
-    parser.add_argument("--bare-steps", type=int, default=5, help="bare steps per batch kind and round (after one warm-up)")
+    parser.add_argument("--bare-steps", type=int, default=5, help="bare steps on the fixed batch per round (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
     parser.add_argument("--fixed", default="24x128x96", help="fixed bare batch: batch x source x target tokens")
@@ -289,19 +317,20 @@ def main() -> None:
             result["records"].append(record)
             print(json.dumps(record), flush=True)
             bare = Bare(args, precision)
-            batches, largest = bare.real_batches(args.bare_steps)
-            with Phase("bare_fixed", precision, round_) as record:
-                batch = bare.fixed_batch(fixed)
-                bare.step(batch)  # warm-up
-                record.update(bare.timed([batch] * args.bare_steps))
-            result["records"].append(record)
-            print(json.dumps(record), flush=True)
+            batches, largest = bare.real_batches(args.steps)
             with Phase("bare_real", precision, round_) as record:
                 bare.step(batches[0])  # warm-up
                 record.update(bare.timed(batches[1:]))
                 start = time.perf_counter()
                 record["largest_batch"] = {"shape": list(largest["input_ids"].shape) + [largest["labels"].shape[1]],
                                            "tokens": bare.step(largest), "seconds": round(time.perf_counter() - start, 2)}
+            result["records"].append(record)
+            print(json.dumps(record), flush=True)
+            bare.plain()
+            with Phase("bare_fixed", precision, round_) as record:
+                batch = bare.fixed_batch(fixed)
+                bare.step(batch)  # warm-up
+                record.update(bare.timed([batch] * args.bare_steps))
             result["records"].append(record)
             print(json.dumps(record), flush=True)
             del bare, batches, largest
