@@ -117,6 +117,20 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
                 self._key_cache = cached
         return cached[1]
 
+    def _training_loss(self, lm_logits, weights, gate_logits, source_ids, labels):
+        """The training loss from the gold tokens alone: -log p(gold) of the mixture (as ``mix_copy`` then
+        ``nll_loss`` give it, without the (batch, tgt, vocab) mixture), plus the copy-attention loss."""
+        valid = labels != -100  # (batch, tgt)
+        gold = labels.clamp(min=0)
+        generated = -nn.functional.cross_entropy(lm_logits.float().transpose(1, 2), gold, reduction="none")
+        mass, copyable = gold_copy_mass(weights, source_ids, labels)  # copy probability of the gold token
+        log_p = torch.logaddexp(generated + nn.functional.logsigmoid(-gate_logits),
+                                torch.log(mass.float() + LOG_EPS) + nn.functional.logsigmoid(gate_logits))
+        loss = -log_p[valid].mean()
+        if self.config.copy_loss_weight:
+            loss = loss + self.config.copy_loss_weight * _copy_attention_loss(weights, mass, copyable)
+        return loss
+
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, labels=None,
                 copy_source_ids=None, output_hidden_states=None, **kwargs):
         if labels is not None and decoder_input_ids is None and kwargs.get("decoder_inputs_embeds") is None:
@@ -134,16 +148,19 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
         source_ids = source_ids[:, : encoder_states.shape[1]]
         weights, gate = self.copy_head(decoder_states, encoder_states, keys, attention_mask,
                                        follows_token(source_ids, decoder_input_ids))
-        if not self.training and getattr(self.config, "copy_gate_shift", 0.0):
-            # decoding only: a shift of the gate's logit chosen on dev (> 0 copies more, < 0 writes more)
-            gate = gate + float(self.config.copy_gate_shift)
-        log_probs = mix_copy(out.logits, weights, gate, source_ids[:, : weights.shape[-1]])
-        loss = None
-        if labels is not None:
-            loss = nn.functional.nll_loss(log_probs.reshape(-1, log_probs.shape[-1]), labels.reshape(-1),
-                                          ignore_index=-100)
-            if self.training and self.config.copy_loss_weight:
-                loss = loss + self.config.copy_loss_weight * copy_attention_loss(weights, source_ids[:, : weights.shape[-1]], labels)
+        source_ids = source_ids[:, : weights.shape[-1]]
+        if self.training and labels is not None:
+            # training: the loss needs the mixture at the gold tokens only, not over the vocabulary
+            loss, log_probs = self._training_loss(out.logits, weights, gate, source_ids, labels), None
+        else:
+            if not self.training and getattr(self.config, "copy_gate_shift", 0.0):
+                # decoding only: a shift of the gate's logit chosen on dev (> 0 copies more, < 0 writes more)
+                gate = gate + float(self.config.copy_gate_shift)
+            log_probs = mix_copy(out.logits, weights, gate, source_ids)
+            loss = None
+            if labels is not None:
+                loss = nn.functional.nll_loss(log_probs.reshape(-1, log_probs.shape[-1]), labels.reshape(-1),
+                                              ignore_index=-100)
         return Seq2SeqLMOutput(
             loss=loss, logits=log_probs, past_key_values=out.past_key_values,
             decoder_hidden_states=out.decoder_hidden_states if output_hidden_states else None,
@@ -178,14 +195,24 @@ def follows_token(source_ids, decoder_input_ids):
     return previous[:, None, :] == decoder_input_ids[:, :, None]
 
 
+def gold_copy_mass(weights, source_ids, labels):
+    """The copy attention's mass on the input positions holding the gold token, (batch, tgt) (0 where none
+    does), and where the gold token occurs in the input at all, (batch, tgt) booleans (never at -100).
+    weights (batch, tgt, src); source_ids (batch, src); labels (batch, tgt)."""
+    hits = source_ids[:, None, :] == labels[:, :, None]  # (batch, tgt, src)
+    copyable = hits.any(-1) & (labels != -100)  # (batch, tgt)
+    return (weights * hits).sum(-1), copyable
+
+
 def copy_attention_loss(weights, source_ids, labels):
     """Mean of -log(attention mass on the input positions that hold the gold token) over the target positions
     whose gold token occurs in the input. weights (batch, tgt, src); source_ids (batch, src); labels (batch, tgt)."""
-    hits = source_ids[:, None, :] == labels[:, :, None]  # (batch, tgt, src)
-    copyable = hits.any(-1) & (labels != -100)  # (batch, tgt)
+    return _copy_attention_loss(weights, *gold_copy_mass(weights, source_ids, labels))
+
+
+def _copy_attention_loss(weights, mass, copyable):
     if not bool(copyable.any()):
         return weights.sum() * 0.0
-    mass = (weights * hits).sum(-1)  # (batch, tgt)
     return -torch.log(mass[copyable] + LOG_EPS).mean()
 
 

@@ -282,7 +282,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="results JSON")
     parser.add_argument("--recipe", default=str(REPO / "t2m/recipes/retrieval_model.json"))
-    parser.add_argument("--data", default=os.environ.get("T2M_SHARED_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--data", default=os.environ.get("T2M_SHARED_DATA"),
+                        help="ChEBI-20 folder (default: as t2m finds it: $T2M_SHARED_DATA or ../shared/data)")
     parser.add_argument("--init-from", default=str(REPO / "t2m/default_model"),
                         help="checkpoint for a recipe whose init_from is not there (default: the shipped model)")
     parser.add_argument("--tokenizer", default=str(REPO / "t2m/default_model"),
