@@ -34,11 +34,23 @@ def pad_ids(rows: Sequence[Sequence[int]], length: int, pad: int):
     return out
 
 
+ENCODE_CHUNK = 256  # texts per tokenizer call
+
+
 def encode_sources(tokenizer, texts: Sequence[str], max_len: int) -> list[list[int]]:
-    """Token ids of each text with the closing ``</s>``, truncated to ``max_len`` (``</s>`` kept)."""
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    """Token ids of each text with the closing ``</s>``, truncated to ``max_len`` (``</s>`` kept).
+
+    Encoded ``ENCODE_CHUNK`` texts at a time: a fast tokenizer's call on 10k texts at once leaves its
+    working memory with the process (+330 MB resident for the 9.6k inputs of a training epoch with
+    neighbours, against +100 MB in chunks)."""
     eos = tokenizer.eos_token_id
-    return [row[: max_len - 1] + [eos] for row in ids]
+    texts = list(texts)
+    out = []
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        ids = tokenizer(texts[start : start + ENCODE_CHUNK], add_special_tokens=False,
+                        return_attention_mask=False)["input_ids"]
+        out.extend(row[: max_len - 1] + [eos] for row in ids)
+    return out
 
 
 def collate(source_ids: Sequence[Sequence[int]], target_ids: Sequence[Sequence[int]] | None, pad_id: int,

@@ -82,6 +82,9 @@ class TrainConfig:
     # activation_mb) is split into micro-batches, each padded to its own length; the optimizer step and the
     # loss (token-weighted) stay those of the whole batch. None: never split.
     micro_batch_mb: float | None = 1500
+    # t2m.training_kernels: dropout from 16 random bits per element and attention without a materialised
+    # mask (the same function, 1.5x faster steps here); false: transformers' own modules
+    fast_kernels: bool = True
     seed: int = 0
     # bookkeeping
     log_every: int = 20
@@ -534,6 +537,10 @@ class TrainingRun:
             self.state.update(json.loads((last / "trainer_state.json").read_text()))
             accelerator.print(f"resuming from {last} (step {self.state['step']})")
         model = build_model(config, self.tokenizer, last)
+        if config.fast_kernels:
+            from t2m.training_kernels import install
+
+            install(model)
         self.state["precision"] = precision
         optimizer = optimizer_for(model, config)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
