@@ -122,7 +122,8 @@ class T5CopyForConditionalGeneration(T5ForConditionalGeneration):
         ``nll_loss`` give it, without the (batch, tgt, vocab) mixture), plus the copy-attention loss."""
         valid = labels != -100  # (batch, tgt)
         gold = labels.clamp(min=0)
-        generated = -nn.functional.cross_entropy(lm_logits.float().transpose(1, 2), gold, reduction="none")
+        generated = -nn.functional.cross_entropy(lm_logits.float().flatten(0, 1), gold.flatten(),
+                                                 reduction="none").view(gold.shape)
         mass, copyable = gold_copy_mass(weights, source_ids, labels)  # copy probability of the gold token
         log_p = torch.logaddexp(generated + nn.functional.logsigmoid(-gate_logits),
                                 torch.log(mass.float() + LOG_EPS) + nn.functional.logsigmoid(gate_logits))

@@ -11,8 +11,10 @@ Installed on a model (:func:`install`), training computes the same function with
 
 - dropout keeps each element with the same probability, drawn from 16 random bits per element (four per
   64-bit draw) instead of a random float: ``p`` is rounded to a multiple of 2**-16 (0.1 -> 0.100006);
-- attention adds T5's position bias and masks by broadcasting instead of materialising a mask, and
-  applies that dropout to the probabilities.
+- attention adds T5's position bias and masks by broadcasting instead of materialising a mask, takes the
+  softmax in the scores' precision (as sdpa does), applies that dropout to the probabilities and its
+  1 / (1 - p) to the (much smaller) output;
+- the gated feed-forward layer skips a float32 round trip of its activations under autocast.
 
 In evaluation (``model.eval()``) both are the stock modules and kernels, so dev metrics, generation and
 saved checkpoints are unchanged; the weights and the config saved are those of the stock model.
@@ -80,14 +82,33 @@ def training_attention(module, query, key, value, attention_mask, scaling=None, 
     elif getattr(module, "is_causal", False) and q_len > 1:
         future = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).triu(k_len - q_len + 1)
         scores.masked_fill_(future, torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores, dim=-1)
-    probs = _dropout_probs(probs, dropout)
+    with torch.autocast(scores.device.type, enabled=False):
+        # in the scores' precision, as sdpa's softmax (autocast would make it float32: two more passes)
+        probs = torch.softmax(scores, dim=-1)
+    if dropout:
+        # dropout's 1 / (1 - p) is applied to the (batch, heads, q, d) output, not the probabilities
+        probs = probs.masked_fill(drop_mask(probs.shape, dropout, probs.device), 0.0)
     out = torch.matmul(probs.to(value.dtype), value)  # (batch, heads, q, d)
+    if dropout:
+        out = out * (1.0 / (1.0 - dropout))
     return out.transpose(1, 2).contiguous(), None
 
 
-def _dropout_probs(probs, p: float):
-    return dropout(probs, p, True) if p else probs
+def _gated_ff_forward(self, hidden_states):
+    """``T5DenseGatedActDense.forward`` without its cast of the activations to ``wo``'s float32 under
+    autocast, which the autocast of ``wo`` casts straight back (an exact round trip, two passes)."""
+    import torch
+
+    hidden_gelu = self.act(self.wi_0(hidden_states))
+    hidden_linear = self.wi_1(hidden_states)
+    hidden_states = self.dropout(hidden_gelu * hidden_linear)
+    device = hidden_states.device.type
+    weight = self.wo.weight
+    autocast = torch.is_autocast_enabled(device) and hidden_states.dtype == torch.get_autocast_dtype(device)
+    if not autocast and isinstance(weight, torch.Tensor) and hidden_states.dtype != weight.dtype \
+            and weight.dtype != torch.int8:
+        hidden_states = hidden_states.to(weight.dtype)
+    return self.wo(hidden_states)
 
 
 def _register() -> None:
@@ -103,7 +124,12 @@ def install(model) -> bool:
     attention, to :func:`training_attention`. Returns whether the attention was switched."""
     from torch import nn
 
+    import types
+
     fast = _dropout_class()
+    for module in model.modules():
+        if type(module).__name__ == "T5DenseGatedActDense":
+            module.forward = types.MethodType(_gated_ff_forward, module)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
