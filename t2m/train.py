@@ -78,9 +78,9 @@ class TrainConfig:
     # CPUs bf16 is emulated and far slower than float32, so training falls back to float32 with a warning.
     # "force" uses bf16 regardless.
     bf16: bool | str = True
-    # a batch whose forward + backward would take more activation memory than this (estimated by
-    # activation_mb) is split into micro-batches, each padded to its own length; the optimizer step and the
-    # loss (token-weighted) stay those of the whole batch. None: never split.
+    # a batch whose forward + backward would take more activation memory than this (MiB, estimated by
+    # t2m.batching.activation_mb) is split into micro-batches, each padded to its own length; the optimizer
+    # step and the loss (token-weighted) stay those of the whole batch. None: never split.
     micro_batch_mb: float | None = 1500
     # t2m.training_kernels: dropout from 16 random bits per element and attention without a materialised
     # mask (the same function, 1.5x faster steps here); false: transformers' own modules
@@ -223,49 +223,6 @@ def collate_pairs(batch_pairs, pad_id: int, config: TrainConfig) -> dict:
     from t2m.batching import collate
 
     return collate(*zip(*batch_pairs), pad_id, config.length_multiple, config.max_source_len, config.max_target_len)
-
-
-# Activation memory of one training forward + backward, fitted on the cpu-small T5 with the copy head (bf16
-# autocast, peak resident memory of a first step, 5 shapes from 8x(128+256) to 16x(512+256), within 40 MB):
-# bytes per source token per encoder layer and d_ff unit, per target token per decoder layer and d_ff unit,
-# per target token and vocabulary entry, and per attention score (head x layer x query x key).
-SOURCE_TOKEN_BYTES = 34
-TARGET_TOKEN_BYTES = 56
-VOCAB_BYTES = 12
-SCORE_BYTES = 11.5
-FLOAT32_FACTOR = 1.3  # float32 activations take about this much more
-
-
-def activation_mb(rows: int, source_len: int, target_len: int, model_config, precision: str = "bf16") -> float:
-    """Estimated activation memory (MiB) of one training step on ``rows`` pairs padded to these lengths."""
-    c = model_config
-    enc, dec = c.num_layers, c.num_decoder_layers or c.num_layers
-    tokens = (source_len * enc * c.d_ff * SOURCE_TOKEN_BYTES + target_len * dec * c.d_ff * TARGET_TOKEN_BYTES
-              + target_len * c.vocab_size * VOCAB_BYTES)
-    scores = c.num_heads * (enc * source_len**2 + dec * (target_len**2 + target_len * source_len)) * SCORE_BYTES
-    return rows * (tokens * (FLOAT32_FACTOR if precision != "bf16" else 1.0) + scores) / 2**20
-
-
-def micro_batches(pairs, config: TrainConfig, model_config, precision: str = "bf16") -> list[list]:
-    """``pairs`` (one batch) as micro-batches, each within ``config.micro_batch_mb`` of estimated activation
-    memory (:func:`activation_mb` at its padded lengths): the pairs sorted by length, then cut greedily.
-    One part, in the batch's order, when the whole batch fits (or ``micro_batch_mb`` is None)."""
-    from t2m.batching import bucket_length
-
-    def cost(part) -> float:
-        source = bucket_length(max(len(p[0]) for p in part), config.length_multiple, config.max_source_len)
-        target = bucket_length(max(len(p[1]) for p in part), config.length_multiple, config.max_target_len)
-        return activation_mb(len(part), source, target, model_config, precision)
-
-    if config.micro_batch_mb is None or cost(pairs) <= config.micro_batch_mb:
-        return [list(pairs)]
-    parts: list[list] = []
-    for pair in sorted(pairs, key=lambda p: (len(p[0]), len(p[1])), reverse=True):
-        if parts and cost(parts[-1] + [pair]) <= config.micro_batch_mb:
-            parts[-1].append(pair)
-        else:
-            parts.append([pair])
-    return parts
 
 
 def epoch_batches(tokenizer, examples, config: TrainConfig, epoch: int) -> list[list[tuple[list[int], list[int]]]]:
@@ -592,13 +549,16 @@ class TrainingRun:
         """One batch of (source ids, target ids) through the model (in micro-batches where it is large),
         backward, and (when gradients sync) the optimizer step; returns the batch's tokens (non-pad source +
         target) times the processes (each took a batch like it)."""
-        accelerator, model = self.accelerator, self.model
-        parts = micro_batches(pairs, self.config, self.model_config, self.state["precision"])
+        from t2m.batching import micro_batches
+
+        accelerator, model, config = self.accelerator, self.model, self.config
+        parts = micro_batches(pairs, config.micro_batch_mb, self.model_config, self.state["precision"],
+                              config.length_multiple, config.max_source_len, config.max_target_len)
         targets = sum(len(p[1]) for p in pairs)
         batch_loss = 0.0
         with accelerator.accumulate(model):
             for i, part in enumerate(parts):
-                batch = collate_pairs(part, self.tokenizer.pad_token_id, self.config)
+                batch = collate_pairs(part, self.tokenizer.pad_token_id, config)
                 # gradients sync (between processes) once per batch, after its last micro-batch
                 sync = contextlib.nullcontext() if i == len(parts) - 1 else accelerator.no_sync(model)
                 with sync, accelerator.autocast():
@@ -647,7 +607,8 @@ class TrainingRun:
 
     def evaluate(self) -> None:
         unwrapped = self.accelerator.unwrap_model(self.model)
-        record = {"step": self.state["step"], "dev_loss": dev_loss(unwrapped, self.dev_batches, self.accelerator.autocast)}
+        record = {"step": self.state["step"],
+                  "dev_loss": dev_loss(unwrapped, self.dev_batches, self.accelerator.autocast)}
         record.update(quick_dev_metrics(unwrapped, self.tokenizer, self.data, self.config.quick_eval_rows,
                                         self.config.max_target_len))
         self.progress.write(json.dumps(record))

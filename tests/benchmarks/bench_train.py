@@ -25,7 +25,8 @@ Memory (per precision, after the speed runs, each in a fresh process of this scr
 stays with a process): ``trainer`` is the peak resident memory of a trainer (``TrainingRun``: data,
 tokenizer, model, optimizer) taking its first ``--memory-steps`` batches, then the epoch's largest batch
 (by padded tokens, which a short run may not meet), then one evaluation (dev loss and quick dev metrics,
-timed); ``bare`` is that of the bare step of the trainer's model on that largest batch. The load average, CPU flags (avx512_bf16, amx) and versions are in the JSON.
+timed); ``bare`` is that of the bare step of the trainer's model on that largest batch. The load average,
+CPU flags (avx512_bf16, amx) and versions are in the JSON.
 """
 
 from __future__ import annotations
