@@ -20,6 +20,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -511,6 +512,7 @@ class TrainingRun:
         self.log_file = out_dir / "train_log.jsonl"
         self.start_time = time.time() - self.state["elapsed_s"]
         self.window = {"tokens": 0, "start": time.time(), "loss": 0.0, "n": 0}
+        self._malloc_trim = None
 
     def run(self) -> Path:
         from tqdm.auto import tqdm
@@ -541,6 +543,7 @@ class TrainingRun:
             state["step"] += 1
             state["tokens"] += step_tokens
             step_tokens = 0
+            self.release_memory()
             if self.after_step():
                 return True
         return False
@@ -576,6 +579,21 @@ class TrainingRun:
         self.window["loss"] += batch_loss
         self.window["n"] += 1
         return n_tokens
+
+    def release_memory(self) -> None:
+        """Hand the memory freed by the step back to the system (glibc's ``malloc_trim``), so that the next
+        step's activations start from the live memory rather than from the last step's high-water mark:
+        on the default recipe the peak resident memory over 40 steps went 2.87 -> 2.45 GB, at the same
+        speed (forcing large blocks into their own mappings instead, M_MMAP_THRESHOLD, halved the speed)."""
+        if self._malloc_trim is None:
+            try:
+                import ctypes
+
+                self._malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim if sys.platform.startswith("linux") else False
+            except (OSError, AttributeError):
+                self._malloc_trim = False
+        if self._malloc_trim:
+            self._malloc_trim(0)
 
     def after_step(self) -> bool:
         """Log, evaluate and save as the config says after an optimizer step; True when the run is done."""

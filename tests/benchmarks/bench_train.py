@@ -12,10 +12,12 @@ of its optimizer steps, in the same process, and timed apart from it, run
   ``T5ForConditionalGeneration``: no copy head) on one fixed batch of random tokens without padding
   (``--fixed 24x128x96``: batch x source x target), autocast as the trainer does: what this machine does
   with this T5, the yardstick;
+- ``bare_fixed_fp32`` (or ``_bf16``): the same in the other precision, to tell under the same load which
+  precision is this machine's native one;
 - ``bare_real``: the same bare step of the trainer's own model (the copy head where the recipe has one) on
   the batch the trainer just took, collated in one piece with the recipe's padding (no micro-batches).
 
-So the three see the same load from a busy neighbour (a shared 2-core machine), step by step. The
+So they all see the same load from a busy neighbour (a shared 2-core machine), step by step. The
 trainer's step time runs from the end of the previous bare steps to the start of the next ones: all of the
 trainer's own work (data, batching, collation, step, logging) and nothing of the bare steps'. The first
 step of each is the warm-up and not counted. Tokens are counted the same way everywhere: non-pad source
@@ -206,7 +208,8 @@ def speed(args, precision: str, fixed: tuple[int, int, int], profile: Path | Non
     reset_accelerate()
     out_dir = fresh_out_dir(args, f"speed-{precision}")
     config = trainer_config(args, precision, out_dir)
-    times = {"trainer": ([], []), "bare_real": ([], []), "bare_fixed": ([], [])}
+    other = "fp32" if precision == "bf16" else "bf16"
+    times = {"trainer": ([], []), "bare_real": ([], []), "bare_fixed": ([], []), f"bare_fixed_{other}": ([], [])}
     loads: list[float] = []
     hold = {}
     original_forward_backward, original_after_step = TrainingRun.forward_backward, TrainingRun.after_step
@@ -215,6 +218,7 @@ def speed(args, precision: str, fixed: tuple[int, int, int], profile: Path | Non
         if "bare_real" not in hold:  # set up once the trainer has its data and tokenizer (not timed)
             hold["bare_real"] = Bare(trainer_model(run.config, run.tokenizer), run.config, precision)
             hold["bare_fixed"] = Bare(plain_t5(hold["bare_real"].model), run.config, precision)
+            hold[f"bare_fixed_{other}"] = Bare(plain_t5(hold["bare_real"].model), run.config, other)
             hold["fixed"] = fixed_batch(fixed, hold["bare_real"].model.config.vocab_size)
             hold["pad"] = run.tokenizer.pad_token_id
             hold["tokens"], hold["since"] = run.state["tokens"], time.perf_counter()
@@ -230,8 +234,7 @@ def speed(args, precision: str, fixed: tuple[int, int, int], profile: Path | Non
             times["trainer"][1].append(now - hold["since"])
         pairs = hold["pairs"]  # an older trainer took collated batches
         real = pairs if isinstance(pairs, dict) else collate_pairs(pairs, hold["pad"], run.config)
-        for name, batch in (("bare_real", real),
-                            ("bare_fixed", hold["fixed"])):
+        for name, batch in (("bare_real", real), ("bare_fixed", hold["fixed"]), (f"bare_fixed_{other}", hold["fixed"])):
             tokens, seconds = hold[name].timed(batch)
             if run.state["step"] > 1:
                 times[name][0].append(tokens)
@@ -401,6 +404,9 @@ def main() -> None:
             "bare_real_tokens_per_s": s["bare_real"]["tokens_per_s"],
             "trainer_over_bare_fixed": round(s["trainer"]["tokens_per_s"] / s["bare_fixed"]["tokens_per_s"], 3),
             "trainer_over_bare_real": round(s["trainer"]["tokens_per_s"] / s["bare_real"]["tokens_per_s"], 3),
+            "bf16_over_fp32_bare_fixed": round(
+                (s["bare_fixed"]["tokens_per_s"] / s["bare_fixed_fp32"]["tokens_per_s"]) if precision == "bf16"
+                else (s["bare_fixed_bf16"]["tokens_per_s"] / s["bare_fixed"]["tokens_per_s"]), 3),
             "median_load": statistics.median(s["load_per_step"]) if s["load_per_step"] else None,
             **({"trainer_peak_rss_mb": result["memory"][precision]["trainer"]["peak_rss_mb"],
                 "bare_largest_batch_peak_rss_mb": result["memory"][precision]["bare"]["peak_rss_mb"]}
