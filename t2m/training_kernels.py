@@ -14,7 +14,8 @@ Installed on a model (:func:`install`), training computes the same function with
 - attention adds T5's position bias and masks by broadcasting instead of materialising a mask, takes the
   softmax in the scores' precision (as sdpa does), applies that dropout to the probabilities and its
   1 / (1 - p) to the (much smaller) output;
-- the gated feed-forward layer skips a float32 round trip of its activations under autocast.
+- the gated feed-forward layer takes ``gelu_new`` as one kernel, applies dropout's scale to its output
+  and skips a float32 round trip of its activations under autocast.
 
 In evaluation (``model.eval()``) both are the stock modules and kernels, so dev metrics, generation and
 saved checkpoints are unchanged; the weights and the config saved are those of the stock model.
@@ -39,11 +40,13 @@ def drop_mask(shape, p: float, device=None):
 
 def dropout(x, p: float, training: bool = True):
     """``torch.nn.functional.dropout`` with :func:`drop_mask`'s random numbers."""
+    import torch
+
     if not training or p == 0.0:
         return x
     if p >= 1.0:
         return x * 0.0
-    return x.masked_fill(drop_mask(x.shape, p, x.device), 0.0) * (1.0 / (1.0 - p))
+    return torch.where(drop_mask(x.shape, p, x.device), 0.0, x) * (1.0 / (1.0 - p))
 
 
 def _dropout_class():
@@ -87,7 +90,7 @@ def training_attention(module, query, key, value, attention_mask, scaling=None, 
         probs = torch.softmax(scores, dim=-1)
     if dropout:
         # dropout's 1 / (1 - p) is applied to the (batch, heads, q, d) output, not the probabilities
-        probs = probs.masked_fill(drop_mask(probs.shape, dropout, probs.device), 0.0)
+        probs = torch.where(drop_mask(probs.shape, dropout, probs.device), 0.0, probs)  # one pass, not two
     out = torch.matmul(probs.to(value.dtype), value)  # (batch, heads, q, d)
     if dropout:
         out = out * (1.0 / (1.0 - dropout))
@@ -95,20 +98,32 @@ def training_attention(module, query, key, value, attention_mask, scaling=None, 
 
 
 def _gated_ff_forward(self, hidden_states):
-    """``T5DenseGatedActDense.forward`` without its cast of the activations to ``wo``'s float32 under
-    autocast, which the autocast of ``wo`` casts straight back (an exact round trip, two passes)."""
+    """``T5DenseGatedActDense.forward`` with ``gelu_new`` as one kernel (PyTorch's tanh-approximated gelu:
+    the same formula, not six elementwise passes each keeping its input for the backward), dropout's
+    1 / (1 - p) applied to the (d_model-wide) output instead of the d_ff-wide activations, and without
+    the cast of the activations to ``wo``'s float32 under autocast, which ``wo``'s autocast casts straight
+    back (an exact round trip, two passes)."""
     import torch
 
-    hidden_gelu = self.act(self.wi_0(hidden_states))
-    hidden_linear = self.wi_1(hidden_states)
-    hidden_states = self.dropout(hidden_gelu * hidden_linear)
+    gate = self.wi_0(hidden_states)
+    if type(self.act).__name__ == "NewGELUActivation":
+        gate = torch.nn.functional.gelu(gate, approximate="tanh")
+    else:
+        gate = self.act(gate)
+    hidden_states = gate * self.wi_1(hidden_states)
+    p = self.dropout.p if self.dropout.training else 0.0
+    if p >= 1.0:
+        return self.wo(hidden_states.to(self.wo.weight.dtype) * 0.0)
+    if p:
+        hidden_states = torch.where(drop_mask(hidden_states.shape, p, hidden_states.device), 0.0, hidden_states)
     device = hidden_states.device.type
     weight = self.wo.weight
     autocast = torch.is_autocast_enabled(device) and hidden_states.dtype == torch.get_autocast_dtype(device)
     if not autocast and isinstance(weight, torch.Tensor) and hidden_states.dtype != weight.dtype \
             and weight.dtype != torch.int8:
         hidden_states = hidden_states.to(weight.dtype)
-    return self.wo(hidden_states)
+    out = self.wo(hidden_states)
+    return out * (1.0 / (1.0 - p)) if p else out
 
 
 def _register() -> None:
