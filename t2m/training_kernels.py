@@ -23,6 +23,7 @@ saved checkpoints are unchanged; the weights and the config saved are those of t
 
 from __future__ import annotations
 
+import functools
 import math
 
 ATTENTION_NAME = "t2m_training"
@@ -49,6 +50,7 @@ def dropout(x, p: float, training: bool = True):
     return torch.where(drop_mask(x.shape, p, x.device), 0.0, x) * (1.0 / (1.0 - p))
 
 
+@functools.lru_cache(maxsize=None)
 def _dropout_class():
     from torch import nn
 

@@ -106,3 +106,85 @@ def test_two_process_accelerate_run(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
     assert state["step"] == 2
     # each optimizer step consumed one batch per process
     assert state["batch_in_epoch"] == 4
+
+
+def _tiny_t5(dropout: float = 0.0):
+    import torch
+    from transformers import T5ForConditionalGeneration
+
+    from t2m.modeling import make_config
+
+    torch.manual_seed(0)
+    return T5ForConditionalGeneration(make_config("cpu-tiny", vocab_size=300, dropout_rate=dropout))
+
+
+def test_training_kernels_compute_the_stock_function():
+    """t2m.training_kernels (the trainer's dropout, attention and gated FF) give the stock model's loss and
+    gradients in float32 (dropout off), keep dropout's rate, and leave evaluation to the stock modules."""
+    import copy
+
+    import torch
+
+    from t2m.training_kernels import ATTENTION_NAME, drop_mask, install
+
+    stock = _tiny_t5()
+    fast = copy.deepcopy(stock)
+    assert install(fast) and fast.config._attn_implementation == ATTENTION_NAME
+    ids = torch.randint(3, 300, (3, 17))
+    mask = torch.ones_like(ids)
+    mask[0, 11:] = 0  # padding in the source
+    labels = torch.randint(3, 300, (3, 9))
+    labels[1, 6:] = -100
+    for model in (stock, fast):
+        model.train()
+    grads = []
+    for model in (stock, fast):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        grads.append((loss.detach(), torch.autograd.grad(loss, list(model.parameters()))))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    rate = drop_mask((1000, 1000), 0.1).float().mean().item()
+    assert abs(rate - 0.1) < 2e-3
+    for model in (stock, fast):
+        model.eval()
+    with torch.no_grad():
+        same = [model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
+                for model in (stock, fast)]
+    assert torch.equal(same[0], same[1])
+
+
+def test_micro_batches_keep_the_batch_loss():
+    """A batch split into micro-batches (padded each to its own length) gives the whole batch's loss and
+    gradient when the parts' losses are weighted by their target tokens, as the trainer weights them."""
+    import torch
+
+    from t2m.batching import activation_mb, collate, micro_batches
+
+    model = _tiny_t5()
+    model.train()
+    pairs = [([5 + i] * (4 + 3 * i) + [1], [7] * (2 + i) + [1]) for i in range(8)]
+    whole = micro_batches(pairs, None, model.config)
+    assert whole == [pairs]
+    budget = activation_mb(3, 32, 16, model.config)
+    parts = micro_batches(pairs, budget, model.config, multiple=8)
+    assert len(parts) > 1 and sorted(p for part in parts for p in part) == sorted(pairs)
+    assert all(activation_mb(len(part), 8 * -(-max(len(p[0]) for p in part) // 8),
+                             8 * -(-max(len(p[1]) for p in part) // 8), model.config) <= budget for part in parts)
+
+    def loss_and_grad(groups):
+        targets = sum(len(p[1]) for p in pairs)
+        total = 0.0
+        for group in groups:
+            batch = collate(*zip(*group), 0, 8)
+            loss = model(**batch).loss * (sum(len(p[1]) for p in group) / targets)
+            loss.backward()
+            total += loss.detach().item()
+        grad = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        return total, grad
+
+    (a, ga), (b, gb) = loss_and_grad([pairs]), loss_and_grad(parts)
+    assert abs(a - b) < 1e-5
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, atol=1e-5, rtol=1e-4)
