@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("t2m.translate_cli", "translate descriptions to SMILES or SMILES to descriptions"),
     "datastore": ("t2m.datastore_cli", "build / inspect a kNN-MT datastore"),
     "tune": ("t2m.tune_cli", "grid-search kNN lambda, k, temperature on the dev slice"),
-    "bench": ("t2m.bench", "benchmark the model with and without retrieval, both tasks"),
+    "bench": ("t2m.bench.cli", "benchmark the model with and without retrieval, both tasks"),
     "report": ("t2m.report", "rewrite a bench folder's tables and HTML report"),
     "baselines": ("t2m.baselines_cli", "write the no-model retrieval baselines' test predictions"),
 }

@@ -112,7 +112,7 @@ def model_statement(bench: dict[str, Any]) -> str:
 
 def command_line(bench: dict[str, Any]) -> str:
     """The ``t2m bench`` command that reproduces the run: every setting that differs from the default."""
-    from t2m.bench_config import BenchConfig
+    from t2m.bench.config import BenchConfig
 
     settings = bench["settings"]
     defaults = BenchConfig(out=settings["out"]).to_json()

@@ -31,19 +31,16 @@ MAX_FILE_LINES = 700
 MAX_FUNCTION_LINES = 120
 
 # Files over MAX_FILE_LINES today. Shrinking list: never add to it.
-FILE_LINES_ALLOWED = {
-    "t2m/bench.py",  # to become a package: config, systems, statistics, cache, run, CLI
-}
+FILE_LINES_ALLOWED: set[str] = set()
 # Functions over MAX_FUNCTION_LINES today ("path:qualified name"). Shrinking list: never add to it.
 FUNCTION_LINES_ALLOWED = {
-    "t2m/bench.py:run_task",  # a run of closures, to split with bench/
     "t2m/generate.py:Translator.translate",  # 22 keywords: to take option objects
     "t2m/train.py:train",
 }
 
 
 # t2m's applications: the command line and the jobs built on the core. Every other t2m module is core.
-APPLICATIONS = {"t2m.cli", "t2m.__main__", "t2m.tune", "t2m.bench", "t2m.bench_config", "t2m.report", "t2m.plots",
+APPLICATIONS = {"t2m.cli", "t2m.__main__", "t2m.tune", "t2m.bench", "t2m.report", "t2m.plots",
                 "t2m.decode_pool", "t2m.resources"}
 
 
