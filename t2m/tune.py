@@ -1,5 +1,5 @@
 """Choose kNN λ, k, T on the dev slice by the task metric, and write them into the store
-(:func:`tune`; on the command line ``t2m tune``, :mod:`t2m.tune_cli`).
+(:func:`tune`; on the command line ``t2m tune``, :mod:`t2m.cli.tune`).
 
 Two stages, so the grid can be wide on a CPU:
 

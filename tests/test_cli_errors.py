@@ -214,7 +214,8 @@ def _actions(parser, path=()):
             yield path, parser, action
 
 
-@pytest.mark.parametrize("command", ["translate", "eval", "datastore", "data", "tune", "bench", "train", "setup"])
+@pytest.mark.parametrize("command", ["translate", "eval", "datastore", "data", "tune", "bench", "train", "setup",
+                                     "report", "baselines", "ship"])
 def test_every_option_has_help_and_shows_its_default(command):
     import argparse
 

@@ -13,8 +13,8 @@ For each task, on the test split of the data setting (ChEBI-20 benchmark setting
 
 scores every system with ``t2m eval``'s full metric set, and measures what retrieval costs (molecules/s
 and output tokens/s with and without kNN, datastore build time, entries, bytes, peak memory). Paired
-bootstrap 95% intervals (rows resampled; BLEU recomputed from resampled n-gram statistics, as
-sacrebleu's paired bootstrap) give the kNN-minus-model differences on the headline metrics, and
+bootstrap 95% intervals (rows resampled, each metric recomputed from the evaluator's per-row statistics:
+BLEU from resampled n-gram counts, as sacrebleu's paired bootstrap) give the kNN-minus-model differences on the headline metrics, and
 kNN-minus-retrieval. Datastores built from 25/50/100% of the training pairs (the model fixed, the λ, k, T
 tuned on the full store) show how the gain scales with the datastore.
 
@@ -35,8 +35,9 @@ Everything is a thin layer over :func:`run_bench` (Python: ``run_bench(BenchConf
 - :mod:`t2m.bench.stores`: the task's datastores built, tuned, described; the λ sweep;
 - :mod:`t2m.bench.statistics`: paired bootstrap over the evaluator's per-row statistics;
 - :mod:`t2m.bench.examples`, :mod:`t2m.bench.verdicts`: the report's example rows, verdicts and costs;
-- :mod:`t2m.bench.task`: one task end to end; :mod:`t2m.bench.run`: the whole bench;
-- :mod:`t2m.bench.cli`: the ``t2m bench`` command line.
+- :mod:`t2m.bench.task`: one task end to end; :mod:`t2m.bench.run`: the whole bench.
+
+The ``t2m bench`` command line is :mod:`t2m.cli.bench`.
 
 Submodules are imported lazily: ``from t2m.bench import BenchConfig`` does not import torch.
 """
@@ -85,8 +86,6 @@ _EXPORTS = {
     "prepare_in_parallel": "t2m.bench.run",
     "write_outputs": "t2m.bench.run",
     "machine_info": "t2m.bench.run",
-    "add_arguments": "t2m.bench.cli",
-    "config_from_args": "t2m.bench.cli",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,24 +28,32 @@ from t2m.knn_store import build_task_datastore, device, training_records
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="datastore_command", metavar="{build,inspect}", required=True)
 
-    build = sub.add_parser("build", help="build a task's datastore from a checkpoint and training pairs")
+    build = sub.add_parser("build", help="build a task's datastore from a checkpoint and training pairs",
+                           description="Build a kNN-MT datastore: run the checkpoint over a task's training pairs "
+                                       "with teacher forcing, keep each target token's decoder state as a key, index "
+                                       "the keys with FAISS. Resumable: rerunning an interrupted build continues "
+                                       "where it stopped (--no-resume starts over).")
     build.add_argument("--model", required=True, help="checkpoint directory (config.json + weights + tokenizer)")
     build.add_argument("--data", default=None,
                        help="ChEBI-20 folder (or one holding chebi20/), or a TSV/JSONL pairs file "
                             "(default: ChEBI-20 where t2m finds it)")
     build.add_argument("--setting", default="auto", choices=SETTINGS,
                        help="ChEBI-20 split setting (benchmark: validation.txt minus the dev slice)")
-    build.add_argument("--task", required=True, choices=("text2mol", "mol2text"))
+    build.add_argument("--task", required=True, choices=("text2mol", "mol2text"),
+                       help="which direction the store serves: text2mol (keys of SMILES tokens) or mol2text (keys "
+                            "of caption tokens)")
     build.add_argument("--out", required=True, help="store folder to create")
-    build.add_argument("--index", default=None, help="faiss index_factory string, 'Flat' for exact, "
-                                                     "'none' for no index (default: %(default)s -> DEFAULT_FACTORY)")
+    build.add_argument("--index", default=None, help="FAISS index_factory string, 'Flat' for exact search, 'none' "
+                                                     "for no index (default: IVF2048,SQfp16, fewer lists for a small "
+                                                     "store)")
     build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default)")
     build.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch (saved as the default)")
     build.add_argument("--layer", default="lm_head_input",
                        help="key: lm_head_input (default), final_norm, or block:<i>")
-    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    build.add_argument("--max-source-len", type=int, default=DEFAULT_MAX_LEN)
-    build.add_argument("--max-target-len", type=int, default=DEFAULT_MAX_LEN)
+    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="training pairs per forward pass")
+    build.add_argument("--max-source-len", type=int, default=DEFAULT_MAX_LEN, help="source tokens kept per pair")
+    build.add_argument("--max-target-len", type=int, default=DEFAULT_MAX_LEN,
+                       help="target tokens kept per pair (one store entry each)")
     build.add_argument("--fraction", type=float, default=1.0, help="use this random fraction of the pairs")
     build.add_argument("--k", type=int, default=None, help="default k saved in the store")
     build.add_argument("--lambda", dest="lambda_", type=float, default=None, help="default lambda saved")
@@ -57,21 +65,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--no-resume", action="store_true", help="discard an unfinished build instead of resuming")
     build.add_argument("--allow-pickle", action="store_true", help="allow loading pickled (.bin) weights")
 
-    inspect = sub.add_parser("inspect", help="show each generated token with its retrieved neighbours")
-    inspect.add_argument("--store", required=True)
-    inspect.add_argument("--model", required=True)
+    inspect = sub.add_parser("inspect", help="show each generated token with its retrieved neighbours",
+                             description="Translate one input with retrieval and show, for each generated token, the "
+                                         "neighbours retrieved from the store and how they moved the probabilities.")
+    inspect.add_argument("--store", required=True, help="datastore folder (t2m datastore build --out)")
+    inspect.add_argument("--model", required=True, help="checkpoint directory the store was built from")
     inspect.add_argument("input", help="the source text (a description for text2mol, a SMILES for mol2text)")
     inspect.add_argument("--task", default=None, choices=("text2mol", "mol2text"),
                          help="default: the store's task")
     inspect.add_argument("--data", default=None, help="the store's data, to name neighbours' CIDs")
-    inspect.add_argument("--k", type=int, default=None)
-    inspect.add_argument("--lambda", dest="lambda_", type=float, default=None)
-    inspect.add_argument("--temperature", type=float, default=None)
+    inspect.add_argument("--k", type=int, default=None, help="neighbours retrieved per step (default: the store's)")
+    inspect.add_argument("--lambda", dest="lambda_", type=float, default=None,
+                         help="weight of the kNN distribution (default: the store's)")
+    inspect.add_argument("--temperature", type=float, default=None,
+                         help="softmax temperature over distances (default: the store's)")
     inspect.add_argument("--neighbours", type=int, default=3, help="neighbours shown per token")
-    inspect.add_argument("--max-new-tokens", type=int, default=256)
+    inspect.add_argument("--max-new-tokens", type=int, default=256, help="most tokens generated")
     inspect.add_argument("--exact", action="store_true", help="search the keys exactly instead of the index")
     inspect.add_argument("--json", default=None, help="also write the report as JSON here")
-    inspect.add_argument("--allow-pickle", action="store_true")
+    inspect.add_argument("--allow-pickle", action="store_true",
+                         help="allow loading pickled (.bin) weights; only for checkpoints you trust")
 
 
 def run(args: argparse.Namespace) -> int:

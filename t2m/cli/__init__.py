@@ -1,9 +1,10 @@
 """The t2m command line: translate between molecule descriptions and SMILES, score, train, retrieve.
 
-Each subcommand lives in the module named in ``COMMANDS`` and is a thin wrapper over a Python
-function of that module (or one it names): the module exposes ``add_arguments(parser)`` and
-``run(args) -> int``. Only the chosen subcommand's module is imported, so ``t2m eval`` does not pay
-for importing torch/transformers unless it needs them.
+One module per subcommand in this package (``t2m/cli/<command>.py``), each a thin wrapper over one
+function or class a user can import and call with the same arguments: the module exposes
+``add_arguments(parser)`` and ``run(args) -> int`` and nothing else of substance. Only the chosen
+subcommand's module is imported, so ``t2m eval`` does not pay for importing torch/transformers unless it
+needs them.
 
 Errors are one line on stderr, ``t2m COMMAND: error: WHAT; FIX``, exit status 2 for a usage error (an
 option or a path the command cannot use, found before any work starts: :class:`UsageError`) and 1 for
@@ -20,58 +21,21 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "setup": ("t2m.resources", "install offline resources (WordNet for METEOR, Chromium for report tests)"),
-    "data": ("t2m.data_cli", "download / verify datasets and print the benchmark split"),
-    "eval": ("evaluation.cli", "score a predictions file with the ChEBI-20 metrics (MolT5-exact)"),
-    "train": ("t2m.train", "train one shared-encoder T5 on both tasks"),
-    "translate": ("t2m.translate_cli", "translate descriptions to SMILES or SMILES to descriptions"),
-    "datastore": ("t2m.datastore_cli", "build / inspect a kNN-MT datastore"),
-    "tune": ("t2m.tune_cli", "grid-search kNN lambda, k, temperature on the dev slice"),
-    "bench": ("t2m.bench.cli", "benchmark the model with and without retrieval, both tasks"),
-    "report": ("t2m.report", "rewrite a bench folder's tables and HTML report"),
-    "baselines": ("t2m.baselines_cli", "write the no-model retrieval baselines' test predictions"),
+    "setup": ("t2m.cli.setup", "install offline resources (WordNet for METEOR, Chromium for report tests)"),
+    "data": ("t2m.cli.data", "download / verify datasets and print the benchmark split"),
+    "eval": ("t2m.cli.eval", "score a predictions file with the ChEBI-20 metrics (MolT5-exact)"),
+    "train": ("t2m.cli.train", "train one shared-encoder T5 on both tasks"),
+    "translate": ("t2m.cli.translate", "translate descriptions to SMILES or SMILES to descriptions"),
+    "datastore": ("t2m.cli.datastore", "build / inspect a kNN-MT datastore"),
+    "tune": ("t2m.cli.tune", "grid-search kNN lambda, k, temperature on the dev slice"),
+    "bench": ("t2m.cli.bench", "benchmark the model with and without retrieval, both tasks"),
+    "report": ("t2m.cli.report", "rewrite a bench folder's tables and HTML report"),
+    "baselines": ("t2m.cli.baselines", "write the no-model retrieval baselines' test predictions"),
+    "ship": ("t2m.cli.ship", "make a trained checkpoint t2m's default model, with a model card scored on test"),
 }
 
 DEBUG_FLAG = "--debug"
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-# Help texts for options a command module (one this file may not reword) leaves without one, or words
-# wrongly: (subcommand path, option) -> help. Applied after the module added its arguments.
-HELP_FIXES: dict[tuple[str, str], str] = {
-    ("datastore build", "--task"): "which direction the store serves: text2mol (keys of SMILES tokens) or "
-                                   "mol2text (keys of caption tokens)",
-    ("datastore build", "--index"): "FAISS index_factory string, 'Flat' for exact search, 'none' for no index "
-                                    "(default: IVF2048,SQfp16, fewer lists for a small store)",
-    ("datastore build", "--batch-size"): "training pairs per forward pass",
-    ("datastore build", "--max-source-len"): "source tokens kept per pair",
-    ("datastore build", "--max-target-len"): "target tokens kept per pair (one store entry each)",
-    ("datastore inspect", "--store"): "datastore folder (t2m datastore build --out)",
-    ("datastore inspect", "--model"): "checkpoint directory the store was built from",
-    ("datastore inspect", "--k"): "neighbours retrieved per step (default: the store's)",
-    ("datastore inspect", "--lambda"): "weight of the kNN distribution (default: the store's)",
-    ("datastore inspect", "--temperature"): "softmax temperature over distances (default: the store's)",
-    ("datastore inspect", "--max-new-tokens"): "most tokens generated",
-    ("datastore inspect", "--allow-pickle"): "allow loading pickled (.bin) weights; only for checkpoints you trust",
-    ("tune", "--lambdas"): "comma-separated kNN weights lambda to try",
-    ("tune", "--ks"): "comma-separated neighbour counts k to try",
-    ("tune", "--num-beams"): "beams when decoding the dev rows (1: greedy search)",
-    ("tune", "--batch-size"): "dev rows per batch",
-    ("tune", "--max-new-tokens"): "most tokens generated per dev row",
-    ("tune", "--allow-pickle"): "allow loading pickled (.bin) weights; only for checkpoints you trust",
-    ("bench", "--setting"): "ChEBI-20 split setting: official (train.txt), benchmark (validation minus the dev "
-                            "slice), auto (official when train.txt is present)",
-    ("bench", "--max-new-tokens"): "most tokens generated per output",
-    ("bench", "--no-progress"): "do not show progress bars",
-}
-DESCRIPTIONS: dict[str, str] = {
-    "datastore build": "Build a kNN-MT datastore: run the checkpoint over a task's training pairs with teacher "
-                       "forcing, keep each target token's decoder state as a key, index the keys with FAISS. "
-                       "Resumable: rerunning an interrupted build continues where it stopped (--no-resume "
-                       "starts over).",
-    "datastore inspect": "Translate one input with retrieval and show, for each generated token, the "
-                         "neighbours retrieved from the store and how they moved the probabilities.",
-}
-
 
 from t2m.inputs import UsageError  # noqa: E402  (defined with the input readers, raised by every command)
 
@@ -87,14 +51,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _polish(parser: argparse.ArgumentParser, path: str) -> None:
-    """Give ``parser`` (subcommand ``path``) and its sub-parsers the formatter, descriptions and fixed helps."""
+    """Give ``parser`` (subcommand ``path``) and its sub-parsers the formatter, and each sub-parser without a
+    description its help as one."""
     parser.formatter_class = HelpFormatter
-    if path in DESCRIPTIONS:
-        parser.description = DESCRIPTIONS[path]
     for action in parser._actions:
-        for option in action.option_strings:
-            if (path, option) in HELP_FIXES:
-                action.help = HELP_FIXES[(path, option)]
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
             for name, sub in action.choices.items():
@@ -181,7 +141,3 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (KeyboardInterrupt, Exception) as error:  # noqa: BLE001 - the one place errors become one line
         return report(args.command, error)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

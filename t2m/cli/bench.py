@@ -1,4 +1,9 @@
-"""``t2m bench``: the command line over :func:`t2m.bench.run.run_bench`."""
+"""``t2m bench``: a thin wrapper over :func:`t2m.bench.run_bench` (see :mod:`t2m.bench` for what it measures).
+
+    t2m bench [--model DIR] [--data DIR] [--out DIR] [--tasks text2mol,mol2text] [--beams 1,5]
+              [--limit N] [--dev-limit N] [--fractions 0.25,0.5,1.0] [--store-dir DIR] [--no-fcd]
+              [--bootstrap 1000] [--no-knn] [--jobs N]
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ def _floats(text: str) -> tuple[float, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="checkpoint directory (default: the shipped model)")
     parser.add_argument("--data", type=Path, default=None, help="ChEBI-20 folder (default: where t2m finds it)")
-    parser.add_argument("--setting", default="auto", choices=SETTINGS)
+    parser.add_argument("--setting", default="auto", choices=SETTINGS,
+                        help="ChEBI-20 split setting: official (train.txt), benchmark (validation minus the dev "
+                             "slice), auto (official when train.txt is present)")
     parser.add_argument("--dev-size", type=int, default=None, help="rows in the dev slice (benchmark setting; default 300)")
     parser.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default: %(default)s)")
     parser.add_argument("--tasks", default="text2mol,mol2text", help="comma list (default: %(default)s)")
@@ -46,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="inputs per batch everywhere (default: decoding 32 greedy and 64 beam search, "
                              "builds and tuning 32)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens generated per output")
     parser.add_argument("--repetition-penalty", type=float, default=None,
                         help="decoding option for every model system (with and without kNN); default: the "
                              "model's recommendation per task (t2m.json \"decoding\"), 1 = off")
@@ -60,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build and tune datastores in the bench process (default: a child process, so that "
                              "their peak memory is measured apart from decoding's)")
     parser.add_argument("--allow-pickle", action="store_true", help="allow a checkpoint with pickled weights")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes, each with an equal share of the CPUs: the tasks' datastores are "
                              "built and tuned at once, and every decoding is split over them (speeds are then "
