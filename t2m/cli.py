@@ -6,8 +6,8 @@ function of that module (or one it names): the module exposes ``add_arguments(pa
 for importing torch/transformers unless it needs them.
 
 Errors are one line on stderr, ``t2m COMMAND: error: WHAT; FIX``, exit status 2 for a usage error (an
-option or a path the command cannot use, found before any work starts: :class:`UsageError`) and 1 for
-a failure while working; Ctrl-C exits 130 with one line. The Python traceback is shown only with
+option or a path the command cannot use, found before any work starts and before any model loads --
+``CHECKS``: :class:`UsageError`) and 1 for a failure while working; Ctrl-C exits 130 with one line. The Python traceback is shown only with
 ``--debug`` (anywhere on the command line) or ``T2M_DEBUG=1``.
 """
 
@@ -30,6 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("t2m.bench", "benchmark the model with and without retrieval, both tasks"),
     "report": ("t2m.report", "rewrite a bench folder's tables and HTML report"),
     "baselines": ("t2m.baselines_cli", "write the no-model retrieval baselines' test predictions"),
+}
+
+# Options checked before a command's ``run`` and so before any model loads: command -> "module:function"
+# (translate and datastore build check their own: t2m.translate_cli.check_options, t2m.datastore_cli).
+CHECKS: dict[str, str] = {
+    "tune": "t2m.option_checks:check_tune",
+    "bench": "t2m.option_checks:check_bench",
+    "datastore": "t2m.option_checks:check_datastore",
 }
 
 DEBUG_FLAG = "--debug"
@@ -162,6 +170,20 @@ def report(command: str | None, error: BaseException) -> int:
     return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILURE
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """The subcommand ``args`` ran, with its action when it has them: ``datastore inspect``, ``data info``."""
+    action = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {action}" if action else args.command
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Check the options of ``args.command`` (:data:`CHECKS`), then run it; its exit status."""
+    if args.command in CHECKS:
+        module_name, function = CHECKS[args.command].split(":")
+        getattr(importlib.import_module(module_name), function)(args)
+    return int(args.func(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_enabled()
@@ -176,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     args.debug = debug
     if debug:
-        return int(args.func(args) or 0)
+        return _run(args)
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except (KeyboardInterrupt, Exception) as error:  # noqa: BLE001 - the one place errors become one line
-        return report(args.command, error)
+        return report(command_name(args), error)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -83,13 +83,25 @@ def run(args: argparse.Namespace) -> int:
 def _check_build(args: argparse.Namespace) -> None:
     """Refuse, before any model loads, a build that cannot go on (UsageError, exit 2)."""
     from t2m.inputs import UsageError
+    from t2m.option_checks import CHECKPOINT_FIX, check_checkpoint, check_existing, check_range, check_writable_folder
 
-    if not (Path(args.model) / "config.json").is_file():
-        raise UsageError(f"--model {args.model}: not a checkpoint folder (no config.json); give the folder `t2m train` "
-                         "wrote, or t2m/default_model")
+    for option, value, low, what in (("--batch-size", args.batch_size, 1, "must be 1 or more"),
+                                      ("--max-source-len", args.max_source_len, 1, "must be 1 or more"),
+                                      ("--max-target-len", args.max_target_len, 1, "must be 1 or more"),
+                                      ("--chunk-batches", args.chunk_batches, 1, "must be 1 or more"),
+                                      ("--nprobe", args.nprobe, 1, "must be 1 or more"),
+                                      ("--ef-search", args.ef_search, 1, "must be 1 or more"),
+                                      ("--k", args.k, 1, "must be 1 or more")):
+        check_range(option, value, low, what=what)
+    check_range("--fraction", args.fraction, 0, 1, low_open=True, what="must be in (0, 1] (1: every training pair)")
+    check_range("--lambda", args.lambda_, 0, 1, what="must be in [0, 1]")
+    check_range("--temperature", args.temperature, 0, low_open=True, what="must be > 0")
+    check_checkpoint("--model", args.model, args.allow_pickle, f"{CHECKPOINT_FIX}, or t2m/default_model")
+    check_existing("--data", args.data)
     if (Path(args.out) / "datastore.json").is_file() and not args.overwrite:
         raise UsageError(f"{args.out} already holds a datastore ({Path(args.out) / 'datastore.json'}); pass --overwrite "
                          "to replace it, or choose another --out")
+    check_writable_folder("--out", args.out)
 
 
 def _run_build(args: argparse.Namespace) -> int:
