@@ -53,6 +53,11 @@ HELP_FIXES: dict[tuple[str, str], str] = {
     ("datastore build", "--batch-size"): "training pairs per forward pass",
     ("datastore build", "--max-source-len"): "source tokens kept per pair",
     ("datastore build", "--max-target-len"): "target tokens kept per pair (one store entry each)",
+    ("datastore build", "--k"): "neighbours per step saved as the store's default (t2m tune chooses it; default: 16)",
+    ("datastore build", "--lambda"): "weight of the kNN distribution saved as the store's default, in [0, 1] "
+                                     "(t2m tune chooses it; default: 0.3)",
+    ("baselines", "--setting"): "ChEBI-20 split setting: official (train.txt), benchmark (validation minus the dev "
+                                "slice), auto (official when train.txt is present)",
     ("datastore inspect", "--store"): "datastore folder (t2m datastore build --out)",
     ("datastore inspect", "--model"): "checkpoint directory the store was built from",
     ("datastore inspect", "--k"): "neighbours retrieved per step (default: the store's)",
@@ -89,9 +94,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
-        if "default" in help_text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if "default" in help_text.lower() or not shows_default(action):
             return help_text
         return f"{help_text} (default: %(default)s)" if help_text else "(default: %(default)s)"
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether ``action`` (an option) has a default worth showing: not None, False (an unset flag) or
+    suppressed -- a default of 0 is one."""
+    return bool(action.option_strings) and not any(action.default is none for none in (None, False, argparse.SUPPRESS))
 
 
 def _polish(parser: argparse.ArgumentParser, path: str) -> None:
@@ -103,6 +114,8 @@ def _polish(parser: argparse.ArgumentParser, path: str) -> None:
         for option in action.option_strings:
             if (path, option) in HELP_FIXES:
                 action.help = HELP_FIXES[(path, option)]
+        if action.option_strings and action.metavar is None and action.dest.endswith("_") and action.nargs != 0:
+            action.metavar = action.dest.rstrip("_").upper()  # --lambda LAMBDA, not LAMBDA_
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
             for name, sub in action.choices.items():

@@ -204,31 +204,40 @@ def test_eval_refuses_a_repeated_header_line(tmp_path):
 
 
 def _actions(parser, path=()):
+    """(subcommand path, parser, action) for every option and positional argument under ``parser``."""
     import argparse
 
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 yield from _actions(sub, (*path, name))
-        elif action.option_strings and action.dest not in ("help", "version"):
+        elif action.dest not in ("help", "version"):
             yield path, parser, action
 
 
-@pytest.mark.parametrize("command", ["translate", "eval", "datastore", "data", "tune", "bench", "train", "setup"])
-def test_every_option_has_help_and_shows_its_default(command):
-    import argparse
+def _all_commands() -> list[str]:
+    from t2m.cli import COMMANDS
 
-    from t2m.cli import build_parser
+    return sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", _all_commands())
+def test_every_option_has_help_and_shows_its_default(command):
+    """Every subcommand's every option and argument (sub-actions too: datastore build/inspect, data info/...)
+    has help, and the help shows the default where there is one -- 0 included."""
+    from t2m.cli import build_parser, shows_default
 
     parser = build_parser(command)
     seen = 0
     for path, sub, action in _actions(parser):
         seen += 1
-        assert action.help, f"{' '.join(path)} {action.option_strings[0]} has no help"
+        name = " ".join(path) + " " + (action.option_strings[0] if action.option_strings else action.dest)
+        assert action.help and action.help.strip(), f"{name} has no help"
         text = sub.formatter_class("x")._get_help_string(action)
-        if action.default not in (None, False, argparse.SUPPRESS) and not action.required:
-            assert "default" in text.lower(), f"{' '.join(path)} {action.option_strings[0]}: {text}"
+        if shows_default(action) and not action.required:
+            assert "default" in text.lower(), f"{name}: {text}"
         assert "DEFAULT_FACTORY" not in text and "None ->" not in text, text
+        assert not (action.metavar or "").endswith("_"), f"{name}: metavar {action.metavar}"
     assert seen > 3
 
 
