@@ -13,13 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
 from t2m.data import SETTINGS
 from t2m.knn_inspect import format_inspection, inspect_translation
 from t2m.knn_store import build_task_datastore, device, training_records
+
+if TYPE_CHECKING:
+    from datastore.store import KNNParams
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -110,13 +115,12 @@ def _run_build(args: argparse.Namespace) -> int:
     _check_build(args)
 
     knn = KNNParams().replace(k=args.k, lambda_=args.lambda_, temperature=args.temperature)
-    out = build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,
-                               index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
-                               max_source_len=args.max_source_len, max_target_len=args.max_target_len,
-                               fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search, knn=knn,
-                               auto_temperature=args.temperature is None,
-                               allow_pickle=args.allow_pickle, overwrite=args.overwrite,
-                               resume=not args.no_resume, chunk_batches=args.chunk_batches)
+    try:
+        out = _build(args, knn)
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"t2m datastore build: interrupted: {interrupted_build(Path(args.out))}", file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:
         store = Datastore.load(out)
         index = store.meta["index"]
@@ -124,6 +128,32 @@ def _run_build(args: argparse.Namespace) -> int:
               f"{index.get('bytes_per_entry', '-')} bytes/entry, built in {index.get('build_seconds', '-')} s; "
               f"{store.meta['build']['tokens_per_second'] or '-'} tokens/s")
     return 0
+
+
+def interrupted_build(out: Path) -> str:
+    """What an interrupted build of ``out`` kept (its finished chunks, in its work folder) and how to go on."""
+    from datastore.build import PROGRESS_FILE, work_dir_for
+
+    work = work_dir_for(out)
+    try:
+        signature = json.loads((work / PROGRESS_FILE).read_text(encoding="utf-8"))["signature"]
+        batches, per_chunk = int(signature["num_batches"]), int(signature["chunk_batches"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no batch was finished, nothing kept"
+    done = min(batches, len(list((work / "chunks").glob("c*.json"))) * per_chunk)
+    return (f"{done} of {batches} batches kept in {work}; rerun the same command to resume (--no-resume starts "
+            "over)")
+
+
+def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
+    """:func:`t2m.knn_store.build_task_datastore` with the options of ``args``."""
+    return build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,
+                                index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
+                                max_source_len=args.max_source_len, max_target_len=args.max_target_len,
+                                fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search, knn=knn,
+                                auto_temperature=args.temperature is None,
+                                allow_pickle=args.allow_pickle, overwrite=args.overwrite,
+                                resume=not args.no_resume, chunk_batches=args.chunk_batches)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
