@@ -117,7 +117,7 @@ def read_tsv_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predi
         fields = line.split("\t")
         if fields == header:
             problems.append(_problem(path, lineno, "the header line again (files joined with cat keep each one's "
-                                                   "header); delete this line"))
+                                                   "header: delete this line)"))
             continue
         if len(fields) != len(header):
             problems.append(

@@ -342,7 +342,7 @@ class Translator:
                     output = valid[0]
                 else:
                     row_flags.append(FLAG_NO_VALID)
-            if output and not is_valid_smiles(output):  # why, when its syntax says: e.g. cut short by max_new_tokens
+            if not is_valid_smiles(output):  # why, when its syntax says: e.g. cut short by max_new_tokens
                 row_flags.extend(syntax_flags(output))
             if canonicalize:
                 output = canonical_smiles(output) or output

@@ -222,17 +222,16 @@ def advance(state: SmilesState, text: str) -> SmilesState:
 _BROKEN = SmilesState(broken=True)
 
 # a translation's flags (t2m.generate.Translation.flags) for a SMILES output whose syntax is not complete
-FLAG_UNFINISHED = "SMILES unfinished when decoding stopped (a branch, ring bond or bracket atom open): raise --max-new-tokens"
+FLAG_UNFINISHED = ("SMILES unfinished when decoding stopped (empty, or a branch, ring bond or bracket atom open): "
+                   "raise --max-new-tokens")
 FLAG_BROKEN_SYNTAX = "SMILES syntax broken (decoded without the syntax constraint, --no-smiles-syntax)"
 
 
 def syntax_flags(smiles: str) -> list[str]:
     """The flag naming why ``smiles`` (a decoded output) is no complete SMILES, if it is not: its syntax
-    broken, or left unfinished (under the constraints, only a length budget too small to close what the
-    first tokens opened does that); [] for an empty output or a complete one."""
-    if not smiles:
-        return []
-    state = advance(SmilesState(), smiles)
+    broken, or left unfinished -- empty, or with something open (under the constraints, only a length budget
+    too small to write and close an atom does that); [] for a complete one."""
+    state = advance(SmilesState(), smiles.strip())
     return [FLAG_BROKEN_SYNTAX] if state.broken else [] if state.can_end() else [FLAG_UNFINISHED]
 # valence-checked tokens kept per hypothesis when sampling (and by default): sampling is top-k from these
 SAMPLED_CANDIDATES = 50
