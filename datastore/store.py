@@ -259,7 +259,7 @@ class Datastore:
         path = Path(path)
         meta_path = path / META_FILE
         if not meta_path.is_file():
-            hint = ""
+            hint = "; give the folder `t2m datastore build --out` wrote"
             partial = sorted(path.parent.glob(f"{path.name}.tmp-*"))
             if partial:
                 hint = f" (an unfinished build is in {partial[0]}: rerun the same build command to resume it)"

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from t2m.fast_decoding import generate_in_rounds
 from t2m.mbr import OFF as MBR_OFF
 from t2m.mbr import check_utility, mbr_index
+from t2m.smiles_grammar import FLAG_BROKEN_SYNTAX, FLAG_UNFINISHED, syntax_flags  # noqa: F401 (re-exported beside the other FLAG_s)
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task, strip_prompt
 
 log = logging.getLogger(__name__)
@@ -341,6 +342,8 @@ class Translator:
                     output = valid[0]
                 else:
                     row_flags.append(FLAG_NO_VALID)
+            if not is_valid_smiles(output):  # why, when its syntax says: e.g. cut short by max_new_tokens
+                row_flags.extend(syntax_flags(output))
             if canonicalize:
                 output = canonical_smiles(output) or output
                 cands = [canonical_smiles(c) or c for c in cands]

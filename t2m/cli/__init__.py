@@ -7,8 +7,8 @@ subcommand's module is imported, so ``t2m eval`` does not pay for importing torc
 needs them.
 
 Errors are one line on stderr, ``t2m COMMAND: error: WHAT; FIX``, exit status 2 for a usage error (an
-option or a path the command cannot use, found before any work starts: :class:`UsageError`) and 1 for
-a failure while working; Ctrl-C exits 130 with one line. The Python traceback is shown only with
+option or a path the command cannot use, found before any work starts and before any model loads --
+``CHECKS``: :class:`UsageError`) and 1 for a failure while working; Ctrl-C exits 130 with one line. The Python traceback is shown only with
 ``--debug`` (anywhere on the command line) or ``T2M_DEBUG=1``.
 """
 
@@ -34,6 +34,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ship": ("t2m.cli.ship", "make a trained checkpoint t2m's default model, with a model card scored on test"),
 }
 
+# Options checked before a command's ``run`` and so before any model loads: command -> "module:function"
+# (translate and datastore build check their own: t2m.cli.translate.check_options, t2m.cli.datastore).
+CHECKS: dict[str, str] = {
+    "tune": "t2m.option_checks:check_tune",
+    "bench": "t2m.option_checks:check_bench",
+    "datastore": "t2m.option_checks:check_datastore",
+}
+
 DEBUG_FLAG = "--debug"
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -45,9 +53,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
-        if "default" in help_text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if "default" in help_text.lower() or not shows_default(action):
             return help_text
         return f"{help_text} (default: %(default)s)" if help_text else "(default: %(default)s)"
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether ``action`` (an option) has a default worth showing: not None, False (an unset flag) or
+    suppressed -- a default of 0 is one."""
+    return bool(action.option_strings) and not any(action.default is none for none in (None, False, argparse.SUPPRESS))
 
 
 def _polish(parser: argparse.ArgumentParser, path: str) -> None:
@@ -55,6 +69,8 @@ def _polish(parser: argparse.ArgumentParser, path: str) -> None:
     description its help as one."""
     parser.formatter_class = HelpFormatter
     for action in parser._actions:
+        if action.option_strings and action.metavar is None and action.dest.endswith("_") and action.nargs != 0:
+            action.metavar = action.dest.rstrip("_").upper()  # --lambda LAMBDA, not LAMBDA_
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
             for name, sub in action.choices.items():
@@ -122,6 +138,20 @@ def report(command: str | None, error: BaseException) -> int:
     return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILURE
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """The subcommand ``args`` ran, with its action when it has them: ``datastore inspect``, ``data info``."""
+    action = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {action}" if action else args.command
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Check the options of ``args.command`` (:data:`CHECKS`), then run it; its exit status."""
+    if args.command in CHECKS:
+        module_name, function = CHECKS[args.command].split(":")
+        getattr(importlib.import_module(module_name), function)(args)
+    return int(args.func(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_enabled()
@@ -136,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     args.debug = debug
     if debug:
-        return int(args.func(args) or 0)
+        return _run(args)
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except (KeyboardInterrupt, Exception) as error:  # noqa: BLE001 - the one place errors become one line
-        return report(args.command, error)
+        return report(command_name(args), error)

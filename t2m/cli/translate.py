@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from t2m.inputs import FORMATS, Inputs, InputRow, UsageError, read_inputs  # noqa: F401 (read_inputs: the readers' home is t2m.inputs)
+from t2m.option_checks import check_model_option, check_range as _check_range
 from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL
 
 log = logging.getLogger(__name__)
@@ -120,15 +121,6 @@ def add_arguments(parser) -> None:
 # ------------------------------------------------------------------------------------------ checks
 
 
-def _check_range(name: str, value: Any, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, what: str = "") -> None:
-    if value is None:
-        return
-    bad = (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high)
-    if bad:
-        raise UsageError(f"{name} {value}: {what}")
-
-
 def check_options(args) -> None:
     """Refuse options the translation cannot use, before anything is loaded (UsageError, exit 2)."""
     if args.texts and args.input:
@@ -166,28 +158,7 @@ def check_options(args) -> None:
 
 def check_model(args) -> Path:
     """The checkpoint folder to load; UsageError when --model is not one."""
-    from t2m.modeling import default_model_dir
-
-    if args.model is None:
-        path = default_model_dir()
-        if not (path / "config.json").is_file():
-            raise UsageError(f"{path}: the shipped model is not installed; pass a checkpoint folder with --model DIR")
-        return path
-    path = Path(args.model)
-    fix = "give the folder `t2m train` wrote (config.json, weights, tokenizer), or leave --model out for the " \
-          "shipped model"
-    if not path.exists():
-        raise UsageError(f"--model {path}: no such folder; {fix}")
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise UsageError(f"--model {path}: not a checkpoint folder (no config.json); {fix}")
-    has_safe = any(path.glob("*.safetensors"))
-    has_pickle = any(path.glob("pytorch_model*.bin"))
-    if not has_safe and not has_pickle:
-        raise UsageError(f"--model {path}: no weights (model.safetensors) in the folder; {fix}")
-    if not has_safe and not args.allow_pickle:
-        raise UsageError(f"--model {path}: only pickled weights (pytorch_model.bin); pass --allow-pickle if you "
-                         "trust the checkpoint")
-    return path
+    return check_model_option(args.model, args.allow_pickle)
 
 
 def check_store(args):
