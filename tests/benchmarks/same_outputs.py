@@ -19,6 +19,7 @@ replaced, so one record made before the change checks the code after it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[2]
 DATA = REPO.parent / "shared" / "data" / "chebi20"
+ONLY: set[str] = set()  # settings to run (--only); empty: all
 
 # (name, task, translate keywords, kNN settings or None); kNN: k, lambda, temperature (None: the store's), pairs
 KNN = dict(k=8, lambda_=0.4, temperature=None, pairs=0)
@@ -81,25 +83,40 @@ def default_model() -> Path:
     return default_model_dir()
 
 
-def translate(translator, sources, task: str, options: dict, knn: dict | None, store: Path | None) -> list:
+CONSTRAINT_NAMES = {"valid_smiles": "valid_smiles", "smiles_syntax": "syntax", "smiles_valence": "valence",
+                    "canonicalize": "canonicalize"}
+
+
+def translate(translator, sources, task: str, options: dict, knn: dict | None, store: Path | None,
+              api: str) -> list:
+    """``translator.translate`` of ``sources`` under one setting: by the option objects (``api`` "objects")
+    or by keywords, as before them ("keywords")."""
     import torch
 
     import t2m.generate as generate
 
     torch.manual_seed(0)
-    if knn is None:
-        return translator.translate(sources, task, **options)
-    if hasattr(generate, "RetrievalOptions"):
+    if api == "keywords":
+        knn_settings = None if knn is None else generate.KNNSettings(str(store), **knn)
+        return translator.translate(sources, task, knn=knn_settings, **options)
+    from datastore.params import KNNParams
+    from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
+
+    decoding = DecodingOptions(**{k: v for k, v in options.items() if k not in CONSTRAINT_NAMES})
+    constraints = SmilesConstraints(**{CONSTRAINT_NAMES[k]: v for k, v in options.items() if k in CONSTRAINT_NAMES})
+    retrieval = None
+    if knn is not None and all(v is None for v in knn.values()):
+        retrieval = RetrievalOptions(str(store))  # the store's own parameters
+    elif knn is not None:
         from datastore.store import Datastore
 
-        loaded = Datastore.load(store)
-        params = loaded.knn_params.replace(**knn)
-        retrieval = generate.RetrievalOptions(str(store), params if any(v is not None for v in knn.values()) else None)
-        return translator.translate(sources, task, retrieval=retrieval, **options)
-    return translator.translate(sources, task, knn=generate.KNNSettings(str(store), **knn), **options)
+        store_params = Datastore.load(store).knn_params
+        given = {k: v for k, v in knn.items() if v is not None}
+        retrieval = RetrievalOptions(str(store), KNNParams(**{**store_params.__dict__, **given}))
+    return translator.translate(sources, task, decoding, constraints, retrieval)
 
 
-def run(rows: int, work: Path, store_rows: int) -> dict:
+def run(rows: int, work: Path, store_rows: int, api: str) -> dict:
     from t2m.data import load_chebi20_records
     from t2m.generate import Translator
     from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
@@ -111,7 +128,9 @@ def run(rows: int, work: Path, store_rows: int) -> dict:
         sources = [source_and_target(r["smiles"], r["description"], task)[0] for r in dev]
         store = store_for(task, work, store_rows)
         for name, options, knn in CONFIGS + extra:
-            results = translate(translator, sources, task, dict(options, max_new_tokens=128), knn, store)
+            if ONLY and f"{task}/{name}" not in ONLY:
+                continue
+            results = translate(translator, sources, task, dict(options, max_new_tokens=128), knn, store, api)
             record["outputs"][f"{task}/{name}"] = [
                 {"output": r.output, "candidates": r.candidates, "scores": r.scores, "flags": r.flags}
                 for r in results]
@@ -121,7 +140,8 @@ def run(rows: int, work: Path, store_rows: int) -> dict:
 
 def compare(old: dict, new: dict) -> list[str]:
     problems = []
-    for key in sorted(set(old["outputs"]) | set(new["outputs"])):
+    keys = set(new["outputs"]) if ONLY else set(old["outputs"]) | set(new["outputs"])
+    for key in sorted(keys):
         a, b = old["outputs"].get(key), new["outputs"].get(key)
         if a is None or b is None:
             problems.append(f"{key}: only in the {'new' if a is None else 'old'} record")
@@ -144,17 +164,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--store-rows", type=int, default=40)
     parser.add_argument("--work", type=Path, default=Path("/tmp/t2m_same_outputs"))
+    parser.add_argument("--api", choices=("objects", "keywords"), default=None,
+                        help="translate by the option objects or by keywords (default: objects where t2m.options "
+                             "exists)")
+    parser.add_argument("--only", default="", help="comma list of settings (task/name) to run (default: all)")
     args = parser.parse_args(argv)
+    if args.api is None:
+        args.api = "objects" if importlib.util.find_spec("t2m.options") else "keywords"
+    global ONLY
+    ONLY = {name for name in args.only.split(",") if name}
     if args.check:
         old = json.loads(args.check.read_text())
-        new = run(old["rows"], args.work, old["store_rows"])
+        new = run(old["rows"], args.work, old["store_rows"], args.api)
         problems = compare(old, new)
         for p in problems:
             print(p)
         print(f"{len(new['outputs'])} settings x {old['rows']} rows: "
               + ("the same outputs" if not problems else f"{len(problems)} differences"))
         return 1 if problems else 0
-    record = run(args.rows, args.work, args.store_rows)
+    record = run(args.rows, args.work, args.store_rows, args.api)
     args.record.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.record}: {len(record['outputs'])} settings x {args.rows} rows")
     return 0
