@@ -36,7 +36,6 @@ MAX_FUNCTION_LINES = 120
 FILE_LINES_ALLOWED: set[str] = set()
 # Functions over MAX_FUNCTION_LINES today ("path:qualified name"). Shrinking list: never add to it.
 FUNCTION_LINES_ALLOWED = {
-    "t2m/generate.py:Translator.translate",  # 22 keywords: to take option objects
     "t2m/train.py:train",
 }
 

@@ -1,4 +1,4 @@
-"""The systems the bench decodes: the model alone, the model with kNN-MT (:class:`t2m.generate.KNNSettings`),
+"""The systems the bench decodes: the model alone, the model with kNN-MT (:class:`t2m.options.RetrievalOptions`),
 text2mol without valid-SMILES reranking (read off the reranked decoding), and the no-model retrieval
 baseline (:mod:`t2m.baselines`). Each gives a :class:`SystemRun`: its outputs on the test rows, timed."""
 
@@ -72,11 +72,7 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     rss_before = current_rss_mb()
     memory: dict[str, Any] = {}
     if pool is not None:
-        from t2m.decode_pool import KNNSpec
-
-        spec = None if knn is None else KNNSpec(str(knn.store.path), knn.k, knn.lambda_, knn.temperature,
-                                                pairs=knn.pairs)
-        done = pool.translate(list(sources), knn=spec, progress=config.progress, **options)
+        done = pool.translate(list(sources), knn=knn, progress=config.progress, **options)  # the store goes by folder
         results, seconds = done.translations, done.seconds
         memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "chunk_seconds": done.chunk_seconds,
                   "worker_peak_rss_mb": sorted(done.worker_peak_rss_mb.values())}

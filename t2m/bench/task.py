@@ -116,7 +116,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     """Every system, comparison and measurement of one task; returns (bench.json part, examples part).
     ``prepared``: :func:`prepare_task_stores`' record when the stores were prepared beforehand (else
     it runs here); ``pool``: a :class:`t2m.decode_pool.DecodePool` that every decoding is split over."""
-    from t2m.generate import KNNSettings
+    from t2m.options import RetrievalOptions
 
     t = TaskRuns.start(config, task, translator, splits, cache, model_fp, pool, caption_scorer)
     t.run_retrieval()
@@ -137,8 +137,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     if params.pairs:  # (absent for whole-store runs: their cached predictions stay valid)
         store_key["pairs"] = params.pairs
 
-    t.run_plan("model+knn", {"system": "model+knn", **store_key}, KNNSettings(store, params.k, params.lambda_,
-                                                                               params.temperature, pairs=params.pairs or 0))
+    t.run_plan("model+knn", {"system": "model+knn", **store_key}, RetrievalOptions(store, params))
 
     # λ sweep on dev (the plot of quality against λ)
     train_sources = {source_and_target(r["smiles"], r["description"], task)[0] for r in t.train}
@@ -167,7 +166,7 @@ def _scaling_runs(t: TaskRuns, prepared: dict[str, Any], params: Any, store_key:
                   ) -> dict[float, tuple[SystemRun, dict]]:
     """Datastore scaling: model + kNN with the stores of fractions of the training pairs (the model and
     λ, k, T fixed) on the first ``t.scaling_rows`` test rows. {fraction: (run, store description)}."""
-    from t2m.generate import KNNSettings
+    from t2m.options import RetrievalOptions
 
     config, task, translator = t.config, t.task, t.translator
     scaling_runs: dict[float, tuple[SystemRun, dict]] = {}
@@ -178,7 +177,7 @@ def _scaling_runs(t: TaskRuns, prepared: dict[str, Any], params: Any, store_key:
         check_store_model(f_store, translator)
         translator.preload_retrieval(f_store, params.pairs)
         name = t.name(f"model+knn[{round(fraction * 100):g}%]", t.scaling_beam)
-        knn = KNNSettings(f_store, params.k, params.lambda_, params.temperature, pairs=params.pairs or 0)
+        knn = RetrievalOptions(f_store, params)
         key = {"system": "model+knn", "beam": t.scaling_beam, "rerank": True, **store_key,
                "store_entries": f_store.count, "fraction": fraction}
         scaling_runs[fraction] = (t.run_or_reuse(name, key, lambda: decode_system(

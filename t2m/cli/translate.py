@@ -369,18 +369,30 @@ def _test_delay() -> None:
         time.sleep(float(delay))
 
 
-def _knn_spec(args, store):
-    from t2m.decode_pool import KNNSpec
+def translate_options(args, store) -> tuple:
+    """The (DecodingOptions, SmilesConstraints, RetrievalOptions or None) of the command line's flags; the
+    --knn-* flags given replace the store's (tuned) parameters, the rest are the store's."""
+    from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
 
-    params = store.knn_params.replace(k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature,
-                                      pairs=args.knn_pairs)
-    return KNNSpec(str(args.knn), params.k, params.lambda_, params.temperature, pairs=params.pairs or 0)
+    decoding = DecodingOptions(num_beams=args.num_beams, num_return_sequences=args.n_best, batch_size=args.batch_size,
+                               max_new_tokens=args.max_new_tokens, do_sample=args.sample, top_p=args.top_p,
+                               top_k=args.top_k, repetition_penalty=args.repetition_penalty,
+                               no_repeat_ngram_size=args.no_repeat_ngram_size, length_penalty=args.length_penalty,
+                               mbr=args.mbr)
+    constraints = SmilesConstraints(valid_smiles=args.valid_smiles, syntax=args.smiles_syntax,
+                                    valence=args.smiles_valence, canonicalize=args.canonical)
+    retrieval = None
+    if store is not None:
+        retrieval = RetrievalOptions.with_overrides(store, args.knn_k, args.knn_lambda, args.knn_temperature,
+                                                    args.knn_pairs)
+    return decoding, constraints, retrieval
 
 
-def translate_rows(args, model_dir: Path, store, sources: dict[int, str], options: dict, on_chunk) -> None:
+def translate_rows(args, model_dir: Path, store, sources: dict[int, str], on_chunk) -> None:
     """Translate ``sources`` (row -> text) in chunks, calling ``on_chunk(rows, results)`` as each finishes."""
     from tqdm.auto import tqdm
 
+    decoding, constraints, retrieval = translate_options(args, store)
     rows = sorted(sources)
     chunk = _chunk_rows(args)
     bar = tqdm(total=len(rows), desc=f"translate {args.task}", unit="row", dynamic_ncols=True,
@@ -397,22 +409,17 @@ def translate_rows(args, model_dir: Path, store, sources: dict[int, str], option
 
             with DecodePool(model_dir, args.jobs, allow_pickle=args.allow_pickle, prompt_style=args.prompt_style,
                             stores=[args.knn] if args.knn else (), database=args.database) as pool:
-                knn = _knn_spec(args, store) if store is not None else None
-                pool.translate([sources[r] for r in rows], knn=knn, chunk_size=chunk,
-                               on_chunk=lambda indices, results: done([rows[i] for i in indices], results),
-                               **options)
+                pool.translate([sources[r] for r in rows], args.task, decoding, constraints, retrieval,
+                               chunk_size=chunk,
+                               on_chunk=lambda indices, results: done([rows[i] for i in indices], results))
             return
-        from t2m.generate import KNNSettings, Translator
+        from t2m.generate import Translator
 
         translator = Translator.from_pretrained(model_dir, allow_pickle=args.allow_pickle,
                                                 prompt_style=args.prompt_style, database=args.database)
-        knn = None
-        if store is not None:
-            knn = KNNSettings(args.knn, k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature,
-                              pairs=args.knn_pairs)
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
-            done(part, translator.translate([sources[r] for r in part], knn=knn, **options))
+            done(part, translator.translate([sources[r] for r in part], args.task, decoding, constraints, retrieval))
     finally:
         bar.close()
 
@@ -471,13 +478,6 @@ def run(args) -> int:
                                      flags=list(kept.get("flags") or []),
                                      neighbours=[Neighbour(**n) for n in kept.get("neighbours") or []])
     todo = {i: inputs.rows[i].source for i, r in enumerate(results) if r is None}
-    options = dict(task=args.task, num_beams=args.num_beams, num_return_sequences=args.n_best,
-                   batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, valid_smiles=args.valid_smiles,
-                   smiles_syntax=args.smiles_syntax, smiles_valence=args.smiles_valence,
-                   canonicalize=args.canonical, do_sample=args.sample,
-                   top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
-                   no_repeat_ngram_size=args.no_repeat_ngram_size, length_penalty=args.length_penalty,
-                   mbr=args.mbr)
     finished = len(inputs.rows) - len(todo)
 
     def on_chunk(rows: list[int], chunk_results: list) -> None:
@@ -494,7 +494,7 @@ def run(args) -> int:
     generate_log.setLevel(logging.ERROR)
     try:
         if todo:
-            translate_rows(args, model_dir, store, todo, options, on_chunk)
+            translate_rows(args, model_dir, store, todo, on_chunk)
     except KeyboardInterrupt:
         if partial is not None:
             partial.close()
