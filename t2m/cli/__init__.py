@@ -45,7 +45,7 @@ CHECKS: dict[str, str] = {
 DEBUG_FLAG = "--debug"
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
-from t2m.inputs import UsageError  # noqa: E402  (defined with the input readers, raised by every command)
+from t2m.inputs import UsageError, error_line  # noqa: E402,F401  (defined with the input readers, used by every command)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -101,15 +101,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def debug_enabled() -> bool:
     return os.environ.get("T2M_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def error_line(error: BaseException) -> str:
-    """The message of ``error`` as one line."""
-    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
-    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and \
-            error.filename and str(error.filename) not in text:
-        text = f"{error.filename}: {text}"
-    return text or type(error).__name__
 
 
 # exceptions whose message is written for the user: shown alone; others get their type and the --debug hint
