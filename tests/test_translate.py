@@ -48,11 +48,11 @@ def test_bad_inputs_are_flagged_and_the_rest_translated(translator, caplog):
 
 
 def test_valid_smiles_reranking_picks_best_parsable_beam(translator):
-    chosen = translator._finish("x", ["C1CC(", "CCO", "CCN"], [-1.0, -2.0, -3.0], [], "text2mol", True, False)
+    chosen = translator._finish(["C1CC(", "CCO", "CCN"], [-1.0, -2.0, -3.0], "text2mol", True, False)
     assert chosen.output == "CCO" and chosen.flags == []
-    none_valid = translator._finish("x", ["C1CC(", "((", ""], None, [], "text2mol", True, False)
+    none_valid = translator._finish(["C1CC(", "((", ""], None, "text2mol", True, False)
     assert none_valid.output == "C1CC(" and none_valid.flags == [FLAG_NO_VALID, FLAG_UNFINISHED]  # ... and why
-    canon = translator._finish("x", ["OCC"], None, [], "text2mol", True, True)
+    canon = translator._finish(["OCC"], None, "text2mol", True, True)
     assert canon.output == "CCO"
     # end to end: a random tiny model rarely writes valid SMILES; every row is either valid or flagged
     out = translator.translate(["The molecule is ethanol."] * 2, task="text2mol", num_beams=4, max_new_tokens=8)
