@@ -402,3 +402,14 @@ def test_datastore_inspect_refuses_a_folder_that_is_no_store_and_no_checkpoint(t
     one_line(t2m("datastore", "inspect", "--store", str(store), "--model", str(store), "CCO"), 2,
              f"--model {store}: not a checkpoint folder")
     one_line(t2m("datastore", "inspect", "--store", str(store), "--model", str(MODEL), " "), 2, "INPUT is empty")
+
+
+def test_no_dispatcher_name_is_shadowed_by_a_command_module():
+    """Importing ``t2m.cli.<command>`` sets that attribute on the package: a function of the dispatcher
+    with a command's name (e.g. ``report``) would be replaced by the module once it is imported."""
+    import t2m.cli as cli
+
+    for command in cli.COMMANDS:
+        module = __import__(cli.COMMANDS[command][0], fromlist=["run"])
+        assert getattr(cli, command) is module, f"t2m.cli.{command} is not the command's module"
+    assert callable(cli.report_error) and callable(cli.main)

@@ -119,7 +119,7 @@ def test_constrained_outputs_parse_or_are_flagged(processor, seed, favoured, bon
         parsed = Chem.MolFromSmiles(smiles, sanitize=False)
     assert parsed is not None or unparsed_reason(smiles), f"RDKit cannot parse {smiles!r}"
     if not is_valid_smiles(smiles):
-        flagged = Translator._finish(None, "text", [smiles], None, [], "text2mol", True, False)
+        flagged = Translator._finish(None, [smiles], None, "text2mol", True, False)
         assert flagged.flags == [FLAG_NO_VALID]
 
 
@@ -158,7 +158,7 @@ def test_a_budget_too_small_to_finish_is_flagged(processor, seed, favoured, bonu
 
     tokenizer, base = processor
     smiles = decode(tokenizer, base.limited(budget, num_beams=1), seed, favoured, bonus, budget)
-    flags = Translator._finish(None, "text", [smiles], None, [], "text2mol", True, False).flags
+    flags = Translator._finish(None, [smiles], None, "text2mol", True, False).flags
     assert advance(SmilesState(), smiles).can_end() or FLAG_UNFINISHED in flags, (smiles, flags)
 
 
@@ -166,7 +166,7 @@ def test_unfinished_and_broken_outputs_are_flagged_with_their_reason():
     from t2m.generate import FLAG_BROKEN_SYNTAX, FLAG_NO_VALID, FLAG_UNFINISHED, Translator
 
     def flags(smiles: str, rerank: bool = True) -> list[str]:
-        return Translator._finish(None, "text", [smiles], None, [], "text2mol", rerank, False).flags
+        return Translator._finish(None, [smiles], None, "text2mol", rerank, False).flags
 
     assert flags("C1CC") == [FLAG_NO_VALID, FLAG_UNFINISHED] and flags("[") == [FLAG_NO_VALID, FLAG_UNFINISHED]
     assert flags("C1CC", rerank=False) == [FLAG_UNFINISHED]  # flagged without valid-SMILES reranking too

@@ -116,7 +116,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def report(command: str | None, error: BaseException) -> int:
+def report_error(command: str | None, error: BaseException) -> int:
     """Print ``error`` as one line and return its exit status."""
     prefix = f"t2m {command}" if command else "t2m"
     if isinstance(error, KeyboardInterrupt):
@@ -161,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (KeyboardInterrupt, Exception) as error:  # noqa: BLE001 - the one place errors become one line
-        return report(command_name(args), error)
+        return report_error(command_name(args), error)
