@@ -2,11 +2,12 @@
 
 Knows nothing of tasks or chemistry: it maps vectors to token ids. The pieces (knn-box's split):
 
-- :mod:`datastore.store`    the on-disk store (``Datastore.load``), fingerprints, ``KNNParams``
+- :mod:`datastore.params`   ``KNNParams`` (k, λ, T, scope): the one carrier of kNN parameters and their checks
+- :mod:`datastore.store`    the on-disk store (``Datastore.load``), fingerprints
 - :mod:`datastore.build`    ``build_datastore`` (streaming, resumable, multi-process, atomic)
 - :mod:`datastore.index`    FAISS index from a factory string (``DEFAULT_FACTORY``)
 - :mod:`datastore.retrieve` ``Retriever.search`` -> ``Neighbours``
-- :mod:`datastore.combine`  ``knn_log_probs``, ``interpolate_log_probs``
+- :mod:`datastore.combine`  ``mix_log_probs`` (the mixture, in log space), ``knn_log_probs``, ``interpolate_log_probs``
 - :mod:`datastore.augment`  ``knn_generation`` context manager -> logits processors for ``generate``
 
 Names are imported lazily so ``import datastore`` stays cheap.
@@ -21,7 +22,8 @@ _EXPORTS = {
     "Datastore": "datastore.store",
     "DatastoreError": "datastore.store",
     "DatastoreMismatchError": "datastore.store",
-    "KNNParams": "datastore.store",
+    "KNNParams": "datastore.params",
+    "check_lambda": "datastore.params",
     "model_fingerprint": "datastore.store",
     "tokenizer_fingerprint": "datastore.store",
     "build_datastore": "datastore.build",
@@ -34,6 +36,9 @@ _EXPORTS = {
     "RowRestrictedRetriever": "datastore.retrieve",
     "knn_log_probs": "datastore.combine",
     "interpolate_log_probs": "datastore.combine",
+    "mix_log_probs": "datastore.combine",
+    "mix_neighbours": "datastore.combine",
+    "mix_target_log_probs": "datastore.combine",
     "knn_generation": "datastore.augment",
     "KNNLogitsProcessor": "datastore.augment",
     "StepTrace": "datastore.augment",

@@ -27,7 +27,8 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from datastore.combine import mix_neighbours
 from datastore.hooks import StateCapture
 from datastore.retrieve import Neighbours, Retriever
-from datastore.store import Datastore, KNNParams
+from datastore.params import KNNParams
+from datastore.store import Datastore
 
 
 @dataclass
@@ -74,15 +75,17 @@ class KNNLogitsProcessor(LogitsProcessor):
 @contextmanager
 def knn_generation(model: Any, store: Datastore | str | os.PathLike, k: int | None = None,
                    lambda_: float | None = None, temperature: float | None = None, *,
-                   retriever: Retriever | None = None, nprobe: int | None = None, ef_search: int | None = None,
-                   exact: bool = False, use_gpu: bool | str = "auto", check: bool = True,
+                   params: KNNParams | None = None, retriever: Retriever | None = None, nprobe: int | None = None,
+                   ef_search: int | None = None, exact: bool = False, use_gpu: bool | str = "auto", check: bool = True,
                    trace: list[StepTrace] | None = None) -> Iterator[LogitsProcessorList]:
     """Hook ``model`` for kNN decoding with ``store`` and yield the processors for ``generate``::
 
         with knn_generation(model, store, k=16, lambda_=0.3, temperature=10) as processors:
             out = model.generate(**inputs, num_beams=5, logits_processor=processors)
 
-    ``k`` / ``lambda_`` / ``temperature`` default to the store's JSON (its tuned values when tuned).
+    ``params`` (default: the store's JSON, its tuned values when tuned) with ``k`` / ``lambda_`` /
+    ``temperature`` substituted where given. ``retriever``: the one to search (default: the store's index,
+    or its keys with ``exact``; a restricted one keeps its own scope -- ``params.pairs`` is the caller's).
     ``check`` refuses a model the store was not built from. ``exact`` searches the keys exactly instead
     of the saved index. ``trace``, when a list, receives a :class:`StepTrace` per step. The hook is
     removed on exit, also on errors.
@@ -91,7 +94,7 @@ def knn_generation(model: Any, store: Datastore | str | os.PathLike, k: int | No
         store = Datastore.load(Path(store))
     if check:
         store.check_matches(model=model)
-    params = store.knn_params.replace(k=k, lambda_=lambda_, temperature=temperature)
+    params = (params or store.knn_params).replace(k=k, lambda_=lambda_, temperature=temperature)
     if retriever is None:
         retriever = store.retriever(nprobe=nprobe, ef_search=ef_search, use_gpu=use_gpu, exact=exact)
     with StateCapture(model, store.layer) as capture:

@@ -215,8 +215,8 @@ def load_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: in
     faiss = _faiss()
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: rebuild the index with `t2m datastore build` "
-                                f"or pass exact=True to search the keys exactly")
+        raise FileNotFoundError(f"{path} not found: rebuild the store with `t2m datastore build --overwrite`, or "
+                                "search the keys exactly (--exact; exact=True in Python)")
     flags = faiss.IO_FLAG_MMAP if mmap else 0
     index = faiss.read_index(str(path), flags)
     if gpu_count(use_gpu):

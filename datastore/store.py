@@ -28,6 +28,7 @@ import numpy as np
 
 META_FILE = "datastore.json"
 from datastore.index import INDEX_FILE  # noqa: E402  (the index names its own file)
+from datastore.params import KNNParams  # noqa: E402,F401  (the store saves its defaults as one)
 FORMAT_NAME = "t2m-datastore"
 FORMAT_VERSION = 1
 ARRAY_FILES = {"keys": "keys.npy", "values": "values.npy", "rows": "rows.npy", "positions": "positions.npy"}
@@ -49,50 +50,6 @@ class DatastoreError(RuntimeError):
 
 class DatastoreMismatchError(DatastoreError):
     """A store used with a model or tokenizer other than the one it was built from."""
-
-
-@dataclass(frozen=True)
-class KNNParams:
-    """Retrieval-augmented decoding parameters: ``k`` neighbours, weight ``lambda_`` of the kNN
-    distribution, softmax ``temperature`` over negative squared L2 distances; ``pairs``: search only the
-    entries of each input's ``pairs`` nearest training pairs (:mod:`t2m.knn_pairs`), None or 0 the whole
-    store."""
-
-    k: int = 16
-    lambda_: float = 0.3
-    temperature: float = 10.0
-    pairs: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if not 0.0 <= self.lambda_ <= 1.0:
-            raise ValueError(f"lambda must be in [0, 1], got {self.lambda_}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.pairs is not None and self.pairs < 0:
-            raise ValueError(f"pairs must be >= 0 (0: the whole store), got {self.pairs}")
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"k": int(self.k), "lambda": float(self.lambda_), "temperature": float(self.temperature)}
-        if self.pairs:
-            out["pairs"] = int(self.pairs)
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "KNNParams":
-        return cls(k=int(data["k"]), lambda_=float(data["lambda"]), temperature=float(data["temperature"]),
-                   pairs=int(data["pairs"]) if data.get("pairs") else None)
-
-    def replace(self, k: int | None = None, lambda_: float | None = None,
-                temperature: float | None = None, pairs: int | None = None) -> "KNNParams":
-        """These parameters with the given ones (those not None) substituted (``pairs=0``: the whole store)."""
-        return KNNParams(
-            k=self.k if k is None else int(k),
-            lambda_=self.lambda_ if lambda_ is None else float(lambda_),
-            temperature=self.temperature if temperature is None else float(temperature),
-            pairs=self.pairs if pairs is None else (int(pairs) or None),
-        )
 
 
 # --------------------------------------------------------------------------------------------- hashes
@@ -170,16 +127,20 @@ def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------- atomic io
 
 
-def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+def _write_atomic(path: str | os.PathLike, write: Any) -> None:
+    """``write(handle)`` into a temporary file beside ``path``, flushed to disk, then ``os.replace``d onto
+    ``path`` with the mode a plain ``open`` gives: a reader sees the old file or the new one, never half of
+    one. The store's one atomic write (datastore does not import t2m, whose :mod:`t2m.io` does the same)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0o022)  # mkstemp's file is private (0600): give it the mode a plain open would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -187,13 +148,14 @@ def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
         raise
 
 
+def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (:func:`_write_atomic`)."""
+    _write_atomic(path, lambda handle: handle.write((json.dumps(data, indent=2, sort_keys=False) + "\n").encode()))
+
+
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
-    """``np.save`` to a temporary name beside ``path`` then ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
-    os.replace(tmp, path)
+    """``np.save`` ``array`` to ``path`` atomically (:func:`_write_atomic`)."""
+    _write_atomic(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -259,7 +221,7 @@ class Datastore:
         path = Path(path)
         meta_path = path / META_FILE
         if not meta_path.is_file():
-            hint = ""
+            hint = "; give the folder `t2m datastore build --out` wrote"
             partial = sorted(path.parent.glob(f"{path.name}.tmp-*"))
             if partial:
                 hint = f" (an unfinished build is in {partial[0]}: rerun the same build command to resume it)"

@@ -10,6 +10,8 @@ Pure functions over lists of strings (references, outputs); nothing here knows a
 - :func:`evaluate_text2mol`: ``bleu`` (characters), ``exact_match`` (InChI), ``levenshtein``, ``maccs_fts``,
   ``rdk_fts``, ``morgan_fts``, ``validity``, ``fcd`` and ``sacrebleu`` (character-level, 0-100);
 - :func:`evaluate_mol2text`: ``bleu2``, ``bleu4``, ``rouge1``, ``rouge2``, ``rougeL``, ``meteor`` and ``sacrebleu``;
+- ``per_row=True`` keeps each row's statistics in the result's ``rows`` (:class:`RowStatistics`): the
+  metrics on any resample of the rows, for paired bootstrap intervals;
 - ``strict=True`` fixes MolT5's quirks (see :mod:`evaluation.text2mol`); the result's ``signature`` says
   which mode, and every version that can change a number.
 
@@ -27,6 +29,7 @@ _EXPORTS = {
     "evaluate_file": "evaluation.evaluate",
     "read_predictions": "evaluation.predictions",
     "Predictions": "evaluation.predictions",
+    "RowStatistics": "evaluation.rows",
     "PredictionsFormatError": "evaluation.predictions",
     "corpus_bleu": "evaluation.bleu",
     "char_bleu": "evaluation.bleu",

@@ -34,7 +34,8 @@ def evaluate_file(
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if len(preds) == 0:
-        raise ValueError(f"{path}: no rows to score")
+        raise ValueError(f"{path}: no rows to score (a header alone{', every row skipped' if preds.skipped else ''}); "
+                         "give a file with predictions")
     if task == "text2mol":
         from evaluation.text2mol import evaluate_text2mol
 

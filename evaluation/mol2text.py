@@ -57,6 +57,7 @@ def evaluate_mol2text(
     sacrebleu: bool = True,
     use_cache: bool = True,
     workers: int | None = None,
+    per_row: bool = False,
 ) -> EvalResult:
     """Score generated descriptions ``outputs`` against ``references`` (row-aligned lists of str).
 
@@ -66,7 +67,10 @@ def evaluate_mol2text(
     vocabulary over WordNet 3.0 (raises WordNetMissingError, saying to run ``t2m setup``, if absent).
     ``workers``: with 2 (the default on a machine with 2+ cores) and enough rows, ROUGE and sacrebleu run
     in a forked process while this one tokenizes and computes BLEU and METEOR.
+    ``per_row``: also keep each row's statistics in the result's ``rows`` (:class:`evaluation.rows.RowStatistics`).
     """
+    import numpy as np
+
     from evaluation.bleu import bleu_from_stats, ngram_stats
     from evaluation.meteor import MeteorScorer
     from evaluation.text2mol import PARALLEL_MIN_ROWS, default_workers
@@ -103,7 +107,11 @@ def evaluate_mol2text(
             "bleu4": float(bleu_from_stats(stats, (0.25, 0.25, 0.25, 0.25))),
         }
         timer.mark("bleu")
-        metrics["meteor"] = meteor_scorer.corpus_mean(ref_tokens, out_tokens)
+        if per_row:  # the same mean as corpus_mean, keeping each row's score
+            meteor_rows = [meteor_scorer.score(r, h) for r, h in zip(ref_tokens, out_tokens)]
+            metrics["meteor"] = float(np.mean(meteor_rows))
+        else:
+            metrics["meteor"] = meteor_scorer.corpus_mean(ref_tokens, out_tokens)
         timer.mark("meteor")
         rouge_metrics, sacre_sig = side.result() if side else _rouge_and_sacrebleu(references, outputs, sacrebleu)
         metrics.update(rouge_metrics)
@@ -120,4 +128,9 @@ def evaluate_mol2text(
         sacrebleu_signature=sacre_sig,
     )
     metrics = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
-    return EvalResult("mol2text", len(references), metrics, signature, timings=timer.phases)
+    result = EvalResult("mol2text", len(references), metrics, signature, timings=timer.phases)
+    if per_row:
+        from evaluation.rows import mol2text_rows
+
+        result.rows = mol2text_rows(ref_tokens, out_tokens, meteor_rows)
+    return result

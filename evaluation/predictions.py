@@ -18,8 +18,9 @@ JSONL: one JSON object per line with
 - ``task``: optional, ``text2mol`` or ``mol2text``; if given it must be the same on every line.
 
 A malformed row (wrong number of fields, missing or non-string field, empty reference, invalid JSON) is
-never silently dropped: :func:`read_predictions` raises :class:`PredictionsFormatError` naming every bad
-``file:line``, or with ``skip_bad_rows=True`` skips those rows and lists them in ``Predictions.skipped``.
+never silently dropped: :func:`read_predictions` raises :class:`PredictionsFormatError`, one line naming the
+bad ``file:line`` s and the fix, or with ``skip_bad_rows=True`` skips those rows and lists them in
+``Predictions.skipped``.
 """
 
 from __future__ import annotations
@@ -60,14 +61,24 @@ def _problem(path: Path, line: int, what: str) -> str:
     return f"{path}:{line}: {what}"
 
 
+# malformed rows named in full in the one-line error, and line numbers listed after them
+_SHOWN_PROBLEMS, _LISTED_LINES = 3, 10
+SKIP_FIX = "pass --skip-bad-rows to score the other rows"
+
+
 def _raise_or_skip(problems: list[str], path: Path, skip_bad_rows: bool) -> None:
-    if problems and not skip_bad_rows:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise PredictionsFormatError(
-            f"{len(problems)} malformed row(s) in {path}:\n  {shown}{more}\n"
-            "Fix those lines, or pass --skip-bad-rows (skip_bad_rows=True) to score the other rows."
-        )
+    """Raise :class:`PredictionsFormatError` for ``problems`` (``file:line: what``, file order) unless
+    ``skip_bad_rows``: one line naming the first few rows and why, the lines of the rest, and the fix."""
+    if not problems or skip_bad_rows:
+        return
+    shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+    rest = problems[_SHOWN_PROBLEMS:]
+    if rest:
+        lines = [problem[len(str(path)) + 1:].split(":", 1)[0] for problem in rest]
+        listed = ", ".join(lines[:_LISTED_LINES]) + (", ..." if len(lines) > _LISTED_LINES else "")
+        shown += f"; and {len(rest)} more malformed row{'s' if len(rest) > 1 else ''} (line{'s' if len(rest) > 1 else ''} {listed})"
+    fix = "fix this line" if len(problems) == 1 else "fix those lines"
+    raise PredictionsFormatError(f"{shown}; {fix}, or {SKIP_FIX}")
 
 
 def read_tsv_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predictions:
@@ -88,7 +99,8 @@ def read_tsv_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predi
             "'description<TAB>ground truth<TAB>output' (text2mol) or 'SMILES<TAB>ground truth<TAB>output' (mol2text)"
         )
     if len(set(header)) != len(header):
-        raise PredictionsFormatError(f"{path}:1: duplicate column names in header {header!r}")
+        raise PredictionsFormatError(f"{path}:1: duplicate column names in header {header!r}; name each column once "
+                                     "('description' or 'SMILES', 'ground truth', 'output')")
     i_ref, i_out = header.index("ground truth"), header.index("output")
     input_cols = [c for c in header if c not in ("ground truth", "output")]
     i_in = header.index(input_cols[0]) if input_cols else None
@@ -105,7 +117,7 @@ def read_tsv_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predi
         fields = line.split("\t")
         if fields == header:
             problems.append(_problem(path, lineno, "the header line again (files joined with cat keep each one's "
-                                                   "header); delete this line"))
+                                                   "header: delete this line)"))
             continue
         if len(fields) != len(header):
             problems.append(
@@ -165,7 +177,7 @@ def read_jsonl_predictions(path: str | Path, skip_bad_rows: bool = False) -> Pre
                 continue
             if "task" in obj:
                 if obj["task"] not in TASKS:
-                    problems.append(_problem(path, lineno, f"unknown task {obj['task']!r}; expected one of {TASKS}"))
+                    problems.append(_problem(path, lineno, f"unknown task {obj['task']!r} (expected {' or '.join(TASKS)})"))
                     continue
                 tasks.add(obj["task"])
             refs.append(ref)
@@ -200,12 +212,30 @@ def task_contradiction(preds: Predictions, task: str, sample: int = 200) -> str 
 def read_predictions(path: str | Path, skip_bad_rows: bool = False) -> Predictions:
     """Read a predictions file, JSONL if it ends in ``.jsonl``/``.json`` or starts with ``{``, else MolT5 TSV."""
     path = Path(path)
+    if path.is_dir():
+        raise PredictionsFormatError(f"{path}: a folder, not a predictions file; give the TSV or JSONL file "
+                                     "(e.g. what `t2m translate --output` wrote)")
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
-    if path.suffix.lower() in (".jsonl", ".json"):
-        return read_jsonl_predictions(path, skip_bad_rows)
-    with open(path, encoding="utf-8") as f:
-        first = f.read(1)
-    if first == "{":
-        return read_jsonl_predictions(path, skip_bad_rows)
-    return read_tsv_predictions(path, skip_bad_rows)
+        raise FileNotFoundError(f"predictions file not found: {path}; give the TSV or JSONL file (e.g. what "
+                                "`t2m translate --output` wrote)")
+    try:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            return read_jsonl_predictions(path, skip_bad_rows)
+        with open(path, encoding="utf-8") as f:
+            first = f.read(1)
+        if first == "{":
+            return read_jsonl_predictions(path, skip_bad_rows)
+        return read_tsv_predictions(path, skip_bad_rows)
+    except UnicodeDecodeError as err:
+        raise PredictionsFormatError(f"{path}:{_undecodable_line(path)}: not UTF-8 text ({err.reason}); save the file "
+                                     "as UTF-8") from None
+
+
+def _undecodable_line(path: Path) -> int:
+    """The 1-based line of the first byte of ``path`` that is not UTF-8 (1 if there is none)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return data[: err.start].count(b"\n") + 1
+    return 1

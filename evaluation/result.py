@@ -6,6 +6,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class PhaseTimer:
@@ -37,6 +38,8 @@ class EvalResult:
     signature: dict[str, str | None]
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # wall seconds per phase, for --timing
+    # with per_row=True: an evaluation.rows.RowStatistics (the metrics on any resample of the rows)
+    rows: Any = field(default=None, repr=False, compare=False)
 
     def format_timings(self) -> str:
         return "  ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())

@@ -216,12 +216,14 @@ def evaluate_text2mol(
     sacrebleu: bool = True,
     workers: int | None = None,
     use_cache: bool = True,
+    per_row: bool = False,
 ) -> EvalResult:
     """Score generated SMILES ``outputs`` against ``references`` (row-aligned lists of str).
 
     ``workers``: processes for RDKit/ChemNet work (default: up to 2, the cores of the target machine);
     ``use_cache``: read/write the reference-side cache (:mod:`evaluation.cache`); numbers are the same
-    either way. Metric keys: see ``METRIC_KEYS`` (``fcd`` only with ``fcd=True``).
+    either way. Metric keys: see ``METRIC_KEYS`` (``fcd`` only with ``fcd=True``). ``per_row``: also keep
+    each row's statistics in the result's ``rows`` (:class:`evaluation.rows.RowStatistics`).
     """
     references, outputs = list(references), list(outputs)
     if len(references) != len(outputs):
@@ -309,4 +311,9 @@ def evaluate_text2mol(
 
     ordered = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
     signature = build_signature("text2mol", "strict" if strict else "molt5", fcd=fcd, sacrebleu_signature=sacre_sig)
-    return EvalResult("text2mol", n, ordered, signature, notes, timer.phases)
+    result = EvalResult("text2mol", n, ordered, signature, notes, timer.phases)
+    if per_row:
+        from evaluation.rows import text2mol_rows
+
+        result.rows = text2mol_rows(rows, strict)
+    return result

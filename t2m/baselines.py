@@ -9,15 +9,14 @@
   lower-cased, ``\\b\\w\\w+\\b`` tokens, smoothed idf, l2-normalised rows), cosine similarity. An
   input sharing no term with any training description gets the first training SMILES, flagged.
 
-Ties go to the earliest training row, so results are deterministic. Run as a script to write both
-baselines' predictions on ChEBI-20 in MolT5's format::
+Ties go to the earliest training row, so results are deterministic. :func:`run_chebi20` writes both
+baselines' predictions on ChEBI-20 in MolT5's format (on the command line: ``t2m baselines``)::
 
-    python -m t2m.baselines --out DIR [--data DIR] [--setting benchmark] [--database train|first-3001]
+    t2m baselines --out DIR [--data DIR] [--setting benchmark] [--database train|first-3001]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from t2m.data import SETTINGS, write_predictions  # write_predictions re-exported: baselines write MolT5's 3-column TSV
+from t2m.data import write_predictions  # re-exported: baselines write MolT5's 3-column TSV
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
 __all__ = [
@@ -229,19 +228,3 @@ def run_chebi20(out_dir: Path, data_dir: Path | None = None, setting: str = "aut
     print(f"setting {splits.setting}, database {database} ({len(db)} pairs), test {len(splits.test)} rows; "
           f"fallbacks: mol2text {mol.n_fallback}, text2mol {text.n_fallback}", file=sys.stderr)
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m t2m.baselines", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for the two predictions files")
-    parser.add_argument("--data", type=Path, help="ChEBI-20 directory (default: found as t2m data info does)")
-    parser.add_argument("--setting", default="auto", choices=SETTINGS)
-    parser.add_argument("--database", default="train", choices=("train", "first-3001"))
-    args = parser.parse_args(argv)
-    for task, path in run_chebi20(args.out, args.data, args.setting, args.database).items():
-        print(f"{task}: {path}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -25,15 +25,13 @@ _WORKER: dict[str, Any] = {}
 _TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
-@dataclass(frozen=True)
-class KNNSpec:
-    """The kNN settings of one call, by value: the store's folder and its k, λ, T (workers load the store)."""
+def KNNSpec(store: str, k: int, lambda_: float, temperature: float, pairs: int | None = None) -> Any:
+    """The kNN settings of one call by value (the workers load the store), under the name they had:
+    :class:`t2m.options.RetrievalOptions` of the store's folder and these parameters."""
+    from datastore.params import KNNParams
+    from t2m.options import RetrievalOptions
 
-    store: str
-    k: int
-    lambda_: float
-    temperature: float
-    pairs: int | None = None  # KNNSettings.pairs (None: the store's default; 0: whole store)
+    return RetrievalOptions(str(store), KNNParams(k, lambda_, temperature, pairs or 0))
 
 
 @dataclass
@@ -124,18 +122,20 @@ def _worker_pid(wait: float) -> int:
     return os.getpid()
 
 
-def _worker_knn(spec: KNNSpec | None) -> Any:
-    from t2m.generate import KNNSettings
+def _worker_retrieval(retrieval: Any) -> Any:
+    """The call's retrieval options with the store this worker loaded for their folder."""
+    import dataclasses
 
-    return None if spec is None else KNNSettings(_load_store(spec.store), spec.k, spec.lambda_,
-                                                          spec.temperature, pairs=spec.pairs)
+    return None if retrieval is None else dataclasses.replace(retrieval, store=_load_store(retrieval.store))
 
 
-def _translate_chunk(sources: list[str], knn: KNNSpec | None, options: dict[str, Any]) -> tuple[list, float, int, float]:
+def _translate_chunk(sources: list[str], task: str, decoding: Any, constraints: Any, retrieval: Any,
+                     keywords: dict[str, Any]) -> tuple[list, float, int, float]:
     from t2m.memory import peak_rss_mb
 
     started = time.perf_counter()
-    results = _WORKER["translator"].translate(sources, knn=_worker_knn(knn), **options)
+    results = _WORKER["translator"].translate(sources, task, decoding, constraints, _worker_retrieval(retrieval),
+                                              **keywords)
     return results, time.perf_counter() - started, os.getpid(), peak_rss_mb()
 
 
@@ -181,16 +181,20 @@ class DecodePool:
             if len(seen) >= self.jobs:
                 return
 
-    def translate(self, inputs: Sequence[str], knn: KNNSpec | None = None, progress: bool = False,
-                  chunk_size: int | None = None, on_chunk: Callable[[list[int], list], None] | None = None,
-                  **options: Any) -> PoolResult:
-        """``Translator.translate(inputs, **options)`` (``knn`` by :class:`KNNSpec`) split over the workers;
-        ``progress`` shows a bar of the inputs translated (it moves a chunk at a time). ``chunk_size``: about
-        this many inputs per chunk (default: ``chunks_per_worker`` chunks per worker); ``on_chunk(rows,
-        results)`` is called with each chunk's rows (indices into ``inputs``) and results as it finishes (``t2m
-        translate`` keeps them, so that an interrupted run resumes)."""
+    def translate(self, inputs: Sequence[str], task: str, decoding: Any = None, constraints: Any = None,
+                  retrieval: Any = None, *, knn: Any = None, progress: bool = False, chunk_size: int | None = None,
+                  on_chunk: Callable[[list[int], list], None] | None = None, **keywords: Any) -> PoolResult:
+        """``Translator.translate(inputs, task, decoding, constraints, retrieval, **keywords)`` split over the
+        workers (``knn``: ``retrieval`` by the name it had; its store goes to the workers as a folder, which
+        each loaded when the pool started or loads on first use). ``progress`` shows a bar of the inputs
+        translated (it moves a chunk at a time). ``chunk_size``: about this many inputs per chunk (default:
+        ``chunks_per_worker`` chunks per worker); ``on_chunk(rows, results)`` is called with each chunk's rows
+        (indices into ``inputs``) and results as it finishes (``t2m translate`` keeps them, so that an
+        interrupted run resumes)."""
         from tqdm.auto import tqdm
 
+        retrieval = retrieval if retrieval is not None else knn
+        retrieval = None if retrieval is None else retrieval.by_value()
         inputs = list(inputs)
         count = max(1, min(len(inputs), self.jobs * self.chunks_per_worker))
         if chunk_size:
@@ -200,8 +204,8 @@ class DecodePool:
         chunk_seconds: list[float] = []
         peaks: dict[int, float] = {}
         started = time.perf_counter()
-        futures = {self._pool.submit(_translate_chunk, [inputs[r] for r in rows], knn, options): rows
-                   for rows in chunks}
+        futures = {self._pool.submit(_translate_chunk, [inputs[r] for r in rows], task, decoding, constraints,
+                                     retrieval, keywords): rows for rows in chunks}
         bar = tqdm(total=len(inputs), desc=f"translate ({self.jobs} workers)", disable=not progress,
                    dynamic_ncols=True)
         for future in as_completed(futures):

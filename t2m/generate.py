@@ -1,8 +1,11 @@
 """Batched translation with any T5 checkpoint t2m loads: ``Translator``.
 
-Decoding is ``model.generate`` itself (greedy, beam search, sampling); retrieval augmentation plugs in
-as a logits processor from ``datastore`` (the one place ``t2m`` imports it). For text2mol the n-best
-list can be reranked to the best-scoring beam that RDKit parses.
+Decoding is ``model.generate`` itself (greedy, beam search, sampling), asked for by three option objects
+(:mod:`t2m.options`: :class:`DecodingOptions`, :class:`SmilesConstraints`, :class:`RetrievalOptions`).
+Retrieval augmentation plugs in as a logits processor from ``datastore``; for text2mol the n-best list
+can be reranked to the best-scoring beam that RDKit parses. :meth:`Translator.translate` takes texts;
+:meth:`Translator.decode`, under it, takes token ids and extra logits processors (``t2m tune`` decodes
+through it, so that λ is chosen under the decoding it is used with).
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from t2m.fast_decoding import generate_in_rounds
 from t2m.mbr import OFF as MBR_OFF
-from t2m.mbr import check_utility, mbr_index
+from t2m.mbr import mbr_index
+from t2m.options import (BATCH_SIZE, FIRST_ROUND_TOKENS, DecodingOptions, RetrievalOptions,  # noqa: F401
+                         SmilesConstraints, default_batch_size, default_first_round, split_keywords,
+                         with_checkpoint_defaults)
+from t2m.smiles_grammar import FLAG_BROKEN_SYNTAX, FLAG_UNFINISHED, syntax_flags  # noqa: F401 (re-exported beside the other FLAG_s)
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task, strip_prompt
 
 log = logging.getLogger(__name__)
@@ -24,29 +31,6 @@ FLAG_EMPTY = "empty input"
 FLAG_TRUNCATED = "input truncated"
 FLAG_INVALID_INPUT = "input SMILES not parsed by RDKit"
 FLAG_NO_VALID = "no valid SMILES among the beams"
-
-# new tokens of the first decoding round (Translator.translate), by task and greedy (1) / beam search (>1):
-# about the length most ChEBI-20 targets fit in (mean 63 tokens per SMILES, 87 per caption). Measured with
-# the shipped model, one thread: beam 5, 64 test rows, 64 (text2mol) and 128 (mol2text) fastest of
-# 32/64/128; greedy, 256 test rows, text2mol 6.2 inputs/s in rounds against 5.0 in one, mol2text 6.4
-# against 7.0 -- so greedy captions decode in one round (0).
-FIRST_ROUND_TOKENS = {(TEXT2MOL, 1): 64, (TEXT2MOL, 5): 64, (MOL2TEXT, 1): 0, (MOL2TEXT, 5): 128}
-
-
-# inputs per batch, greedy (1) / beam search (>1): measured with the shipped model, one thread, 128 test rows at
-# beam 5: batches of 64 took text2mol 50-53 s (32: 57 s, 128: 60 s) and mol2text 82 s (32: 93 s, 128: 112 s),
-# same candidates; greedy, 192 rows: 32 faster than 64 (text2mol 37 against 41 s, mol2text 35 against 37 s)
-BATCH_SIZE = {1: 32, 5: 64}
-
-
-def default_batch_size(num_beams: int) -> int:
-    """Inputs per ``generate`` batch by default at ``num_beams`` (see ``BATCH_SIZE``)."""
-    return BATCH_SIZE[1 if num_beams <= 1 else 5]
-
-
-def default_first_round(task: str, num_beams: int) -> int:
-    """The default first decoding round for ``task`` at ``num_beams`` (see ``FIRST_ROUND_TOKENS``)."""
-    return FIRST_ROUND_TOKENS[(task, 1 if num_beams <= 1 else 5)]
 
 
 @dataclass
@@ -70,23 +54,11 @@ class Translation:
         return out
 
 
-@dataclass
-class KNNSettings:
-    """Retrieval settings for one decoding call; ``None`` fields take the store's tuned defaults."""
-
-    store: Any  # a datastore folder path or a loaded datastore
-    k: int | None = None
-    lambda_: float | None = None
-    temperature: float | None = None
-    exact: bool = False  # search the keys exactly instead of the store's (approximate) index
-    pairs: int | None = None  # search only the entries of each input's N nearest training pairs (t2m.knn_pairs); 0: whole store
-    trace: list | None = None  # receives a datastore.StepTrace per decoding step when a list
-
-
-def knn_pairs(knn: KNNSettings | None, store: Any) -> int:
-    """The number of nearest training pairs ``knn`` restricts retrieval to: ``knn.pairs`` when given, else
-    the store's tuned default (``t2m tune --pairs``); 0 means the whole store."""
-    return 0 if knn is None else store.knn_params.replace(pairs=knn.pairs).pairs or 0
+def KNNSettings(store: Any, k: int | None = None, lambda_: float | None = None, temperature: float | None = None,
+                exact: bool = False, pairs: int | None = None, trace: list | None = None) -> RetrievalOptions:
+    """:meth:`RetrievalOptions.with_overrides` under the name it had: the store's kNN parameters with those
+    given (not None) substituted."""
+    return RetrievalOptions.with_overrides(store, k, lambda_, temperature, pairs, exact=exact, trace=trace)
 
 
 def is_valid_smiles(smiles: str) -> bool:
@@ -165,7 +137,7 @@ class Translator:
         return model_inputs(texts, task, self.info.prompt_style, self.neighbour_format, self.database, neighbours)
 
     def decoding_defaults(self, task: str) -> dict[str, Any]:
-        """The checkpoint's recommended ``generate`` options for ``task`` (``t2m.json`` "decoding"), e.g.
+        """The checkpoint's recommended options for ``task`` (``t2m.json`` "decoding"), e.g.
         ``{"no_repeat_ngram_size": 3}`` for captions; {} for checkpoints that recommend none."""
         return dict(self.info.decoding.get(task, {}))
 
@@ -173,14 +145,33 @@ class Translator:
         """:meth:`t2m.modeling.CheckpointInfo.decoding_options` of this checkpoint."""
         return self.info.decoding_options(task, **given)
 
+    def options(self, task: str, decoding: DecodingOptions | None = None, constraints: SmilesConstraints | None = None,
+                **keywords: Any) -> tuple[DecodingOptions, SmilesConstraints]:
+        """The :class:`DecodingOptions` and :class:`SmilesConstraints` a translation of ``task`` uses:
+        ``decoding`` / ``constraints`` (None: the defaults) with ``keywords`` substituted (field names, or
+        the keyword names :meth:`translate` took before the option objects: ``smiles_syntax``,
+        ``smiles_valence``; None values are ignored), then the checkpoint's recommendations for ``task``
+        (``t2m.json`` "decoding") in every field still at its default."""
+        import dataclasses
+
+        by_decoding, by_constraints = split_keywords(keywords)
+        decoding = dataclasses.replace(decoding or DecodingOptions(), **by_decoding)
+        constraints = dataclasses.replace(constraints or SmilesConstraints(), **by_constraints)
+        section = self.info.decoding.get(task, {})
+        return with_checkpoint_defaults(decoding, section), with_checkpoint_defaults(constraints, section)
+
     # --------------------------------------------------------------------------------------------
-    def _encode(self, texts: Sequence[str], task: str, flags: list[list[str]], rows: Sequence[int],
-                neighbours: Sequence[Sequence[Any]] | None = None):
+    def encode(self, texts: Sequence[str], task: str, neighbours: Sequence[Sequence[Any]] | None = None,
+               flags: Sequence[list[str]] | None = None, rows: Sequence[int] | None = None) -> list[list[int]]:
+        """Token ids of what the model reads for each text (:meth:`model_inputs`), ending in ``</s>``;
+        an input over ``max_source_len`` tokens is cut, logged by its ``rows`` number and flagged in
+        ``flags``."""
         prompted = self.model_inputs(texts, task, neighbours)
         ids = self.tokenizer(prompted, add_special_tokens=False)["input_ids"]
         eos = self.tokenizer.eos_token_id
+        flags = flags if flags is not None else [[] for _ in ids]
         out = []
-        for row, seq, f in zip(rows, ids, flags):
+        for row, seq, f in zip(rows if rows is not None else range(len(ids)), ids, flags):
             if len(seq) + 1 > self.max_source_len:
                 log.warning("row %d: input of %d tokens truncated to %d", row + 1, len(seq) + 1, self.max_source_len)
                 f.append(FLAG_TRUNCATED)
@@ -188,163 +179,155 @@ class Translator:
             out.append(seq + [eos])
         return out
 
-    def translate(
-        self,
-        inputs: Sequence[str] | str,
-        task: str,
-        num_beams: int = 1,
-        num_return_sequences: int | None = None,
-        batch_size: int | None = None,
-        max_new_tokens: int = 256,
-        valid_smiles: bool = True,
-        smiles_syntax: bool = True,
-        smiles_valence: bool = True,
-        canonicalize: bool = False,
-        do_sample: bool = False,
-        sampling_temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float | None = None,
-        no_repeat_ngram_size: int | None = None,
-        length_penalty: float | None = None,
-        knn: KNNSettings | None = None,
-        mbr: str = "none",
-        progress: bool = False,
-        first_round_tokens: int | None = None,
-    ) -> list[Translation]:
+    def translate(self, inputs: Sequence[str] | str, task: str, decoding: DecodingOptions | None = None,
+                  constraints: SmilesConstraints | None = None, retrieval: RetrievalOptions | None = None, *,
+                  progress: bool = False, **keywords: Any) -> list[Translation]:
         """Translate every input; bad inputs are flagged by row and the rest translated.
 
-        ``batch_size`` inputs go through ``generate`` at once (None: :func:`default_batch_size`, 32 for
-        greedy and 64 for beam search).
-
-        text2mol with ``valid_smiles`` returns the best-scoring candidate RDKit parses (all beams are
-        considered) and flags rows where none parses; with ``smiles_syntax`` every hypothesis is kept a
-        syntactically possible SMILES while it is decoded (:mod:`t2m.smiles_grammar`: branches, ring bonds
-        and bracket atoms closed, nothing after a bond symbol ends, and all of it by ``max_new_tokens``) and,
-        with ``smiles_valence`` as well, keeps every atom's valence and every ring bond legal
-        (:mod:`t2m.smiles_valence`); ``canonicalize`` rewrites outputs as RDKit
-        canonical SMILES. ``knn`` augments decoding with a kNN-MT datastore (with ``knn.pairs``, each input
-        retrieves only among the tokens of its ``pairs`` nearest training pairs: :mod:`t2m.knn_pairs`).
-        ``repetition_penalty``, ``no_repeat_ngram_size`` and ``length_penalty`` left ``None`` take the checkpoint's recommended
-        values for ``task`` (:meth:`decoding_defaults`); pass 1.0 / 0 / 1.0 to switch them off.
-
-        mol2text with ``mbr`` (``"chrf"`` or ``"bleu"``, :mod:`t2m.mbr`) returns, of all the beams (or of
-        the ``num_return_sequences`` samples), the caption that agrees most with the others instead of the
-        most probable one.
+        ``decoding`` (:class:`DecodingOptions`): beams, sampling, lengths, repetition settings, batches,
+        MBR; ``constraints`` (:class:`SmilesConstraints`, text2mol): valid-SMILES reranking, the SMILES
+        syntax and valence constraints, canonical output; ``retrieval`` (:class:`RetrievalOptions`): a
+        kNN-MT datastore to decode with (with ``params.pairs``, each input retrieves only among the tokens
+        of its nearest training pairs: :mod:`t2m.knn_pairs`). Fields left at their defaults take the
+        checkpoint's recommendations for ``task`` (:meth:`options`). Any field can also be given by name
+        as a keyword, as before the option objects (``translate(texts, task, num_beams=5,
+        valid_smiles=False, knn=RetrievalOptions(store))``).
 
         Decoding runs in length rounds (:func:`t2m.fast_decoding.length_rounds`): every input is first
-        decoded with at most ``first_round_tokens`` new tokens (None: the default for the task and
-        beam size, :func:`default_first_round`), and only the inputs not finished by then (a beam without an
-        end-of-sequence token) are decoded again, with twice the limit, up to ``max_new_tokens``. A batch
-        runs as long as its longest output, so one runaway output no longer keeps 31 finished inputs
-        decoding to ``max_new_tokens``. Each input gets the result it gets in one round (0: one round).
+        decoded with at most ``first_round_tokens`` new tokens, and only the inputs not finished by then
+        are decoded again, with twice the limit, up to ``max_new_tokens``; each input gets the result it
+        gets in one round.
         """
+        check_task(task)
+        retrieval = self._resolve_retrieval(retrieval if retrieval is not None else keywords.pop("knn", None), task)
+        decoding, constraints = self.options(task, decoding, constraints, **keywords)
+        decoding.check_task(task)
+        decoding.returned(task == TEXT2MOL and constraints.valid_smiles)  # refuse before any work
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        flags: list[list[str]] = [[] for _ in inputs]
+        results: list[Translation | None] = [None] * len(inputs)
+        todo = self._screen(inputs, task, flags, results)
+        if not todo:  # every input empty (a DecodePool chunk can be)
+            return results  # type: ignore[return-value]
+        texts = [inputs[r] for r in todo]
+        shown = self.neighbours(texts, task)
+        encoded = self.encode(texts, task, shown, [flags[r] for r in todo], todo)
+        retriever = pair_rows = None
+        if retrieval is not None and retrieval.params.pairs:
+            retriever, pair_rows = self._pair_restriction(retrieval.store, task, retrieval.params.pairs, texts)
+        decoded = self.decode(encoded, task, decoding, constraints, retrieval, retriever=retriever,
+                              pair_rows=pair_rows, progress=progress)
+        for row, result, neighbours in zip(todo, decoded, shown):
+            result.input, result.flags, result.neighbours = inputs[row], flags[row] + result.flags, neighbours
+            results[row] = result
+        return results  # type: ignore[return-value]
+
+    def decode(self, encoded: Sequence[Sequence[int]], task: str, decoding: DecodingOptions,
+               constraints: SmilesConstraints | None = None, retrieval: RetrievalOptions | None = None, *,
+               retriever: Any = None, pair_rows: Sequence[Any] | None = None, logits_processors: Sequence[Any] = (),
+               progress: bool = False) -> list[Translation]:
+        """Decode inputs already encoded (token ids ending in ``</s>``, e.g. by :meth:`encode`): one
+        :class:`Translation` per input, in order, its ``input`` left empty. The options are used as given
+        (:meth:`options` adds the checkpoint's defaults). ``retrieval``: its store loaded and its params
+        set (as :meth:`translate` resolves them); ``retriever``: the one to search (default: the store's),
+        with ``pair_rows`` -- per input, the store rows a :class:`datastore.RowRestrictedRetriever` may
+        search -- restricted batch by batch. ``logits_processors`` run after kNN and before the SMILES
+        constraint (which has the last word)."""
         import torch
         from tqdm.auto import tqdm
-        from transformers import LogitsProcessorList
 
         from t2m.batching import collate
 
-        check_task(task)
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        inputs = list(inputs)
-        rerank = task == TEXT2MOL and valid_smiles
-        check_utility(mbr)
-        if mbr != MBR_OFF and task != MOL2TEXT:
-            raise ValueError(f"mbr={mbr!r}: MBR selection is for captions (mol2text); for text2mol it lowered Morgan "
-                             "FTS on the dev slice (see t2m.mbr)")
-        choose_by_mbr = mbr != MBR_OFF and (num_beams > 1 or do_sample)
-        n_return = num_return_sequences or (num_beams if rerank or choose_by_mbr else 1)
-        if n_return > max(num_beams, 1) and not do_sample:
-            raise ValueError(f"num_return_sequences={n_return} needs num_beams >= {n_return} (or sampling)")
-        flags: list[list[str]] = [[] for _ in inputs]
-        results: list[Translation | None] = [None] * len(inputs)
+        constraints = constraints or SmilesConstraints()
+        decoding.check_task(task)
+        rerank = task == TEXT2MOL and constraints.valid_smiles
+        n_return = decoding.returned(rerank)
+        mbr = decoding.mbr if decoding.choose_by_mbr else MBR_OFF
+        traced = retrieval is not None and retrieval.trace is not None
+        first_round = 0 if traced else decoding.first_round_or_default(task)  # a trace follows one decoding
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # longest first: memory peaks early
+        device = next(self.model.parameters()).device
+
+        def batch(rows: list[int]) -> dict:
+            if pair_rows is not None:  # the batch about to be decoded: each input's nearest pairs
+                retriever.restrict([pair_rows[i] for i in rows])
+            padded = collate([encoded[i] for i in rows], None, self.tokenizer.pad_token_id, multiple=8,
+                             max_source_len=self.max_source_len)
+            return {name: tensor.to(device) for name, tensor in padded.items()}
+
+        results: list[Translation | None] = [None] * len(encoded)
+        bar = tqdm(total=len(order), desc=f"translate {task}", unit="mol" if task == MOL2TEXT else "text",
+                   disable=not progress, dynamic_ncols=True)
+        with self._logits_processors(task, decoding, constraints, retrieval, retriever, logits_processors) as \
+                processors, torch.inference_mode():
+            for i, sequences, seq_scores in generate_in_rounds(
+                    self.model, batch, order, num_beams=decoding.num_beams,
+                    num_return_sequences=decoding.generated(rerank), max_new_tokens=decoding.max_new_tokens,
+                    first_round_tokens=first_round, batch_size=decoding.batch_size_or_default(),
+                    eos_token_id=self.tokenizer.eos_token_id, **decoding.generate_kwargs(), **processors):
+                texts = self.tokenizer.batch_decode(sequences[:n_return], skip_special_tokens=True,
+                                                    clean_up_tokenization_spaces=False)
+                scores = seq_scores[:n_return].tolist() if seq_scores is not None else None
+                results[i] = self._finish([t.strip() for t in texts], scores, task, rerank, constraints.canonicalize,
+                                          mbr)
+                bar.update(1)
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _screen(self, inputs: list[str], task: str, flags: list[list[str]], results: list) -> list[int]:
+        """The rows to translate; an empty input gets its (empty) result and flag here, a mol2text input RDKit
+        does not parse a flag (it is captioned anyway)."""
         todo = []
         for row, text in enumerate(inputs):
             if text is None or not str(text).strip():
                 log.warning("row %d: empty input, nothing to translate", row + 1)
                 flags[row].append(FLAG_EMPTY)
                 results[row] = Translation(input=text or "", output="", candidates=[], flags=flags[row])
-            else:
-                if task == MOL2TEXT and not is_valid_smiles(text):
-                    log.warning("row %d: input SMILES %r is not parsed by RDKit; captioned anyway", row + 1, text[:60])
-                    flags[row].append(FLAG_INVALID_INPUT)
-                todo.append(row)
-        if not todo:  # every input empty (a DecodePool chunk can be)
-            return results  # type: ignore[return-value]
-        shown = dict(zip(todo, self.neighbours([inputs[r] for r in todo], task)))
-        encoded = dict(zip(todo, self._encode([inputs[r] for r in todo], task, [flags[r] for r in todo], todo,
-                                              [shown[r] for r in todo])))
-        # longest first: similar lengths share a batch, and memory peaks early
-        order = sorted(todo, key=lambda r: -len(encoded[r]))
-        gen_kwargs: dict[str, Any] = dict(do_sample=do_sample, early_stopping=True if num_beams > 1 else None,
-                                          output_scores=True)
-        if do_sample:
-            gen_kwargs.update(temperature=sampling_temperature, top_k=top_k, top_p=top_p)
-        gen_kwargs.update(self.decoding_options(task, repetition_penalty=repetition_penalty,
-                                                no_repeat_ngram_size=no_repeat_ngram_size,
-                                                length_penalty=length_penalty))
-        gen_kwargs = {k: v for k, v in gen_kwargs.items() if v is not None}
+                continue
+            if task == MOL2TEXT and not is_valid_smiles(text):
+                log.warning("row %d: input SMILES %r is not parsed by RDKit; captioned anyway", row + 1, text[:60])
+                flags[row].append(FLAG_INVALID_INPUT)
+            todo.append(row)
+        return todo
 
-        n_generate = num_beams if num_beams > 1 and not do_sample else n_return  # all beams: to see which ended
-        batch_size = batch_size or default_batch_size(num_beams)
-        if first_round_tokens is None:
-            first_round_tokens = default_first_round(task, num_beams)
-        if knn is not None and knn.trace is not None:
-            first_round_tokens = 0  # a trace follows one decoding of each input
-
-        knn_store, restricted = self._knn_store(knn), None
-        if knn_store is not None:  # every retrieval scope, the whole store too: a store of the other task is refused
-            knn_store.check_matches(task=task)
-        pairs = knn_pairs(knn, knn_store)
-        if pairs:
-            restricted, pair_rows = self._pair_restriction(knn_store, task, pairs, {r: inputs[r] for r in todo})
-
-        def encode(rows: list[int]) -> dict:
-            if restricted is not None:  # the batch about to be decoded: each input's nearest pairs
-                restricted.restrict([pair_rows[r] for r in rows])
-            return collate([encoded[r] for r in rows], None, self.tokenizer.pad_token_id, multiple=8,
-                           max_source_len=self.max_source_len)
-
-        knn_context = self._knn_context(knn, knn_store, restricted)
-        bar = tqdm(total=len(order), desc=f"translate {task}", unit="mol" if task == MOL2TEXT else "text",
-                   disable=not progress, dynamic_ncols=True)
-        with knn_context as knn_processors, torch.inference_mode():
-            processors = list(knn_processors or [])
-            if task == TEXT2MOL and smiles_syntax:
-                # last: masks whatever kNN mixed in; every hypothesis completes within max_new_tokens
-                processors.append(self._smiles_syntax_processor().limited(max_new_tokens, num_beams, do_sample,
-                                                                          valence=smiles_valence))
-            if processors:
-                gen_kwargs["logits_processor"] = LogitsProcessorList(processors)
-            for row, sequences, seq_scores in generate_in_rounds(
-                    self.model, encode, order, num_beams=num_beams, num_return_sequences=n_generate,
-                    max_new_tokens=max_new_tokens, first_round_tokens=first_round_tokens, batch_size=batch_size,
-                    eos_token_id=self.tokenizer.eos_token_id, **gen_kwargs):
-                texts = self.tokenizer.batch_decode(sequences[:n_return], skip_special_tokens=True,
-                                                    clean_up_tokenization_spaces=False)
-                scores = seq_scores[:n_return].tolist() if seq_scores is not None else None
-                results[row] = self._finish(inputs[row], [t.strip() for t in texts], scores, flags[row], task,
-                                            rerank, canonicalize, mbr if choose_by_mbr else MBR_OFF)
-                results[row].neighbours = shown[row]
-                bar.update(1)
-        bar.close()
-        return results  # type: ignore[return-value]
-
-    def _finish(self, text, cands, scores, row_flags, task, rerank, canonicalize, mbr=MBR_OFF) -> Translation:
-        output = cands[mbr_index(cands, mbr)] if cands else ""
+    def _finish(self, cands, scores, task, rerank, canonicalize, mbr=MBR_OFF) -> Translation:
+        output, flags = cands[mbr_index(cands, mbr)] if cands else "", []
         if task == TEXT2MOL:
             if rerank:
                 valid = [c for c in cands if is_valid_smiles(c)]
                 if valid:
                     output = valid[0]
                 else:
-                    row_flags.append(FLAG_NO_VALID)
+                    flags.append(FLAG_NO_VALID)
+            if not is_valid_smiles(output):  # why, when its syntax says: e.g. cut short by max_new_tokens
+                flags.extend(syntax_flags(output))
             if canonicalize:
                 output = canonical_smiles(output) or output
                 cands = [canonical_smiles(c) or c for c in cands]
-        return Translation(input=text, output=output, candidates=cands, scores=scores, flags=row_flags)
+        return Translation(input="", output=output, candidates=cands, scores=scores, flags=flags)
+
+    @contextlib.contextmanager
+    def _logits_processors(self, task: str, decoding: DecodingOptions, constraints: SmilesConstraints,
+                           retrieval: RetrievalOptions | None, retriever: Any, extra: Sequence[Any]
+                           ) -> Iterator[dict[str, Any]]:
+        """``generate``'s ``logits_processor`` keyword ({} when there is none): kNN (the model hooked while
+        the context lasts), ``extra``, then the SMILES constraint, last, so that it masks whatever came
+        before and every hypothesis completes within ``max_new_tokens``."""
+        from transformers import LogitsProcessorList
+
+        with contextlib.ExitStack() as stack:
+            processors = []
+            if retrieval is not None:
+                import datastore  # retrieval is datastore's: t2m's core imports it where decoding is augmented
+
+                processors += stack.enter_context(datastore.knn_generation(
+                    self.model, retrieval.store, params=retrieval.params, exact=retrieval.exact, trace=retrieval.trace,
+                    retriever=retriever, check=False))  # _resolve_retrieval checked it
+            processors += list(extra)
+            if task == TEXT2MOL and constraints.syntax:
+                processors.append(self._smiles_syntax_processor().limited(
+                    decoding.max_new_tokens, decoding.num_beams, decoding.do_sample, valence=constraints.valence))
+            yield {"logits_processor": LogitsProcessorList(processors)} if processors else {}
 
     def _smiles_syntax_processor(self):
         """This translator's :class:`t2m.smiles_grammar.SmilesSyntaxProcessor` (tables built on first use)."""
@@ -354,16 +337,20 @@ class Translator:
             self._syntax = SmilesSyntaxProcessor(self.tokenizer)
         return self._syntax
 
-    def _knn_store(self, knn: KNNSettings | None):
-        """The loaded datastore of ``knn`` (checked against this model and tokenizer), or None."""
-        if knn is None:
+    def _resolve_retrieval(self, retrieval: RetrievalOptions | None, task: str) -> RetrievalOptions | None:
+        """``retrieval`` with its store loaded and checked against this model, tokenizer and ``task``, and
+        the store's parameters where it chose none; None without retrieval."""
+        if retrieval is None:
             return None
-        import datastore  # retrieval is datastore's: t2m imports it only in these _knn / _pair methods
+        import datastore
 
-        if isinstance(knn.store, (str, Path)):
-            return datastore.Datastore.load(knn.store, model=self.model, tokenizer=self.tokenizer)
-        knn.store.check_matches(model=self.model, tokenizer=self.tokenizer)
-        return knn.store
+        store = retrieval.store
+        if isinstance(store, (str, Path)):
+            store = datastore.Datastore.load(store, model=self.model, tokenizer=self.tokenizer)
+        else:
+            store.check_matches(model=self.model, tokenizer=self.tokenizer)
+        store.check_matches(task=task)  # every retrieval scope, the whole store too
+        return retrieval.resolved(store)
 
     def pair_search(self, store):
         """(:class:`t2m.knn_pairs.PairFinder`, :class:`datastore.RowRestrictedRetriever`) of ``store``, built
@@ -384,20 +371,10 @@ class Translator:
         else:
             store.retriever()
 
-    def _pair_restriction(self, store, task: str, pairs: int, inputs: dict[int, str]):
-        """A :class:`datastore.RowRestrictedRetriever` over ``store`` and, per input row, the store rows of
-        its ``pairs`` nearest training pairs (:class:`t2m.knn_pairs.PairFinder`, built once per store)."""
+    def _pair_restriction(self, store, task: str, pairs: int, inputs: Sequence[str]) -> tuple[Any, list]:
+        """A :class:`datastore.RowRestrictedRetriever` over ``store`` and, per input, the store rows of its
+        ``pairs`` nearest training pairs (:class:`t2m.knn_pairs.PairFinder`, built once per store)."""
         if store.task not in (None, task):
             raise ValueError(f"{store.path}: a {store.task} datastore cannot restrict a {task} translation")
         finder, retriever = self.pair_search(store)
-        rows = list(inputs)
-        return retriever, dict(zip(rows, finder.nearest([inputs[r] for r in rows], pairs)))
-
-    def _knn_context(self, knn: KNNSettings | None, store, retriever=None):
-        if knn is None:
-            return contextlib.nullcontext(None)
-        import datastore
-
-        return datastore.knn_generation(self.model, store, k=knn.k, lambda_=knn.lambda_, temperature=knn.temperature,
-                                        exact=knn.exact, trace=knn.trace, retriever=retriever,
-                                        check=False)  # _knn_store checked it
+        return retriever, list(finder.nearest(list(inputs), pairs))

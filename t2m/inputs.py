@@ -27,6 +27,15 @@ class UsageError(Exception):
     """An option or path the command cannot use, found before any work started: exit status 2."""
 
 
+def error_line(error: BaseException) -> str:
+    """The message of ``error`` as one line."""
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and \
+            error.filename and str(error.filename) not in text:
+        text = f"{error.filename}: {text}"
+    return text or type(error).__name__
+
+
 @dataclass
 class InputRow:
     """One row of the input: its line in the file (1-based; for TEXT arguments, its position), the text to

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2m.options import DECODING_OFF
+
 T2M_META_FILE = "t2m.json"
 
 # Shapes of T5 v1.1 (gated-GELU) and some sized for a 2-core CPU. transformers 5 always ties the LM
@@ -54,9 +56,10 @@ def make_config(preset: str | None = None, config_file: str | Path | None = None
     return config
 
 
-# generate() options a checkpoint's t2m.json may recommend per task, and the value of each that means off
-DECODING_KEYS = ("no_repeat_ngram_size", "repetition_penalty", "length_penalty")
-DECODING_OFF = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0}
+# generate()'s repetition / length options, which a checkpoint's t2m.json recommends per task, and the value of
+# each that means off. The "decoding" section may set any field of t2m.options.DecodingOptions and
+# SmilesConstraints (t2m.options.CHECKPOINT_FIELDS).
+DECODING_KEYS = tuple(DECODING_OFF)
 
 
 @dataclass
@@ -67,14 +70,16 @@ class CheckpointInfo:
     prompt_style: str = "textchem"
     tasks: tuple[str, ...] = ("text2mol", "mol2text")
     extra: dict[str, Any] = field(default_factory=dict)
-    # per-task generate() defaults the checkpoint recommends, e.g. {"mol2text": {"no_repeat_ngram_size": 3}}
+    # per-task decoding defaults the checkpoint recommends (fields of t2m.options.DecodingOptions and
+    # SmilesConstraints), e.g. {"mol2text": {"no_repeat_ngram_size": 3}}
     decoding: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def decoding_options(self, task: str, **given: Any) -> dict[str, Any]:
-        """The repetition / length ``generate`` options a decoding of ``task`` uses: ``given`` values that
-        are not None, else the checkpoint's recommendation; options that are off (penalty 1.0, n-gram
-        size 0) left out."""
-        options = {**self.decoding.get(task, {}), **{k: v for k, v in given.items() if v is not None}}
+        """The repetition / length ``generate`` options (:data:`DECODING_KEYS`) a decoding of ``task`` uses:
+        ``given`` values that are not None, else the checkpoint's recommendation; options that are off
+        (penalty 1.0, n-gram size 0) left out."""
+        recommended = {k: v for k, v in self.decoding.get(task, {}).items() if k in DECODING_KEYS}
+        options = {**recommended, **{k: v for k, v in given.items() if v is not None}}
         return {k: v for k, v in options.items() if v is not None and v != DECODING_OFF.get(k)}
 
 
@@ -103,15 +108,20 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
 
 
 def _decoding_defaults(meta_file: Path, decoding: Any) -> dict[str, dict[str, Any]]:
-    """Validate the ``decoding`` section of ``t2m.json``: {task: {generate option: value}}."""
+    """Validate the ``decoding`` section of ``t2m.json``: {task: {option: value}}, options being fields of
+    :class:`t2m.options.DecodingOptions` and :class:`t2m.options.SmilesConstraints`."""
+    from t2m.options import check_checkpoint_section
+
     if not isinstance(decoding, dict) or not all(isinstance(v, dict) for v in decoding.values()):
-        raise ValueError(f'{meta_file}: "decoding" must map a task to generate options, e.g. '
+        raise ValueError(f'{meta_file}: "decoding" must map a task to decoding options, e.g. '
                          '{"mol2text": {"no_repeat_ngram_size": 3}}')
     for task, options in decoding.items():
-        unknown = sorted(set(options) - set(DECODING_KEYS))
-        if task not in ("text2mol", "mol2text") or unknown:
-            raise ValueError(f'{meta_file}: "decoding" -> {task!r}: tasks are text2mol and mol2text and options '
-                             f"{', '.join(DECODING_KEYS)}; got {unknown or task!r}")
+        if task not in ("text2mol", "mol2text"):
+            raise ValueError(f'{meta_file}: "decoding" -> {task!r}: tasks are text2mol and mol2text')
+        try:
+            check_checkpoint_section(options)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'{meta_file}: "decoding" -> {task!r}: {err}') from None
     return decoding
 
 

@@ -7,7 +7,7 @@ regenerated without decoding anything::
     t2m report BENCH_DIR --into docs/results.md
                                           # also puts bench.md between that page's bench markers
 
-(``python -m t2m.report`` is the same command.)
+(:func:`rewrite_report` in Python; the command line is :mod:`t2m.cli.report`.)
 
 The HTML page needs no network: plots are PNG data URIs, molecules are RDKit drawings (SVG data URIs),
 the style sheet is inline, and there is no script.
@@ -15,7 +15,6 @@ the style sheet is inline, and there is no script.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -23,7 +22,6 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +110,7 @@ def model_statement(bench: dict[str, Any]) -> str:
 
 def command_line(bench: dict[str, Any]) -> str:
     """The ``t2m bench`` command that reproduces the run: every setting that differs from the default."""
-    from t2m.bench_config import BenchConfig
+    from t2m.bench.config import BenchConfig
 
     settings = bench["settings"]
     defaults = BenchConfig(out=settings["out"]).to_json()
@@ -519,45 +517,29 @@ def readme_with_bench(readme: str, bench_md: str, readme_path: str = "docs/resul
     return f"{head}{README_BEGIN}\n\n{body}\n\n{README_END}{tail}"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bench_dir", type=Path, help="a t2m bench --out folder")
-    parser.add_argument("--replot", action="store_true", help="draw the plots again from bench.json")
-    parser.add_argument("--into", "--readme", dest="readme", metavar="PAGE", type=Path, default=None,
-                        help="also write bench.md between this markdown page's bench markers (docs/results.md)")
-    parser.add_argument("--into-plots", "--readme-plots", dest="readme_plots", metavar="DIR", type=Path, default=None,
-                        help="copy the plots here (relative to that page) and link them from it")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``t2m report``: rewrite a bench folder's bench.md and report.html (and, with ``--into``, a page's tables)."""
-    bench = json.loads((args.bench_dir / "bench.json").read_text(encoding="utf-8"))
-    if args.replot:
+def rewrite_report(bench_dir: Path, replot: bool = False, into: Path | None = None,
+                   into_plots: Path | None = None) -> list[Path]:
+    """``t2m report``: rewrite a bench folder's bench.md and report.html from its bench.json (``replot``: the
+    plots too) and, with ``into``, put bench.md between that markdown page's bench markers (``into_plots``:
+    copy the plots there, relative to the page, and link them). Returns report.html, then the page."""
+    bench_dir = Path(bench_dir)
+    bench = json.loads((bench_dir / "bench.json").read_text(encoding="utf-8"))
+    if replot:
         from t2m.plots import make_plots
 
-        make_plots(bench, args.bench_dir / "plots")
-    names = [name for name in PLOT_TITLES if (args.bench_dir / "plots" / f"{name}.png").is_file()]
-    atomic_write_text(args.bench_dir / "bench.md", bench_markdown(bench, names))
-    print(write_report(args.bench_dir))
-    if args.readme is not None:
+        make_plots(bench, bench_dir / "plots")
+    names = [name for name in PLOT_TITLES if (bench_dir / "plots" / f"{name}.png").is_file()]
+    atomic_write_text(bench_dir / "bench.md", bench_markdown(bench, names))
+    written = [write_report(bench_dir)]
+    if into is not None:
         plots_dir, plot_names = "plots", []
-        if args.readme_plots is not None:
-            target = args.readme.parent / args.readme_plots
+        if into_plots is not None:
+            target = into.parent / into_plots
             target.mkdir(parents=True, exist_ok=True)
             for name in names:
-                shutil.copy2(args.bench_dir / "plots" / f"{name}.png", target / f"{name}.png")
-            plots_dir, plot_names = args.readme_plots.as_posix(), names
-        text = readme_with_bench(args.readme.read_text(encoding="utf-8"), bench_markdown(bench, plot_names, plots_dir),
-                                 str(args.readme))
-        atomic_write_text(args.readme, text)
-        print(args.readme)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="t2m report", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+                shutil.copy2(bench_dir / "plots" / f"{name}.png", target / f"{name}.png")
+            plots_dir, plot_names = into_plots.as_posix(), names
+        text = readme_with_bench(into.read_text(encoding="utf-8"), bench_markdown(bench, plot_names, plots_dir), str(into))
+        atomic_write_text(into, text)
+        written.append(into)
+    return written

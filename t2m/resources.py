@@ -1,4 +1,4 @@
-"""``t2m setup``: install the offline resources evaluation and tests need.
+"""Install the offline resources evaluation and tests need (``t2m setup``, :mod:`t2m.cli.setup`).
 
 - WordNet 3.0 for METEOR: Debian's ``wordnet-base`` and ``wordnet-sense-index`` packages (apt-get, as
   root) put the database in ``/usr/share/wordnet``; it is copied into the project's nltk data directory as
@@ -15,7 +15,6 @@ Idempotent: what is already in place is checked and left alone, so a second run 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -207,35 +206,3 @@ def setup(
     if with_chromium:
         setup_chromium()
     return target
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--nltk-data",
-        type=Path,
-        default=None,
-        help="nltk data directory to lay WordNet out in (default: $T2M_NLTK_DATA or ~/.cache/t2m/nltk_data)",
-    )
-    parser.add_argument(
-        "--no-apt", action="store_true", help="do not run apt-get; only lay out an existing /usr/share/wordnet"
-    )
-    parser.add_argument(
-        "--with-chromium", action="store_true", help="also install Chromium and fonts (HTML report tests)"
-    )
-    parser.add_argument("--no-meteor-table", action="store_true", help="do not pre-build the METEOR table for SciBERT")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        if args.nltk_data is not None:
-            os.environ["T2M_NLTK_DATA"] = str(args.nltk_data)  # so that evaluation finds what we lay out
-        setup(
-            args.nltk_data,
-            use_apt=not args.no_apt,
-            with_chromium=args.with_chromium,
-            meteor_table=not args.no_meteor_table,
-        )
-    except (SetupError, subprocess.CalledProcessError) as e:
-        print(f"t2m setup: error: {e}", file=sys.stderr)
-        return 1
-    return 0

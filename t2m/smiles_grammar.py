@@ -11,6 +11,7 @@ forbids, at every step and for every hypothesis, the tokens that would break SMI
 - a ring bond (digit or ``%nn``) or a ``.`` or ``(`` where no atom precedes it (first, after ``.``, ``(`` or,
   for a ring bond, a bond written just after ``(``), a ``)`` right after ``(``, a bond or ``.``, two bond
   symbols in a row (RDKit refuses ``C.1CC1``, ``C()``, ``C=(C)``, ``C=#C``);
+- a ``%nn`` label under 10 (RDKit refuses ``%05``: ``5`` is that ring bond);
 - a space after the first token (SMILES have none) and characters outside printable ASCII;
 - the end-of-sequence token while a branch, a ring bond (``1``-``9``, ``%nn``) or a bracket atom is open,
   after a bond symbol, ``(`` or ``.``, or before any atom.
@@ -152,12 +153,12 @@ def advance(state: SmilesState, text: str) -> SmilesState:
         if not (" " < ch < "\x7f"):
             return _BROKEN
         if percent:
-            if not ch.isdigit():
-                return _BROKEN
+            if not ch.isdigit() or (percent == 2 and ch == "0"):
+                return _BROKEN  # RDKit reads '%nn' labels from 10 on: it refuses %05 (5 is that ring bond)
             label = label * 10 + int(ch)
             percent -= 1
             if percent == 0:
-                rings ^= 1 << label  # %05 is ring bond 5, as 5 is
+                rings ^= 1 << label
                 age = 0 if rings >> label & 1 else age
                 prev = RING
             started = True
@@ -219,6 +220,19 @@ def advance(state: SmilesState, text: str) -> SmilesState:
 
 
 _BROKEN = SmilesState(broken=True)
+
+# a translation's flags (t2m.generate.Translation.flags) for a SMILES output whose syntax is not complete
+FLAG_UNFINISHED = ("SMILES unfinished when decoding stopped (empty, or a branch, ring bond or bracket atom open): "
+                   "raise --max-new-tokens")
+FLAG_BROKEN_SYNTAX = "SMILES syntax broken (decoded without the syntax constraint, --no-smiles-syntax)"
+
+
+def syntax_flags(smiles: str) -> list[str]:
+    """The flag naming why ``smiles`` (a decoded output) is no complete SMILES, if it is not: its syntax
+    broken, or left unfinished -- empty, or with something open (under the constraints, only a length budget
+    too small to write and close an atom does that); [] for a complete one."""
+    state = advance(SmilesState(), smiles.strip())
+    return [FLAG_BROKEN_SYNTAX] if state.broken else [] if state.can_end() else [FLAG_UNFINISHED]
 # valence-checked tokens kept per hypothesis when sampling (and by default): sampling is top-k from these
 SAMPLED_CANDIDATES = 50
 # ... looked for among the best this many times as many tokens, at most, once one passed: a hypothesis whose
@@ -234,14 +248,32 @@ def owed_tokens(state: SmilesState) -> int:
     it on: closing several on one atom would overfill it), up to two more atoms while a ring bond is open (it
     may close neither on the atom that opened it nor on the next), one atom when nothing was written or a
     bond symbol, ``(`` or ``.`` was last (unless a ring bond is owed one), a symbol more in a bracket atom
-    that has none yet (and a class digit, a chirality's letter and digit), one to end."""
+    that has none yet (and a class digit, a chirality's letter and digit), one to end. Inside a ``%nn``
+    label, the cheapest label it can still become: one closing an open ring bond, else a new ring bond it
+    then owes (:func:`_label_owed`)."""
     if state.broken:
         return _UNREACHABLE
+    if state.percent:
+        return _label_owed(state)
     rings = sum(2 if label < 10 else 4 for label in range(100) if state.rings >> label & 1) if state.rings else 0
-    return (state.depth + rings + (2 - state.ring_age) * bool(state.rings) + _bracket_owed(state.bracket)
-            + state.percent + 1
+    return (state.depth + rings + (2 - state.ring_age) * bool(state.rings) + _bracket_owed(state.bracket) + 1
             # an atom after a bond, a '(' or a '.' (or first): the atom an open ring bond is owed can be that one
-            + int(not state.bracket and not state.percent and state.prev not in _AFTER_ATOM and not state.rings))
+            + int(not state.bracket and state.prev not in _AFTER_ATOM and not state.rings))
+
+
+def _label_owed(state: SmilesState) -> int:
+    """:func:`owed_tokens` inside a ``%nn`` label (``state.percent`` digits still owed after ``state.label``):
+    its digits, then what the cheapest label it may become leaves owed -- a label closing an open ring bond,
+    or the first label not open (a new ring bond, which must then be closed in turn, two atoms on). Without
+    this a ``%`` written near the length limit opened a ring bond there was no room left to close."""
+    labels = range(state.label * 10, state.label * 10 + 10) if state.percent == 1 else range(10, 100)
+    opened = [label for label in labels if state.rings >> label & 1]
+    fresh = next((label for label in labels if not state.rings >> label & 1), None)
+    best = _UNREACHABLE
+    for label in opened + ([fresh] if fresh is not None else []):
+        digits = f"{label:02d}"[2 - state.percent:]
+        best = min(best, owed_tokens(advance(state, digits)))
+    return state.percent + best
 
 
 def token_surfaces(tokenizer: Any) -> list[str | None]:
@@ -293,11 +325,13 @@ class SmilesSyntaxProcessor:
         self.min_depth = torch.tensor(min_depth, dtype=torch.int32)  # lowest relative branch depth
         self._states: dict[tuple[int, ...], SmilesState] = {}
         self._owed_after: dict[SmilesState, Any] = {}  # state with depth 0 -> owed tokens after each token
-        # the most owed tokens one token can add (4 with the shipped tokenizer: a ring bond opened, its atoms
-        # owed again): a hypothesis with more slack than that is left alone
-        starts = [SmilesState(), SmilesState(started=True), SmilesState(started=True, rings=2)]
-        self._max_growth = max([owed_tokens(after) - owed_tokens(start) for start in starts for text in self.surfaces
-                                if text and not (after := advance(start, text)).broken], default=0) + 1
+        # the most owed tokens one token can add (8 with the shipped tokenizer: a '%' that must open a ring bond,
+        # its label's digits and closing owed): a hypothesis with more slack than that is left alone
+        # (from every variant of the state, with no ring bond open and with one; letters alone owe nothing more)
+        starts = [replace(start, rings=rings) for start in map(_variant_start, range(_VARIANTS)) for rings in (0, 2)]
+        texts = [text for text in self.surfaces if text and not text.lstrip(" ").isalpha()]
+        self._max_growth = max([owed_tokens(after) - owed_tokens(start) for start in starts for text in texts
+                                if not (after := advance(start, text)).broken], default=0) + 1
 
     def limited(self, max_new_tokens: int | None, num_beams: int = 1, sampling: bool = False,
                 valence: bool | None = None) -> "SmilesSyntaxProcessor":

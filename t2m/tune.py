@@ -1,5 +1,5 @@
 """Choose kNN λ, k, T on the dev slice by the task metric, and write them into the store
-(:func:`tune`; on the command line ``t2m tune``, :mod:`t2m.tune_cli`).
+(:func:`tune`; on the command line ``t2m tune``, :mod:`t2m.cli.tune`).
 
 Two stages, so the grid can be wide on a CPU:
 
@@ -7,7 +7,9 @@ Two stages, so the grid can be wide on a CPU:
    reference tokens under every (λ, k, T) of the grid. Without ``--temperatures`` the T grid is set
    from the data: the median squared distance d₁ of dev states to their nearest key, times 0.1 .. 10.
 2. decoding: the ``--finalists`` best combinations of stage 1 and the model alone (λ = 0) decode the dev
-   slice; the task metric picks the winner (mol2text: BLEU-4 on SciBERT tokens, as MolT5; text2mol:
+   slice through ``Translator.translate`` itself (the checkpoint's decoding defaults, the SMILES constraint
+   and valid-SMILES reranking, the retrieval scope: what ``t2m translate --knn STORE`` will do); the task
+   metric picks the winner (mol2text: BLEU-4 on SciBERT tokens, as MolT5; text2mol:
    exact match, then Morgan FTS), ties broken by stage 1's likelihood.
 
 ``--pairs 0,4`` adds the retrieval scope to the grid: 0 searches the whole store, N only the entries of
@@ -21,8 +23,6 @@ slice); a dev row whose source is also a source in the store's data is reported 
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,17 +31,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from datastore.params import KNNParams
+
 DEFAULT_LAMBDAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DEFAULT_KS = (4, 8, 16, 32)
 TEMPERATURE_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
-@dataclass(frozen=True)
-class Candidate:
-    k: int
-    lambda_: float
-    temperature: float
-    pairs: int = 0  # 0: the whole store; N: each input's N nearest training pairs
+# a point of the grid: k, λ, T and the retrieval scope (0: the whole store; N: each input's N nearest training
+# pairs) -- the store's own parameter type, under the name tuning gave it
+Candidate = KNNParams
 
 
 @dataclass
@@ -155,26 +154,16 @@ def scopes_teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict]
 
 
 def _mixed_log_likelihood_sums(found: Any, targets: Any, model_lp: Any, candidates: Sequence[Candidate]) -> np.ndarray:
-    """Per candidate, the summed log p(target) of the kNN/model mixture, given the ``found`` neighbours
-    (sorted by distance), the reference ``targets`` and the model's log-probabilities of them."""
-    import torch
+    """Per candidate, the summed log p(target) of the kNN/model mixture (:func:`datastore.combine.mix_target_log_probs`,
+    in float64), given the ``found`` neighbours (sorted by distance), the reference ``targets`` and the model's
+    log-probabilities of them; each token's log-probability floored at -100."""
+    from datastore.combine import mix_target_log_probs
 
+    distances = found.distances.double()  # (n, k_max)
     sums = np.zeros(len(candidates))
-    hit = found.values == targets[:, None]  # (n, k_max)
-    valid = found.values >= 0
     for i, cand in enumerate(candidates):
-        d = found.distances[:, :cand.k].double()
-        logits_k = torch.where(valid[:, :cand.k], -d / cand.temperature, float("-inf"))
-        norm = torch.logsumexp(logits_k, -1)
-        knn_lp = torch.logsumexp(torch.where(hit[:, :cand.k], logits_k, float("-inf")), -1) - norm
-        if cand.lambda_ == 0:
-            mixed = model_lp
-        elif cand.lambda_ == 1:
-            mixed = knn_lp
-        else:
-            mixed = torch.logaddexp(knn_lp + math.log(cand.lambda_), model_lp + math.log1p(-cand.lambda_))
-        # a state whose neighbours are all missing keeps the model's probability
-        mixed = torch.where(torch.isfinite(norm), mixed, model_lp)
+        mixed = mix_target_log_probs(model_lp, distances[:, :cand.k], found.values[:, :cand.k], targets,
+                                     cand.lambda_, cand.temperature)  # (n,)
         sums[i] = float(mixed.clamp(min=-100.0).sum())
     return sums
 
@@ -187,66 +176,38 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
            max_new_tokens: int = 256, progress: bool = True,
            generate_options: dict[str, Any] | None = None, smiles_syntax: bool = True,
            pair_rows: Sequence[Any] | None = None) -> list[str]:
-    """Outputs for ``sources`` with the model alone (``candidate`` None or λ = 0) or with kNN
-    (``pair_rows``: per source, the store rows a :class:`datastore.RowRestrictedRetriever` ``retriever``
-    may search, set batch by batch as ``Translator`` does).
+    """Outputs for ``sources`` -- the text the model reads (:meth:`t2m.generate.Translator.model_inputs`,
+    neighbours included; the prompt is added when missing) -- with the model alone (``candidate`` None or
+    λ = 0) or with kNN, searching ``retriever`` (with ``pair_rows``: per source, the store rows a
+    :class:`datastore.RowRestrictedRetriever` may search). Decoded by :meth:`t2m.generate.Translator.decode`,
+    the code ``Translator.translate`` decodes with: ``generate_options`` are the checkpoint's repetition
+    settings, ``smiles_syntax`` the SMILES constraint (text2mol; with valid-SMILES reranking, as
+    ``Translator``)."""
+    from t2m.batching import encode_sources
+    from t2m.generate import Translator
+    from t2m.modeling import CheckpointInfo
+    from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
+    from t2m.tasks import add_prompt
 
-    ``generate_options``: extra ``generate`` options (the checkpoint's repetition settings, e.g.
-    ``no_repeat_ngram_size``), so that tuning decodes the way translation will; so does ``smiles_syntax``
-    (text2mol: the SMILES syntax constraint of :mod:`t2m.smiles_grammar`, on by default as in
-    ``Translator.translate``)."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import LogitsProcessorList
-
-    from datastore.augment import knn_generation
-    from t2m.batching import collate, encode_sources
-    from t2m.fast_decoding import generate_in_rounds
-    from t2m.generate import default_first_round
-    from t2m.tasks import TEXT2MOL, add_prompt
-
-    device = next(model.parameters()).device
-    label = "model" if candidate is None else describe(candidate)
-    source_ids = encode_sources(tokenizer, [add_prompt(s, task, prompt_style) for s in sources], 512)
-    order = sorted(range(len(source_ids)), key=lambda i: -len(source_ids[i]))  # as Translator: similar lengths
-
-    def encode(rows: list[int]) -> dict:
-        if pair_rows is not None:
-            retriever.restrict([pair_rows[i] for i in rows])
-        batch = collate([source_ids[i] for i in rows], None, tokenizer.pad_token_id)
-        return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
-
-    knn = (contextlib.nullcontext(None) if candidate is None or candidate.lambda_ == 0 else
-           knn_generation(model, store, k=candidate.k, lambda_=candidate.lambda_, temperature=candidate.temperature,
-                          retriever=retriever, check=False))
-    outputs: list[str] = [""] * len(source_ids)
-    bar = tqdm(total=len(source_ids), desc=f"tune: decode dev ({label})", unit="row", disable=not progress)
-    # decoded as t2m.generate.Translator decodes (fast_decoding, length rounds)
-    with torch.inference_mode(), knn as processors:
-        options = dict(generate_options or {}, do_sample=False, early_stopping=True if num_beams > 1 else None)
-        processors = list(processors or [])
-        if task == TEXT2MOL and smiles_syntax:
-            from t2m.smiles_grammar import SmilesSyntaxProcessor
-
-            processors.append(SmilesSyntaxProcessor(tokenizer).limited(max_new_tokens, num_beams))  # as Translator
-        if processors:
-            options["logits_processor"] = LogitsProcessorList(processors)
-        for row, sequences, _ in generate_in_rounds(
-                model, encode, order, num_beams=num_beams, num_return_sequences=num_beams,
-                max_new_tokens=max_new_tokens, first_round_tokens=default_first_round(task, num_beams),
-                batch_size=batch_size, eos_token_id=tokenizer.eos_token_id, **options):
-            outputs[row] = tokenizer.decode(sequences[0], skip_special_tokens=True).strip()
-            bar.update(1)
-    bar.close()
-    return outputs
+    info = CheckpointInfo(path="", prompt_style=prompt_style, decoding={task: dict(generate_options or {})})
+    translator = Translator(model, tokenizer, info)
+    encoded = encode_sources(tokenizer, [add_prompt(s, task, prompt_style) for s in sources], translator.max_source_len)
+    decoding, constraints = translator.options(task, DecodingOptions(num_beams=num_beams, batch_size=batch_size,
+                                                                     max_new_tokens=max_new_tokens),
+                                               SmilesConstraints(syntax=smiles_syntax))
+    retrieval = None
+    if candidate is not None and candidate.lambda_ != 0:
+        retrieval = RetrievalOptions(store, candidate)
+    results = translator.decode(encoded, task, decoding, constraints, retrieval, retriever=retriever,
+                                pair_rows=pair_rows, progress=progress)
+    return [r.output for r in results]
 
 
 # ------------------------------------------------------------------------------------------- tune
 
 
 def describe(candidate: Candidate) -> str:
-    scope = f" pairs={candidate.pairs}" if candidate.pairs else ""
-    return f"k={candidate.k} λ={candidate.lambda_} T={candidate.temperature:.4g}{scope}"
+    return candidate.describe()
 
 
 def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], exact: bool = False,
@@ -287,9 +248,10 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     input's N nearest training pairs). Returns the :class:`TuneResult`."""
     from datastore.build import PairBatches
     from t2m.knn_store import device, encode_pairs
-    from datastore.store import Datastore, KNNParams
+    from datastore.store import Datastore
     from t2m.data import DEV_SIZE, load_chebi20_records
     from t2m.generate import Translator
+    from t2m.options import DecodingOptions, RetrievalOptions
     from t2m.modeling import load_model
     from t2m.tasks import source_and_target
 
@@ -310,12 +272,14 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     dev_pairs = [source_and_target(r["smiles"], r["description"], task) for r in dev]
     sources, references = [s for s, _ in dev_pairs], [t for _, t in dev_pairs]
     # what the model reads: with its neighbours for a checkpoint trained with them (pair search: the bare input)
-    model_sources = Translator(model, tokenizer, info).model_inputs(sources, task)
+    translator = Translator(model, tokenizer, info)
+    model_sources = translator.model_inputs(sources, task)
     max_len = int(data_meta.get("max_target_len", 512))
     encode = partial(encode_pairs, tokenizer, task=task, prompt_style=info.prompt_style,
                      max_source_len=int(data_meta.get("max_source_len", 512)), max_target_len=max_len)
     batches = PairBatches(encode, model_sources, references, batch_size)
-    scopes = retrieval_scopes(store, sources, pairs, exact)
+    scopes = retrieval_scopes(store, sources, pairs, exact,
+                              pair_search=translator.pair_search(store) if any(pairs) else None)
 
     # stage 1: the likelihood over the whole grid (per scope, one forward pass for all); T from the data unless given
     grid: list[Candidate] = []
@@ -348,21 +312,19 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
         if len(picks) >= finalists:
             break
 
-    # stage 2: decode (with the checkpoint's recommended repetition settings) and score by the task metric
+    # stage 2: decode the dev slice as `t2m translate` does (Translator.translate: the checkpoint's decoding
+    # defaults, valid-SMILES reranking, the retrieval scope) and score by the task metric
     options = info.decoding_options(task)
-    results = []
-    base_outputs = decode(model, tokenizer, store, model_sources, task, info.prompt_style, None, None,
-                          num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                          progress=progress, generate_options=options)
-    base_key, base_metric = dev_metric(task, references, base_outputs)
-    results.append((base_key, model_only, Candidate(store.knn_params.k, 0.0,
-                                                              store.knn_params.temperature), base_metric))
+    decoding = DecodingOptions(num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+    def dev_outputs(cand: Candidate | None) -> list[str]:
+        retrieval = None if cand is None or cand.lambda_ == 0 else RetrievalOptions(store, cand, exact=exact)
+        return [t.output for t in translator.translate(sources, task, decoding, retrieval=retrieval, progress=progress)]
+
+    base_key, base_metric = dev_metric(task, references, dev_outputs(None))
+    results = [(base_key, model_only, Candidate(store.knn_params.k, 0.0, store.knn_params.temperature), base_metric)]
     for cand in picks:
-        retriever, pair_rows = scopes[cand.pairs]
-        outputs = decode(model, tokenizer, store, model_sources, task, info.prompt_style, cand, retriever,
-                         num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                         progress=progress, generate_options=options, pair_rows=pair_rows)
-        key, metric = dev_metric(task, references, outputs)
+        key, metric = dev_metric(task, references, dev_outputs(cand))
         results.append((key, float(scores[grid.index(cand)]), cand, metric))
         print(f"tune: {describe(cand)}: {metric}", flush=True)
     best_key, best_ll, best, best_metric = max(results, key=lambda r: (r[0], r[1]))
@@ -373,7 +335,7 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
         stage1_best=stage1, dev_rows=len(dev), seconds=round(time.perf_counter() - started, 1))
     if write:
         store.set_knn_params(
-            KNNParams(k=best.k, lambda_=best.lambda_, temperature=best.temperature, pairs=best.pairs or None),
+            best,
             source=f"t2m tune on {len(dev)} dev rows ({data_meta.get('setting', '?')} setting), "
                    f"num_beams={num_beams}" + "".join(f", {k}={v}" for k, v in options.items()),
             extra={"dev_metric": best_metric, "model_only_dev_metric": base_metric, "metric": metric_name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -225,23 +226,32 @@ def test_system_names():
     assert system_name("model", 3, 5, rerank=False, task="mol2text") == "model@beam3"
 
 
-def test_per_row_scores_reproduce_the_evaluator_on_published_predictions(shared_data):
+@pytest.mark.parametrize("strict", [False, True])
+def test_the_evaluators_per_row_statistics_give_its_corpus_metrics_on_any_resample(shared_data, strict):
+    """The bootstrap's statistics are the evaluator's own (``per_row=True``): all rows once give its corpus
+    numbers, and rows counted twice or left out give what it says of the resampled rows."""
     from evaluation import evaluate_mol2text, evaluate_text2mol, read_predictions
 
     folder = shared_data / "molt5_predictions"
-    t2m_preds = read_predictions(folder / "molt5-small-caption2smiles.txt")
-    refs, outs = list(t2m_preds.references[:300]), list(t2m_preds.outputs[:300])
-    rows = text2mol_row_scores(refs, outs)
-    metrics = evaluate_text2mol(refs, outs, fcd=False).metrics
-    for metric in ("exact_match", "morgan_fts", "validity"):
-        assert rows.corpus(metric) == pytest.approx(metrics[metric], abs=1e-12)
-
-    cap = read_predictions(folder / "molt5-small-smiles2caption.txt")
-    refs, outs = list(cap.references[:300]), list(cap.outputs[:300])
-    rows = CaptionScorer()(refs, outs)
-    metrics = evaluate_mol2text(refs, outs).metrics
-    for metric in ("bleu4", "bleu2", "meteor"):
-        assert rows.corpus(metric) == pytest.approx(metrics[metric], abs=1e-12)
+    counts = np.random.default_rng(0).multinomial(60, np.full(60, 1 / 60))
+    picked = np.repeat(np.arange(60), counts)
+    for task, file, metrics, evaluate in (
+            ("text2mol", "molt5-small-caption2smiles.txt", ("exact_match", "validity", "maccs_fts", "rdk_fts",
+                                                             "morgan_fts"), partial(evaluate_text2mol, fcd=False)),
+            ("mol2text", "molt5-small-smiles2caption.txt", ("bleu4", "bleu2", "meteor"), evaluate_mol2text)):
+        predictions = read_predictions(folder / file)
+        refs, outs = list(predictions.references[:300]), list(predictions.outputs[:300])
+        result = evaluate(refs, outs, strict=strict, per_row=True)
+        assert result.rows.task == task and len(result.rows) == 300
+        resampled = evaluate([refs[i] for i in picked], [outs[i] for i in picked], strict=strict).metrics
+        for metric in metrics:
+            assert result.rows.corpus(metric) == pytest.approx(result.metrics[metric], abs=1e-12), metric
+            weights = np.zeros(300, dtype=np.int64)
+            weights[:60] = counts
+            assert result.rows.corpus(metric, weights) == pytest.approx(resampled[metric], abs=1e-12), metric
+    assert CaptionScorer()(refs[:5], outs[:5]).corpus("meteor") == pytest.approx(
+        evaluate_mol2text(refs[:5], outs[:5]).metrics["meteor"], abs=1e-12)
+    assert text2mol_row_scores(["CCO", "C1CC1"], ["CCO", "CC"]).corpus("exact_match") == 0.5
 
 
 def test_paired_bootstrap_of_a_system_against_itself_and_a_clearly_better_one():

@@ -204,31 +204,40 @@ def test_eval_refuses_a_repeated_header_line(tmp_path):
 
 
 def _actions(parser, path=()):
+    """(subcommand path, parser, action) for every option and positional argument under ``parser``."""
     import argparse
 
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 yield from _actions(sub, (*path, name))
-        elif action.option_strings and action.dest not in ("help", "version"):
+        elif action.dest not in ("help", "version"):
             yield path, parser, action
 
 
-@pytest.mark.parametrize("command", ["translate", "eval", "datastore", "data", "tune", "bench", "train", "setup"])
-def test_every_option_has_help_and_shows_its_default(command):
-    import argparse
+def _all_commands() -> list[str]:
+    from t2m.cli import COMMANDS
 
-    from t2m.cli import build_parser
+    return sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", _all_commands())
+def test_every_option_has_help_and_shows_its_default(command):
+    """Every subcommand's every option and argument (sub-actions too: datastore build/inspect, data info/...)
+    has help, and the help shows the default where there is one -- 0 included."""
+    from t2m.cli import build_parser, shows_default
 
     parser = build_parser(command)
     seen = 0
     for path, sub, action in _actions(parser):
         seen += 1
-        assert action.help, f"{' '.join(path)} {action.option_strings[0]} has no help"
+        name = " ".join(path) + " " + (action.option_strings[0] if action.option_strings else action.dest)
+        assert action.help and action.help.strip(), f"{name} has no help"
         text = sub.formatter_class("x")._get_help_string(action)
-        if action.default not in (None, False, argparse.SUPPRESS) and not action.required:
-            assert "default" in text.lower(), f"{' '.join(path)} {action.option_strings[0]}: {text}"
+        if shows_default(action) and not action.required:
+            assert "default" in text.lower(), f"{name}: {text}"
         assert "DEFAULT_FACTORY" not in text and "None ->" not in text, text
+        assert not (action.metavar or "").endswith("_"), f"{name}: metavar {action.metavar}"
     assert seen > 3
 
 
@@ -253,3 +262,154 @@ def test_datastore_build_into_an_existing_store_or_from_no_checkpoint_is_refused
     one_line(t2m("datastore", "build", "--model", str(tmp_path), "--task", "mol2text", "--out", str(tmp_path / "new")),
              2, "not a checkpoint folder", "config.json")
     assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------- eval: one line per refusal
+
+
+def test_eval_bad_rows_are_one_line_naming_file_rows_and_fix(tmp_path):
+    header = "description\tground truth\toutput"
+    one_bad = tmp_path / "one_bad.tsv"
+    one_bad.write_text(f"{header}\nd1\tCCO\tCCO\nd2\tCCN\n", encoding="utf-8")
+    one_line(t2m("eval", str(one_bad), "--no-fcd"), 2, f"t2m eval: error: {one_bad}:3: 2 tab-separated fields, "
+             "expected 3", "fix this line, or pass --skip-bad-rows")
+    many_bad = tmp_path / "many_bad.tsv"
+    many_bad.write_text(header + "\n" + "d\tC\n" * 20 + "d\t\tC\n", encoding="utf-8")
+    line = one_line(t2m("eval", str(many_bad), "--no-fcd"), 2, f"{many_bad}:2: 2 tab-separated fields",
+                    f"{many_bad}:4:", "and 18 more malformed rows (lines 5, 6,", "fix those lines, or pass --skip-bad-rows")
+    assert "skip_bad_rows=True" not in line  # no Python-only remedy
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"reference": "C", "output": "C", "task": "x"}\nnot json\n', encoding="utf-8")
+    one_line(t2m("eval", str(bad_json), "--no-fcd"), 2, f"{bad_json}:1: unknown task 'x'", f"{bad_json}:2: invalid JSON")
+
+
+def test_eval_refuses_a_folder_a_missing_or_non_utf8_file_and_a_header_alone_in_one_line(tmp_path):
+    header = "description\tground truth\toutput"
+    one_line(t2m("eval", str(tmp_path), "--no-fcd"), 2, f"{tmp_path}: a folder, not a predictions file")
+    one_line(t2m("eval", str(tmp_path / "none.tsv"), "--no-fcd"), 2, "predictions file not found", "give the TSV")
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes(f"{header}\nd1\tCC\tCC\nd2\tCC\xe9\tC\n".encode("latin-1"))
+    one_line(t2m("eval", str(latin), "--no-fcd"), 2, f"{latin}:3: not UTF-8 text", "save the file as UTF-8")
+    alone = tmp_path / "alone.tsv"
+    alone.write_text(header + "\n", encoding="utf-8")
+    one_line(t2m("eval", str(alone), "--no-fcd"), 2, f"{alone}: no rows to score", "give a file with predictions")
+
+
+def test_eval_refuses_an_unwritable_json_and_a_missing_tokenizer_in_one_line(tmp_path):
+    captions = tmp_path / "captions.tsv"
+    captions.write_text("SMILES\tground truth\toutput\n" + "\n".join(MOL2TEXT_ROWS) + "\n", encoding="utf-8")
+    before = snapshot(tmp_path)
+    one_line(t2m("eval", str(captions), "--json", str(captions / "scores.json")), 2,
+             f"--json {captions / 'scores.json'}: {captions} is a file")
+    one_line(t2m("eval", str(captions), "--text-tokenizer", str(tmp_path / "none"), "--no-cache"), 2,
+             "text tokenizer not found", "--text-tokenizer DIR")
+    assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------- tune, bench, datastore inspect: refused before a model loads
+
+
+MODEL = REPO / "t2m" / "default_model"
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--num-beams", "0", "--num-beams 0: must be 1 or more (1: greedy search)"),
+    ("--lambdas", "0.1,1.5", "--lambdas 0.1,1.5: 1.5 must be in [0, 1]"),
+    ("--lambdas", ",", "--lambdas ',': no values; give comma-separated numbers"),
+    ("--ks", "4,x", "--ks 4,x: 'x' is not a whole number"),
+    ("--ks", "0,8", "--ks 0,8: 0 must be 1 or more"),
+    ("--temperatures", "1,0", "--temperatures 1,0: 0 must be > 0"),
+    ("--pairs", "-4", "--pairs -4: -4 must be 0 or more (0: the whole store)"),
+    ("--finalists", "0", "--finalists 0: must be 1 or more"),
+    ("--batch-size", "0", "--batch-size 0: must be 1 or more"),
+    ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
+    ("--dev-rows", "0", "--dev-rows 0: must be 1 or more (leave it out for every dev row)"),
+])
+def test_tune_options_are_refused_before_the_model_loads(tmp_path, option, value, words):
+    store = fake_store(tmp_path / "store", "mol2text")
+    before = snapshot(tmp_path)
+    one_line(t2m("tune", "--store", str(store), "--model", str(MODEL), option, value), 2, "t2m tune: error:", words)
+    assert snapshot(tmp_path) == before
+
+
+def test_tune_refuses_a_missing_model_and_a_folder_that_is_no_store(tmp_path):
+    store = fake_store(tmp_path / "store", "mol2text")
+    (tmp_path / "empty").mkdir()
+    before = snapshot(tmp_path)
+    one_line(t2m("tune", "--store", str(store), "--model", str(tmp_path / "none")), 2,
+             f"--model {tmp_path / 'none'}: no such folder", "`t2m train`")
+    one_line(t2m("tune", "--store", str(store), "--model", str(tmp_path)), 2, "not a checkpoint folder (no config.json)")
+    one_line(t2m("tune", "--store", str(tmp_path / "empty"), "--model", str(MODEL)), 2,
+             f"--store {tmp_path / 'empty' / 'datastore.json'} not found", "give the folder `t2m datastore build --out`")
+    one_line(t2m("tune", "--store", str(store / "keys.npy"), "--model", str(MODEL)), 2, "a file, not a folder")
+    one_line(t2m("tune", "--store", str(store), "--model", str(MODEL), "--data", str(tmp_path / "none")), 2,
+             f"--data {tmp_path / 'none'}: no ChEBI-20 validation.txt and test.txt here")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--beams", "1,x", "--beams 1,x: 'x' is not a whole number"),
+    ("--beams", "0,5", "--beams 0,5: 0 must be 1 or more"),
+    ("--limit", "0", "--limit 0: must be 1 or more (leave it out for every test row)"),
+    ("--limit", "-5", "--limit -5: must be 1 or more"),
+    ("--dev-limit", "0", "--dev-limit 0: must be 1 or more"),
+    ("--tasks", "text2mol,mol2txt", "--tasks text2mol,mol2txt: 'mol2txt' is no task"),
+    ("--fractions", "0.5,2", "--fractions 0.5,2: 2 must be in (0, 1]"),
+    ("--lambda-sweep", "0,-0.1", "--lambda-sweep 0,-0.1: -0.1 must be in [0, 1]"),
+    ("--scaling-beam", "3", "--scaling-beam 3: must be one of --beams 1,5"),
+    ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
+    ("--jobs", "0", "--jobs 0: must be 1 or more"),
+    ("--bootstrap", "0", "--bootstrap 0: must be 1 or more"),
+    ("--model", "NONE", "no such folder; give the folder `t2m train` wrote"),
+    ("--data", "NONE", "no ChEBI-20 validation.txt and test.txt here"),
+])
+def test_bench_options_are_refused_before_the_model_loads(tmp_path, option, value, words):
+    value = value.replace("NONE", str(tmp_path / "none"))
+    one_line(t2m("bench", "--out", str(tmp_path / "bench"), option, value), 2, "t2m bench: error:", words)
+    assert snapshot(tmp_path) == {} and not (tmp_path / "bench").exists()  # no output folder made
+
+
+def test_bench_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "bench").write_text("keep me\n")
+    before = snapshot(tmp_path)
+    one_line(t2m("bench", "--out", str(tmp_path / "bench")), 2, f"--out {tmp_path / 'bench'}: a file, not a folder")
+    one_line(t2m("bench", "--out", str(tmp_path / "bench" / "x")), 2, "is a file, not a folder")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--k", "0", "--k 0: must be 1 or more"),
+    ("--lambda", "1.5", "--lambda 1.5: must be in [0, 1]"),
+    ("--temperature", "0", "--temperature 0.0: must be > 0"),
+    ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
+    ("--task", "text2mol", "is a mol2text datastore (its keys predict mol2text tokens) and cannot serve a text2mol"),
+    ("--json", "FOLDER", "a folder; give a file path"),
+    ("--data", "NONE", "no such file or folder"),
+])
+def test_datastore_inspect_options_are_refused_before_the_model_loads(tmp_path, option, value, words):
+    store = fake_store(tmp_path / "store", "mol2text")
+    value = value.replace("NONE", str(tmp_path / "none")).replace("FOLDER", str(tmp_path))
+    before = snapshot(tmp_path)
+    one_line(t2m("datastore", "inspect", "--store", str(store), "--model", str(MODEL), option, value, "CCO"), 2,
+             "t2m datastore inspect: error:", words)
+    assert snapshot(tmp_path) == before
+
+
+def test_datastore_inspect_refuses_a_folder_that_is_no_store_and_no_checkpoint(tmp_path):
+    store = fake_store(tmp_path / "store", "mol2text")
+    one_line(t2m("datastore", "inspect", "--store", str(tmp_path), "--model", str(MODEL), "CCO"), 2,
+             "is not a finished datastore")
+    one_line(t2m("datastore", "inspect", "--store", str(store), "--model", str(store), "CCO"), 2,
+             f"--model {store}: not a checkpoint folder")
+    one_line(t2m("datastore", "inspect", "--store", str(store), "--model", str(MODEL), " "), 2, "INPUT is empty")
+
+
+def test_no_dispatcher_name_is_shadowed_by_a_command_module():
+    """Importing ``t2m.cli.<command>`` sets that attribute on the package: a function of the dispatcher
+    with a command's name (e.g. ``report``) would be replaced by the module once it is imported."""
+    import t2m.cli as cli
+
+    for command in cli.COMMANDS:
+        module = __import__(cli.COMMANDS[command][0], fromlist=["run"])
+        assert getattr(cli, command) is module, f"t2m.cli.{command} is not the command's module"
+    assert callable(cli.report_error) and callable(cli.main)

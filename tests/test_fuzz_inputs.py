@@ -116,7 +116,7 @@ class EchoTranslator:
     def from_pretrained(cls, *args, **kwargs):
         return cls()
 
-    def translate(self, inputs, **options):
+    def translate(self, inputs, *options, **keywords):
         from t2m.generate import FLAG_EMPTY, Translation
 
         return [Translation(input=text, output=f"out\t{text}\nend" if text.strip() else "",

@@ -123,3 +123,38 @@ def test_blocked_tokens_stay_blocked_and_rows_renormalise():
         assert torch.equal(torch.isneginf(got), blocked | torch.isneginf(want))
         assert torch.allclose(got.exp().sum(-1), torch.ones(6), atol=1e-5)
     assert bool(empty[5]) and torch.equal(mix_neighbours(model, distances, values, 1.0, 3.0)[5], model[5])
+
+
+def test_target_mixture_is_the_dense_mixture_at_the_target():
+    """Tuning's teacher-forced score (mix_target_log_probs, the reference token only) is the decoding
+    mixture's log-probability of that token, float64 kept."""
+    from datastore.combine import mix_target_log_probs
+
+    generator = torch.Generator().manual_seed(3)
+    distances = (torch.rand(7, 6, generator=generator) * 20).double()
+    values = torch.randint(0, 5, (7, 6), generator=generator)
+    values[4] = -1  # a row without neighbours: the model's
+    targets = torch.randint(0, 11, (7,), generator=generator)
+    model = torch.log_softmax(torch.randn(7, 11, generator=generator, dtype=torch.float64), -1)
+    for lambda_ in (0.0, 0.3, 1.0):
+        dense = interpolate_log_probs(model, knn_log_probs(distances, values, 11, 2.0).double(), lambda_)
+        got = mix_target_log_probs(model.gather(1, targets[:, None])[:, 0], distances, values, targets, lambda_, 2.0)
+        assert got.dtype == torch.float64
+        want = dense.gather(1, targets[:, None])[:, 0]
+        assert torch.equal(torch.isneginf(got), torch.isneginf(want)), lambda_
+        finite = torch.isfinite(want)
+        assert torch.allclose(got[finite], want[finite], atol=1e-6), lambda_
+    assert torch.equal(got[4], model[4, targets[4]])
+
+
+def test_one_lambda_check():
+    """λ is checked in one place (datastore.params.check_lambda), whichever way it comes in."""
+    from datastore.combine import mix_log_probs, mix_neighbours
+    from datastore.params import check_lambda
+
+    model = torch.log_softmax(torch.randn(2, 5), -1)
+    for call in (lambda: check_lambda(1.5), lambda: KNNParams(lambda_=-0.1), lambda: mix_log_probs(model, model, 2.0),
+                 lambda: interpolate_log_probs(model, model, -1.0),
+                 lambda: mix_neighbours(model, torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.long), 1.1, 1.0)):
+        with pytest.raises(ValueError, match=r"lambda must be in \[0, 1\]"):
+            call()

@@ -169,3 +169,29 @@ def test_dev_metric_ranks_unparsable_outputs_last():
     some_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["CCN", "(("])
     assert none_parse[0] == 0.0
     assert max([none_parse, some_parse]) == some_parse
+
+
+def test_tuning_decodes_as_translator_does(small_chebi):
+    """One decoding path: tune's decode (the bench's λ sweep) gives Translator.translate's outputs -- with kNN,
+    with a restricted retrieval scope, and for text2mol with beam search and valid-SMILES reranking."""
+    from datastore.store import Datastore
+    from t2m.generate import Translator
+    from t2m.knn_store import training_records
+    from t2m.options import DecodingOptions, RetrievalOptions
+    from t2m.tune import Candidate, decode, retrieval_scopes
+
+    folder, data, store_dir = small_chebi
+    translator = Translator.from_pretrained(folder / "model")
+    store = Datastore.load(store_dir, model=translator.model, tokenizer=translator.tokenizer)
+    records, _ = training_records(data, dev_size=DEV_SIZE)
+    for task, sources, cand, pairs in (
+            ("mol2text", [r["smiles"] for r in records[:5]], Candidate(4, 0.5, store.knn_params.temperature), 0),
+            ("mol2text", [r["smiles"] for r in records[:5]], Candidate(2, 0.7, store.knn_params.temperature, 2), 2),
+            ("text2mol", [r["description"] for r in records[:5]], None, 0)):
+        retrieval = None if cand is None else RetrievalOptions(store, cand)
+        want = translator.translate(sources, task, DecodingOptions(num_beams=3, max_new_tokens=10), retrieval=retrieval)
+        retriever, pair_rows = retrieval_scopes(store, sources, [pairs])[pairs] if cand is not None else (None, None)
+        got = decode(translator.model, translator.tokenizer, store, translator.model_inputs(sources, task), task,
+                     translator.info.prompt_style, cand, retriever, num_beams=3, max_new_tokens=10, progress=False,
+                     pair_rows=pair_rows)
+        assert got == [t.output for t in want], (task, cand)

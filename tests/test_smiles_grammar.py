@@ -27,7 +27,7 @@ def test_unfinished_smiles_may_not_end(prefix):
     assert not state.broken and not state.can_end(), prefix
 
 
-@pytest.mark.parametrize("broken", ["C)", "CC(C))", "[C[", "C]", "[C(]", "C C", "C%A", "CCé", "[N%]"])
+@pytest.mark.parametrize("broken", ["C)", "CC(C))", "[C[", "C]", "[C(]", "C C", "C%A", "CCé", "[N%]", "C%0", "C%00"])
 def test_broken_syntax_is_recognised(broken):
     assert _state(broken).broken, broken
 
@@ -35,7 +35,7 @@ def test_broken_syntax_is_recognised(broken):
 def test_ring_digits_inside_brackets_are_not_ring_bonds():
     assert _state("[NH3+]").rings == 0 and _state("[13C]").rings == 0
     assert _state("C1").rings == 1 << 1 and _state("C1CC1").rings == 0
-    assert _state("C%05CC5").rings == 0  # %05 is ring bond 5
+    assert _state("C%15CC%15").rings == 0 and _state("C%05").broken  # RDKit refuses %nn under 10
 
 
 def test_every_shared_chebi20_smiles_is_allowed_token_by_token(shared_data):
@@ -121,6 +121,12 @@ def test_owed_tokens_count_what_completes_a_prefix():
     assert owed_tokens(_state("C(C1CC(")) == 5  # two branches, one ring bond (an atom and a digit), the end
     assert owed_tokens(_state("C1")) == 5 and owed_tokens(_state("C1C")) == 4  # atoms before the ring may close
     assert owed_tokens(_state("CC=")) == 2 and owed_tokens(_state("C%12CC")) == 5 and owed_tokens(_state("[NH")) == 2
+    # a '%' label with no ring bond open to close opens one: its digits, then what ring bond %10 owes (its label
+    # and an atom, two atoms before it may close, the end)
+    assert owed_tokens(_state("C%")) == 2 + 4 + 2 + 1 and owed_tokens(_state("C%1")) == 1 + 4 + 2 + 1
+    # ... and with one open, closes it: C%12CC%12 owes its two digits and the end
+    assert owed_tokens(_state("C%12CC%")) == 3 and owed_tokens(_state("C%12CC%1")) == 2
+    assert owed_tokens(_state("C%12CC%2")) == 1 + 4 + 4 + 2 + 1  # %2x cannot close %12: another ring bond
 
 
 def test_length_budget_forces_a_runaway_to_close_in_time(tiny_tokenizer_dir):

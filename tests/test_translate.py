@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from t2m.generate import FLAG_EMPTY, FLAG_INVALID_INPUT, FLAG_NO_VALID, FLAG_TRUNCATED, Translator
+from t2m.generate import FLAG_EMPTY, FLAG_INVALID_INPUT, FLAG_NO_VALID, FLAG_TRUNCATED, FLAG_UNFINISHED, Translator
 from t2m.modeling import load_model, read_checkpoint_info
 
 
@@ -48,11 +48,11 @@ def test_bad_inputs_are_flagged_and_the_rest_translated(translator, caplog):
 
 
 def test_valid_smiles_reranking_picks_best_parsable_beam(translator):
-    chosen = translator._finish("x", ["C1CC(", "CCO", "CCN"], [-1.0, -2.0, -3.0], [], "text2mol", True, False)
+    chosen = translator._finish(["C1CC(", "CCO", "CCN"], [-1.0, -2.0, -3.0], "text2mol", True, False)
     assert chosen.output == "CCO" and chosen.flags == []
-    none_valid = translator._finish("x", ["C1CC(", "((", ""], None, [], "text2mol", True, False)
-    assert none_valid.output == "C1CC(" and none_valid.flags == [FLAG_NO_VALID]
-    canon = translator._finish("x", ["OCC"], None, [], "text2mol", True, True)
+    none_valid = translator._finish(["C1CC(", "((", ""], None, "text2mol", True, False)
+    assert none_valid.output == "C1CC(" and none_valid.flags == [FLAG_NO_VALID, FLAG_UNFINISHED]  # ... and why
+    canon = translator._finish(["OCC"], None, "text2mol", True, True)
     assert canon.output == "CCO"
     # end to end: a random tiny model rarely writes valid SMILES; every row is either valid or flagged
     out = translator.translate(["The molecule is ethanol."] * 2, task="text2mol", num_beams=4, max_new_tokens=8)
@@ -205,10 +205,58 @@ def test_bad_decoding_section_names_the_file(tiny_model_dir, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     meta = json.loads((model_dir / "t2m.json").read_text())
-    meta["decoding"] = {"mol2text": {"num_beams": 9}}
+    for bad, what in (({"num_beam": 9}, "num_beam"), ({"num_beams": 0}, "num_beams must be >= 1"),
+                      ({"syntax": True, "top_p": 2.0}, "top_p")):
+        meta["decoding"] = {"mol2text": bad}
+        (model_dir / "t2m.json").write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match=rf"t2m\.json.*mol2text.*{what}"):
+            read_checkpoint_info(model_dir)
+
+
+def test_option_objects_and_keywords_decode_alike(translator, tiny_chebi20):
+    """translate(texts, task, DecodingOptions(...), SmilesConstraints(...)) is translate(texts, task,
+    **keywords) under the names the keywords had; an unknown keyword or a bad value is refused."""
+    from t2m.data import read_tsv_records
+    from t2m.options import DecodingOptions, SmilesConstraints
+
+    rows = read_tsv_records(tiny_chebi20 / "test.txt")[:4]
+    texts = [r["description"] for r in rows]
+    by_objects = translator.translate(texts, "text2mol", DecodingOptions(num_beams=3, max_new_tokens=16),
+                                      SmilesConstraints(valid_smiles=False, valence=False, canonicalize=True))
+    by_keywords = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=16, valid_smiles=False,
+                                       smiles_valence=False, canonicalize=True)
+    assert [t.to_dict() for t in by_objects] == [t.to_dict() for t in by_keywords]
+    mixed = translator.translate(texts, "text2mol", DecodingOptions(num_beams=3), SmilesConstraints(valid_smiles=False),
+                                 max_new_tokens=16, valence=False, canonicalize=True)  # keywords over objects
+    assert [t.to_dict() for t in mixed] == [t.to_dict() for t in by_objects]
+    with pytest.raises(TypeError, match="num_beam"):
+        translator.translate(texts, "text2mol", num_beam=3)
+    with pytest.raises(ValueError, match="top_p"):
+        DecodingOptions(top_p=0.0)
+    with pytest.raises(ValueError, match="num_beams >= 3"):
+        translator.translate(texts, "text2mol", DecodingOptions(num_beams=2, num_return_sequences=3))
+
+
+def test_checkpoint_sets_the_defaults_of_every_option(tiny_model_dir, tmp_path, translator):
+    """t2m.json "decoding" may set any field of DecodingOptions / SmilesConstraints per task; a call's own value
+    wins wherever it differs from the field's default (as transformers merges a model's generation config)."""
+    from t2m.options import DecodingOptions, SmilesConstraints
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    meta = json.loads((model_dir / "t2m.json").read_text())
+    meta["decoding"] = {"text2mol": {"num_beams": 3, "max_new_tokens": 12, "valid_smiles": False},
+                        "mol2text": {"no_repeat_ngram_size": 2}}
     (model_dir / "t2m.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"t2m\.json.*num_beams"):
-        read_checkpoint_info(model_dir)
+    recommending = Translator.from_pretrained(model_dir)
+    decoding, constraints = recommending.options("text2mol")
+    assert (decoding.num_beams, decoding.max_new_tokens, constraints.valid_smiles) == (3, 12, False)
+    assert recommending.options("text2mol", DecodingOptions(num_beams=4))[0].num_beams == 4
+    assert recommending.options("mol2text")[0] == DecodingOptions(no_repeat_ngram_size=2)
+    texts = ["The molecule is an alcohol.", "The molecule is a carboxylic acid."]
+    assert [t.to_dict() for t in recommending.translate(texts, "text2mol")] == [
+        t.to_dict() for t in translator.translate(texts, "text2mol", DecodingOptions(num_beams=3, max_new_tokens=12),
+                                                  SmilesConstraints(valid_smiles=False))]
 
 
 def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(translator, tiny_chebi20, monkeypatch):

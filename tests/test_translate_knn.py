@@ -163,7 +163,8 @@ def test_knn_params_keep_pairs_through_json():
     params = KNNParams(k=8, lambda_=0.6, temperature=0.02, pairs=4)
     assert KNNParams.from_json(params.to_json()) == params
     assert "pairs" not in KNNParams(k=8).to_json()  # whole-store stores keep their old JSON
-    assert params.replace(pairs=0).pairs is None and params.replace(k=4).pairs == 4
+    assert params.replace(pairs=0).pairs == 0 and params.replace(k=4).pairs == 4
+    assert KNNParams(pairs=None) == KNNParams(pairs=0) == KNNParams()  # None (the old whole-store value) is 0
     with pytest.raises(ValueError, match="pairs"):
         KNNParams(pairs=-1)
 

@@ -1,8 +1,10 @@
 """Ship a trained checkpoint as t2m's default model, with a model card scored on the test split.
 
-    python -m t2m.recipes.ship_default_model runs/default_model [--data DIR] [--jobs 2] [--rows N] [--beam-rows N]
-    python -m t2m.recipes.ship_default_model OUT --card-only --from-bench BENCH_DIR [--history TEXT]
-    python -m t2m.recipes.ship_default_model OUT --card-only --tasks text2mol   # measure one task again
+    t2m ship runs/default_model [--data DIR] [--jobs 2] [--rows N] [--beam-rows N]
+    t2m ship OUT --card-only --from-bench BENCH_DIR [--history TEXT]
+    t2m ship OUT --card-only --tasks text2mol   # measure one task again
+
+(:func:`ship_default_model` in Python; the command line is :mod:`t2m.cli.ship`.)
 
 1. copies ``RUN/model`` (weights, tokenizer, configs; no optimizer state) to ``t2m/default_model``;
 2. translates ChEBI-20 ``test.txt`` in both directions, greedy and beam 5, with ``t2m translate --jobs``
@@ -17,13 +19,13 @@ step 1 and rewrites the card of the model already shipped (outputs of step 2 in 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 from t2m.modeling import default_model_dir
 
@@ -222,7 +224,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             "tokens). Trained on this project's 2-core CPU in two stages: `t2m train --config",
             "t2m/recipes/default_model.json` (from scratch, no neighbours), then `t2m train --config",
             "t2m/recipes/retrieval_model.json` (warm-started from stage 1, neighbours in the input, copy head);",
-            f"shipped by `python -m t2m.recipes.ship_default_model {run}`. Weights are stored in bfloat16 and",
+            f"shipped by `t2m ship {run}`. Weights are stored in bfloat16 and",
             "loaded as float32.",
             "",
             "## Memory",
@@ -248,7 +250,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             "",
             "One shared-encoder T5 for both directions (text2mol and mol2text), Text+Chem T5 task prompts,",
             "trained from scratch on this project's 2-core CPU by `t2m train --config t2m/recipes/default_model.json`",
-            "and shipped by `python -m t2m.recipes.ship_default_model runs/default_model`.",
+            "and shipped by `t2m ship runs/default_model`.",
             "",
             "## Training",
             "",
@@ -307,51 +309,35 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="training run folder (holds model/ and train_log.jsonl)")
-    parser.add_argument("--data", default=None, help="ChEBI-20 folder")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--rows", type=int, default=None, help="score only the first N test rows")
-    parser.add_argument("--beam-rows", type=int, default=None, help="beam 5 on the first N test rows (default: --rows)")
-    parser.add_argument("--history", default=None, help="a line on how the run was trained (resumes, restarts)")
-    parser.add_argument("--from-bench", type=Path, nargs="+", default=None,
-                        help="take the test-split predictions from these t2m bench --out folders (the first that "
-                             "has a setting) instead of translating")
-    parser.add_argument("--dest", type=Path, default=default_model_dir())
-    parser.add_argument("--card-only", action="store_true",
-                        help="do not copy RUN/model: rewrite the model card of the model in --dest")
-    parser.add_argument("--tasks", default="text2mol,mol2text",
-                        help="measure only these tasks; with --card-only the card's sections of the others are "
-                             "kept as they are (default: %(default)s)")
-    args = parser.parse_args(argv)
-    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
-    if set(tasks) != {"text2mol", "mol2text"} and not args.card_only:
-        parser.error("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
-
+def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2, rows: int | None = None,
+                       beam_rows: int | None = None, history: str | None = None,
+                       from_bench: Sequence[Path] | None = None, dest: Path | None = None, card_only: bool = False,
+                       tasks: Sequence[str] = ("text2mol", "mol2text")) -> dict[str, Any]:
+    """Copy ``run``/model to ``dest`` (default: the package's ``t2m/default_model``) unless ``card_only``,
+    score it on the test split (or take the scores from the ``from_bench`` folders), and write its model
+    card; returns {setting: metrics}, also written to ``run/eval/summary.json``."""
     from t2m.data import resolve_chebi20_dir
     from t2m.io import atomic_write_text
 
-    test_file = resolve_chebi20_dir(args.data) / "test.txt"
-    if not args.card_only:
-        copy_model(args.run, args.dest)
-    if args.from_bench is not None:
-        results = results_from_bench(args.from_bench, args.run / "eval")
+    run, tasks = Path(run), tuple(tasks)
+    dest = default_model_dir() if dest is None else Path(dest)
+    if set(tasks) != {"text2mol", "mol2text"} and not card_only:
+        raise ValueError("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
+    test_file = resolve_chebi20_dir(data) / "test.txt"
+    if not card_only:
+        copy_model(run, dest)
+    if from_bench is not None:
+        results = results_from_bench(list(from_bench), run / "eval")
         results = {k: v for k, v in results.items() if k.split("_beam")[0] in tasks}
     else:
-        results = run_settings(args.dest, test_file, args.run / "eval", args.jobs, args.rows, args.beam_rows, tasks)
-    card = args.dest / "README.md"
+        results = run_settings(dest, test_file, run / "eval", jobs, rows, beam_rows, tasks)
+    card = dest / "README.md"
     kept = kept_sections(card.read_text(), tasks) if card.is_file() else []
-    if args.history is None and args.card_only and card.is_file():  # the shipped model's history stays
-        args.history = next((line[len("- history: "):] for line in card.read_text().splitlines()
-                             if line.startswith("- history: ")), None)
-    lengths = mean_token_lengths(args.dest, test_file.parent)
-    atomic_write_text(card, model_card(args.dest, args.run, results, args.history, kept, lengths))
+    if history is None and card_only and card.is_file():  # the shipped model's history stays
+        history = next((line[len("- history: "):] for line in card.read_text().splitlines()
+                        if line.startswith("- history: ")), None)
+    lengths = mean_token_lengths(dest, test_file.parent)
+    atomic_write_text(card, model_card(dest, run, results, history, kept, lengths))
     summary = {k: v["json"]["metrics"] for k, v in results.items()}
-    (args.run / "eval" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    (run / "eval" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -15,7 +15,9 @@ from t2m.data import SETTINGS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the two predictions files")
     parser.add_argument("--data", type=Path, help="ChEBI-20 directory (default: found as t2m data info does)")
-    parser.add_argument("--setting", default="auto", choices=SETTINGS)
+    parser.add_argument("--setting", default="auto", choices=SETTINGS,
+                        help="ChEBI-20 split setting: official (train.txt), benchmark (validation minus the dev "
+                             "slice), auto (official when train.txt is present)")
     parser.add_argument("--database", default="train", choices=("train", "first-3001"),
                         help="the pairs searched: the setting's train split, or the first 3,001 validation rows")
 

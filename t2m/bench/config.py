@@ -1,5 +1,6 @@
-"""The settings of one ``t2m bench`` run (:class:`BenchConfig`), apart from the bench itself so that the
-report can name a run's command line without importing the bench."""
+"""The settings of one ``t2m bench`` run (:class:`BenchConfig`) and what the bench measures per task.
+
+Apart from the rest of the bench, so that the report can name a run's command line without importing it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from t2m.tasks import TASKS
+from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL
 
 SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+# headline metrics per task: the first is the one the verdict reads first (and examples rank by)
+HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "validity")}
+PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
+# metrics the model (with or without kNN) is compared with the retrieval baseline on
+VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "maccs_fts")}
+LOWER_IS_BETTER = {"levenshtein", "fcd"}
+EXAMPLE_SYSTEMS = ("model", "model+knn", "retrieval")
 
 
 @dataclass

@@ -24,21 +24,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="datastore folder (its task and data setting are used)")
     parser.add_argument("--model", required=True, help="the checkpoint the store was built from")
     parser.add_argument("--data", default=None, help="ChEBI-20 folder (default: where t2m finds it)")
-    parser.add_argument("--lambdas", default=",".join(map(str, DEFAULT_LAMBDAS)))
-    parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)))
+    parser.add_argument("--lambdas", default=",".join(map(str, DEFAULT_LAMBDAS)),
+                        help="comma-separated kNN weights lambda to try")
+    parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="comma-separated neighbour counts k to try")
     parser.add_argument("--temperatures", default=None,
                         help="comma list (default: median nearest squared distance x 0.1,0.3,1,3,10)")
     parser.add_argument("--pairs", default="0",
                         help="retrieval scopes, comma list: 0 = the whole store, N = each input's N nearest training "
                              "pairs (default: %(default)s)")
     parser.add_argument("--finalists", type=int, default=4, help="grid points decoded in stage 2")
-    parser.add_argument("--num-beams", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--num-beams", type=int, default=1, help="beams when decoding the dev rows (1: greedy search)")
+    parser.add_argument("--batch-size", type=int, default=32, help="dev rows per batch")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens generated per dev row")
     parser.add_argument("--dev-rows", type=int, default=None, help="use only the first N dev rows")
     parser.add_argument("--exact", action="store_true", help="exact search instead of the store's index")
     parser.add_argument("--dry-run", action="store_true", help="do not write the choice into the store")
-    parser.add_argument("--allow-pickle", action="store_true")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow loading pickled (.bin) weights; only for checkpoints you trust")
 
 
 def run(args: argparse.Namespace) -> int:

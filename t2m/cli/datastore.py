@@ -13,13 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
 from t2m.data import SETTINGS
 from t2m.knn_inspect import format_inspection, inspect_translation
 from t2m.knn_store import build_task_datastore, device, training_records
+
+if TYPE_CHECKING:
+    from datastore.store import KNNParams
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -28,27 +33,38 @@ from t2m.knn_store import build_task_datastore, device, training_records
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="datastore_command", metavar="{build,inspect}", required=True)
 
-    build = sub.add_parser("build", help="build a task's datastore from a checkpoint and training pairs")
+    build = sub.add_parser("build", help="build a task's datastore from a checkpoint and training pairs",
+                           description="Build a kNN-MT datastore: run the checkpoint over a task's training pairs "
+                                       "with teacher forcing, keep each target token's decoder state as a key, index "
+                                       "the keys with FAISS. Resumable: rerunning an interrupted build continues "
+                                       "where it stopped (--no-resume starts over).")
     build.add_argument("--model", required=True, help="checkpoint directory (config.json + weights + tokenizer)")
     build.add_argument("--data", default=None,
                        help="ChEBI-20 folder (or one holding chebi20/), or a TSV/JSONL pairs file "
                             "(default: ChEBI-20 where t2m finds it)")
     build.add_argument("--setting", default="auto", choices=SETTINGS,
                        help="ChEBI-20 split setting (benchmark: validation.txt minus the dev slice)")
-    build.add_argument("--task", required=True, choices=("text2mol", "mol2text"))
+    build.add_argument("--task", required=True, choices=("text2mol", "mol2text"),
+                       help="which direction the store serves: text2mol (keys of SMILES tokens) or mol2text (keys "
+                            "of caption tokens)")
     build.add_argument("--out", required=True, help="store folder to create")
-    build.add_argument("--index", default=None, help="faiss index_factory string, 'Flat' for exact, "
-                                                     "'none' for no index (default: %(default)s -> DEFAULT_FACTORY)")
+    build.add_argument("--index", default=None, help="FAISS index_factory string, 'Flat' for exact search, 'none' "
+                                                     "for no index (default: IVF2048,SQfp16, fewer lists for a small "
+                                                     "store)")
     build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default)")
     build.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch (saved as the default)")
     build.add_argument("--layer", default="lm_head_input",
                        help="key: lm_head_input (default), final_norm, or block:<i>")
-    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    build.add_argument("--max-source-len", type=int, default=DEFAULT_MAX_LEN)
-    build.add_argument("--max-target-len", type=int, default=DEFAULT_MAX_LEN)
+    build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="training pairs per forward pass")
+    build.add_argument("--max-source-len", type=int, default=DEFAULT_MAX_LEN, help="source tokens kept per pair")
+    build.add_argument("--max-target-len", type=int, default=DEFAULT_MAX_LEN,
+                       help="target tokens kept per pair (one store entry each)")
     build.add_argument("--fraction", type=float, default=1.0, help="use this random fraction of the pairs")
-    build.add_argument("--k", type=int, default=None, help="default k saved in the store")
-    build.add_argument("--lambda", dest="lambda_", type=float, default=None, help="default lambda saved")
+    build.add_argument("--k", type=int, default=None,
+                       help="neighbours per step saved as the store's default (t2m tune chooses it; default: 16)")
+    build.add_argument("--lambda", dest="lambda_", type=float, default=None,
+                       help="weight of the kNN distribution saved as the store's default, in [0, 1] "
+                            "(t2m tune chooses it; default: 0.3)")
     build.add_argument("--temperature", type=float, default=None,
                        help="default temperature saved (default: the median squared distance between "
                             "neighbouring keys)")
@@ -57,21 +73,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--no-resume", action="store_true", help="discard an unfinished build instead of resuming")
     build.add_argument("--allow-pickle", action="store_true", help="allow loading pickled (.bin) weights")
 
-    inspect = sub.add_parser("inspect", help="show each generated token with its retrieved neighbours")
-    inspect.add_argument("--store", required=True)
-    inspect.add_argument("--model", required=True)
+    inspect = sub.add_parser("inspect", help="show each generated token with its retrieved neighbours",
+                             description="Translate one input with retrieval and show, for each generated token, the "
+                                         "neighbours retrieved from the store and how they moved the probabilities.")
+    inspect.add_argument("--store", required=True, help="datastore folder (t2m datastore build --out)")
+    inspect.add_argument("--model", required=True, help="checkpoint directory the store was built from")
     inspect.add_argument("input", help="the source text (a description for text2mol, a SMILES for mol2text)")
     inspect.add_argument("--task", default=None, choices=("text2mol", "mol2text"),
                          help="default: the store's task")
     inspect.add_argument("--data", default=None, help="the store's data, to name neighbours' CIDs")
-    inspect.add_argument("--k", type=int, default=None)
-    inspect.add_argument("--lambda", dest="lambda_", type=float, default=None)
-    inspect.add_argument("--temperature", type=float, default=None)
+    inspect.add_argument("--k", type=int, default=None, help="neighbours retrieved per step (default: the store's)")
+    inspect.add_argument("--lambda", dest="lambda_", type=float, default=None,
+                         help="weight of the kNN distribution (default: the store's)")
+    inspect.add_argument("--temperature", type=float, default=None,
+                         help="softmax temperature over distances (default: the store's)")
     inspect.add_argument("--neighbours", type=int, default=3, help="neighbours shown per token")
-    inspect.add_argument("--max-new-tokens", type=int, default=256)
+    inspect.add_argument("--max-new-tokens", type=int, default=256, help="most tokens generated")
     inspect.add_argument("--exact", action="store_true", help="search the keys exactly instead of the index")
     inspect.add_argument("--json", default=None, help="also write the report as JSON here")
-    inspect.add_argument("--allow-pickle", action="store_true")
+    inspect.add_argument("--allow-pickle", action="store_true",
+                         help="allow loading pickled (.bin) weights; only for checkpoints you trust")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,13 +104,25 @@ def run(args: argparse.Namespace) -> int:
 def _check_build(args: argparse.Namespace) -> None:
     """Refuse, before any model loads, a build that cannot go on (UsageError, exit 2)."""
     from t2m.inputs import UsageError
+    from t2m.option_checks import CHECKPOINT_FIX, check_checkpoint, check_existing, check_range, check_writable_folder
 
-    if not (Path(args.model) / "config.json").is_file():
-        raise UsageError(f"--model {args.model}: not a checkpoint folder (no config.json); give the folder `t2m train` "
-                         "wrote, or t2m/default_model")
+    for option, value, low, what in (("--batch-size", args.batch_size, 1, "must be 1 or more"),
+                                      ("--max-source-len", args.max_source_len, 1, "must be 1 or more"),
+                                      ("--max-target-len", args.max_target_len, 1, "must be 1 or more"),
+                                      ("--chunk-batches", args.chunk_batches, 1, "must be 1 or more"),
+                                      ("--nprobe", args.nprobe, 1, "must be 1 or more"),
+                                      ("--ef-search", args.ef_search, 1, "must be 1 or more"),
+                                      ("--k", args.k, 1, "must be 1 or more")):
+        check_range(option, value, low, what=what)
+    check_range("--fraction", args.fraction, 0, 1, low_open=True, what="must be in (0, 1] (1: every training pair)")
+    check_range("--lambda", args.lambda_, 0, 1, what="must be in [0, 1]")
+    check_range("--temperature", args.temperature, 0, low_open=True, what="must be > 0")
+    check_checkpoint("--model", args.model, args.allow_pickle, f"{CHECKPOINT_FIX}, or t2m/default_model")
+    check_existing("--data", args.data)
     if (Path(args.out) / "datastore.json").is_file() and not args.overwrite:
         raise UsageError(f"{args.out} already holds a datastore ({Path(args.out) / 'datastore.json'}); pass --overwrite "
                          "to replace it, or choose another --out")
+    check_writable_folder("--out", args.out)
 
 
 def _run_build(args: argparse.Namespace) -> int:
@@ -98,13 +131,12 @@ def _run_build(args: argparse.Namespace) -> int:
     _check_build(args)
 
     knn = KNNParams().replace(k=args.k, lambda_=args.lambda_, temperature=args.temperature)
-    out = build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,
-                               index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
-                               max_source_len=args.max_source_len, max_target_len=args.max_target_len,
-                               fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search, knn=knn,
-                               auto_temperature=args.temperature is None,
-                               allow_pickle=args.allow_pickle, overwrite=args.overwrite,
-                               resume=not args.no_resume, chunk_batches=args.chunk_batches)
+    try:
+        out = _build(args, knn)
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"t2m datastore build: interrupted: {interrupted_build(Path(args.out))}", file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:
         store = Datastore.load(out)
         index = store.meta["index"]
@@ -112,6 +144,32 @@ def _run_build(args: argparse.Namespace) -> int:
               f"{index.get('bytes_per_entry', '-')} bytes/entry, built in {index.get('build_seconds', '-')} s; "
               f"{store.meta['build']['tokens_per_second'] or '-'} tokens/s")
     return 0
+
+
+def interrupted_build(out: Path) -> str:
+    """What an interrupted build of ``out`` kept (its finished chunks, in its work folder) and how to go on."""
+    from datastore.build import PROGRESS_FILE, work_dir_for
+
+    work = work_dir_for(out)
+    try:
+        signature = json.loads((work / PROGRESS_FILE).read_text(encoding="utf-8"))["signature"]
+        batches, per_chunk = int(signature["num_batches"]), int(signature["chunk_batches"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no batch was finished, nothing kept"
+    done = min(batches, len(list((work / "chunks").glob("c*.json"))) * per_chunk)
+    return (f"{done} of {batches} batches kept in {work}; rerun the same command to resume (--no-resume starts "
+            "over)")
+
+
+def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
+    """:func:`t2m.knn_store.build_task_datastore` with the options of ``args``."""
+    return build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,
+                                index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
+                                max_source_len=args.max_source_len, max_target_len=args.max_target_len,
+                                fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search, knn=knn,
+                                auto_temperature=args.temperature is None,
+                                allow_pickle=args.allow_pickle, overwrite=args.overwrite,
+                                resume=not args.no_resume, chunk_batches=args.chunk_batches)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:

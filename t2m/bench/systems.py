@@ -1,0 +1,136 @@
+"""The systems the bench decodes: the model alone, the model with kNN-MT (:class:`t2m.options.RetrievalOptions`),
+text2mol without valid-SMILES reranking (read off the reranked decoding), and the no-model retrieval
+baseline (:mod:`t2m.baselines`). Each gives a :class:`SystemRun`: its outputs on the test rows, timed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from t2m.bench.config import BenchConfig
+from t2m.memory import current_rss_mb, peak_rss_mb
+from t2m.tasks import MOL2TEXT, TEXT2MOL
+
+
+@dataclass
+class SystemRun:
+    """One system's outputs on the test rows and how long they took."""
+
+    name: str
+    settings: dict[str, Any]
+    outputs: list[str]
+    seconds: float
+    output_tokens: int
+    flags: dict[str, int] = field(default_factory=dict)
+    neighbours: list[int] | None = None  # retrieval: the training row each output came from
+    memory: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
+    first_beam: list[str] | None = None  # text2mol: the top beam of each row (the output without reranking)
+
+    @property
+    def speed(self) -> dict[str, Any]:
+        n = len(self.outputs)
+        return {"seconds": round(self.seconds, 3), "molecules_per_s": round(n / self.seconds, 3) if self.seconds > 0 else None,
+                "tokens_per_s": round(self.output_tokens / self.seconds, 1) if self.seconds > 0 else None,
+                "output_tokens": self.output_tokens, "rows": n, "reused_from_cache": self.reused}
+
+
+def system_name(base: str, beam: int, headline_beam: int, rerank: bool = True, task: str = TEXT2MOL) -> str:
+    """``model`` / ``model+knn`` at the headline beam, ``@greedy`` / ``@beam<N>`` otherwise, and
+    ``/no-rerank`` for text2mol without valid-SMILES reranking."""
+    name = base if beam == headline_beam else f"{base}@{'greedy' if beam == 1 else f'beam{beam}'}"
+    return name if rerank or task != TEXT2MOL else f"{name}/no-rerank"
+
+
+
+def count_output_tokens(tokenizer: Any, outputs: Sequence[str]) -> int:
+    """Tokens of the chosen outputs under the model's tokenizer, each with its end-of-sequence token."""
+    if not outputs:
+        return 0
+    ids = tokenizer(list(outputs), add_special_tokens=False)["input_ids"]
+    return int(sum(len(x) + 1 for x in ids))
+
+
+def effective_decoding_options(translator: Any, task: str, config: BenchConfig) -> dict[str, Any]:
+    """The repetition options every decoding of ``task`` uses: the bench's, else the model's defaults."""
+    return translator.decoding_options(task, repetition_penalty=config.repetition_penalty,
+                                       no_repeat_ngram_size=config.no_repeat_ngram_size)
+
+
+def decode_system(translator: Any, name: str, sources: Sequence[str], task: str, beam: int, rerank: bool,
+                  knn: Any, config: BenchConfig, pool: Any = None) -> SystemRun:
+    """Translate ``sources`` with ``translator`` -- or, given a :class:`t2m.decode_pool.DecodePool`, in
+    its workers at once -- and time it (wall clock)."""
+    from collections import Counter
+
+    from t2m.generate import default_batch_size
+
+    options = dict(task=task, num_beams=beam, valid_smiles=rerank, batch_size=config.batch_size,
+                   max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
+                   no_repeat_ngram_size=config.no_repeat_ngram_size)
+    rss_before = current_rss_mb()
+    memory: dict[str, Any] = {}
+    if pool is not None:
+        done = pool.translate(list(sources), knn=knn, progress=config.progress, **options)  # the store goes by folder
+        results, seconds = done.translations, done.seconds
+        memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "chunk_seconds": done.chunk_seconds,
+                  "worker_peak_rss_mb": sorted(done.worker_peak_rss_mb.values())}
+    else:
+        # warm-up (untimed): the first generate call of a configuration pays one-off costs
+        translator.translate(list(sources[:2]), knn=knn, **options)
+        started = time.perf_counter()
+        results = translator.translate(list(sources), progress=config.progress, knn=knn, **options)
+        seconds = time.perf_counter() - started
+    outputs = [r.output for r in results]
+    flags = Counter(flag for r in results for flag in r.flags)
+    settings = {"decoder": "model+knn" if knn is not None else "model", "num_beams": beam,
+                "valid_smiles_rerank": bool(rerank and task == TEXT2MOL), "smiles_syntax": task == TEXT2MOL,
+                "smiles_valence": task == TEXT2MOL,
+                "max_new_tokens": config.max_new_tokens,
+                "batch_size": config.batch_size or default_batch_size(beam),
+                "repetition": effective_decoding_options(translator, task, config)}
+    if knn is not None:
+        settings["knn"] = {"k": knn.k, "lambda": knn.lambda_, "temperature": knn.temperature, "pairs": knn.pairs,
+                           "store": str(knn.store.path), "entries": knn.store.count}
+    first_beam = [r.candidates[0] if r.candidates else r.output for r in results] if task == TEXT2MOL else None
+    return SystemRun(name, settings, outputs, seconds, count_output_tokens(translator.tokenizer, outputs), dict(flags),
+                     memory={"rss_before_mb": rss_before, "rss_after_mb": current_rss_mb(),
+                             "peak_rss_so_far_mb": peak_rss_mb(), **memory}, first_beam=first_beam)
+
+
+def without_rerank(run: SystemRun, name: str, tokenizer: Any) -> SystemRun:
+    """The text2mol system without valid-SMILES reranking, read off a reranked run: beam search is the
+    same, only the choice among its n-best differs (the top beam instead of the best valid one), so no
+    second decoding is needed; the timing is the reranked run's."""
+    if run.first_beam is None:
+        raise ValueError(f"{run.name}: no top-beam outputs recorded; rerun with --fresh")
+    settings = {**run.settings, "valid_smiles_rerank": False, "derived_from": run.name}
+    flags = {k: v for k, v in run.flags.items() if k != "no valid SMILES among the beams"}
+    return SystemRun(name, settings, list(run.first_beam), run.seconds, count_output_tokens(tokenizer, run.first_beam),
+                     flags, memory=run.memory, reused=run.reused)
+
+
+def retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], progress: bool) -> SystemRun:
+    """The no-model baseline over the training pairs (:mod:`t2m.baselines`); the timing covers the
+    queries, the database index is built before the clock starts (its time is in ``settings``)."""
+    from t2m.baselines import MoleculeRetriever, TextRetriever
+
+    started = time.perf_counter()
+    if task == MOL2TEXT:
+        retriever = MoleculeRetriever([r["smiles"] for r in train], [r["description"] for r in train])
+        how = "caption of the most similar training molecule (Morgan r=2 2048-bit Tanimoto)"
+    else:
+        retriever = TextRetriever([r["description"] for r in train], [r["smiles"] for r in train])
+        how = "SMILES of the most similar training description (TF-IDF word 1-2-grams, cosine)"
+    index_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    found = retriever.retrieve(list(sources), progress=progress)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(o.split()) for o in found.outputs)
+    return SystemRun("retrieval", {"decoder": "retrieval", "method": how, "database_rows": len(train),
+                                   "database_index_seconds": round(index_seconds, 3), "fallbacks": found.n_fallback},
+                     found.outputs, seconds, tokens, {"fallback": found.n_fallback} if found.n_fallback else {},
+                     neighbours=list(found.neighbours),
+                     memory={"peak_rss_so_far_mb": peak_rss_mb()})
+
