@@ -50,12 +50,14 @@ class NeighbourFormat:
 
     ``k`` pairs after the input, best first; ``show_similarity`` writes each one's similarity (2 decimals)
     before it; ``database`` is the TSV of pairs searched (ChEBI-20 format), relative to the checkpoint
-    folder unless absolute.
+    folder unless absolute; ``ranker`` (optional, same rule) the JSON of :mod:`t2m.neighbour_ranker`
+    rankers that order each input's nearest pairs before the first ``k`` are taken.
     """
 
     k: int = 1
     show_similarity: bool = True
     database: str = "memory.tsv"
+    ranker: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -67,17 +69,26 @@ class NeighbourFormat:
         section = (meta or {}).get("neighbours")
         if not section:
             return None
-        unknown = set(section) - {"k", "show_similarity", "database"}
+        unknown = set(section) - {"k", "show_similarity", "database", "ranker"}
         if unknown:
             raise ValueError(f't2m.json "neighbours": unknown key(s) {", ".join(sorted(unknown))}; '
-                             "known: k, show_similarity, database")
+                             "known: k, show_similarity, database, ranker")
         return cls(**section)
 
     def to_meta(self) -> dict[str, Any]:
-        return asdict(self)
+        meta = asdict(self)
+        if meta["ranker"] is None:
+            del meta["ranker"]
+        return meta
 
     def database_path(self, checkpoint: str | Path) -> Path:
         path = Path(self.database)
+        return path if path.is_absolute() else Path(checkpoint) / path
+
+    def ranker_path(self, checkpoint: str | Path) -> Path | None:
+        if not self.ranker:
+            return None
+        path = Path(self.ranker)
         return path if path.is_absolute() else Path(checkpoint) / path
 
 
@@ -106,11 +117,13 @@ def canonical_key(smiles: str) -> str:
 @dataclass
 class NeighbourDatabase:
     """(SMILES, description) pairs searched for neighbours: by molecule (mol2text) or by description
-    (text2mol). The search structures are built on first use of each task."""
+    (text2mol). The search structures are built on first use of each task. ``rankers`` (by task, see
+    :meth:`use_rankers`) reorder each query's nearest pairs outside training."""
 
     smiles: list[str]
     descriptions: list[str]
     name: str = ""
+    rankers: dict[str, Any] = field(default_factory=dict, repr=False)
     _retrievers: dict[str, Any] = field(default_factory=dict, repr=False)
     _keys: list[str] | None = field(default=None, repr=False)
 
@@ -137,6 +150,13 @@ class NeighbourDatabase:
     def __len__(self) -> int:
         return len(self.smiles)
 
+    def use_rankers(self, rankers: Mapping[str, Any]) -> "NeighbourDatabase":
+        """Order each query's nearest pairs by these :class:`t2m.neighbour_ranker.NeighbourRanker` (by task)
+        before the first ``k`` are returned; training searches (``exclude_same_molecule_as``) stay by
+        similarity."""
+        self.rankers = {task: ranker.bind(self) for task, ranker in rankers.items()}
+        return self
+
     def _retriever(self, task: str):
         if task not in self._retrievers:
             from t2m.baselines import MoleculeRetriever, TextRetriever
@@ -158,10 +178,31 @@ class NeighbourDatabase:
                pool: int | None = None) -> list[list[Neighbour]]:
         """The ``k`` nearest pairs of each query, best first. ``exclude_same_molecule_as`` (one SMILES per
         query) drops every database pair of that molecule — in training, the pair itself and its
-        duplicates. ``pool`` candidates are searched before dropping (default ``k + 8``)."""
+        duplicates. ``pool`` candidates are searched before dropping (default ``k + 8``). With a ranker for
+        ``task`` (and no exclusion), its ``pool`` nearest are searched and the ``k`` it ranks first returned."""
         check_task(task)
         if not len(queries):
             return []
+        ranker = self.rankers.get(task) if exclude_same_molecule_as is None else None
+        if ranker is None:
+            return self._nearest(queries, task, k, exclude_same_molecule_as, pool)
+        found = self._nearest(queries, task, max(ranker.pool, k), None, pool)
+        out = []
+        for query, candidates in zip(queries, found):
+            ranked = ranker.rank(query, candidates)
+            # the input itself in the database (same molecule, or the same description) stays first
+            exact = [c for c in ranked if self._same(query, c, task)]
+            out.append((exact + [c for c in ranked if c not in exact])[:k])
+        return out
+
+    def _same(self, query: str, neighbour: Neighbour, task: str) -> bool:
+        if task == MOL2TEXT:
+            return neighbour.similarity >= 1.0 and canonical_key(query) == self.molecule_keys()[neighbour.row]
+        return query.strip() == neighbour.source.strip()
+
+    def _nearest(self, queries: Sequence[str], task: str, k: int, exclude_same_molecule_as: Sequence[str] | None,
+                 pool: int | None) -> list[list[Neighbour]]:
+        """:meth:`search` by similarity alone."""
         pool = max(pool or k + 8, k)
         found = self._retriever(task).search(list(queries), pool if exclude_same_molecule_as is not None else k)
         if exclude_same_molecule_as is not None:
@@ -234,11 +275,17 @@ def model_inputs(texts: Sequence[str], task: str, prompt_style: str = "textchem"
 
 def load_checkpoint_database(checkpoint: str | Path, neighbour_format: NeighbourFormat | None,
                              database: "NeighbourDatabase | str | Path | None" = None) -> "NeighbourDatabase | None":
-    """The neighbour database a checkpoint reads: ``database`` when given (a loaded one or a file), else the
-    file its ``t2m.json`` names; None for a checkpoint that reads no neighbours."""
+    """The neighbour database a checkpoint reads: ``database`` when given (a loaded one, used as it is, or a
+    file), else the file its ``t2m.json`` names, with the checkpoint's neighbour rankers when it names
+    them; None for a checkpoint that reads no neighbours."""
     if neighbour_format is None:
         return None
-    if isinstance(database, NeighbourDatabase):
-        return database
-    return NeighbourDatabase.from_file(database or neighbour_format.database_path(checkpoint))
+    if not isinstance(database, NeighbourDatabase):
+        database = NeighbourDatabase.from_file(database or neighbour_format.database_path(checkpoint))
+        ranker_file = neighbour_format.ranker_path(checkpoint)
+        if ranker_file is not None:
+            from t2m.neighbour_ranker import load_rankers
+
+            database.use_rankers(load_rankers(ranker_file))
+    return database
 

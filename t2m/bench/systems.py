@@ -134,3 +134,26 @@ def retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], p
                      neighbours=list(found.neighbours),
                      memory={"peak_rss_so_far_mb": peak_rss_mb()})
 
+
+
+def ranked_retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], ranker: Any) -> SystemRun:
+    """The no-model baseline with a learned choice among the nearest pairs (:mod:`t2m.neighbour_ranker`):
+    the target of the pair the ranker puts first among the ``ranker.pool`` nearest training pairs."""
+    from t2m.neighbour_ranker import NeighbourRanker
+    from t2m.neighbours import NeighbourDatabase
+
+    started = time.perf_counter()
+    database = NeighbourDatabase.from_records(train, "train")
+    database.use_rankers({task: NeighbourRanker.from_dict(ranker.to_dict())})
+    database.prepare([task])
+    index_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    found = database.search(list(sources), task, 1)
+    seconds = time.perf_counter() - started
+    outputs = [n[0].target for n in found]
+    how = (f"target of the training pair a learned ranker puts first among the {ranker.pool} nearest "
+           "(t2m.neighbour_ranker)")
+    return SystemRun("retrieval+ranker", {"decoder": "retrieval", "method": how, "database_rows": len(train),
+                                          "ranker": ranker.to_dict(), "database_index_seconds": round(index_seconds, 3)},
+                     outputs, seconds, sum(len(o.split()) for o in outputs), {}, neighbours=[n[0].row for n in found],
+                     memory={"peak_rss_so_far_mb": peak_rss_mb()})

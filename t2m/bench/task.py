@@ -14,8 +14,8 @@ from t2m.bench.config import HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_RETRIEVAL,
 from t2m.bench.examples import example_rows, pick_examples, trace_neighbours
 from t2m.bench.statistics import CaptionScorer, RowScores, evaluate, paired_bootstrap, row_scores
 from t2m.bench.stores import check_store_model, describe_store, knn_record, lambda_sweep, run_prepare
-from t2m.bench.systems import (SystemRun, decode_system, effective_decoding_options, retrieval_system, system_name,
-                               without_rerank)
+from t2m.bench.systems import (SystemRun, decode_system, effective_decoding_options, ranked_retrieval_system,
+                               retrieval_system, system_name, without_rerank)
 from t2m.bench.verdicts import cost_summary
 from t2m.tasks import TEXT2MOL, source_and_target
 
@@ -104,10 +104,17 @@ class TaskRuns:
                                 self.sources, self.references)
 
     def run_retrieval(self) -> None:
-        """The retrieval baseline (no model)."""
+        """The retrieval baseline (no model), and with the checkpoint's neighbour ranker where it has one."""
+        train_key = sha([r["cid"] for r in self.train])
         self.runs["retrieval"] = self.run_or_reuse(
-            "retrieval", {"system": "retrieval", "train": sha([r["cid"] for r in self.train])},
+            "retrieval", {"system": "retrieval", "train": train_key},
             lambda: retrieval_system(self.task, self.train, self.sources, self.config.progress))
+        database = getattr(self.translator, "database", None)
+        ranker = getattr(database, "rankers", {}).get(self.task)
+        if ranker is not None:
+            self.runs["retrieval+ranker"] = self.run_or_reuse(
+                "retrieval+ranker", {"system": "retrieval+ranker", "train": train_key, "ranker": ranker.to_dict()},
+                lambda: ranked_retrieval_system(self.task, self.train, self.sources, ranker))
 
 
 def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, splits: Any,
@@ -218,7 +225,18 @@ def _knn_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[str, 
         for system in ("model+knn", "model"):
             c = paired_bootstrap(rows[system], rows["retrieval"], metric, config.bootstrap, config.seed)
             comparisons.append({"system": system, "baseline": "retrieval", **c})
-    return comparisons
+    return comparisons + _ranker_comparisons(t, rows)
+
+
+def _ranker_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[str, Any]]:
+    """Paired bootstrap of the ranked retrieval minus the nearest pair's target (when the checkpoint has a
+    neighbour ranker)."""
+    if "retrieval+ranker" not in rows:
+        return []
+    config = t.config
+    return [{"system": "retrieval+ranker", "baseline": "retrieval",
+             **paired_bootstrap(rows["retrieval+ranker"], rows["retrieval"], metric, config.bootstrap, config.seed)}
+            for metric in dict.fromkeys((*HEADLINE_METRICS[t.task], *VERSUS_RETRIEVAL[t.task]))]
 
 
 def _scaling_part(t: TaskRuns, rows: dict[str, RowScores], scaling_runs: dict[float, tuple[SystemRun, dict]],
@@ -282,6 +300,7 @@ def _model_only_part(t: TaskRuns) -> tuple[dict, dict]:
         for metric in dict.fromkeys((*HEADLINE_METRICS[task], *VERSUS_RETRIEVAL[task])):
             c = paired_bootstrap(rows[name], rows["retrieval"], metric, config.bootstrap, config.seed)
             comparisons.append({"system": name, "baseline": "retrieval", **c})
+    comparisons += _ranker_comparisons(t, rows)
     picks = pick_examples(task, rows, t.runs, config.examples)
     titles = {"best": "Best rows of the model", "worst": "Worst rows of the model"}
     examples = {"primary_metric": PRIMARY_METRIC[task], "groups": [

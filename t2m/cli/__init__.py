@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("t2m.cli.bench", "benchmark the model with and without retrieval, both tasks"),
     "report": ("t2m.cli.report", "rewrite a bench folder's tables and HTML report"),
     "baselines": ("t2m.cli.baselines", "write the no-model retrieval baselines' test predictions"),
+    "ranker": ("t2m.cli.ranker", "fit the learned choice among each input's nearest database pairs"),
     "ship": ("t2m.cli.ship", "make a trained checkpoint t2m's default model, with a model card scored on test"),
 }
 
