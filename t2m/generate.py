@@ -274,6 +274,27 @@ class Translator:
         bar.close()
         return results  # type: ignore[return-value]
 
+    def retrieve(self, inputs: Sequence[str] | str, task: str, n_best: int = 1) -> list[Translation]:
+        """No model: each input's answer is the target of the database pair the checkpoint's neighbour ranker
+        puts first among the nearest (:mod:`t2m.neighbour_ranker`; the nearest pair where it has no
+        ranker); ``candidates`` are the first ``n_best`` targets, ``neighbours`` their pairs. Bad inputs are
+        flagged by row as in :meth:`translate`. Needs a checkpoint that reads a database (or ``database=``)."""
+        check_task(task)
+        if self.database is None:
+            raise ValueError(f"{self.info.path}: this checkpoint reads no neighbour database, so there is nothing to "
+                             "retrieve from; use a checkpoint trained with neighbours (the shipped one is)")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        flags: list[list[str]] = [[] for _ in inputs]
+        results: list[Translation | None] = [None] * len(inputs)
+        todo = self._screen(inputs, task, flags, results)
+        found = self.database.search([strip_prompt(inputs[r], task) for r in todo], task, max(n_best, 1))
+        for row, neighbours in zip(todo, found):
+            targets = [n.target for n in neighbours]
+            results[row] = Translation(input=inputs[row], output=targets[0] if targets else "", candidates=targets,
+                                       flags=flags[row],
+                                       neighbours=neighbours)
+        return results  # type: ignore[return-value]
+
     def _screen(self, inputs: list[str], task: str, flags: list[list[str]], results: list) -> list[int]:
         """The rows to translate; an empty input gets its (empty) result and flag here, a mol2text input RDKit
         does not parse a flag (it is captioned anyway)."""

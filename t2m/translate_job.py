@@ -88,6 +88,7 @@ class TranslateJob:
     allow_pickle: bool = False
     database: str | os.PathLike | None = None
     show_neighbours: bool = False
+    system: str = "model"  # "retrieval": no model, the ranked nearest pair's target (Translator.retrieve)
 
     def options(self) -> dict[str, Any]:
         """The options a resumed run must share with the one that kept the rows, by the command line's names."""
@@ -98,7 +99,7 @@ class TranslateJob:
                 "top_k": d.top_k, "repetition_penalty": d.repetition_penalty,
                 "no_repeat_ngram_size": d.no_repeat_ngram_size, "length_penalty": d.length_penalty, "mbr": d.mbr,
                 "knn_k": self.knn_k, "knn_lambda": self.knn_lambda, "knn_temperature": self.knn_temperature,
-                "knn_pairs": self.knn_pairs, "prompt_style": self.prompt_style}
+                "knn_pairs": self.knn_pairs, "prompt_style": self.prompt_style, "system": self.system}
 
 
 @dataclass
@@ -358,7 +359,7 @@ def translate_rows(job: TranslateJob, model_dir: Path, store, sources: dict[int,
         _test_delay()
 
     try:
-        if job.jobs > 1:
+        if job.jobs > 1 and job.system == "model":
             from t2m.decode_pool import DecodePool
 
             with DecodePool(model_dir, job.jobs, allow_pickle=job.allow_pickle, prompt_style=job.prompt_style,
@@ -373,7 +374,11 @@ def translate_rows(job: TranslateJob, model_dir: Path, store, sources: dict[int,
                                                 prompt_style=job.prompt_style, database=job.database)
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
-            done(part, translator.translate([sources[r] for r in part], job.task, decoding, constraints, retrieval))
+            texts = [sources[r] for r in part]
+            if job.system == "retrieval":
+                done(part, translator.retrieve(texts, job.task, decoding.num_return_sequences or 1))
+            else:
+                done(part, translator.translate(texts, job.task, decoding, constraints, retrieval))
     finally:
         bar.close()
 

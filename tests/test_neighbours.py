@@ -223,3 +223,37 @@ def test_translation_neighbours_survive_json_as_resumed_runs_read_them():
     shown = [Neighbour(3, 0.8123, "CCO", "The molecule is ethanol.")]
     kept = json.loads(json.dumps(Translation("CCCO", "out", ["out"], None, [], shown).to_dict()))
     assert [Neighbour(**n) for n in kept["neighbours"]] == shown
+
+
+def test_translate_system_retrieval_answers_with_the_ranked_pairs_targets(neighbour_checkpoint, tiny_chebi20, tmp_path,
+                                                                          tiny_model_dir):
+    import subprocess
+    import sys
+
+    from t2m.data import read_tsv_records
+    from t2m.generate import Translator
+    from t2m.neighbour_ranker import fit_ranker
+
+    _, final = neighbour_checkpoint
+    translator = Translator.from_pretrained(final)
+    records = read_tsv_records(tiny_chebi20 / "validation.txt")
+    queries = [records[150]["smiles"], "", records[154]["smiles"]]
+    found = translator.retrieve(queries, MOL2TEXT, n_best=2)
+    nearest = translator.database.search([queries[0], queries[2]], MOL2TEXT, 2)
+    assert [found[0].candidates, found[2].candidates] == [[n.target for n in row] for row in nearest]
+    assert found[0].output == nearest[0][0].target and found[0].neighbours == nearest[0]
+    assert found[1].output == "" and found[1].flags  # the empty row is flagged, the others answered
+    # with a ranker the answer is the ranked first pair
+    translator.database.use_rankers({MOL2TEXT: fit_ranker(translator.database, MOL2TEXT, pool=4)})
+    ranked = translator.retrieve([queries[2]], MOL2TEXT)[0]
+    assert ranked.output == translator.database.search([queries[2]], MOL2TEXT, 1)[0][0].target
+    with pytest.raises(ValueError, match="no neighbour database"):
+        Translator.from_pretrained(tiny_model_dir).retrieve(["CCO"], MOL2TEXT)
+    # the command line: --system retrieval, --n-best from the next pairs; --knn refused before loading
+    run = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(final),
+                          "--system", "retrieval", "--n-best", "2", queries[0]], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0].split("\t")[:2] == [n.target for n in nearest[0]]
+    refused = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(final),
+                              "--system", "retrieval", "--knn", str(tmp_path), "CCO"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--system retrieval" in refused.stderr
