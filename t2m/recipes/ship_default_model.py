@@ -57,9 +57,28 @@ def copy_model(run: Path, dest: Path) -> None:
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"prompt_style": "textchem"}
     meta["decoding"] = DECODING
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    add_neighbour_ranker(tmp)
     store_weights_in_bf16(tmp / "model.safetensors")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
+
+
+def add_neighbour_ranker(model_dir: Path) -> None:
+    """For a checkpoint that reads neighbours: fit the neighbour rankers on its memory
+    (:mod:`t2m.neighbour_ranker`), write them to ``ranker.json`` and name them in ``t2m.json``."""
+    from t2m.io import atomic_write_text
+    from t2m.neighbour_ranker import fit_rankers
+    from t2m.neighbours import NeighbourFormat, load_checkpoint_database
+
+    meta_file = model_dir / "t2m.json"
+    meta = json.loads(meta_file.read_text())
+    fmt = NeighbourFormat.from_meta(meta)
+    if fmt is None:
+        return
+    database = load_checkpoint_database(model_dir, NeighbourFormat(fmt.k, fmt.show_similarity, fmt.database))
+    fit_rankers(database, model_dir / "ranker.json")
+    meta["neighbours"]["ranker"] = "ranker.json"
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
 
 
 def store_weights_in_bf16(path: Path) -> None:
@@ -237,6 +256,15 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             f"- neighbours: {meta['neighbours']['k']} per input, by Morgan Tanimoto (molecules) or TF-IDF cosine "
             "(descriptions); in training never the pair itself nor its molecule. `--database FILE` (Python: "
             "`Translator.from_pretrained(database=...)`) reads another one, e.g. the full ChEBI-20 train split.",
+        ]
+        if meta["neighbours"].get("ranker"):
+            lines += [
+                f"- ranker: `{meta['neighbours']['ranker']}`, boosted regression trees (`t2m.neighbour_ranker`, fitted "
+                "on the memory itself by `t2m ranker`) that choose, among the 8 nearest pairs, the one whose target is "
+                "likely closest to the truth; the model reads that pair, and `t2m translate --system retrieval` "
+                "answers with its target (no model).",
+            ]
+        lines += [
             "",
             "## Training (stage 2)",
             "",
