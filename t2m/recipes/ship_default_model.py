@@ -214,6 +214,16 @@ def mean_token_lengths(model_dir: Path, data_dir: Path) -> dict[str, float]:
     return means
 
 
+def ranker_lines(meta: dict) -> list[str]:
+    """The model card's line on the checkpoint's neighbour rankers (none without them)."""
+    ranker = meta.get("neighbours", {}).get("ranker")
+    if not ranker:
+        return []
+    return [f"- ranker: `{ranker}`, boosted regression trees (`t2m.neighbour_ranker`, fitted on the memory itself by "
+            "`t2m ranker`) that choose, among the 8 nearest pairs, the one whose target is likely closest to the truth; "
+            "the model reads that pair, and `t2m translate --system retrieval` answers with its target (no model)."]
+
+
 def model_card(dest: Path, run: Path, results: dict, history: str | None = None, kept: list[str] | None = None,
                token_lengths: dict[str, float] | None = None) -> str:
     config = json.loads((dest / "training_config.json").read_text())
@@ -256,15 +266,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             f"- neighbours: {meta['neighbours']['k']} per input, by Morgan Tanimoto (molecules) or TF-IDF cosine "
             "(descriptions); in training never the pair itself nor its molecule. `--database FILE` (Python: "
             "`Translator.from_pretrained(database=...)`) reads another one, e.g. the full ChEBI-20 train split.",
-        ]
-        if meta["neighbours"].get("ranker"):
-            lines += [
-                f"- ranker: `{meta['neighbours']['ranker']}`, boosted regression trees (`t2m.neighbour_ranker`, fitted "
-                "on the memory itself by `t2m ranker`) that choose, among the 8 nearest pairs, the one whose target is "
-                "likely closest to the truth; the model reads that pair, and `t2m translate --system retrieval` "
-                "answers with its target (no model).",
-            ]
-        lines += [
+        ] + ranker_lines(meta) + [
             "",
             "## Training (stage 2)",
             "",
