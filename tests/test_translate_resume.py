@@ -50,8 +50,11 @@ def test_ctrl_c_keeps_the_finished_rows_and_the_rerun_finishes_the_same_file(uni
     src, whole = uninterrupted
     out = tmp_path / "pred.tsv"
     partial = tmp_path / "pred.tsv.partial"
+    # SIGINT as a terminal delivers it, even when the tests run in a background job (whose children inherit an
+    # ignored SIGINT: Python then installs no KeyboardInterrupt handler)
     run = subprocess.Popen(command(src, out, "--jobs", jobs), env=environ(_T2M_TEST_CHUNK_DELAY="3"),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (partial.is_file() and partial.read_text(encoding="utf-8").count("\n") >= 3):  # header + 2 rows
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
