@@ -291,8 +291,7 @@ class Translator:
         for row, neighbours in zip(todo, found):
             targets = [n.target for n in neighbours]
             results[row] = Translation(input=inputs[row], output=targets[0] if targets else "", candidates=targets,
-                                       flags=flags[row],
-                                       neighbours=neighbours)
+                                       flags=flags[row], neighbours=neighbours)
         return results  # type: ignore[return-value]
 
     def _screen(self, inputs: list[str], task: str, flags: list[list[str]], results: list) -> list[int]:
