@@ -54,25 +54,33 @@ FORMAT_VERSION = 1
 
 
 class _Molecules:
-    """Fingerprints (Morgan r=2 2048 bits, MACCS, RDKit) and heavy-atom counts of SMILES, computed once each."""
+    """Fingerprints (Morgan r=2 2048 bits, MACCS, RDKit) and heavy-atom counts of SMILES. Database molecules
+    (the candidates, a bounded set) are computed once and kept; inputs (``keep=False``) are not kept."""
 
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
+        self._morgan: Any = None
 
-    def __call__(self, smiles: str):
-        if smiles not in self._cache:
-            from rdkit import Chem, DataStructs, rdBase  # noqa: F401
-            from rdkit.Chem import MACCSkeys, rdFingerprintGenerator
+    def __call__(self, smiles: str, keep: bool = True):
+        if smiles in self._cache:
+            return self._cache[smiles]
+        found = self._compute(smiles)
+        if keep:
+            self._cache[smiles] = found
+        return found
 
-            with rdBase.BlockLogs():
-                mol = Chem.MolFromSmiles(smiles) if smiles else None
-                if mol is None or mol.GetNumAtoms() == 0:
-                    self._cache[smiles] = None
-                else:
-                    morgan = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048).GetFingerprint(mol)
-                    self._cache[smiles] = (morgan, MACCSkeys.GenMACCSKeys(mol), Chem.RDKFingerprint(mol),
-                                           mol.GetNumHeavyAtoms())
-        return self._cache[smiles]
+    def _compute(self, smiles: str):
+        from rdkit import Chem, rdBase
+        from rdkit.Chem import MACCSkeys, rdFingerprintGenerator
+
+        if self._morgan is None:
+            self._morgan = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+        with rdBase.BlockLogs():
+            mol = Chem.MolFromSmiles(smiles) if smiles else None
+            if mol is None or mol.GetNumAtoms() == 0:
+                return None
+            return (self._morgan.GetFingerprint(mol), MACCSkeys.GenMACCSKeys(mol), Chem.RDKFingerprint(mol),
+                    mol.GetNumHeavyAtoms())
 
 
 def _tanimoto(a, b, which: int) -> float:
@@ -124,7 +132,7 @@ class FeatureMaker:
         others = [[j for j in range(len(candidates)) if j != i] for i in range(len(candidates))]
         rows = []
         if self.task == MOL2TEXT:
-            q = self.molecules(query)
+            q = self.molecules(query, keep=False)
             mols = [self.molecules(c.source) for c in candidates]
             grams = [_bigrams(c.target) for c in candidates]
             for i, c in enumerate(candidates):

@@ -135,7 +135,6 @@ def retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], p
                      memory={"peak_rss_so_far_mb": peak_rss_mb()})
 
 
-
 def ranked_retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], ranker: Any) -> SystemRun:
     """The no-model baseline with a learned choice among the nearest pairs (:mod:`t2m.neighbour_ranker`):
     the target of the pair the ranker puts first among the ``ranker.pool`` nearest training pairs."""

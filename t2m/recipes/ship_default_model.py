@@ -66,6 +66,8 @@ def copy_model(run: Path, dest: Path) -> None:
 def add_neighbour_ranker(model_dir: Path) -> None:
     """For a checkpoint that reads neighbours: fit the neighbour rankers on its memory
     (:mod:`t2m.neighbour_ranker`), write them to ``ranker.json`` and name them in ``t2m.json``."""
+    import dataclasses
+
     from t2m.io import atomic_write_text
     from t2m.neighbour_ranker import fit_rankers
     from t2m.neighbours import NeighbourFormat, load_checkpoint_database
@@ -75,7 +77,8 @@ def add_neighbour_ranker(model_dir: Path) -> None:
     fmt = NeighbourFormat.from_meta(meta)
     if fmt is None:
         return
-    database = load_checkpoint_database(model_dir, NeighbourFormat(fmt.k, fmt.show_similarity, fmt.database))
+    # fitted afresh on the memory alone: a ranker the checkpoint may already name is not loaded
+    database = load_checkpoint_database(model_dir, dataclasses.replace(fmt, ranker=None))
     fit_rankers(database, model_dir / "ranker.json")
     meta["neighbours"]["ranker"] = "ranker.json"
     atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
