@@ -73,6 +73,14 @@ class CheckpointInfo:
     # per-task decoding defaults the checkpoint recommends (fields of t2m.options.DecodingOptions and
     # SmilesConstraints), e.g. {"mol2text": {"no_repeat_ngram_size": 3}}
     decoding: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per-task system ``t2m translate`` runs by default (t2m.json "system"): "model" or "retrieval" (the
+    # ranked nearest pair's target, no model); tasks left out: "model"
+    systems: dict[str, str] = field(default_factory=dict)
+
+    def default_system(self, task: str) -> str:
+        """The system ``t2m translate`` runs for ``task`` when ``--system`` is not given: the checkpoint's
+        ``t2m.json`` "system" (``t2m ship`` writes the best one ``t2m bench`` measured), else "model"."""
+        return self.systems.get(task, "model")
 
     def decoding_options(self, task: str, **given: Any) -> dict[str, Any]:
         """The repetition / length ``generate`` options (:data:`DECODING_KEYS`) a decoding of ``task`` uses:
@@ -99,12 +107,34 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
             tasks=tuple(meta.get("tasks", ("text2mol", "mol2text"))),
             extra=meta,
             decoding=_decoding_defaults(meta_file, meta.get("decoding", {})),
+            systems=_default_systems(meta_file, meta),
         )
     name = path.resolve().name.lower()
     if "molt5" in name or "caption2smiles" in name or "smiles2caption" in name:
         tasks = ("text2mol",) if "caption2smiles" in name else ("mol2text",) if "smiles2caption" in name else ("text2mol", "mol2text")
         return CheckpointInfo(path=str(path), prompt_style="none", tasks=tasks)
     return CheckpointInfo(path=str(path))
+
+
+SYSTEMS = ("model", "retrieval")
+
+
+def _default_systems(meta_file: Path, meta: dict) -> dict[str, str]:
+    """Validate the ``system`` section of ``t2m.json``: {task: "model" | "retrieval"}; retrieval needs the
+    checkpoint's neighbour database ("neighbours")."""
+    systems = meta.get("system", {})
+    fix = '; e.g. "system": {"mol2text": "retrieval", "text2mol": "model"}'
+    if not isinstance(systems, dict):
+        raise ValueError(f'{meta_file}: "system" must map a task to a system{fix}')
+    for task, system in systems.items():
+        if task not in ("text2mol", "mol2text"):
+            raise ValueError(f'{meta_file}: "system" -> {task!r}: tasks are text2mol and mol2text{fix}')
+        if system not in SYSTEMS:
+            raise ValueError(f'{meta_file}: "system" -> {task!r}: {system!r} is not one of {", ".join(SYSTEMS)}{fix}')
+        if system == "retrieval" and not meta.get("neighbours"):
+            raise ValueError(f'{meta_file}: "system" -> {task!r}: retrieval needs a neighbour database ("neighbours" '
+                             'with its "database"); remove the entry or add the database')
+    return dict(systems)
 
 
 def _decoding_defaults(meta_file: Path, decoding: Any) -> dict[str, dict[str, Any]]:

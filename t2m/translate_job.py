@@ -88,7 +88,9 @@ class TranslateJob:
     allow_pickle: bool = False
     database: str | os.PathLike | None = None
     show_neighbours: bool = False
-    system: str = "model"  # "retrieval": no model, the ranked nearest pair's target (Translator.retrieve)
+    # "model"; "retrieval": no model, the ranked nearest pair's target (Translator.retrieve); None: the
+    # checkpoint's default for the task (resolve_system)
+    system: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The options a resumed run must share with the one that kept the rows, by the command line's names."""
@@ -127,6 +129,28 @@ class TranslationInterrupted(KeyboardInterrupt):
 def check_model(job: TranslateJob) -> Path:
     """The checkpoint folder to load; UsageError when ``model`` is not one."""
     return check_model_option(job.model, job.allow_pickle)
+
+
+def resolve_system(job: TranslateJob, model_dir: Path) -> TranslateJob:
+    """``job`` with its system decided: as given, else "model" with a kNN datastore (only the model decodes
+    with one), else the checkpoint's default for the task (``t2m.json`` "system"; "model" when it has none)."""
+    import dataclasses
+
+    from t2m.modeling import read_checkpoint_info
+
+    system = job.system
+    if system == "retrieval" and job.knn:
+        raise UsageError("--knn decodes with the model: leave it out with --system retrieval (no model)")
+    if system is None:
+        try:
+            system = "model" if job.knn else read_checkpoint_info(model_dir).default_system(job.task)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    d = job.decoding
+    if system == "model" and d.num_return_sequences and d.num_return_sequences > d.num_beams and not d.do_sample:
+        raise UsageError(f"--n-best {d.num_return_sequences} needs --num-beams {d.num_return_sequences} or more "
+                         "(or --sample)")
+    return dataclasses.replace(job, system=system)
 
 
 def check_store(job: TranslateJob):
@@ -455,6 +479,7 @@ def run_translation(job: TranslateJob) -> Translated:
     inputs = read_job_inputs(job)
     output = check_output(job, inputs.path)
     model_dir = check_model(job)
+    job = resolve_system(job, model_dir)
     store = check_store(job)
     sig = signature(job, inputs, model_dir)
     partial = open_partial(job, output, sig, len(inputs.rows)) if output is not None else None

@@ -257,3 +257,49 @@ def test_translate_system_retrieval_answers_with_the_ranked_pairs_targets(neighb
     refused = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(final),
                               "--system", "retrieval", "--knn", str(tmp_path), "CCO"], capture_output=True, text=True)
     assert refused.returncode == 2 and "--system retrieval" in refused.stderr
+
+
+def test_translate_runs_the_checkpoints_default_system(neighbour_checkpoint, tmp_path):
+    """t2m.json "system" decides what `t2m translate` runs when --system is not given; --knn and
+    --system model run the T5; a bad entry is refused naming the file."""
+    import shutil
+    import subprocess
+    import sys
+
+    from t2m.generate import Translator
+    from t2m.modeling import read_checkpoint_info
+    from t2m.options import DecodingOptions
+    from t2m.translate_job import TranslateJob, UsageError, resolve_system
+
+    _, final = neighbour_checkpoint
+    model = tmp_path / "model"
+    shutil.copytree(final, model)
+    meta = json.loads((model / "t2m.json").read_text())
+    assert read_checkpoint_info(model).default_system(MOL2TEXT) == "model"  # no entry: the T5, as before
+    (model / "t2m.json").write_text(json.dumps({**meta, "system": {MOL2TEXT: "retrieval"}}))
+    info = read_checkpoint_info(model)
+    assert (info.default_system(MOL2TEXT), info.default_system("text2mol")) == ("retrieval", "model")
+    job = TranslateJob(task=MOL2TEXT, texts=["CCO"], model=str(model))
+    assert resolve_system(job, model).system == "retrieval"
+    assert resolve_system(TranslateJob(task=MOL2TEXT, texts=["CCO"], knn="store"), model).system == "model"
+    with pytest.raises(UsageError, match="--n-best 3 needs --num-beams 3"):
+        resolve_system(TranslateJob(task=MOL2TEXT, texts=["CCO"], system="model",
+                                    decoding=DecodingOptions(num_return_sequences=3)), model)
+    translator = Translator.from_pretrained(model)
+    query = translator.database.smiles[7]
+    expected = translator.retrieve([query], MOL2TEXT)[0].output
+    by_default = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(model),
+                                 "--max-new-tokens", "4", query], capture_output=True, text=True)
+    assert by_default.returncode == 0, by_default.stderr
+    assert by_default.stdout.strip() == expected  # the pair's caption: no model
+    by_model = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(model),
+                               "--system", "model", "--max-new-tokens", "4", query], capture_output=True, text=True)
+    assert by_model.returncode == 0 and by_model.stdout.strip() != expected  # 4 tokens of the T5
+    (model / "t2m.json").write_text(json.dumps({**meta, "system": {MOL2TEXT: "lookup"}}))
+    bad = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(model),
+                          "CCO"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "t2m.json" in bad.stderr and "'lookup' is not one of model, retrieval" in bad.stderr
+    no_database = {k: v for k, v in meta.items() if k != "neighbours"}
+    (model / "t2m.json").write_text(json.dumps({**no_database, "system": {MOL2TEXT: "retrieval"}}))
+    with pytest.raises(ValueError, match="retrieval needs a neighbour database"):
+        read_checkpoint_info(model)

@@ -52,3 +52,36 @@ def test_card_reports_mean_tokens_per_smiles_and_description(shared_data, tmp_pa
     assert 30 < lengths["smiles"] < lengths["description"] < 200  # the shipped tokenizer: 63.7 and 86.2
     card = model_card(default_model_dir(), tmp_path, {}, token_lengths=lengths)
     assert f"- tokens: mean {lengths['smiles']} per SMILES, {lengths['description']} per description" in card
+
+
+def test_ship_makes_the_best_benched_system_the_default(tmp_path):
+    """t2m ship --from-bench: the system t2m translate runs by default is the best of the model and
+    retrieval on the bench's choice metrics, per task, written to t2m.json and the model card."""
+    import json
+
+    from t2m.bench.verdicts import best_default_system
+    from t2m.recipes.ship_default_model import default_systems_from_bench, set_default_systems, system_lines
+
+    systems = {"model": {"metrics": {"bleu4": 0.30, "meteor": 0.45, "morgan_fts": 0.50, "maccs_fts": 0.70}},
+               "retrieval": {"metrics": {"bleu4": 0.36, "meteor": 0.48, "morgan_fts": 0.45, "maccs_fts": 0.69}},
+               "retrieval+ranker": {"metrics": {"bleu4": 0.37, "meteor": 0.50, "morgan_fts": 0.47, "maccs_fts": 0.71}}}
+    best = best_default_system("mol2text", systems)
+    assert best["system"] == "retrieval+ranker" and best["translate"] == "retrieval"
+    assert best["scores"] == {"model": 0.375, "retrieval+ranker": 0.435}
+    assert best_default_system("text2mol", systems)["translate"] == "model"  # 0.60 against 0.59
+    tie = {"model": systems["model"], "retrieval": {"metrics": dict(systems["model"]["metrics"])}}
+    assert best_default_system("mol2text", tie)["translate"] == "model"  # a tie goes to the model
+    assert best_default_system("mol2text", {}) is None
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "bench.json").write_text(json.dumps({"tasks": {
+        task: {"rows": 10, "headline_beam": 5, "systems": systems} for task in ("mol2text", "text2mol")}}))
+    chosen = default_systems_from_bench([bench], ("mol2text", "text2mol"))
+    assert {task: c["translate"] for task, c in chosen.items()} == {"mol2text": "retrieval", "text2mol": "model"}
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "t2m.json").write_text(json.dumps({"prompt_style": "textchem", "neighbours": {"k": 1, "database": "m.tsv"}}))
+    set_default_systems(model, chosen)
+    meta = json.loads((model / "t2m.json").read_text())
+    assert meta["system"] == {"mol2text": "retrieval", "text2mol": "model"}
+    assert "mol2text: `retrieval`; text2mol: `model`" in system_lines(meta)[0]

@@ -18,6 +18,8 @@ PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
 # metrics the model (with or without kNN) is compared with the retrieval baseline on
 VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "maccs_fts")}
 LOWER_IS_BETTER = {"levenshtein", "fcd"}
+# the metrics (mean) by which the bench names the best system t2m translate can run by default
+DEFAULT_CHOICE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("morgan_fts", "maccs_fts")}
 EXAMPLE_SYSTEMS = ("model", "model+knn", "retrieval")
 
 

@@ -16,7 +16,7 @@ from t2m.bench.statistics import CaptionScorer, RowScores, evaluate, paired_boot
 from t2m.bench.stores import check_store_model, describe_store, knn_record, lambda_sweep, run_prepare
 from t2m.bench.systems import (SystemRun, decode_system, effective_decoding_options, ranked_retrieval_system,
                                retrieval_system, system_name, without_rerank)
-from t2m.bench.verdicts import cost_summary
+from t2m.bench.verdicts import best_default_system, cost_summary
 from t2m.tasks import TEXT2MOL, source_and_target
 
 
@@ -165,6 +165,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         "lambda_sweep": sweep,
         "scaling": _scaling_part(t, rows, scaling_runs, store_info, params),
         "cost": cost_summary(systems, store_info, sorted(config.beams), config.headline_beam, task),
+        "default_system": best_default_system(task, systems),
     }
     return clean(part), clean(_knn_examples(t, rows, store, params))
 
@@ -310,5 +311,6 @@ def _model_only_part(t: TaskRuns) -> tuple[dict, dict]:
     part = {"rows": len(t.sources), "headline_beam": config.headline_beam,
             "headline_metrics": list(HEADLINE_METRICS[task]), "signature": signature, "systems": systems,
             "comparisons": comparisons, "datastore": None, "lambda_sweep": None, "scaling": None,
-            "cost": cost_summary(systems, None, sorted(config.beams), config.headline_beam, task)}
+            "cost": cost_summary(systems, None, sorted(config.beams), config.headline_beam, task),
+            "default_system": best_default_system(task, systems)}
     return clean(part), clean(examples)

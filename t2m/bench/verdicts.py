@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from t2m.bench.config import HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_RETRIEVAL
+from t2m.bench.config import DEFAULT_CHOICE_METRICS, HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_RETRIEVAL
 from t2m.bench.systems import system_name
 from t2m.memory import peak_rss_mb
 
@@ -14,6 +14,26 @@ def _verdict_word(comparison: dict[str, Any], better: str, worse: str, unclear: 
     if not comparison["excludes_zero"]:
         return unclear
     return better if comparison["delta"] > 0 else worse
+
+
+def best_default_system(task: str, systems: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Of the systems ``t2m translate`` runs without extra files -- the model at the headline beam ("model")
+    and retrieval (the ranked nearest pair, "retrieval+ranker", where the checkpoint has a ranker, else
+    "retrieval") -- the one with the higher mean of :data:`DEFAULT_CHOICE_METRICS` (the model on a tie):
+    {"system": bench name, "translate": its ``--system``, "metrics", "scores"}; None when the bench has
+    neither."""
+    metrics = DEFAULT_CHOICE_METRICS[task]
+    retrieval = "retrieval+ranker" if "retrieval+ranker" in systems else "retrieval"
+    scores = {}
+    for name in ("model", retrieval):
+        values = [systems.get(name, {}).get("metrics", {}).get(m) for m in metrics]
+        if all(isinstance(v, (int, float)) for v in values):
+            scores[name] = round(sum(values) / len(values), 4)
+    if not scores:
+        return None
+    best = max(scores, key=lambda name: (scores[name], name == "model"))
+    return {"system": best, "translate": "model" if best == "model" else "retrieval", "metrics": list(metrics),
+            "scores": scores}
 
 
 def verdicts(bench: dict[str, Any]) -> list[str]:
@@ -56,6 +76,12 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                                      "does NOT clearly beat (interval includes zero)")
                 lines.append(f"{task}: {label} {word} the retrieval baseline on {metric} "
                              f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
+        best = t.get("default_system")
+        if best:
+            scores = ", ".join(f"{name} {value:.4f}" for name, value in best["scores"].items())
+            lines.append(f"{task}: the best system t2m translate can run by default is {best['system']} "
+                         f"(mean of {' and '.join(best['metrics'])}: {scores}); t2m ship makes it the default "
+                         f"(--system {best['translate']}).")
     return lines
 
 

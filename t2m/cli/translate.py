@@ -85,11 +85,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--database", type=Path, metavar="FILE",
                         help="training pairs (ChEBI-20 TSV or JSONL) a model trained with neighbours in its input "
                              "retrieves them from (default: the model's own memory, e.g. the shipped model's)")
-    parser.add_argument("--system", choices=("model", "retrieval"), default="model",
+    parser.add_argument("--system", choices=("model", "retrieval"),
                         help="model: the T5 translates (reading its neighbours when trained with them); retrieval: "
                              "no model, the target of the database pair the checkpoint's neighbour ranker puts first "
                              "among the nearest (t2m.neighbour_ranker; the nearest pair without one); --n-best gives "
-                             "the next pairs' targets, the decoding and --knn options do not apply")
+                             "the next pairs' targets, the decoding and --knn options do not apply. Default: the "
+                             "checkpoint's choice for the task (t2m.json \"system\", the best system t2m bench "
+                             "measured for the shipped model; model for checkpoints without one, and with --knn)")
     parser.add_argument("--show-neighbours", action="store_true",
                         help="add each input's neighbours shown to the model (similarity and target) to the output: "
                              "two more TSV columns, or a tab-separated column in text output (JSONL always has them)")
@@ -110,7 +112,7 @@ def check_options(args) -> None:
     _check_range("--n-best", args.n_best, 1, what="must be 1 or more")
     if args.system == "retrieval" and args.knn:
         raise UsageError("--knn decodes with the model: leave it out with --system retrieval (no model)")
-    if args.n_best and args.n_best > args.num_beams and not args.sample and args.system == "model":
+    if args.n_best and args.n_best > args.num_beams and not args.sample and args.system == "model":  # None: later
         raise UsageError(f"--n-best {args.n_best} needs --num-beams {args.n_best} or more (or --sample)")
     _check_range("--batch-size", args.batch_size, 1, what="must be 1 or more")
     if args.database is not None and not Path(args.database).is_file():

@@ -217,6 +217,44 @@ def mean_token_lengths(model_dir: Path, data_dir: Path) -> dict[str, float]:
     return means
 
 
+def default_systems_from_bench(bench_dirs: Sequence[Path], tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per task, the best system ``t2m translate`` can run by default as measured by the first of the
+    ``t2m bench`` folders whose ``bench.json`` has the task (:func:`t2m.bench.verdicts.best_default_system`):
+    {task: {"system", "translate", "metrics", "scores", "rows", "beam"}}."""
+    from t2m.bench.verdicts import best_default_system
+
+    chosen: dict[str, dict[str, Any]] = {}
+    for folder in bench_dirs:
+        for bench_file in sorted(Path(folder).glob("**/bench.json")):
+            bench = json.loads(bench_file.read_text())
+            for task, part in bench.get("tasks", {}).items():
+                best = best_default_system(task, part.get("systems", {})) if task in tasks else None
+                if best is not None and task not in chosen:
+                    chosen[task] = {**best, "rows": part.get("rows"), "beam": part.get("headline_beam"),
+                                    "bench": str(bench_file)}
+    return chosen
+
+
+def set_default_systems(model_dir: Path, chosen: dict[str, dict[str, Any]]) -> None:
+    """Write ``t2m.json`` "system" (what ``t2m translate`` runs by default) from :func:`default_systems_from_bench`."""
+    from t2m.io import atomic_write_text
+
+    meta_file = model_dir / "t2m.json"
+    meta = json.loads(meta_file.read_text())
+    meta["system"] = {**meta.get("system", {}), **{task: c["translate"] for task, c in chosen.items()}}
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
+
+
+def system_lines(meta: dict) -> list[str]:
+    """The model card's line on what ``t2m translate`` runs by default."""
+    systems = meta.get("system", {})
+    if not systems:
+        return []
+    said = "; ".join(f"{task}: `{system}`" for task, system in sorted(systems.items()))
+    return [f"- default system of `t2m translate` (t2m.json \"system\", the best `t2m bench` measured on the test "
+            f"split: mean of BLEU-4 and METEOR / Morgan and MACCS FTS): {said}. `--system model` runs the T5."]
+
+
 def ranker_lines(meta: dict) -> list[str]:
     """The model card's line on the checkpoint's neighbour rankers (none without them)."""
     ranker = meta.get("neighbours", {}).get("ranker")
@@ -269,7 +307,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             f"- neighbours: {meta['neighbours']['k']} per input, by Morgan Tanimoto (molecules) or TF-IDF cosine "
             "(descriptions); in training never the pair itself nor its molecule. `--database FILE` (Python: "
             "`Translator.from_pretrained(database=...)`) reads another one, e.g. the full ChEBI-20 train split.",
-        ] + ranker_lines(meta) + [
+        ] + ranker_lines(meta) + system_lines(meta) + [
             "",
             "## Training (stage 2)",
             "",
@@ -360,6 +398,9 @@ def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2,
     if not card_only:
         copy_model(run, dest)
     if from_bench is not None:
+        chosen = default_systems_from_bench(list(from_bench), tasks)
+        if chosen:
+            set_default_systems(dest, chosen)
         results = results_from_bench(list(from_bench), run / "eval")
         results = {k: v for k, v in results.items() if k.split("_beam")[0] in tasks}
     else:
