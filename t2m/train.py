@@ -82,6 +82,9 @@ class TrainConfig:
     max_steps: int = 10000
     min_lr_ratio: float = 0.05
     max_minutes: float | None = None  # stop (and save) after this much wall time
+    # stop (and save) at this step while the learning-rate schedule still follows max_steps: a run trained in
+    # pieces, or a recipe reproducing a run that was stopped early
+    stop_at_step: int | None = None
     # bf16 autocast where the hardware has native bf16 (CUDA, or a CPU with AVX512-BF16 or AMX); on other
     # CPUs bf16 is emulated and far slower than float32, so training falls back to float32 with a warning.
     # "force" uses bf16 regardless.
@@ -614,7 +617,7 @@ class TrainingRun:
         if step % config.eval_every == 0 and self.accelerator.is_main_process:
             self.evaluate()
         out_of_time = config.max_minutes is not None and (time.time() - self.start_time) > 60 * config.max_minutes
-        if step >= config.max_steps or out_of_time:
+        if step >= config.max_steps or out_of_time or (config.stop_at_step is not None and step >= config.stop_at_step):
             return True
         if step % config.save_every == 0:
             self.snapshot()

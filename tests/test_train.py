@@ -63,6 +63,20 @@ def test_train_saves_hf_checkpoints_and_resumes(tiny_chebi20, tiny_tokenizer_dir
     AutoTokenizer.from_pretrained(out / "model")
 
 
+def test_stop_at_step_keeps_the_schedule_of_max_steps(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
+    """A run stopped by stop_at_step is saved there with the learning rate of the max_steps schedule, and
+    resumes to max_steps: how the shipped model's recipe reproduces a run trained in pieces."""
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    train(_config(tiny_chebi20, tiny_tokenizer_dir, whole, max_steps=5, aux_unlabeled_per_epoch=0))
+    train(_config(tiny_chebi20, tiny_tokenizer_dir, pieces, max_steps=5, stop_at_step=2, aux_unlabeled_per_epoch=0))
+    assert json.loads((pieces / "model" / "trainer_state.json").read_text())["step"] == 2
+    assert [p.name for p in checkpoint_dirs(pieces)] == ["step-2"]
+    train(_config(tiny_chebi20, tiny_tokenizer_dir, pieces, max_steps=5, aux_unlabeled_per_epoch=0))
+    rates = [{r["step"]: r["lr"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())
+              if "lr" in r} for run in (whole, pieces)]
+    assert rates[0] == rates[1] and sorted(rates[1]) == [1, 2, 3, 4, 5]
+
+
 def test_bf16_only_where_native(caplog):
     """bf16 autocast is used where bf16 is native; elsewhere (AVX2-only CPUs emulate it, ~10x slower)
     training falls back to float32 and says so, unless the config forces it."""
