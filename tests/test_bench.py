@@ -88,6 +88,11 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
         assert [p["lambda"] for p in t["lambda_sweep"]["points"]] == [0.0, 0.5, 1.0]
         assert all("metric" in p for p in t["lambda_sweep"]["points"])
         assert t["cost"]["decoding"][0]["beam"] == 1 and t["cost"]["peak_rss_mb"] > 0
+        best = t["default_system"]  # what t2m ship would make t2m translate's default
+        assert set(best["scores"]) == {"model", "retrieval"} and best["system"] in best["scores"]
+        assert best["system"] == max(best["scores"], key=lambda name: (best["scores"][name], name == "model"))
+        assert any(line.startswith(f"{task}: the best system t2m translate can run by default is {best['system']}")
+                   for line in bench["verdict"])
     assert len(bench["verdict"]) >= 2
 
 
