@@ -191,6 +191,12 @@ def test_shipped_pipeline_runs_offline_on_its_memory(monkeypatch):
     assert out.output and out.neighbours and out.neighbours[0].similarity > 0
     out = translator.translate(["The molecule is a monocarboxylic acid that is acetic acid."], TEXT2MOL, max_new_tokens=24)[0]
     assert out.neighbours
+    # what t2m translate runs by default (t2m.json "system"): retrieval answers from the same memory
+    for task, query in ((MOL2TEXT, "CC(=O)OC1=CC=CC=C1C(=O)O"), (TEXT2MOL, "The molecule is an acetate ester.")):
+        assert translator.info.default_system(task) in ("model", "retrieval")
+        found = translator.retrieve([query], task)[0]
+        assert found.output == found.neighbours[0].target and found.output in (translator.database.descriptions
+                                                                              + translator.database.smiles)
 
 
 def test_translate_cli_shows_neighbours_and_reads_another_database(neighbour_checkpoint, tiny_chebi20, tmp_path):
