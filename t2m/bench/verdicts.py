@@ -76,6 +76,14 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                                      "does NOT clearly beat (interval includes zero)")
                 lines.append(f"{task}: {label} {word} the retrieval baseline on {metric} "
                              f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
+        for metric in VERSUS_RETRIEVAL[task]:
+            c = comps.get(("retrieval+ranker", "retrieval", metric))
+            if c is not None and c.get("delta") is not None and None not in c["ci95"]:
+                lo, hi = c["ci95"]
+                word = _verdict_word(c, "beats", "does NOT beat (is worse than)",
+                                     "does NOT clearly beat (interval includes zero)")
+                lines.append(f"{task}: retrieval + the neighbour ranker {word} the nearest pair on {metric} "
+                             f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
         best = t.get("default_system")
         if best:
             scores = ", ".join(f"{name} {value:.4f}" for name, value in best["scores"].items())
