@@ -79,6 +79,7 @@ def add_neighbour_ranker(model_dir: Path) -> None:
         return
     # fitted afresh on the memory alone: a ranker the checkpoint may already name is not loaded
     database = load_checkpoint_database(model_dir, dataclasses.replace(fmt, ranker=None))
+    database.name = fmt.database  # as t2m.json names it (relative to the checkpoint), not where it was fitted
     fit_rankers(database, model_dir / "ranker.json")
     meta["neighbours"]["ranker"] = "ranker.json"
     atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
