@@ -295,9 +295,10 @@ def test_translate_runs_the_checkpoints_default_system(neighbour_checkpoint, tmp
     query = translator.database.smiles[7]
     expected = translator.retrieve([query], MOL2TEXT)[0].output
     by_default = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(model),
-                                 "--max-new-tokens", "4", query], capture_output=True, text=True)
+                                 "--max-new-tokens", "4", "--num-beams", "2", query], capture_output=True, text=True)
     assert by_default.returncode == 0, by_default.stderr
     assert by_default.stdout.strip() == expected  # the pair's caption: no model
+    assert "default system for mol2text is retrieval (no model), which does not decode" in by_default.stderr
     by_model = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(model),
                                "--system", "model", "--max-new-tokens", "4", query], capture_output=True, text=True)
     assert by_model.returncode == 0 and by_model.stdout.strip() != expected  # 4 tokens of the T5
