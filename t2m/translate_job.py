@@ -398,8 +398,9 @@ def translate_rows(job: TranslateJob, model_dir: Path, store, sources: dict[int,
             return
         from t2m.generate import Translator
 
-        translator = Translator.from_pretrained(model_dir, allow_pickle=job.allow_pickle,
-                                                prompt_style=job.prompt_style, database=job.database)
+        translator = (Translator.for_retrieval(model_dir, database=job.database) if job.system == "retrieval" else
+                      Translator.from_pretrained(model_dir, allow_pickle=job.allow_pickle,
+                                                 prompt_style=job.prompt_style, database=job.database))
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
             texts = [sources[r] for r in part]

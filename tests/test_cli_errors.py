@@ -61,12 +61,20 @@ TRANSLATE = ("translate", "--task", "mol2text", "--max-new-tokens", "8")
     ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
     ("--jobs", "0", "--jobs 0: must be 1 or more"),
     ("--top-p", "1.5", "--top-p 1.5: must be in (0, 1]"),
-    ("--n-best", "3", "--n-best 3 needs --num-beams 3 or more"),
     ("--knn-k", "4", "--knn-k sets retrieval: give the datastore with --knn STORE"),
 ])
 def test_bad_options_are_refused_before_the_model_loads(files, option, value, words):
     before = snapshot(files)
     one_line(t2m(*TRANSLATE, "--input", str(files / "smiles.txt"), option, value), 2, "t2m translate: error:", words)
+    assert snapshot(files) == before
+
+
+def test_more_candidates_than_beams_are_refused_for_the_model(files):
+    """--n-best N needs N beams from the model; retrieval (the shipped model's default system) answers with
+    the next pairs' targets, so only --system model is refused, before the model loads."""
+    before = snapshot(files)
+    one_line(t2m(*TRANSLATE, "--system", "model", "--input", str(files / "smiles.txt"), "--n-best", "3"), 2,
+             "t2m translate: error:", "--n-best 3 needs --num-beams 3 or more")
     assert snapshot(files) == before
 
 

@@ -140,7 +140,7 @@ def test_translate_never_fails_and_keeps_rows_aligned(tmp_path_factory, echo, da
     source = folder / "input.data"
     source.write_bytes(data)
     output = folder / "out.data"
-    code = main(["translate", "--task", task, "--input", str(source), "--output", str(output),
+    code = main(["translate", "--task", task, "--system", "model", "--input", str(source), "--output", str(output),
                  *(["--n-best", "1"] if n_best else [])])
     err = capsys.readouterr().err
     assert source.read_bytes() == data

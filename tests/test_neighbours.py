@@ -255,6 +255,12 @@ def test_translate_system_retrieval_answers_with_the_ranked_pairs_targets(neighb
     assert ranked.output == translator.database.search([queries[2]], MOL2TEXT, 1)[0][0].target
     with pytest.raises(ValueError, match="no neighbour database"):
         Translator.from_pretrained(tiny_model_dir).retrieve(["CCO"], MOL2TEXT)
+    # without the model's weights: the same answers; decoding is refused with the way to load the model
+    light = Translator.for_retrieval(final)
+    assert light.model is None and [r.output for r in light.retrieve(queries, MOL2TEXT, n_best=2)] == \
+        [r.output for r in found]
+    with pytest.raises(ValueError, match="loaded for retrieval only"):
+        light.translate(["CCO"], MOL2TEXT)
     # the command line: --system retrieval, --n-best from the next pairs; --knn refused before loading
     run = subprocess.run([sys.executable, "-m", "t2m", "translate", "--task", "mol2text", "--model", str(final),
                           "--system", "retrieval", "--n-best", "2", queries[0]], capture_output=True, text=True)
