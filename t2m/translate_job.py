@@ -138,7 +138,7 @@ def resolve_system(job: TranslateJob, model_dir: Path) -> TranslateJob:
 
     from t2m.modeling import read_checkpoint_info
 
-    system = job.system
+    system, d = job.system, job.decoding
     if system == "retrieval" and job.knn:
         raise UsageError("--knn decodes with the model: leave it out with --system retrieval (no model)")
     if system is None:
@@ -146,11 +146,9 @@ def resolve_system(job: TranslateJob, model_dir: Path) -> TranslateJob:
             system = "model" if job.knn else read_checkpoint_info(model_dir).default_system(job.task)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        d = job.decoding
         if system == "retrieval" and (d.num_beams > 1 or d.do_sample or d.mbr != "none"):
             log.warning("the checkpoint's default system for %s is retrieval (no model), which does not decode: "
                         "the search options are not used; --system model decodes with the model", job.task)
-    d = job.decoding
     if system == "model" and d.num_return_sequences and d.num_return_sequences > d.num_beams and not d.do_sample:
         raise UsageError(f"--n-best {d.num_return_sequences} needs --num-beams {d.num_return_sequences} or more "
                          "(or --sample)")

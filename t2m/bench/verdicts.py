@@ -63,7 +63,8 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                 others.append(f"{metric} {c['delta']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] ({word})")
         if others:
             lines.append(f"{task}: model + kNN minus the model alone on the other headline metrics: " + "; ".join(others) + ".")
-        for system, label in (("model", "the model"), ("model+knn", "model + kNN")):
+        for system, label in (("model", "the model"), ("model+knn", "model + kNN"),
+                              ("retrieval+ranker", "retrieval + the neighbour ranker")):
             for metric in VERSUS_RETRIEVAL[task]:
                 c = comps.get((system, "retrieval", metric))
                 if c is None or c.get("delta") is None or None in c["ci95"]:
@@ -75,14 +76,6 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
                 word = _verdict_word(c, "beats", "does NOT beat (is worse than)",
                                      "does NOT clearly beat (interval includes zero)")
                 lines.append(f"{task}: {label} {word} the retrieval baseline on {metric} "
-                             f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
-        for metric in VERSUS_RETRIEVAL[task]:
-            c = comps.get(("retrieval+ranker", "retrieval", metric))
-            if c is not None and c.get("delta") is not None and None not in c["ci95"]:
-                lo, hi = c["ci95"]
-                word = _verdict_word(c, "beats", "does NOT beat (is worse than)",
-                                     "does NOT clearly beat (interval includes zero)")
-                lines.append(f"{task}: retrieval + the neighbour ranker {word} the nearest pair on {metric} "
                              f"(difference {c['delta']:+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]).")
         best = t.get("default_system")
         if best:

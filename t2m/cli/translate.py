@@ -110,10 +110,7 @@ def check_options(args) -> None:
         raise UsageError(f"--format {args.format} reads an --input file; leave it out for TEXT arguments")
     _check_range("--num-beams", args.num_beams, 1, what="must be 1 or more (1: greedy search)")
     _check_range("--n-best", args.n_best, 1, what="must be 1 or more")
-    if args.system == "retrieval" and args.knn:
-        raise UsageError("--knn decodes with the model: leave it out with --system retrieval (no model)")
-    if args.n_best and args.n_best > args.num_beams and not args.sample and args.system == "model":  # None: later
-        raise UsageError(f"--n-best {args.n_best} needs --num-beams {args.n_best} or more (or --sample)")
+    # --system against --knn and --n-best: t2m.translate_job.resolve_system (the default system is the checkpoint's)
     _check_range("--batch-size", args.batch_size, 1, what="must be 1 or more")
     if args.database is not None and not Path(args.database).is_file():
         raise UsageError(f"--database {args.database}: no such file; give a ChEBI-20-format TSV (or JSONL) of "
