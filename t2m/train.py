@@ -41,6 +41,9 @@ SMILES2SMILES = "smiles2smiles"
 SORT_POOL = 100  # batches whose pairs are sorted by length together (epoch_batches)
 SORT_GROUP = 8  # batches of a pool sorted by target length together (epoch_batches)
 AUX_PROMPT = "Write the SMILES of the molecule: "
+# tagged back-translation (Caswell et al., 2019): the text2mol source of a synthetic pair starts with this tag,
+# so the model can tell machine-written descriptions from real ones (real inputs never carry it)
+SYNTHETIC_TAG = "[synthetic] "
 
 
 @dataclass
@@ -68,6 +71,11 @@ class TrainConfig:
     grad_accum: int = 1
     smiles_augment: float = 0.5  # probability of a randomised SMILES as mol2text source
     aux_unlabeled_per_epoch: int = 0  # smiles2smiles examples per epoch from the unlabeled molecules
+    # tagged back-translation: a TSV/JSONL of synthetic (description, SMILES) pairs -- real molecules captioned
+    # by the mol2text direction -- trained as text2mol only, the source marked with SYNTHETIC_TAG; pairs of a
+    # training or dev molecule are dropped. `back_translations_per_epoch` drawn each epoch (0: all).
+    back_translations: str | None = None
+    back_translations_per_epoch: int = 0
     # retrieval-augmented inputs (t2m.neighbours): each source carries its `neighbours` nearest training pairs
     # (never itself nor the same molecule), drawn each epoch from its `neighbour_pool` nearest
     neighbours: int = 0
@@ -139,6 +147,8 @@ class TrainingData:
     train_neighbours: dict[str, list] = field(default_factory=dict)
     dev_neighbours: dict[str, list] = field(default_factory=dict)
     described: dict = field(default_factory=dict)  # t2m.data.Chebi20Splits.describe()
+    synthetic: list[dict] = field(default_factory=list)  # back-translated pairs (config.back_translations)
+    synthetic_neighbours: list = field(default_factory=list)  # with config.neighbours: per synthetic pair
 
     def source(self, row: int, task: str, neighbours=None, split: str = "train", show_similarity: bool = True) -> str:
         """The prompted model input of row ``row`` of ``split`` for ``task``, with ``neighbours`` (default:
@@ -166,9 +176,62 @@ def load_training_data(config: TrainConfig, cache_dir: Path | None = None) -> Tr
         except FileNotFoundError:
             unlabeled = []
     data = TrainingData(splits.train, splits.dev, unlabeled, splits.setting, described=splits.describe())
+    if config.back_translations:
+        data.synthetic = load_back_translations(config.back_translations, data)
+        data.described["back_translations"] = {"file": str(config.back_translations), "pairs": len(data.synthetic),
+                                               "sha256": _sha256(config.back_translations)}
     if config.neighbours:
         data.train_neighbours, data.dev_neighbours = find_training_neighbours(config, data, cache_dir)
+        if data.synthetic:
+            data.synthetic_neighbours = find_synthetic_neighbours(config, data, cache_dir)
     return data
+
+
+def _sha256(path: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_back_translations(path: str | Path, data: TrainingData) -> list[dict]:
+    """The synthetic pairs of ``path``, less those of a molecule among the training or dev pairs and those
+    with an empty description. ``path`` is what ``t2m translate --task mol2text --output FILE.tsv`` writes
+    (MolT5's columns ``SMILES``, ``ground truth``, ``output``: the output is the description), or a ChEBI-20
+    TSV or JSONL of SMILES and descriptions."""
+    from t2m.data import ColumnNames, read_records
+    from t2m.neighbours import canonical_key
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: back-translation file not found (training option back_translations: "
+                                "the TSV `t2m translate --task mol2text` writes, or a ChEBI-20 TSV / JSONL)")
+    with path.open(encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+    translated = header[:3] == ["SMILES", "ground truth", "output"]
+    columns = ColumnNames(cid=None, smiles="SMILES", description="output") if translated else None
+    known = {canonical_key(r["smiles"]) for r in (*data.train, *data.dev)}
+    kept = [r for r in read_records(path, columns) if r["description"].strip() and canonical_key(r["smiles"]) not in known]
+    if not kept:
+        raise ValueError(f"{path}: no back-translated pair left (every molecule is a training or dev one, or "
+                         "every description is empty)")
+    return kept
+
+
+def find_synthetic_neighbours(config: TrainConfig, data: TrainingData, cache_dir: Path | None) -> list:
+    """Each synthetic pair's ``neighbour_pool`` nearest training pairs by its description (never its own
+    molecule), as real text2mol training rows get theirs; cached in ``cache_dir/synthetic_neighbours.json``."""
+    from t2m.neighbours import NeighbourDatabase, load_neighbour_cache, save_neighbour_cache, training_neighbours
+
+    cache = cache_dir / "synthetic_neighbours.json" if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        found = load_neighbour_cache(cache).get(TEXT2MOL, [])
+        if len(found) == len(data.synthetic):
+            return found
+    found = training_neighbours(NeighbourDatabase.from_records(data.train), data.synthetic, TEXT2MOL,
+                                config.neighbour_pool)
+    if cache is not None:
+        save_neighbour_cache(cache, {TEXT2MOL: found})
+    return found
 
 
 def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir: Path | None):
@@ -223,6 +286,16 @@ def epoch_examples(data: TrainingData, config: TrainConfig, epoch: int) -> list[
                 sources[task] = conditioned_source(sources[task], task, shown, config.show_similarity)
         examples.append((PROMPTS[TEXT2MOL] + sources[TEXT2MOL], smiles, TEXT2MOL))
         examples.append((PROMPTS[MOL2TEXT] + sources[MOL2TEXT], description, MOL2TEXT))
+    if data.synthetic:
+        rows = range(len(data.synthetic))
+        if config.back_translations_per_epoch:
+            rows = sorted(rng.sample(rows, min(config.back_translations_per_epoch, len(data.synthetic))))
+        for i in rows:
+            description = data.synthetic[i]["description"]
+            if data.synthetic_neighbours:
+                shown = draw_neighbours(data.synthetic_neighbours[i], config.neighbours, rng, config.neighbour_p_nearest)
+                description = conditioned_source(description, TEXT2MOL, shown, config.show_similarity)
+            examples.append((PROMPTS[TEXT2MOL] + SYNTHETIC_TAG + description, data.synthetic[i]["smiles"], TEXT2MOL))
     if config.aux_unlabeled_per_epoch and data.unlabeled_smiles:
         for smiles in rng.sample(data.unlabeled_smiles, min(config.aux_unlabeled_per_epoch, len(data.unlabeled_smiles))):
             examples.append((AUX_PROMPT + randomized_smiles(smiles, rng), smiles, SMILES2SMILES))

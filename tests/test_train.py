@@ -37,6 +37,44 @@ def test_epoch_mixes_both_tasks_and_aux(tiny_chebi20, tiny_tokenizer_dir, tmp_pa
     assert epoch_examples(data, config, epoch=0) == examples
 
 
+def test_back_translations_are_tagged_text2mol_pairs(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
+    """Tagged back-translation: synthetic (description, SMILES) pairs of unlabeled molecules train text2mol
+    only, marked; a pair of a training molecule is dropped; their neighbours are training pairs of other
+    molecules, found by the synthetic description."""
+    from t2m.data import load_chebi20_unlabeled_records, read_tsv_records
+    from t2m.neighbours import canonical_key
+    from t2m.train import SYNTHETIC_TAG
+
+    unlabeled = load_chebi20_unlabeled_records(tiny_chebi20)[:6]
+    train_row = read_tsv_records(tiny_chebi20 / "validation.txt")[-1]  # among the training rows (dev is 20 others)
+    synthetic = tmp_path / "synthetic.tsv"
+    rows = [(r["smiles"], f"The molecule is a synthetic description number {i}.") for i, r in enumerate(unlabeled)]
+    rows.append((train_row["smiles"], "The molecule is a training molecule described again."))
+    # as `t2m translate --task mol2text --output FILE.tsv` writes it (MolT5's columns; no ground truth)
+    synthetic.write_text("SMILES\tground truth\toutput\n" + "".join(f"{s}\t\t{d}\n" for s, d in rows))
+    config = _config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "run", aux_unlabeled_per_epoch=0, neighbours=1,
+                     back_translations=str(synthetic), back_translations_per_epoch=4)
+    data = load_training_data(config, cache_dir=tmp_path)
+    assert len(data.synthetic) == 6  # the training molecule's pair is dropped
+    assert data.described["back_translations"]["pairs"] == 6
+    for pair, found in zip(data.synthetic, data.synthetic_neighbours):
+        assert found and all(canonical_key(n.target) != canonical_key(pair["smiles"]) for n in found)
+    examples = epoch_examples(data, config, epoch=0)
+    tasks = [e[2] for e in examples]
+    assert tasks.count("text2mol") == 140 + 4 and tasks.count("mol2text") == 140
+    marked = [e for e in examples if SYNTHETIC_TAG in e[0]]
+    assert len(marked) == 4 and all(e[2] == "text2mol" for e in marked)
+    assert all(e[0].startswith("Write in SMILES the described molecule: " + SYNTHETIC_TAG + "The molecule is a synthetic")
+               for e in marked)
+    assert {e[1] for e in marked} <= {r["smiles"] for r in unlabeled}
+    assert not any(SYNTHETIC_TAG in e[0] for e in examples if e not in marked)
+    # the same draw for the same epoch (resume relies on it)
+    assert epoch_examples(data, config, epoch=0) == examples
+    # cached neighbours are reused
+    assert (tmp_path / "synthetic_neighbours.json").is_file()
+    assert load_training_data(config, cache_dir=tmp_path).synthetic_neighbours == data.synthetic_neighbours
+
+
 def test_train_saves_hf_checkpoints_and_resumes(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
