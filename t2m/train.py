@@ -227,8 +227,12 @@ def find_synthetic_neighbours(config: TrainConfig, data: TrainingData, cache_dir
         found = load_neighbour_cache(cache).get(TEXT2MOL, [])
         if len(found) == len(data.synthetic):
             return found
+    # a description copied from a training pair (a retrieval caption) must not see that pair: drop neighbours
+    # whose description is the synthetic one, as a training pair never sees itself
     found = training_neighbours(NeighbourDatabase.from_records(data.train), data.synthetic, TEXT2MOL,
-                                config.neighbour_pool)
+                                config.neighbour_pool + 2)
+    found = [[n for n in row if n.source.strip() != pair["description"].strip()][:config.neighbour_pool]
+             for pair, row in zip(data.synthetic, found)]
     if cache is not None:
         save_neighbour_cache(cache, {TEXT2MOL: found})
     return found

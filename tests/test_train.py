@@ -41,15 +41,18 @@ def test_back_translations_are_tagged_text2mol_pairs(tiny_chebi20, tiny_tokenize
     """Tagged back-translation: synthetic (description, SMILES) pairs of unlabeled molecules train text2mol
     only, marked; a pair of a training molecule is dropped; their neighbours are training pairs of other
     molecules, found by the synthetic description."""
-    from t2m.data import load_chebi20_unlabeled_records, read_tsv_records
+    from t2m.data import load_chebi20_unlabeled_records
     from t2m.neighbours import canonical_key
     from t2m.train import SYNTHETIC_TAG
 
     unlabeled = load_chebi20_unlabeled_records(tiny_chebi20)[:6]
-    train_row = read_tsv_records(tiny_chebi20 / "validation.txt")[-1]  # among the training rows (dev is 20 others)
+    plain = load_training_data(_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "plain"))
+    train_row, copied = plain.train[-1], plain.train[-2]
     synthetic = tmp_path / "synthetic.tsv"
     rows = [(r["smiles"], f"The molecule is a synthetic description number {i}.") for i, r in enumerate(unlabeled)]
     rows.append((train_row["smiles"], "The molecule is a training molecule described again."))
+    # a description copied from a training pair (as retrieval captions are) never sees that pair
+    rows[0] = (rows[0][0], copied["description"])
     # as `t2m translate --task mol2text --output FILE.tsv` writes it (MolT5's columns; no ground truth)
     synthetic.write_text("SMILES\tground truth\toutput\n" + "".join(f"{s}\t\t{d}\n" for s, d in rows))
     config = _config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "run", aux_unlabeled_per_epoch=0, neighbours=1,
@@ -59,12 +62,14 @@ def test_back_translations_are_tagged_text2mol_pairs(tiny_chebi20, tiny_tokenize
     assert data.described["back_translations"]["pairs"] == 6
     for pair, found in zip(data.synthetic, data.synthetic_neighbours):
         assert found and all(canonical_key(n.target) != canonical_key(pair["smiles"]) for n in found)
+        assert all(n.source != pair["description"] for n in found)
+    assert data.synthetic[0]["description"] == copied["description"]
     examples = epoch_examples(data, config, epoch=0)
     tasks = [e[2] for e in examples]
     assert tasks.count("text2mol") == 140 + 4 and tasks.count("mol2text") == 140
     marked = [e for e in examples if SYNTHETIC_TAG in e[0]]
     assert len(marked) == 4 and all(e[2] == "text2mol" for e in marked)
-    assert all(e[0].startswith("Write in SMILES the described molecule: " + SYNTHETIC_TAG + "The molecule is a synthetic")
+    assert all(e[0].startswith("Write in SMILES the described molecule: " + SYNTHETIC_TAG + "The molecule is")
                for e in marked)
     assert {e[1] for e in marked} <= {r["smiles"] for r in unlabeled}
     assert not any(SYNTHETIC_TAG in e[0] for e in examples if e not in marked)
