@@ -245,6 +245,33 @@ def draw_neighbours(candidates: Sequence[Neighbour], k: int, rng: random.Random,
     return [candidates[i] for i in picked]
 
 
+# n-grams whose share of an output found in its neighbours' targets measures copying: word 4-grams of a
+# caption, character 8-grams of a SMILES (about two atoms with their bonds and branches)
+COPY_NGRAMS = {MOL2TEXT: ("words", 4), TEXT2MOL: ("chars", 8)}
+
+
+def _ngrams(text: str, task: str) -> list[tuple]:
+    unit, n = COPY_NGRAMS[task]
+    items = text.split() if unit == "words" else list(text)
+    return [tuple(items[i:i + n]) for i in range(len(items) - n + 1)]
+
+
+def copied_share(outputs: Sequence[str], neighbours: Sequence[Sequence[Neighbour]], task: str) -> float:
+    """The share of the outputs' n-grams (:data:`COPY_NGRAMS`) found in the targets of the neighbours each
+    output's input showed, over all outputs: how much of what a model writes it copied from its neighbours.
+    Outputs shorter than one n-gram count nothing; nan when no output has one."""
+    check_task(task)
+    found = total = 0
+    for output, shown in zip(outputs, neighbours, strict=True):
+        grams = _ngrams(output, task)
+        if not grams:
+            continue
+        known = {g for n in shown for g in _ngrams(n.target, task)}
+        found += sum(g in known for g in grams)
+        total += len(grams)
+    return found / total if total else float("nan")
+
+
 def save_neighbour_cache(path: Path, found: Mapping[str, list[list[Neighbour]]]) -> None:
     from t2m.data import atomic_write_text
 

@@ -389,7 +389,10 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
 
 
 def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int = 256) -> dict[str, float]:
-    """Greedy decoding of ``n`` dev rows per task: text2mol validity and exact (InChI), mol2text BLEU-4."""
+    """Greedy decoding of ``n`` dev rows per task: text2mol validity and exact (InChI), mol2text BLEU-4; with
+    neighbours in the inputs, per task the share of the outputs' n-grams copied from the neighbours shown
+    (``dev_copied_<task>``) beside the same share of the references (``dev_gold_copied_<task>``: what copying
+    could give), see :func:`t2m.neighbours.copied_share`."""
     import torch
     from nltk.translate.bleu_score import corpus_bleu
     from rdkit import Chem, RDLogger
@@ -420,6 +423,12 @@ def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int
                 out["dev_exact"] = exact / len(rows)
             else:
                 out["dev_bleu4"] = corpus_bleu([[r.split()] for r in refs], [h.split() for h in hyps])
+            if data.dev_neighbours:
+                from t2m.neighbours import copied_share
+
+                shown = data.dev_neighbours[task][: len(rows)]
+                out[f"dev_copied_{task}"] = copied_share(hyps, shown, task)
+                out[f"dev_gold_copied_{task}"] = copied_share(refs, shown, task)
     model.train()
     return out
 

@@ -4,6 +4,7 @@ know their inputs."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -114,6 +115,33 @@ def test_training_examples_carry_neighbours_never_their_own_pair(tiny_chebi20, t
         assert not text2mol.endswith(" => " + row["smiles"])
         assert not mol2text.endswith(" => " + row["description"])
     assert (tmp_path / "neighbours.json").is_file()  # cached for the next start
+
+
+def test_copied_share_counts_output_ngrams_found_in_the_neighbours_targets():
+    from t2m.neighbours import Neighbour, copied_share
+
+    shown = [Neighbour(0, 0.9, "CCO", "The molecule is an alcohol that is ethane substituted by a hydroxy group.")]
+    # all 4-grams copied; none copied; a 3-word output has no 4-gram and counts nothing
+    assert copied_share(["The molecule is an alcohol that is"], [shown], MOL2TEXT) == 1.0
+    assert copied_share(["A ketone bearing two methyl groups here."], [shown], MOL2TEXT) == 0.0
+    mixed = "The molecule is an alcohol bearing two methyl groups."  # 6 4-grams, the first 2 copied
+    assert copied_share([mixed, "Too short here"], [shown, shown], MOL2TEXT) == 2 / 6
+    smiles = [Neighbour(0, 0.8, "an acid", "CC(=O)OC1=CC=CC=C1C(=O)O")]
+    assert copied_share(["CC(=O)OC1=CC=CC=C1C(=O)O"], [smiles], TEXT2MOL) == 1.0
+    assert copied_share(["NNNNNNNNN"], [smiles], TEXT2MOL) == 0.0
+    assert math.isnan(copied_share(["CCO"], [smiles], TEXT2MOL))
+
+
+def test_training_logs_how_much_the_model_copies(neighbour_checkpoint):
+    config, _ = neighbour_checkpoint
+    log = [json.loads(line) for line in (Path(config.out_dir) / "train_log.jsonl").read_text().splitlines()]
+    evaluated = [r for r in log if "dev_bleu4" in r]
+    assert evaluated
+    for task in (TEXT2MOL, MOL2TEXT):
+        gold = evaluated[-1][f"dev_gold_copied_{task}"]
+        assert 0.0 < gold <= 1.0  # ChEBI-20 references share n-grams with their nearest pair's target
+        copied = evaluated[-1][f"dev_copied_{task}"]
+        assert math.isnan(copied) or 0.0 <= copied <= 1.0
 
 
 def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):
