@@ -101,7 +101,7 @@ def neighbour_checkpoint(tiny_chebi20, tiny_tokenizer_dir, tmp_path_factory):
 
 
 def test_training_examples_carry_neighbours_never_their_own_pair(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
-    from t2m.train import epoch_examples, load_training_data
+    from t2m.training_data import epoch_examples, load_training_data
 
     config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path)
     data = load_training_data(config, tmp_path)
@@ -149,7 +149,7 @@ def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):
 
     from t2m.copy_model import T5CopyForConditionalGeneration
     from t2m.generate import Translator
-    from t2m.train import load_training_data
+    from t2m.training_data import load_training_data
 
     config, final = neighbour_checkpoint
     meta = json.loads((final / "t2m.json").read_text())

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from t2m.train import (TrainConfig, checkpoint_dirs, epoch_examples, load_training_data, native_bf16, train,
-                       training_precision)
+from t2m.train import TrainConfig, checkpoint_dirs, native_bf16, train, training_precision
+from t2m.training_data import epoch_examples, load_training_data
 
 
 def _config(tiny_chebi20: Path, tiny_tokenizer_dir: Path, out: Path, **kw) -> TrainConfig:
@@ -43,7 +43,7 @@ def test_back_translations_are_tagged_text2mol_pairs(tiny_chebi20, tiny_tokenize
     molecules, found by the synthetic description."""
     from t2m.data import load_chebi20_unlabeled_records
     from t2m.neighbours import canonical_key
-    from t2m.train import SYNTHETIC_TAG
+    from t2m.training_data import SYNTHETIC_TAG
 
     unlabeled = load_chebi20_unlabeled_records(tiny_chebi20)[:6]
     plain = load_training_data(_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "plain"))

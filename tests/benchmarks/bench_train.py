@@ -295,8 +295,8 @@ class Peak:
 def memory(args, precision: str, which: str) -> dict:
     """Peak memory (run in a fresh process): ``trainer``: the trainer set up, on its first batches, its
     largest one and an evaluation; ``bare``: the bare step of the trainer's model on that largest batch."""
-    from t2m.train import (TrainingRun, collate_pairs, epoch_batches, epoch_examples, load_training_data,
-                           prepare_tokenizer)
+    from t2m.train import TrainingRun, collate_pairs, epoch_batches, prepare_tokenizer
+    from t2m.training_data import epoch_examples, load_training_data
 
     out_dir = fresh_out_dir(args, f"memory-{precision}-{which}")
     config = trainer_config(args, precision, out_dir)
