@@ -98,12 +98,14 @@ def load_back_translations(path: str | Path, data: TrainingData) -> list[dict]:
 
 def find_synthetic_neighbours(config: TrainConfig, data: TrainingData, cache_dir: Path | None) -> list:
     """Each synthetic pair's ``neighbour_pool`` nearest training pairs by its description (never its own
-    molecule), as real text2mol training rows get theirs; cached in ``cache_dir/synthetic_neighbours.json``."""
+    molecule), as real text2mol training rows get theirs; cached in ``cache_dir/synthetic_neighbours.json``
+    under the back-translation file's hash (another file, even of as many pairs, is searched anew)."""
     from t2m.neighbours import NeighbourDatabase, load_neighbour_cache, save_neighbour_cache, training_neighbours
 
+    key = f"{TEXT2MOL}-{data.described.get('back_translations', {}).get('sha256', '')}"
     cache = cache_dir / "synthetic_neighbours.json" if cache_dir is not None else None
     if cache is not None and cache.is_file():
-        found = load_neighbour_cache(cache).get(TEXT2MOL, [])
+        found = load_neighbour_cache(cache).get(key, [])
         if len(found) == len(data.synthetic):
             return found
     # a description copied from a training pair (a retrieval caption) must not see that pair: drop neighbours
@@ -113,7 +115,7 @@ def find_synthetic_neighbours(config: TrainConfig, data: TrainingData, cache_dir
     found = [[n for n in row if n.source.strip() != pair["description"].strip()][:config.neighbour_pool]
              for pair, row in zip(data.synthetic, found)]
     if cache is not None:
-        save_neighbour_cache(cache, {TEXT2MOL: found})
+        save_neighbour_cache(cache, {key: found})
     return found
 
 

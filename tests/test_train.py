@@ -75,9 +75,14 @@ def test_back_translations_are_tagged_text2mol_pairs(tiny_chebi20, tiny_tokenize
     assert not any(SYNTHETIC_TAG in e[0] for e in examples if e not in marked)
     # the same draw for the same epoch (resume relies on it)
     assert epoch_examples(data, config, epoch=0) == examples
-    # cached neighbours are reused
+    # cached neighbours are reused; another file of as many pairs is searched anew
     assert (tmp_path / "synthetic_neighbours.json").is_file()
     assert load_training_data(config, cache_dir=tmp_path).synthetic_neighbours == data.synthetic_neighbours
+    rows[1] = (rows[1][0], copied["description"])
+    synthetic.write_text("SMILES\tground truth\toutput\n" + "".join(f"{s}\t\t{d}\n" for s, d in rows))
+    again = load_training_data(config, cache_dir=tmp_path)
+    assert again.synthetic_neighbours[1] != data.synthetic_neighbours[1]
+    assert all(n.source != copied["description"] for n in again.synthetic_neighbours[1])
 
 
 def test_train_saves_hf_checkpoints_and_resumes(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
