@@ -4,7 +4,6 @@ on them."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,18 +57,16 @@ def load_training_data(config: TrainConfig, cache_dir: Path | None = None) -> Tr
             unlabeled = []
     data = TrainingData(splits.train, splits.dev, unlabeled, splits.setting, described=splits.describe())
     if config.back_translations:
+        from datastore.store import file_sha256
+
         data.synthetic = load_back_translations(config.back_translations, data)
         data.described["back_translations"] = {"file": str(config.back_translations), "pairs": len(data.synthetic),
-                                               "sha256": _sha256(config.back_translations)}
+                                               "sha256": file_sha256(config.back_translations)}
     if config.neighbours:
         data.train_neighbours, data.dev_neighbours = find_training_neighbours(config, data, cache_dir)
         if data.synthetic:
             data.synthetic_neighbours = find_synthetic_neighbours(config, data, cache_dir)
     return data
-
-
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_back_translations(path: str | Path, data: TrainingData) -> list[dict]:
