@@ -16,15 +16,16 @@ rest of the file is kept. ``strict=True`` raises :class:`DataFormatError` on the
 
 ChEBI-20 settings (:func:`load_chebi20`, :func:`load_chebi20_records`):
 
-- ``"benchmark"`` (used where ``train.txt`` is missing): train = ``validation.txt`` minus a dev slice, plus
-  the real train-split rows of ``train_recovered.txt`` when that file is present (4,791 pairs with the
-  shared data), dev = that slice, test = ``test.txt``. The dev slice is
-  the :data:`DEV_SIZE` (300) rows whose CIDs have the smallest ``sha256(CID as written in the file,
-  ASCII)`` hex digests — no random generator, so it is the same on every machine and version. Both train
-  and dev keep the file's row order.
-- ``"benchmark-validation"``: as ``"benchmark"`` without ``train_recovered.txt`` (3,001 training pairs),
-  the setting of earlier results.
-- ``"official"``: train = ``train.txt``, dev = ``validation.txt``, test = ``test.txt``.
+- ``"official"`` (the default wherever ``train.txt`` is present): train = ``train.txt`` (26,407 pairs,
+  MolT5's file), dev = the dev slice of ``validation.txt``, test = ``test.txt`` — what MolT5 and every
+  published ChEBI-20 result trained and reported on. The dev slice is the :data:`DEV_SIZE` (300) rows
+  whose CIDs have the smallest ``sha256(CID as written in the file, ASCII)`` hex digests — no random
+  generator, so it is the same on every machine and version; it keeps the file's row order.
+- ``"benchmark"`` (a small setting for tests, and the fallback where ``train.txt`` is missing): train =
+  ``validation.txt`` minus the dev slice, plus the real train-split rows of ``train_recovered.txt`` when
+  that file is present (4,791 pairs with the shared data), dev and test as above. Its numbers are not
+  comparable with published ones.
+- ``"benchmark-validation"``: as ``"benchmark"`` without ``train_recovered.txt`` (3,001 training pairs).
 - ``"auto"`` (default): ``"official"`` when ``train.txt`` is present in the data directory, else
   ``"benchmark"``. The chosen setting is always named in what is returned.
 """
@@ -448,21 +449,20 @@ def load_chebi20_records(
         return read_tsv_records(path, strict=strict)
 
     validation, test = read(CHEBI20_FILES["validation"]), read(CHEBI20_FILES["test"])
+    rest, dev = split_off_dev(validation, dev_size)
+    sources = {"dev": f"the {dev_size} validation.txt rows with the smallest sha256(CID)", "test": "test.txt"}
     if setting == OFFICIAL:
-        train, dev = read(CHEBI20_FILES["train"]), validation
-        sources = {"train": "train.txt", "dev": "validation.txt", "test": "test.txt"}
+        train = read(CHEBI20_FILES["train"])
+        sources["train"] = "train.txt"
     else:
-        train, dev = split_off_dev(validation, dev_size)
-        sources = {
-            "train": "validation.txt minus the dev slice",
-            "dev": f"the {dev_size} validation.txt rows with the smallest sha256(CID)",
-            "test": "test.txt",
-        }
+        train = rest
+        sources["train"] = "validation.txt minus the dev slice"
         if setting == BENCHMARK and (directory / CHEBI20_RECOVERED_FILE).is_file():
             seen = {r["cid"] for r in validation} | {r["cid"] for r in test}
             recovered = [r for r in read(CHEBI20_RECOVERED_FILE) if r["cid"] not in seen]
             train = train + recovered
             sources["train"] += f" + {len(recovered)} rows of {CHEBI20_RECOVERED_FILE}"
+    sources = {split: sources[split] for split in ("train", "dev", "test")}
     return Chebi20Splits(setting, directory, train, dev, test, sources, files)
 
 

@@ -148,8 +148,23 @@ def test_jsonl_matches_tsv(chebi20: Path, tmp_path: Path):
     assert sum("\\" in s for s in dataset["smiles"]) == sum("\\" in r["smiles"] for r in rows) > 0
 
 
-def test_benchmark_setting_sizes_and_determinism(chebi20: Path):
+def test_official_setting_is_the_default(chebi20: Path):
+    if not (chebi20 / "train.txt").is_file():
+        pytest.skip(f"{chebi20 / 'train.txt'} absent: the official train split is needed (t2m data download chebi20)")
     splits = data.load_chebi20_records(chebi20)
+    assert splits.setting == "official"
+    assert splits.sizes() == {"train": 26407, "dev": 300, "test": 3300}
+    assert set(splits.files) == {"train.txt", "validation.txt", "test.txt"}
+    train, dev, test = ({r["cid"] for r in getattr(splits, s)} for s in ("train", "dev", "test"))
+    assert not (train & dev) and not (train & test) and not (dev & test)
+    # the same dev slice as the benchmark setting's: one tuning set for every setting
+    assert hashlib.sha256("\n".join(sorted(dev)).encode()).hexdigest() == DEV_SLICE_SHA256
+    assert splits.describe()["sources"] == {
+        "train": "train.txt", "dev": "the 300 validation.txt rows with the smallest sha256(CID)", "test": "test.txt"}
+
+
+def test_benchmark_setting_sizes_and_determinism(chebi20: Path):
+    splits = data.load_chebi20_records(chebi20, "benchmark")
     assert splits.setting == "benchmark"
     assert splits.sizes() == {"train": 4791, "dev": 300, "test": 3300}  # 3,001 of validation + 1,790 recovered
     assert set(splits.files) == {"validation.txt", "test.txt", "train_recovered.txt"}
@@ -164,7 +179,7 @@ def test_benchmark_setting_sizes_and_determinism(chebi20: Path):
     # file order is kept, and a second load is identical
     order = {r["cid"]: i for i, r in enumerate(validation)}
     assert [order[r["cid"]] for r in splits.dev] == sorted(order[r["cid"]] for r in splits.dev)
-    assert data.load_chebi20_records(chebi20).dev == splits.dev
+    assert data.load_chebi20_records(chebi20, "benchmark").dev == splits.dev
 
 
 def test_load_chebi20_dataset_dict_names_setting(chebi20: Path):
@@ -180,12 +195,15 @@ def test_official_setting_when_train_present(chebi20: Path, tmp_path: Path):
     write(tmp_path / "train.txt", lines[:11])
     write(tmp_path / "validation.txt", [lines[0]] + lines[11:31])
     write(tmp_path / "test.txt", [lines[0]] + lines[31:36])
-    splits = data.load_chebi20_records(tmp_path)
-    assert (splits.setting, splits.sizes()) == ("official", {"train": 10, "dev": 20, "test": 5})
+    splits = data.load_chebi20_records(tmp_path, dev_size=4)
+    assert (splits.setting, splits.sizes()) == ("official", {"train": 10, "dev": 4, "test": 5})
     benchmark = data.load_chebi20_records(tmp_path, "benchmark", dev_size=4)
     assert (benchmark.setting, benchmark.sizes()) == ("benchmark", {"train": 16, "dev": 4, "test": 5})
+    assert benchmark.dev == splits.dev
+    (tmp_path / "train.txt").unlink()
+    assert data.load_chebi20_records(tmp_path, dev_size=4).setting == "benchmark"  # auto falls back
     with pytest.raises(FileNotFoundError, match="train.txt: missing, needed by the official setting"):
-        data.load_chebi20_records(chebi20, "official")
+        data.load_chebi20_records(tmp_path, "official", dev_size=4)
 
 
 def test_data_dir_resolution(chebi20: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -68,8 +68,9 @@ def test_download_from_local_dir(chebi20: Path, tmp_path: Path, capsys: pytest.C
     # a second run keeps the verified copies
     assert main(["data", "download", "chebi20", "--from", str(chebi20), "--to", str(target)]) == 0
     assert "already present, git blob id verified" in capsys.readouterr().out
-    # and the copy is a usable ChEBI-20 directory
-    assert data.load_chebi20_records(target).sizes() == {"train": 3001, "dev": 300, "test": 3300}
+    # and the copy is a usable ChEBI-20 directory, in the official setting when train.txt came along
+    official = (chebi20 / "train.txt").is_file()
+    assert data.load_chebi20_records(target).sizes() == {"train": 26407 if official else 3001, "dev": 300, "test": 3300}
 
 
 def test_mismatching_file_is_refused(chebi20: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -98,12 +99,43 @@ def test_download_by_url(chebi20: Path, tmp_path: Path):
     assert not (tmp_path / "out" / "test.txt").exists()
 
 
-def test_info_prints_the_benchmark_split(chebi20: Path, capsys: pytest.CaptureFixture):
+def test_info_prints_the_official_split(chebi20: Path, capsys: pytest.CaptureFixture):
+    if not (chebi20 / "train.txt").is_file():
+        pytest.skip(f"{chebi20 / 'train.txt'} absent: the official train split is needed (t2m data download chebi20)")
     assert main(["data", "info", "--data", str(chebi20)]) == 0
+    out = capsys.readouterr().out
+    assert "setting: official" in out
+    assert "train  26407  train.txt" in out and "dev      300" in out and "test    3300  test.txt" in out
+    assert "train.txt                    verified" in out and "validation.txt               verified" in out
+    assert f"train.txt                    {data.hashlib.sha256((chebi20 / 'train.txt').read_bytes()).hexdigest()}" in out
+    assert "not the official setting" not in out
+
+
+def test_info_prints_the_benchmark_split(chebi20: Path, capsys: pytest.CaptureFixture):
+    assert main(["data", "info", "--data", str(chebi20), "--setting", "benchmark"]) == 0
     out = capsys.readouterr().out
     assert "setting: benchmark" in out
     assert "train   4791" in out and "dev      300" in out and "test    3300" in out
-    assert "validation.txt               verified" in out
+    assert "not the official setting: its numbers do not compare with published ChEBI-20 results" in out
+
+
+def test_changed_train_file_is_refused_and_reported(chebi20: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """One changed byte in train.txt: `t2m data download` refuses it, `t2m data info` says it is not verified."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    for name in ("validation.txt", "test.txt"):
+        (source / name).write_bytes((chebi20 / name).read_bytes())
+    lines = (chebi20 / "validation.txt").read_bytes().split(b"\n")
+    (source / "train.txt").write_bytes(b"\n".join(lines[:50]).replace(b"acid", b"acyd", 1) + b"\n")
+    assert main(["data", "download", "chebi20", "--from", str(source), "--to", str(target)]) == 1
+    out = capsys.readouterr().out
+    assert f"{source / 'train.txt'}: refused train.txt (train): git blob id" in out
+    assert f"does not match the manifest's {BLOB_IDS['train']}; not installed" in out
+    assert not (target / "train.txt").exists()
+    assert main(["data", "info", "--data", str(source)]) == 0  # info reads it, and says it is not the official file
+    out = capsys.readouterr().out
+    assert f"train.txt                    refused: {source / 'train.txt'}: git blob id" in out
+    assert f"expected {BLOB_IDS['train']}" in out
 
 
 def test_unknown_manifest_names_the_known_ones():
