@@ -114,7 +114,8 @@ def command_line(bench: dict[str, Any]) -> str:
 
     settings = bench["settings"]
     defaults = BenchConfig(out=settings["out"]).to_json()
-    flags = {"fcd": "--no-fcd", "isolate_builds": "--in-process", "fresh": "--fresh", "allow_pickle": "--allow-pickle"}
+    flags = {"fcd": "--no-fcd", "isolate_builds": "--in-process", "fresh": "--fresh", "allow_pickle": "--allow-pickle",
+             "knn": "--no-knn", "compare_published": "--no-published"}
     parts = ["t2m bench"]
     for key, value in settings.items():
         if key == "progress" or (value == defaults.get(key) and key not in ("out", "data")) or value is None:

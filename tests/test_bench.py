@@ -21,12 +21,13 @@ DEV_SIZE = 40
 
 
 @pytest.fixture(scope="module")
-def bench_dir(tiny_model_dir, tiny_chebi20, tmp_path_factory):
+def bench_dir(tiny_model_dir, tiny_chebi20, shared_data, tmp_path_factory):
     from t2m.cli import main
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("bench")
     argv = ["bench", "--model", str(tiny_model_dir), "--data", str(tiny_chebi20), "--out", str(out),
+            "--published", str(shared_data / "molt5_predictions"),
             "--dev-size", str(DEV_SIZE), "--tasks", "text2mol,mol2text", "--beams", "1,2", "--limit", str(TEST_ROWS),
             "--dev-limit", "8", "--fractions", "0.5,1.0", "--index", "Flat", "--no-fcd", "--bootstrap", "200",
             "--lambda-sweep", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
@@ -43,10 +44,11 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
     assert bench["data"]["setting"] == "benchmark" and bench["data"]["test_rows_used"] == TEST_ROWS
     assert bench["data"]["train_rows"] == 160 - DEV_SIZE
     assert bench["settings"]["beams"] == [1, 2] and bench["settings"]["fcd"] is False
+    published = {"published:T5-small", "published:MolT5-small", "published:MolT5-base", "published:MolT5-large"}
     expected = {
         "text2mol": {"retrieval", "model", "model/no-rerank", "model@greedy", "model+knn", "model+knn/no-rerank",
-                     "model+knn@greedy"},
-        "mol2text": {"retrieval", "model", "model@greedy", "model+knn", "model+knn@greedy"},
+                     "model+knn@greedy"} | published,
+        "mol2text": {"retrieval", "model", "model@greedy", "model+knn", "model+knn@greedy"} | published,
     }
     for task, keys in (("text2mol", [k for k in MOLECULE_KEYS if k != "fcd"]), ("mol2text", list(CAPTION_KEYS))):
         t = bench["tasks"][task]
@@ -54,7 +56,11 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
         assert bench["signature"][task]["task"] == task and bench["signature"][task]["mode"] == "molt5"
         for name, system in t["systems"].items():
             assert list(system["metrics"]) == keys, name
-            assert system["speed"]["molecules_per_s"] > 0 and system["speed"]["rows"] == TEST_ROWS
+            assert system["speed"]["rows"] == TEST_ROWS
+            if name.startswith("published:"):  # read from MolT5's files: scored, not timed
+                assert system["speed"]["molecules_per_s"] is None and system["settings"]["sha256"]
+            else:
+                assert system["speed"]["molecules_per_s"] > 0
         assert t["systems"]["model+knn"]["settings"]["knn"]["entries"] == t["datastore"]["entries"]
         assert t["systems"]["model"]["settings"]["num_beams"] == 2
         assert t["systems"]["model@greedy"]["settings"]["num_beams"] == 1
@@ -92,6 +98,12 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
         assert set(best["scores"]) == {"model", "retrieval"} and best["system"] in best["scores"]
         assert best["system"] == max(best["scores"], key=lambda name: (best["scores"][name], name == "model"))
         assert any(line.startswith(f"{task}: the best system t2m translate can run by default is {best['system']}")
+                   for line in bench["verdict"])
+        # the default system against every published model's predictions, on the same rows
+        versus = {(c["baseline"], c["metric"]) for c in t["comparisons"] if c["system"] == best["system"]}
+        metrics = ("bleu4", "meteor") if task == "mol2text" else ("morgan_fts", "maccs_fts", "exact_match", "validity")
+        assert {(name, m) for name in published for m in metrics} <= versus
+        assert any(line.startswith(f"{task}: {best['system']} minus MolT5-small's published predictions: {metrics[0]} ")
                    for line in bench["verdict"])
     assert len(bench["verdict"]) >= 2
 
@@ -157,7 +169,7 @@ def test_a_rerun_reuses_the_decoded_predictions(bench_dir, tiny_model_dir, tiny_
 
 
 def test_decoding_split_over_worker_processes_gives_the_same_numbers(bench_dir, tiny_model_dir, tiny_chebi20,
-                                                                     tmp_path):
+                                                                     shared_data, tmp_path):
     """--jobs 2: both tasks' stores prepared at once in two spawned processes and every decoding split
     over two worker processes; every system's metrics equal the one-process run's. --scaling-limit 5:
     the datastore-size points (and the model they are compared with) on the first 5 test rows."""
@@ -165,6 +177,7 @@ def test_decoding_split_over_worker_processes_gives_the_same_numbers(bench_dir, 
 
     out = tmp_path / "bench_jobs"
     argv = ["bench", "--model", str(tiny_model_dir), "--data", str(tiny_chebi20), "--out", str(out),
+            "--published", str(shared_data / "molt5_predictions"),
             "--dev-size", str(DEV_SIZE), "--tasks", "text2mol,mol2text", "--beams", "1,2", "--limit", str(TEST_ROWS),
             "--dev-limit", "8", "--fractions", "0.5,1.0", "--index", "Flat", "--no-fcd", "--bootstrap", "200",
             "--lambda-sweep", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
@@ -177,7 +190,7 @@ def test_decoding_split_over_worker_processes_gives_the_same_numbers(bench_dir, 
         assert set(got) == set(want)
         for name in want:
             assert got[name]["metrics"] == want[name]["metrics"], (task, name)
-            if name != "retrieval":
+            if name != "retrieval" and not name.startswith("published:"):
                 memory = got[name]["memory"]
                 assert memory["workers"] == 2 and len(memory["worker_peak_rss_mb"]) in (1, 2)
                 assert len(memory["chunk_seconds"]) == (TEST_ROWS if "%" not in name else 5)
@@ -273,3 +286,29 @@ def test_paired_bootstrap_of_a_system_against_itself_and_a_clearly_better_one():
     # Morgan FTS averages over parsed outputs only, as the evaluator's MolT5 mode
     partial = RowScores("text2mol", {**base.values, "parsed": np.arange(n) % 2 == 0})
     assert partial.corpus("morgan_fts") == pytest.approx(base.values["morgan"][::2].mean())
+
+
+def test_published_predictions_are_matched_to_the_test_rows_by_input_and_truth(shared_data, tmp_path, capsys):
+    """MolT5's prediction files are not in test.txt's order: each test row gets the prediction of the
+    same (input, ground truth); a file that lacks a row is left out, and says so."""
+    from evaluation import evaluate_text2mol, read_predictions
+    from t2m.bench.published import published_runs
+    from t2m.data import read_tsv_records
+
+    test = read_tsv_records(shared_data / "chebi20" / "test.txt")[-30:]
+    sources, references = [r["description"] for r in test], [r["smiles"] for r in test]
+    runs = published_runs("text2mol", sources, references, shared_data / "molt5_predictions")
+    assert list(runs) == ["published:T5-small", "published:MolT5-small", "published:MolT5-base", "published:MolT5-large"]
+    file = read_predictions(shared_data / "molt5_predictions" / "molt5-large-caption2smiles.txt")
+    expected = {s: o for s, o in zip(file.inputs, file.outputs)}
+    assert runs["published:MolT5-large"].outputs == [expected[s] for s in sources]
+    exact = evaluate_text2mol(references, runs["published:MolT5-large"].outputs, fcd=False).metrics["exact_match"]
+    assert 0 < exact < 1  # real outputs, some right
+    lines = (shared_data / "molt5_predictions" / "molt5-small-caption2smiles.txt").read_text().split("\n")
+    kept = [line for line in lines if not line.startswith(sources[0] + "\t")]  # drops one of our rows
+    (tmp_path / "molt5-small-caption2smiles.txt").write_text("\n".join(kept))
+    partial = published_runs("text2mol", sources, references, tmp_path)
+    assert partial == {}
+    err = capsys.readouterr().err
+    assert "t5-v1_1-small-caption2smiles.txt not found; published:T5-small left out" in err
+    assert "has no prediction for" in err and "published:MolT5-small left out" in err

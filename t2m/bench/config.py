@@ -17,6 +17,8 @@ HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "mo
 PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
 # metrics the model (with or without kNN) is compared with the retrieval baseline on
 VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "maccs_fts")}
+# metrics the default system is compared with published predictions on (t2m.bench.published)
+VERSUS_PUBLISHED = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("morgan_fts", "maccs_fts", "exact_match", "validity")}
 LOWER_IS_BETTER = {"levenshtein", "fcd"}
 # the metrics (mean) by which the bench names the best system t2m translate can run by default
 DEFAULT_CHOICE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("morgan_fts", "maccs_fts")}
@@ -58,6 +60,8 @@ class BenchConfig:
     progress: bool = True
     jobs: int = 1  # worker processes: stores of the tasks prepared at once, each decoding split over them
     knn: bool = True  # False: the model and the retrieval baseline only (no datastores, sweep or scaling runs)
+    published: Path | None = None  # MolT5's predictions folder; None: molt5_predictions/ beside the data, if there
+    compare_published: bool = True  # False: no published predictions scored (t2m.bench.published)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

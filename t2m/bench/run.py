@@ -14,6 +14,7 @@ from typing import Any
 
 from t2m.bench.cache import PredictionCache, write_json_atomic
 from t2m.bench.config import BenchConfig
+from t2m.bench.published import find_published_dir
 from t2m.bench.statistics import CaptionScorer
 from t2m.bench.stores import prepare_task_stores, store_path
 from t2m.bench.task import run_task
@@ -55,6 +56,7 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
     # the datastores' own fingerprint, so bench.json's model and each store's model compare directly
     model_fp = model_fingerprint(translator.model)["fingerprint"]
     splits = _dev_records(config)
+    published = find_published_dir(config.published, splits.data_dir) if config.compare_published else None
     caption_scorer = CaptionScorer() if MOL2TEXT in config.tasks else None
     cache = PredictionCache(config.out / "predictions", enabled=not config.fresh)
 
@@ -67,7 +69,8 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
         "data": {"setting": splits.setting, "dir": str(splits.data_dir), "sources": splits.sources,
                  "train_rows": len(splits.train), "dev_rows": len(splits.dev), "test_rows": len(splits.test),
                  "test_rows_used": min(len(splits.test), config.limit or len(splits.test)),
-                 "dev_size": config.dev_size},
+                 "dev_size": config.dev_size, "files_sha256": dict(splits.files),
+                 "published_predictions": str(published) if published else None},
         "machine": machine_info(torch),
         "signature": {},
         "tasks": {},
@@ -81,7 +84,7 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
             if pool is not None:
                 bench["machine"]["decode_workers"] = {"processes": pool.jobs, "threads_each": pool.threads}
             part, task_examples = run_task(config, task, translator, model_dir, splits, caption_scorer, cache, model_fp,
-                                           prepared.get(task), pool)
+                                           prepared.get(task), pool, published)
             bench["tasks"][task] = part
             bench["signature"][task] = part["signature"]
             examples["tasks"][task] = task_examples

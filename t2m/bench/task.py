@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from t2m.bench.cache import PredictionCache, clean, sha
-from t2m.bench.config import HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_RETRIEVAL, BenchConfig
+from t2m.bench.config import HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_PUBLISHED, VERSUS_RETRIEVAL, BenchConfig
 from t2m.bench.examples import example_rows, pick_examples, trace_neighbours
+from t2m.bench.published import is_published, published_runs
 from t2m.bench.statistics import CaptionScorer, RowScores, evaluate, paired_bootstrap, row_scores
 from t2m.bench.stores import check_store_model, describe_store, knn_record, lambda_sweep, run_prepare
 from t2m.bench.systems import (SystemRun, decode_system, effective_decoding_options, ranked_retrieval_system,
@@ -119,15 +120,19 @@ class TaskRuns:
 
 def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, splits: Any,
              caption_scorer: CaptionScorer | None, cache: PredictionCache, model_fp: str,
-             prepared: dict[str, Any] | None = None, pool: Any = None) -> tuple[dict, dict]:
+             prepared: dict[str, Any] | None = None, pool: Any = None,
+             published: Path | None = None) -> tuple[dict, dict]:
     """Every system, comparison and measurement of one task; returns (bench.json part, examples part).
     ``prepared``: :func:`prepare_task_stores`' record when the stores were prepared beforehand (else
-    it runs here); ``pool``: a :class:`t2m.decode_pool.DecodePool` that every decoding is split over."""
+    it runs here); ``pool``: a :class:`t2m.decode_pool.DecodePool` that every decoding is split over;
+    ``published``: a folder of MolT5's published predictions, scored beside the systems."""
     from t2m.options import RetrievalOptions
 
     t = TaskRuns.start(config, task, translator, splits, cache, model_fp, pool, caption_scorer)
     t.run_retrieval()
     t.run_plan("model", {"system": "model"}, None)
+    if published is not None:
+        t.runs.update(published_runs(task, t.sources, t.references, published))
     if not config.knn:
         return _model_only_part(t)
 
@@ -153,6 +158,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
     scaling_runs = _scaling_runs(t, prepared, params, store_key)
     results, rows, signature = _scores(t)
     systems = _systems(t.runs, results)
+    default = best_default_system(task, systems)
     part = {
         "rows": len(t.sources),
         "changed_outputs": sum(a != b for a, b in zip(t.runs["model+knn"].outputs, t.runs["model"].outputs)),
@@ -160,12 +166,12 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         "headline_metrics": list(HEADLINE_METRICS[task]),
         "signature": signature,
         "systems": systems,
-        "comparisons": _knn_comparisons(t, rows),
+        "comparisons": _knn_comparisons(t, rows) + _published_comparisons(t, rows, default),
         "datastore": {**store_info, "knn": knn_info},
         "lambda_sweep": sweep,
         "scaling": _scaling_part(t, rows, scaling_runs, store_info, params),
         "cost": cost_summary(systems, store_info, sorted(config.beams), config.headline_beam, task),
-        "default_system": best_default_system(task, systems),
+        "default_system": default,
     }
     return clean(part), clean(_knn_examples(t, rows, store, params))
 
@@ -240,6 +246,18 @@ def _ranker_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[st
             for metric in dict.fromkeys((*HEADLINE_METRICS[t.task], *VERSUS_RETRIEVAL[t.task]))]
 
 
+def _published_comparisons(t: TaskRuns, rows: dict[str, RowScores], default: dict[str, Any] | None
+                           ) -> list[dict[str, Any]]:
+    """Paired bootstrap of the default system (:func:`best_default_system`) minus each published model's
+    predictions, on :data:`VERSUS_PUBLISHED`."""
+    if default is None:
+        return []
+    config = t.config
+    return [{"system": default["system"], "baseline": name,
+             **paired_bootstrap(rows[default["system"]], rows[name], metric, config.bootstrap, config.seed)}
+            for name in rows if is_published(name) for metric in VERSUS_PUBLISHED[t.task]]
+
+
 def _scaling_part(t: TaskRuns, rows: dict[str, RowScores], scaling_runs: dict[float, tuple[SystemRun, dict]],
                   store_info: dict[str, Any], params: Any) -> dict[str, Any]:
     """The scaling table: 100% is the main kNN run at the scaling beam; all points on the first
@@ -302,6 +320,8 @@ def _model_only_part(t: TaskRuns) -> tuple[dict, dict]:
             c = paired_bootstrap(rows[name], rows["retrieval"], metric, config.bootstrap, config.seed)
             comparisons.append({"system": name, "baseline": "retrieval", **c})
     comparisons += _ranker_comparisons(t, rows)
+    default = best_default_system(task, systems)
+    comparisons += _published_comparisons(t, rows, default)
     picks = pick_examples(task, rows, t.runs, config.examples)
     titles = {"best": "Best rows of the model", "worst": "Worst rows of the model"}
     examples = {"primary_metric": PRIMARY_METRIC[task], "groups": [
@@ -312,5 +332,5 @@ def _model_only_part(t: TaskRuns) -> tuple[dict, dict]:
             "headline_metrics": list(HEADLINE_METRICS[task]), "signature": signature, "systems": systems,
             "comparisons": comparisons, "datastore": None, "lambda_sweep": None, "scaling": None,
             "cost": cost_summary(systems, None, sorted(config.beams), config.headline_beam, task),
-            "default_system": best_default_system(task, systems)}
+            "default_system": default}
     return clean(part), clean(examples)

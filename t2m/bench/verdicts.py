@@ -83,7 +83,24 @@ def verdicts(bench: dict[str, Any]) -> list[str]:
             lines.append(f"{task}: the best system t2m translate can run by default is {best['system']} "
                          f"(mean of {' and '.join(best['metrics'])}: {scores}); t2m ship makes it the default "
                          f"(--system {best['translate']}).")
+            lines += _published_verdicts(task, best["system"], t.get("comparisons", []))
     return lines
+
+
+def _published_verdicts(task: str, system: str, comparisons: list[dict[str, Any]]) -> list[str]:
+    """One line per published model: the default system minus its predictions, metric by metric."""
+    by_model: dict[str, list[str]] = {}
+    for c in comparisons:
+        if c["system"] != system or not c["baseline"].startswith("published:"):
+            continue
+        if c.get("delta") is None or None in c["ci95"]:
+            part = f"{c['metric']} undefined"
+        else:
+            word = _verdict_word(c, "above", "below", "no clear difference")
+            part = f"{c['metric']} {c['delta']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] ({word})"
+        by_model.setdefault(c["baseline"].split(":", 1)[1], []).append(part)
+    return [f"{task}: {system} minus {model}'s published predictions: " + "; ".join(parts) + "."
+            for model, parts in by_model.items()]
 
 
 

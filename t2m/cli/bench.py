@@ -2,7 +2,7 @@
 
     t2m bench [--model DIR] [--data DIR] [--out DIR] [--tasks text2mol,mol2text] [--beams 1,5]
               [--limit N] [--dev-limit N] [--fractions 0.25,0.5,1.0] [--store-dir DIR] [--no-fcd]
-              [--bootstrap 1000] [--no-knn] [--jobs N]
+              [--bootstrap 1000] [--no-knn] [--jobs N] [--published DIR | --no-published]
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "their peak memory is measured apart from decoding's)")
     parser.add_argument("--allow-pickle", action="store_true", help="allow a checkpoint with pickled weights")
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    parser.add_argument("--published", type=Path, default=None,
+                        help="folder of MolT5's published test predictions, scored beside the systems and compared "
+                             "with the default system (default: molt5_predictions/ beside the ChEBI-20 folder, if there)")
+    parser.add_argument("--no-published", action="store_true", help="do not score published predictions")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes, each with an equal share of the CPUs: the tasks' datastores are "
                              "built and tuned at once, and every decoding is split over them (speeds are then "
@@ -85,7 +89,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, examples=args.examples, seed=args.seed, fresh=args.fresh,
         isolate_builds=not args.in_process, allow_pickle=args.allow_pickle, progress=not args.no_progress,
-        jobs=args.jobs, knn=not args.no_knn)
+        jobs=args.jobs, knn=not args.no_knn, published=args.published, compare_published=not args.no_published)
 
 
 def run(args: argparse.Namespace) -> int:
