@@ -137,9 +137,28 @@ def _match_columns(available: Sequence[str], wanted: Mapping[str, str]) -> dict[
     return found
 
 
+COMPRESSED = {".gz": "gzip", ".xz": "lzma", ".bz2": "bz2"}  # file suffix -> the standard-library module that reads it
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The bytes of ``path``, decompressed when its name ends in ``.gz``, ``.xz`` or ``.bz2``."""
+    module = COMPRESSED.get(path.suffix.lower())
+    if module is None:
+        return path.read_bytes()
+    import importlib
+
+    reader = importlib.import_module(module)
+    try:
+        return reader.decompress(path.read_bytes())
+    except (OSError, EOFError, ValueError, getattr(reader, "LZMAError", OSError)) as err:  # BadGzipFile is an OSError
+        raise DataFormatError(f"{path}: not a readable {path.suffix} file ({err}); compress it again or pass it "
+                              "uncompressed") from None
+
+
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
-    """(1-based line number, text without its line ending); splits on ``\\n`` only, never inside a field."""
-    data = path.read_bytes()
+    """(1-based line number, text without its line ending); splits on ``\\n`` only, never inside a field.
+    A ``.gz`` / ``.xz`` / ``.bz2`` file is decompressed first."""
+    data = read_file_bytes(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -268,6 +287,8 @@ def read_jsonl_records(
 
 def _file_format(path: Path, format: str | None) -> str:
     if format is None:
+        if path.suffix.lower() in COMPRESSED:
+            path = path.with_suffix("")
         format = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "tsv"
     if format not in ("tsv", "jsonl"):
         raise ValueError(f"unknown format {format!r}: choose 'tsv' or 'jsonl'")
@@ -281,7 +302,8 @@ def read_records(
     format: str | None = None,
     strict: bool = False,
 ) -> list[Record]:
-    """Pairs of a TSV or JSONL file (``format`` from the suffix: ``.jsonl``/``.ndjson`` → JSONL, else TSV).
+    """Pairs of a TSV or JSONL file (``format`` from the suffix: ``.jsonl``/``.ndjson`` → JSONL, else TSV;
+    ``.gz`` / ``.xz`` / ``.bz2`` after it: compressed, read as the file inside).
 
     ``columns`` defaults to ChEBI-20's header for TSV and lower-case keys for JSONL.
     """

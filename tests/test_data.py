@@ -236,3 +236,26 @@ def test_write_predictions_molt5_format(tmp_path: Path):
     assert path.read_text().startswith("SMILES\tground truth\toutput\n")
     with pytest.raises(ValueError, match="one entry per row"):
         data.write_predictions(path, "mol2text", ["CC"], [], ["x"])
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".xz", ".bz2"])
+def test_compressed_pair_files_read_as_the_file_inside(chebi20: Path, tmp_path: Path, suffix: str):
+    import bz2
+    import gzip
+    import lzma
+
+    compress = {".gz": gzip.compress, ".xz": lzma.compress, ".bz2": bz2.compress}[suffix]
+    raw = b"\n".join((chebi20 / "test.txt").read_bytes().split(b"\n")[:41]) + b"\n"
+    plain = tmp_path / "pairs.tsv"
+    plain.write_bytes(raw)
+    packed = tmp_path / f"pairs.tsv{suffix}"
+    packed.write_bytes(compress(raw))
+    assert data.read_records(packed) == data.read_records(plain) and len(data.read_records(plain)) == 40
+    rows = data.read_records(plain)[:5]
+    jsonl = tmp_path / f"pairs.jsonl{suffix}"
+    jsonl.write_bytes(compress("\n".join(json.dumps(r) for r in rows).encode()))
+    assert data.read_records(jsonl) == rows
+    broken = tmp_path / f"broken.tsv{suffix}"
+    broken.write_bytes(b"not compressed at all")
+    with pytest.raises(DataFormatError, match=f"broken.tsv{suffix}: not a readable {suffix} file"):
+        data.read_records(broken)
