@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 QUERY_CHUNK = 256  # text queries scored per sparse product: (256, database) floats at a time
+BLOCK_VALUES = 1 << 24  # at most this many floats in one (queries, database) block
 
 
 @dataclass
@@ -68,16 +69,31 @@ def morgan_fingerprint(smiles: str, radius: int = 2, n_bits: int = 2048):
 
 
 def top_rows(scores: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` highest-scoring positions of ``scores``, best first; ties go to the earliest position."""
-    return np.argsort(-np.asarray(scores), kind="stable")[:n]
+    """The ``n`` highest-scoring positions of ``scores``, best first; ties go to the earliest position.
+    Linear in ``len(scores)``: only the positions at or above the ``n``-th highest score are sorted."""
+    scores = np.asarray(scores)
+    if n >= len(scores):
+        return np.argsort(-scores, kind="stable")[:n]
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    threshold = np.partition(scores, len(scores) - n)[len(scores) - n]  # the n-th highest
+    candidates = np.flatnonzero(scores >= threshold)  # ascending positions: a stable sort keeps ties in order
+    return candidates[np.argsort(-scores[candidates], kind="stable")[:n]]
 
 
 def _cosine_blocks(vectorizer, database_matrix, queries: Sequence[str]):
     """``(start, block)`` for each chunk of ``QUERY_CHUNK`` queries: ``block`` (chunk, database) holds their
     cosines to every database row (rows are l2-normalised, so a dot product is the cosine)."""
     query_matrix = vectorizer.transform(list(queries))  # (queries, vocabulary), sparse
-    for start in range(0, len(queries), QUERY_CHUNK):
-        yield start, (query_matrix[start:start + QUERY_CHUNK] @ database_matrix.T).toarray()
+    chunk = block_rows(database_matrix.shape[0])
+    for start in range(0, len(queries), chunk):
+        yield start, (query_matrix[start:start + chunk] @ database_matrix.T).toarray()
+
+
+def block_rows(database_rows: int) -> int:
+    """Queries scored per dense (queries, database) block: :data:`QUERY_CHUNK`, fewer for a large database
+    so that a block stays within :data:`BLOCK_VALUES` floats (128 MB)."""
+    return max(1, min(QUERY_CHUNK, BLOCK_VALUES // max(1, database_rows)))
 
 
 def _top_by_tfidf(vectorizer, database_matrix, queries: Sequence[str], n: int) -> list[np.ndarray]:
@@ -93,8 +109,8 @@ def _nearest_by_tfidf(vectorizer, database_matrix, queries: Sequence[str]) -> tu
     rows = np.zeros(len(queries), dtype=np.int64)
     scores = np.zeros(len(queries), dtype=np.float64)
     for start, block in _cosine_blocks(vectorizer, database_matrix, queries):
-        rows[start:start + QUERY_CHUNK] = block.argmax(axis=1)
-        scores[start:start + QUERY_CHUNK] = block.max(axis=1)
+        rows[start:start + len(block)] = block.argmax(axis=1)
+        scores[start:start + len(block)] = block.max(axis=1)
     return rows, scores
 
 

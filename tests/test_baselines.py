@@ -109,3 +109,27 @@ def test_mismatched_database_is_an_error():
         baselines.MoleculeRetriever(["CC"], [])
     with pytest.raises(ValueError, match="one SMILES per description"):
         baselines.TextRetriever(["a"], ["C", "CC"])
+
+
+def test_top_rows_is_a_stable_sort_cut_short_and_blocks_stay_bounded(monkeypatch):
+    """The linear-time top-n equals a full stable sort (ties to the earliest row) on scores full of ties;
+    text queries against a large database are scored in smaller blocks with the same results."""
+    import numpy as np
+
+    from t2m import baselines
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        scores = rng.integers(0, 5, rng.integers(1, 60)) / 4.0
+        n = int(rng.integers(0, len(scores) + 3))
+        assert baselines.top_rows(scores, n).tolist() == np.argsort(-scores, kind="stable")[:n].tolist()
+    assert baselines.block_rows(26_407) == 256 and baselines.block_rows(300_000) == 55
+    descriptions = [f"The molecule is a {w} acid with {i} carbons." for i, w in enumerate(["fatty", "amino", "keto"] * 20)]
+    retriever = baselines.TextRetriever(descriptions, [f"C{i}" for i in range(len(descriptions))])
+    queries = descriptions[::7] + ["an amino acid", "a keto acid with 5 carbons"]
+    whole = retriever.search(queries, 4)
+    monkeypatch.setattr(baselines, "BLOCK_VALUES", 3 * len(descriptions))  # blocks of 3 queries
+    assert baselines.block_rows(len(descriptions)) == 3
+    split = retriever.search(queries, 4)
+    assert [r.tolist() for r, _ in split] == [r.tolist() for r, _ in whole]
+    assert retriever.retrieve(queries).neighbours == [int(r[0]) for r, _ in whole]
