@@ -51,13 +51,16 @@ class NeighbourFormat:
     ``k`` pairs after the input, best first; ``show_similarity`` writes each one's similarity (2 decimals)
     before it; ``database`` is the TSV of pairs searched (ChEBI-20 format), relative to the checkpoint
     folder unless absolute; ``ranker`` (optional, same rule) the JSON of :mod:`t2m.neighbour_ranker`
-    rankers that order each input's nearest pairs before the first ``k`` are taken.
+    rankers that order each input's nearest pairs before the first ``k`` are taken; ``memory`` (optional)
+    records where the database came from (``source``, ``rows``, ``sha256`` and ``git_blob`` of the file), as
+    ``t2m ship --memory`` writes it.
     """
 
     k: int = 1
     show_similarity: bool = True
     database: str = "memory.tsv"
     ranker: str | None = None
+    memory: dict[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -69,16 +72,17 @@ class NeighbourFormat:
         section = (meta or {}).get("neighbours")
         if not section:
             return None
-        unknown = set(section) - {"k", "show_similarity", "database", "ranker"}
+        unknown = set(section) - {"k", "show_similarity", "database", "ranker", "memory"}
         if unknown:
             raise ValueError(f't2m.json "neighbours": unknown key(s) {", ".join(sorted(unknown))}; '
-                             "known: k, show_similarity, database, ranker")
+                             "known: k, show_similarity, database, ranker, memory")
         return cls(**section)
 
     def to_meta(self) -> dict[str, Any]:
         meta = asdict(self)
-        if meta["ranker"] is None:
-            del meta["ranker"]
+        for optional in ("ranker", "memory"):
+            if meta[optional] is None:
+                del meta[optional]
         return meta
 
     def database_path(self, checkpoint: str | Path) -> Path:

@@ -85,3 +85,51 @@ def test_ship_makes_the_best_benched_system_the_default(tmp_path):
     meta = json.loads((model / "t2m.json").read_text())
     assert meta["system"] == {"mol2text": "retrieval", "text2mol": "model"}
     assert "mol2text: `retrieval`; text2mol: `model`" in system_lines(meta)[0]
+
+
+def test_replace_memory_ships_the_pairs_file_compressed_and_records_it(shared_data, tmp_path):
+    """t2m ship --memory FILE: the file's own bytes xz-compressed as memory.tsv.xz (decompressing gives the file
+    back byte for byte), recorded in t2m.json with rows, sha256 and git blob id; the translator reads it; rankers
+    refit on it, or taken from a file fitted on the same pairs and refused when fitted on others."""
+    import hashlib
+    import json
+    import lzma
+
+    import pytest
+
+    from t2m.download import git_blob_id
+    from t2m.neighbour_ranker import fit_rankers
+    from t2m.neighbours import NeighbourDatabase, NeighbourFormat, load_checkpoint_database
+    from t2m.recipes.ship_default_model import memory_lines, replace_memory
+
+    lines = (shared_data / "chebi20" / "test.txt").read_bytes().split(b"\n")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_bytes(b"\n".join(lines[:61]) + b"\n")  # header + 60 real rows
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "memory.tsv").write_text("CID\tSMILES\tdescription\n1\tC\tThe molecule is methane.\n")
+    (model / "t2m.json").write_text(json.dumps({"prompt_style": "textchem", "neighbours": {
+        "k": 1, "show_similarity": True, "database": "memory.tsv"}}))
+    record = replace_memory(model, pairs)
+    raw = pairs.read_bytes()
+    assert lzma.decompress((model / "memory.tsv.xz").read_bytes()) == raw
+    assert record == {"source": "pairs.txt", "rows": 60, "sha256": hashlib.sha256(raw).hexdigest(),
+                      "git_blob": git_blob_id(raw)}
+    assert not (model / "memory.tsv").exists() and not (model / "memory.tsv.xz.tmp").exists()
+    meta = json.loads((model / "t2m.json").read_text())
+    assert meta["neighbours"]["database"] == "memory.tsv.xz" and meta["neighbours"]["memory"] == record
+    assert meta["neighbours"]["ranker"] == "ranker.json"
+    database = load_checkpoint_database(model, NeighbourFormat.from_meta(meta))
+    assert len(database) == 60 and set(database.rankers) == {"mol2text", "text2mol"}
+    assert database.rankers["mol2text"].fitted_on["database"] == "memory.tsv.xz"
+    assert "the 60 pairs it retrieves from: `pairs.txt`" in memory_lines(meta, {"sizes": {"train": 4791}})[0]
+    # rankers fitted beforehand on the same pairs are taken as they are; fitted on other pairs, refused
+    fitted = tmp_path / "fitted.json"
+    fit_rankers(NeighbourDatabase.from_file(pairs), fitted, progress=False)
+    replace_memory(model, pairs, fitted)
+    assert json.loads((model / "ranker.json").read_text())["rankers"]["text2mol"]["trees"] == \
+        json.loads(fitted.read_text())["rankers"]["text2mol"]["trees"]
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"\n".join(lines[:41]) + b"\n")
+    with pytest.raises(ValueError, match="fitted on 60 pairs, .*other.txt has 40; fit it on that file"):
+        replace_memory(model, other, fitted)

@@ -4,6 +4,7 @@ checkpoint made t2m's default model, with a model card scored on the test split)
     t2m ship RUN [--data DIR] [--jobs 2] [--rows N] [--beam-rows N]
     t2m ship OUT --card-only --from-bench BENCH_DIR [--history TEXT]
     t2m ship OUT --card-only --tasks text2mol   # measure one task again
+    t2m ship OUT --card-only --memory train.txt [--memory-ranker ranker.json] --from-bench BENCH_DIR
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model folder to write (default: the package's t2m/default_model)")
     parser.add_argument("--card-only", action="store_true",
                         help="do not copy RUN/model: rewrite the model card of the model in --dest")
+    parser.add_argument("--memory", type=Path, default=None,
+                        help="make this pairs file (ChEBI-20 TSV or JSONL, compressed or not) the model's memory: "
+                             "stored xz-compressed as memory.tsv.xz, recorded in t2m.json, rankers refit on it")
+    parser.add_argument("--memory-ranker", type=Path, default=None,
+                        help="with --memory: rankers `t2m ranker` already fitted on that file (not refit)")
     parser.add_argument("--tasks", default="text2mol,mol2text",
                         help="measure only these tasks; with --card-only the card's sections of the others are "
                              "kept as they are (default: %(default)s)")
@@ -39,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if set(tasks) != {"text2mol", "mol2text"} and not args.card_only:
         raise UsageError("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
+    if args.memory_ranker is not None and args.memory is None:
+        raise UsageError("--memory-ranker goes with --memory (rankers fitted on the new memory)")
     summary = ship_default_model(args.run, args.data, args.jobs, args.rows, args.beam_rows, args.history,
-                                 args.from_bench, args.dest, args.card_only, tasks)
+                                 args.from_bench, args.dest, args.card_only, tasks, args.memory, args.memory_ranker)
     print(json.dumps(summary, indent=2))
     return 0

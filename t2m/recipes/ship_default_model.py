@@ -19,6 +19,7 @@ step 1 and rewrites the card of the model already shipped (outputs of step 2 in 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ from t2m.modeling import default_model_dir
 
 SHIPPED_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "spiece.model", "t2m.json",
-                 "training_config.json", "trainer_state.json", "memory.tsv")
+                 "training_config.json", "trainer_state.json", "memory.tsv", "memory.tsv.xz")
 SETTINGS = [("text2mol", 1), ("text2mol", 5), ("mol2text", 1), ("mol2text", 5)]
 # The shipped model's recommended decoding (t2m.json "decoding"; Translator applies it unless told otherwise).
 # Chosen on the dev slice. Captions (96 rows, the 1,100-step model) without it loop ("3,3,3,..."); with
@@ -43,7 +44,58 @@ SETTINGS = [("text2mol", 1), ("text2mol", 5), ("mol2text", 1), ("mol2text", 5)]
 DECODING = {"text2mol": {"no_repeat_ngram_size": 8}, "mol2text": {"no_repeat_ngram_size": 3}}
 
 
-def copy_model(run: Path, dest: Path) -> None:
+MEMORY_FILE = "memory.tsv.xz"  # a shipped memory: the pairs file's own bytes, xz-compressed
+OFFICIAL_TRAIN_BLOB = "c1b42b82fdc8fb5287614e159196e25370763aac"  # git blob of MolT5's ChEBI-20_data/train.txt
+
+
+def replace_memory(model_dir: Path, pairs: Path, ranker: Path | None = None) -> dict[str, Any]:
+    """Make ``pairs`` (ChEBI-20-format TSV, or JSONL; ``.gz``/``.xz``/``.bz2`` read as the file inside) the
+    checkpoint's memory: its bytes xz-compressed into :data:`MEMORY_FILE` (so the file decompresses to
+    ``pairs`` byte for byte), named in ``t2m.json`` "neighbours" with a record of where it came from (rows,
+    sha256 and git blob id of the uncompressed file), and the rankers refit on it -- or taken from
+    ``ranker``, a file ``t2m ranker`` fitted on the same pairs (checked by their count). Returns the record."""
+    import lzma
+
+    from t2m.data import read_file_bytes, read_records
+    from t2m.download import git_blob_id
+    from t2m.io import atomic_write_text
+    from t2m.neighbour_ranker import load_rankers, save_rankers
+
+    pairs = Path(pairs)
+    raw = read_file_bytes(pairs)
+    rows = len(read_records(pairs))
+    meta_file = model_dir / "t2m.json"
+    meta = json.loads(meta_file.read_text())
+    if not meta.get("neighbours"):
+        raise ValueError(f"{meta_file}: this checkpoint reads no neighbours (no \"neighbours\" entry), so it has no "
+                         "memory to replace")
+    tmp = model_dir / (MEMORY_FILE + ".tmp")
+    tmp.write_bytes(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))
+    tmp.replace(model_dir / MEMORY_FILE)
+    old = meta["neighbours"].get("database")
+    if old and old != MEMORY_FILE:
+        (model_dir / old).unlink(missing_ok=True)
+    record = {"source": pairs.name, "rows": rows, "sha256": hashlib.sha256(raw).hexdigest(),
+              "git_blob": git_blob_id(raw)}
+    meta["neighbours"].update(database=MEMORY_FILE, memory=record)
+    meta["neighbours"].pop("ranker", None)
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
+    if ranker is None:
+        add_neighbour_ranker(model_dir)
+        return record
+    rankers = load_rankers(ranker)
+    for task, fitted in rankers.items():
+        if fitted.fitted_on.get("pairs") != rows:
+            raise ValueError(f"{ranker}: the {task} ranker was fitted on {fitted.fitted_on.get('pairs')} pairs, "
+                             f"{pairs} has {rows}; fit it on that file (t2m ranker --database {pairs})")
+        fitted.fitted_on["database"] = MEMORY_FILE
+    save_rankers(model_dir / "ranker.json", rankers)
+    meta["neighbours"]["ranker"] = "ranker.json"
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
+    return record
+
+
+def copy_model(run: Path, dest: Path, fit_ranker: bool = True) -> None:
     src = run / "model"
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -57,7 +109,8 @@ def copy_model(run: Path, dest: Path) -> None:
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"prompt_style": "textchem"}
     meta["decoding"] = DECODING
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
-    add_neighbour_ranker(tmp)
+    if fit_ranker:
+        add_neighbour_ranker(tmp)
     store_weights_in_bf16(tmp / "model.safetensors")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -256,6 +309,30 @@ def system_lines(meta: dict) -> list[str]:
             f"split: mean of BLEU-4 and METEOR / Morgan and MACCS FTS): {said}. `--system model` runs the T5."]
 
 
+def memory_lines(meta: dict, trained_on: dict) -> list[str]:
+    """The model card's lines on the checkpoint's memory: the pairs it retrieves from, their source and license."""
+    neighbours = meta["neighbours"]
+    memory = neighbours.get("memory")
+    if memory is None:  # the training pairs, as t2m train wrote them
+        return [f"- `{neighbours.get('database', 'memory.tsv')}`: the {trained_on.get('sizes', {}).get('train', 'n/a')} "
+                f"training pairs it retrieves from ({trained_on.get('sources', {}).get('train', '')}), ChEBI-20 format.",
+                "- source: ChEBI-20 (Edwards et al., 2021; blender-nlp/MolT5 `ChEBI-20_data`, BSD-3-Clause), molecules "
+                "from PubChem and descriptions from ChEBI (CC BY 4.0)."]
+    official = memory["git_blob"] == OFFICIAL_TRAIN_BLOB
+    what = ("ChEBI-20 `train.txt`, the official train split, byte for byte MolT5's file" if official
+            else f"`{memory['source']}`")
+    lines = [f"- `{neighbours['database']}`: the {memory['rows']:,} pairs it retrieves from: {what} (git blob "
+             f"{memory['git_blob']}, sha256 {memory['sha256'][:12]}… of the uncompressed file; `xz -dk` gives it back), "
+             "ChEBI-20 format (CID, SMILES, description), xz-compressed.",
+             "- source: ChEBI-20 (Edwards et al., 2021; blender-nlp/MolT5 `ChEBI-20_data`, BSD-3-Clause), molecules "
+             "from PubChem and descriptions from ChEBI (CC BY 4.0)."]
+    trained = trained_on.get("sizes", {}).get("train")
+    if trained and trained != memory["rows"]:
+        lines.append(f"- the T5 was trained reading neighbours from {trained:,} pairs "
+                     f"({trained_on.get('sources', {}).get('train', '')}); it now reads them from this memory.")
+    return lines
+
+
 def ranker_lines(meta: dict) -> list[str]:
     """The model card's line on the checkpoint's neighbour rankers (none without them)."""
     ranker = meta.get("neighbours", {}).get("ranker")
@@ -290,7 +367,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             "# t2m default model",
             "",
             "One shared-encoder T5 for both directions (text2mol and mol2text), Text+Chem T5 task prompts, that",
-            "reads in its input the nearest training pair of what it translates (its memory, `memory.tsv`) and",
+            f"reads in its input the nearest training pair of what it translates (its memory, `{meta['neighbours'].get('database', 'memory.tsv')}`) and",
             "has a copy head (`t2m.copy_model`: a pointer-generator mixture of the vocabulary and the input's",
             "tokens). Trained on this project's 2-core CPU in two stages: `t2m train --config",
             "t2m/recipes/default_model.json` (from scratch, no neighbours), then `t2m train --config",
@@ -301,11 +378,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             "",
             "## Memory",
             "",
-            f"- `memory.tsv`: the {trained_on.get('sizes', {}).get('train', 'n/a')} training pairs it retrieves from "
-            f"({trained_on.get('sources', {}).get('train', '')}), ChEBI-20 format.",
-            "- source: ChEBI-20 (Edwards et al., 2021; blender-nlp/MolT5 `ChEBI-20_data`), molecules from PubChem and",
-            "  descriptions from ChEBI, which are CC BY 4.0; the train-split rows were recovered from",
-            "  AI-HPC-Research-Team/GIT-Mol and thunlp/KV-PLM (see the shared data's README).",
+        ] + memory_lines(meta, trained_on) + [
             f"- neighbours: {meta['neighbours']['k']} per input, by Morgan Tanimoto (molecules) or TF-IDF cosine "
             "(descriptions); in training never the pair itself nor its molecule. `--database FILE` (Python: "
             "`Translator.from_pretrained(database=...)`) reads another one, e.g. the full ChEBI-20 train split.",
@@ -385,8 +458,10 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
 def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2, rows: int | None = None,
                        beam_rows: int | None = None, history: str | None = None,
                        from_bench: Sequence[Path] | None = None, dest: Path | None = None, card_only: bool = False,
-                       tasks: Sequence[str] = ("text2mol", "mol2text")) -> dict[str, Any]:
+                       tasks: Sequence[str] = ("text2mol", "mol2text"), memory: Path | None = None,
+                       memory_ranker: Path | None = None) -> dict[str, Any]:
     """Copy ``run``/model to ``dest`` (default: the package's ``t2m/default_model``) unless ``card_only``,
+    make ``memory`` (a pairs file) its memory when given (:func:`replace_memory`, with ``memory_ranker``),
     score it on the test split (or take the scores from the ``from_bench`` folders), and write its model
     card; returns {setting: metrics}, also written to ``run/eval/summary.json``."""
     from t2m.data import resolve_chebi20_dir
@@ -398,7 +473,9 @@ def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2,
         raise ValueError("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
     test_file = resolve_chebi20_dir(data) / "test.txt"
     if not card_only:
-        copy_model(run, dest)
+        copy_model(run, dest, fit_ranker=memory is None)
+    if memory is not None:
+        replace_memory(dest, Path(memory), memory_ranker)
     if from_bench is not None:
         chosen = default_systems_from_bench(list(from_bench), tasks)
         if chosen:
