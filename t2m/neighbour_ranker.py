@@ -289,7 +289,8 @@ def fit_ranker(database: "NeighbourDatabase", task: str, pool: int = POOL, progr
     settings = dict(TREES, min_samples_leaf=min(TREES["min_samples_leaf"], max(2, len(x) // 20)))
     model = HistGradientBoostingRegressor(**settings).fit(x, y)
     ranker = NeighbourRanker(task, float(np.ravel(model._baseline_prediction)[0]), _export_trees(model), pool,
-                             {"database": database.name, "pairs": len(database), "queries": len(xs),
+                             {"database": database.name, "pairs": len(database), "pairs_sha256": database.digest(),
+                              "queries": len(xs),
                               "trees": {k: v for k, v in settings.items() if k != "random_state"}})
     if not np.allclose(ranker.predict(x), model.predict(x), atol=1e-9):  # the JSON trees are the fitted model
         raise RuntimeError("the exported trees do not reproduce scikit-learn's predictions; this scikit-learn's "
@@ -307,6 +308,18 @@ def _export_trees(model: Any) -> list[dict[str, list]]:
                       "leaf": nodes["is_leaf"].astype(bool).tolist(), "value": nodes["value"].tolist(),
                       "missing_left": nodes["missing_go_to_left"].astype(bool).tolist()})
     return trees
+
+
+def fitted_for(rankers: dict[str, NeighbourRanker], database: "NeighbourDatabase") -> str | None:
+    """None when every ranker was fitted on ``database``'s pairs (by the ``pairs_sha256`` it records, else by
+    the pair count, for rankers fitted before the digest was recorded), else why not, in a few words."""
+    digest = database.digest()
+    for task, ranker in rankers.items():
+        fitted = ranker.fitted_on
+        if fitted.get("pairs_sha256", digest) != digest or fitted.get("pairs") != len(database):
+            return (f"the {task} ranker was fitted on {fitted.get('pairs')} other pairs "
+                    f"({fitted.get('database', 'unnamed')}), not these {len(database)}")
+    return None
 
 
 def fit_rankers(database: "NeighbourDatabase", out: str | Path, tasks: Sequence[str] = (MOL2TEXT, TEXT2MOL),

@@ -154,6 +154,11 @@ class NeighbourDatabase:
     def __len__(self) -> int:
         return len(self.smiles)
 
+    def digest(self) -> str:
+        """sha256 of the pairs in order (SMILES, tab, description, newline each): what a ranker or a cache
+        fitted on this database records, whatever file or format the pairs came from."""
+        return pairs_digest(self.smiles, self.descriptions)
+
     def use_rankers(self, rankers: Mapping[str, Any]) -> "NeighbourDatabase":
         """Order each query's nearest pairs by these :class:`t2m.neighbour_ranker.NeighbourRanker` (by task)
         before the first ``k`` are returned; training searches (``exclude_same_molecule_as``) stay by
@@ -229,6 +234,16 @@ class NeighbourDatabase:
         if self._keys is None:
             self._keys = [canonical_key(s) for s in self.smiles]
         return self._keys
+
+
+def pairs_digest(smiles: Sequence[str], descriptions: Sequence[str]) -> str:
+    """sha256 of (SMILES, description) pairs in order, one ``SMILES\tdescription\n`` line each."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for smi, text in zip(smiles, descriptions):
+        digest.update(f"{smi}\t{text}\n".encode("utf-8"))
+    return digest.hexdigest()
 
 
 def training_neighbours(database: NeighbourDatabase, records: Sequence[Mapping[str, str]], task: str,

@@ -86,11 +86,50 @@ def checkpoint_dirs(out_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
+def checkpoint_decoding(config: TrainConfig) -> dict[str, dict[str, Any]]:
+    """The decoding defaults every checkpoint of ``config`` carries (t2m.json "decoding"), validated."""
+    from t2m.modeling import RECOMMENDED_DECODING, check_decoding_defaults
+
+    return check_decoding_defaults('the training config\'s "decoding"',
+                                   RECOMMENDED_DECODING if config.decoding is None else config.decoding)
+
+
+def training_rankers(config: TrainConfig, data: TrainingData, say=print) -> dict[str, Any] | None:
+    """The neighbour rankers every checkpoint of a run with neighbours carries: ``config.ranker`` (it must
+    have been fitted on the training pairs), else those of ``config.init_from`` when fitted on the same
+    pairs, else None -- and ``say`` tells how checkpoints will translate without one."""
+    if not config.neighbours:
+        return None
+    from t2m.neighbour_ranker import fitted_for, load_rankers
+    from t2m.neighbours import NeighbourDatabase, NeighbourFormat
+
+    database = NeighbourDatabase.from_records(data.train)
+    fit_hint = "t2m ranker --database OUT/model/memory.tsv --out ranker.json, then name it in the config's \"ranker\""
+    if config.ranker:
+        rankers = load_rankers(config.ranker)
+        mismatch = fitted_for(rankers, database)
+        if mismatch:
+            raise ValueError(f"{config.ranker}: {mismatch} training pairs of this run; fit one on them ({fit_hint})")
+        return rankers
+    if config.init_from and (Path(config.init_from) / "t2m.json").is_file():
+        fmt = NeighbourFormat.from_meta(json.loads((Path(config.init_from) / "t2m.json").read_text()))
+        ranker_file = fmt.ranker_path(config.init_from) if fmt is not None else None
+        if ranker_file is not None and ranker_file.is_file():
+            rankers = load_rankers(ranker_file)
+            if fitted_for(rankers, database) is None:
+                say(f"checkpoints carry the neighbour rankers of {ranker_file} (fitted on these training pairs)")
+                return rankers
+    say(f"checkpoints translate without a neighbour ranker (none fitted on these {len(database)} training pairs): "
+        f"inputs read their nearest pair; to rank the nearest pairs, {fit_hint}")
+    return None
+
+
 def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: dict, optimizer=None, scheduler=None,
-                    data: TrainingData | None = None) -> None:
-    """Write a complete checkpoint to ``path`` atomically (a temp folder renamed into place). A model trained
-    with neighbours gets its memory (the training pairs it retrieves from, ``memory.tsv``) and says in
-    ``t2m.json`` how its inputs are built."""
+                    data: TrainingData | None = None, rankers: dict[str, Any] | None = None) -> None:
+    """Write a complete checkpoint to ``path`` atomically (a temp folder renamed into place), carrying what
+    translating with it needs: the decoding defaults of ``config`` (t2m.json "decoding"), and for a model
+    trained with neighbours its memory (the training pairs it retrieves from, ``memory.tsv``), how its inputs
+    are built and ``rankers`` (``ranker.json``) where the run has them."""
     import torch
 
     from t2m.modeling import write_checkpoint_info
@@ -100,15 +139,19 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    extra: dict[str, Any] = {"training_setting": state.get("setting", "")}
+    extra: dict[str, Any] = {"training_setting": state.get("setting", ""), "decoding": checkpoint_decoding(config)}
     if data is not None and data.described:
         extra["training_data"] = data.described
     if config.neighbours and data is not None:
         from t2m.data import write_records_tsv
+        from t2m.neighbour_ranker import save_rankers
         from t2m.neighbours import NeighbourFormat
 
-        neighbour_format = NeighbourFormat(k=config.neighbours, show_similarity=config.show_similarity)
+        neighbour_format = NeighbourFormat(k=config.neighbours, show_similarity=config.show_similarity,
+                                           ranker="ranker.json" if rankers else None)
         write_records_tsv(tmp / neighbour_format.database, data.train)
+        if rankers:
+            save_rankers(tmp / "ranker.json", rankers)
         extra["neighbours"] = neighbour_format.to_meta()
     write_checkpoint_info(tmp, prompt_style="textchem", **extra)
     (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -318,6 +361,8 @@ class TrainingRun:
         torch.manual_seed(config.seed)
 
         self.data = load_training_data(config, out_dir)
+        checkpoint_decoding(config)  # a bad "decoding" section fails now, not at the first checkpoint
+        self.rankers = training_rankers(config, self.data, accelerator.print)
         with accelerator.main_process_first():
             self.tokenizer = prepare_tokenizer(config, self.data, out_dir)
 
@@ -474,11 +519,12 @@ class TrainingRun:
             unwrapped = self.accelerator.unwrap_model(self.model)
             path = out_dir / "checkpoints" / f"step-{state['step']}"
             save_checkpoint(path, unwrapped, self.tokenizer, config, dict(state), self.optimizer, self.scheduler,
-                            self.data)
+                            self.data, self.rankers)
             for old in checkpoint_dirs(out_dir)[: -config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
             if final:
-                save_checkpoint(out_dir / "model", unwrapped, self.tokenizer, config, dict(state), data=self.data)
+                save_checkpoint(out_dir / "model", unwrapped, self.tokenizer, config, dict(state), data=self.data,
+                                rankers=self.rankers)
         self.accelerator.wait_for_everyone()
 
 

@@ -46,6 +46,12 @@ class TrainConfig:
     neighbour_p_nearest: float = 0.5  # probability of showing the nearest ones rather than a draw from the pool
     show_similarity: bool = True
     copy_head: bool = False  # pointer-generator head (t2m.copy_model): copy tokens from the input
+    # what every checkpoint carries so that `t2m translate --model CHECKPOINT` decodes as `t2m ship` makes it:
+    # per-task decoding defaults (t2m.json "decoding"; None: t2m.modeling.RECOMMENDED_DECODING, {}: none), and,
+    # with neighbours, the neighbour rankers (t2m ranker) fitted on the training pairs; None: those of
+    # `init_from` when fitted on the same pairs, else none (the run says so when it starts)
+    decoding: dict[str, dict[str, Any]] | None = None
+    ranker: str | None = None
     # optimisation
     lr: float = 7e-4
     weight_decay: float = 0.01

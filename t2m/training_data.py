@@ -4,9 +4,12 @@ on them."""
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from t2m.neighbours import Neighbour
 from t2m.tasks import MOL2TEXT, PROMPTS, TEXT2MOL
 from t2m.train_config import TrainConfig
 
@@ -116,26 +119,41 @@ def find_synthetic_neighbours(config: TrainConfig, data: TrainingData, cache_dir
     return found
 
 
+NEIGHBOUR_CACHE = "neighbours.json"
+
+
 def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir: Path | None):
     """Per task, each training row's ``neighbour_pool`` nearest other-molecule pairs, and each dev row's
-    ``neighbours`` nearest pairs (as at test time), cached in ``cache_dir/neighbours.json``."""
-    from t2m.neighbours import (NeighbourDatabase, load_neighbour_cache, save_neighbour_cache,
-                                training_neighbours)
+    ``neighbours`` nearest pairs (as at test time). Cached in ``cache_dir/neighbours.json`` under the digests
+    of the training and dev pairs and the counts, as (row, similarity) only: a run resumed, or another run
+    over the same pairs, reads it instead of searching again; different pairs or counts search anew."""
+    from t2m.data import atomic_write_text
+    from t2m.neighbours import NeighbourDatabase, pairs_digest, training_neighbours
 
-    cache = cache_dir / "neighbours.json" if cache_dir is not None else None
-    if cache is not None and cache.is_file():
-        found = load_neighbour_cache(cache)
-        if len(found.get("train-" + MOL2TEXT, [])) == len(data.train) and len(found.get("dev-" + MOL2TEXT, [])) == len(data.dev):
-            return ({t: found["train-" + t] for t in (TEXT2MOL, MOL2TEXT)},
-                    {t: found["dev-" + t] for t in (TEXT2MOL, MOL2TEXT)})
     database = NeighbourDatabase.from_records(data.train)
+    key = {"format": 2, "train": database.digest(), "pool": config.neighbour_pool, "k": config.neighbours,
+           "dev": pairs_digest([r["smiles"] for r in data.dev], [r["description"] for r in data.dev])}
+    cache = cache_dir / NEIGHBOUR_CACHE if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        try:
+            found = json.loads(cache.read_text())
+        except ValueError:
+            found = {}
+        if found.get("key") == key:
+            def rebuild(rows, task):
+                return [[Neighbour(r, s, *database.sides(r, task)) for r, s in row] for row in rows]
+
+            return ({t: rebuild(found["train-" + t], t) for t in (TEXT2MOL, MOL2TEXT)},
+                    {t: rebuild(found["dev-" + t], t) for t in (TEXT2MOL, MOL2TEXT)})
     train, dev = {}, {}
     for task in (TEXT2MOL, MOL2TEXT):
         train[task] = training_neighbours(database, data.train, task, config.neighbour_pool)
         queries = [r["description"] if task == TEXT2MOL else r["smiles"] for r in data.dev]
         dev[task] = database.search(queries, task, config.neighbours)
     if cache is not None:
-        save_neighbour_cache(cache, {**{"train-" + t: v for t, v in train.items()}, **{"dev-" + t: v for t, v in dev.items()}})
+        compact = {f"{split}-{task}": [[[n.row, n.similarity] for n in row] for row in found[task]]
+                   for split, found in (("train", train), ("dev", dev)) for task in found}
+        atomic_write_text(cache, json.dumps({"key": key, **compact}))
     return train, dev
 
 

@@ -92,11 +92,16 @@ def _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, out, **kw):
 
 @pytest.fixture(scope="module")
 def neighbour_checkpoint(tiny_chebi20, tiny_tokenizer_dir, tmp_path_factory):
-    """A tiny copy-head T5 trained 3 steps with one neighbour in its inputs."""
+    """A tiny copy-head T5 trained 3 steps with one neighbour in its inputs, and neighbour rankers fitted on
+    its training pairs (config "ranker")."""
+    from t2m.data import load_chebi20_records
+    from t2m.neighbour_ranker import fit_rankers
     from t2m.train import train
 
     out = tmp_path_factory.mktemp("neighbour_run")
-    config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, out)
+    train_rows = load_chebi20_records(tiny_chebi20, "benchmark", dev_size=20).train
+    fit_rankers(NeighbourDatabase.from_records(train_rows), out / "fitted_ranker.json", progress=False)
+    config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, out, ranker=str(out / "fitted_ranker.json"))
     return config, train(config)
 
 
@@ -153,13 +158,16 @@ def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):
 
     config, final = neighbour_checkpoint
     meta = json.loads((final / "t2m.json").read_text())
-    assert meta["neighbours"] == {"k": 1, "show_similarity": True, "database": "memory.tsv"}
+    assert meta["neighbours"] == {"k": 1, "show_similarity": True, "database": "memory.tsv", "ranker": "ranker.json"}
+    assert meta["decoding"] == {"text2mol": {"no_repeat_ngram_size": 8}, "mol2text": {"no_repeat_ngram_size": 3}}
     assert meta["training_data"]["sizes"]["train"] == 140 and "validation.txt" in meta["training_data"]["files"]
     translator = Translator.from_pretrained(final)
     assert isinstance(translator.model, T5CopyForConditionalGeneration)
     assert len(translator.database) == 140
     data = load_training_data(config, Path(config.out_dir))
-    # the translator writes dev inputs exactly as training wrote them
+    # without its rankers, the translator writes dev inputs exactly as training wrote them (nearest pair)
+    assert set(translator.database.rankers) == {TEXT2MOL, MOL2TEXT}
+    translator.database.use_rankers({})
     for task in (TEXT2MOL, MOL2TEXT):
         texts = [r["description"] if task == TEXT2MOL else r["smiles"] for r in data.dev[:5]]
         assert translator.model_inputs(texts, task) == [data.source(i, task, split="dev") for i in range(5)]
@@ -172,6 +180,73 @@ def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):
     # another database replaces the memory
     other = NeighbourDatabase.from_records(data.train[:10])
     assert Translator.from_pretrained(final, database=other).neighbours([data.dev[0]["smiles"]], MOL2TEXT)[0][0].row < 10
+
+
+def test_a_trained_checkpoint_translates_as_the_shipped_one(neighbour_checkpoint, tiny_chebi20, tmp_path):
+    """What t2m train saves carries what translating needs (decoding defaults, memory, rankers): with no
+    decoding option given, it translates 20 rows exactly as the same weights after `t2m ship` do."""
+    from t2m.data import read_tsv_records
+    from t2m.generate import Translator
+    from t2m.recipes.ship_default_model import copy_model
+
+    config, final = neighbour_checkpoint
+    shipped = tmp_path / "shipped"
+    copy_model(final.parent, shipped, keep_float32=True)  # as `t2m ship RUN --keep-float32` copies it
+    trained, ready = Translator.from_pretrained(final), Translator.from_pretrained(shipped)
+    rows = read_tsv_records(tiny_chebi20 / "test.txt")[:20]
+    for task, texts in ((MOL2TEXT, [r["smiles"] for r in rows]), (TEXT2MOL, [r["description"] for r in rows])):
+        assert trained.decoding_options(task) == ready.decoding_options(task) != {}
+        assert trained.database.rankers[task].trees == ready.database.rankers[task].trees
+        ours = trained.translate(texts, task, max_new_tokens=16)
+        theirs = ready.translate(texts, task, max_new_tokens=16)
+        assert [r.output for r in ours] == [r.output for r in theirs]
+        assert [[n.row for n in r.neighbours] for r in ours] == [[n.row for n in r.neighbours] for r in theirs]
+
+
+def test_training_rankers_are_checked_against_the_training_pairs(neighbour_checkpoint, tiny_chebi20,
+                                                                 tiny_tokenizer_dir, tmp_path):
+    """A run takes the config's rankers only when fitted on its training pairs, else those of init_from when
+    they are, else none, and says so."""
+    from t2m.neighbour_ranker import fit_rankers
+    from t2m.train import training_rankers
+    from t2m.training_data import load_training_data
+
+    config, final = neighbour_checkpoint
+    data = load_training_data(config, Path(config.out_dir))
+    said: list[str] = []
+    fresh = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path, init_from=str(final))
+    assert set(training_rankers(fresh, data, said.append)) == {MOL2TEXT, TEXT2MOL}
+    assert said and "checkpoints carry the neighbour rankers of" in said[0]
+    other = tmp_path / "other.json"
+    fit_rankers(NeighbourDatabase.from_records(data.train[:60]), other, progress=False)
+    with pytest.raises(ValueError, match="ranker was fitted on 60 other pairs .*, not these 140 training pairs"):
+        training_rankers(_neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path, ranker=str(other)), data)
+    said.clear()
+    assert training_rankers(_neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path), data, said.append) is None
+    assert "checkpoints translate without a neighbour ranker (none fitted on these 140 training pairs)" in said[0]
+    assert training_rankers(_neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path, neighbours=0), data) is None
+
+
+def test_training_neighbours_are_cached_under_the_pairs_digest(tiny_chebi20, tiny_tokenizer_dir, tmp_path,
+                                                              monkeypatch):
+    """The second start reads the neighbours from the cache (no search); other counts search anew."""
+    from t2m import neighbours
+    from t2m.training_data import NEIGHBOUR_CACHE, load_training_data
+
+    config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path)
+    first = load_training_data(config, tmp_path)
+    cached = json.loads((tmp_path / NEIGHBOUR_CACHE).read_text())
+    assert cached["key"]["train"] == NeighbourDatabase.from_records(first.train).digest()
+    assert all(isinstance(row, int) and isinstance(sim, float) for row, sim in cached["train-text2mol"][0])
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(neighbours, "training_neighbours", no_search)
+    again = load_training_data(config, tmp_path)
+    assert again.train_neighbours == first.train_neighbours and again.dev_neighbours == first.dev_neighbours
+    with pytest.raises(AssertionError, match="searched again"):
+        load_training_data(_neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path, neighbour_pool=3), tmp_path)
 
 
 def test_plain_checkpoints_read_no_neighbours(tiny_model_dir):

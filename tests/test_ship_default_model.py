@@ -131,5 +131,5 @@ def test_replace_memory_ships_the_pairs_file_compressed_and_records_it(shared_da
         json.loads(fitted.read_text())["rankers"]["text2mol"]["trees"]
     other = tmp_path / "other.txt"
     other.write_bytes(b"\n".join(lines[:41]) + b"\n")
-    with pytest.raises(ValueError, match="fitted on 60 pairs, .*other.txt has 40; fit it on that file"):
+    with pytest.raises(ValueError, match="ranker was fitted on 60 other pairs .*, not these 40 of .*other.txt; fit it"):
         replace_memory(model, other, fitted)

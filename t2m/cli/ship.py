@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "stored xz-compressed as memory.tsv.xz, recorded in t2m.json, rankers refit on it")
     parser.add_argument("--memory-ranker", type=Path, default=None,
                         help="with --memory: rankers `t2m ranker` already fitted on that file (not refit)")
+    parser.add_argument("--keep-float32", action="store_true",
+                        help="store the weights as trained (float32) instead of bfloat16 (half the size)")
     parser.add_argument("--tasks", default="text2mol,mol2text",
                         help="measure only these tasks; with --card-only the card's sections of the others are "
                              "kept as they are (default: %(default)s)")
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.memory_ranker is not None and args.memory is None:
         raise UsageError("--memory-ranker goes with --memory (rankers fitted on the new memory)")
     summary = ship_default_model(args.run, args.data, args.jobs, args.rows, args.beam_rows, args.history,
-                                 args.from_bench, args.dest, args.card_only, tasks, args.memory, args.memory_ranker)
+                                 args.from_bench, args.dest, args.card_only, tasks, args.memory, args.memory_ranker,
+                                 args.keep_float32)
     print(json.dumps(summary, indent=2))
     return 0

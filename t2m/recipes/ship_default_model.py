@@ -28,20 +28,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2m.modeling import default_model_dir
+from t2m.modeling import RECOMMENDED_DECODING, default_model_dir
 
 SHIPPED_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "spiece.model", "t2m.json",
                  "training_config.json", "trainer_state.json", "memory.tsv", "memory.tsv.xz")
 SETTINGS = [("text2mol", 1), ("text2mol", 5), ("mol2text", 1), ("mol2text", 5)]
-# The shipped model's recommended decoding (t2m.json "decoding"; Translator applies it unless told otherwise).
-# Chosen on the dev slice. Captions (96 rows, the 1,100-step model) without it loop ("3,3,3,..."); with
-# no_repeat_ngram_size=3 greedy BLEU-4 went 0.027 -> 0.154 and METEOR 0.120 -> 0.319, beam 5 BLEU-4
-# 0.045 -> 0.157. SMILES (all 300 dev rows, beam 5, the 2,200-step model, SMILES syntax constraint on):
-# no_repeat_ngram_size 0 / 8 / 12 gave validity 0.830 / 0.867 / 0.850 and Morgan FTS 0.2467 / 0.2600 /
-# 0.2643 -- a runaway SMILES that repeats a motif ("OC(=O)OC(=O)...") to the length limit is cut off;
-# without the syntax constraint (validity 0.633) n-gram blocking had not helped consistently.
-DECODING = {"text2mol": {"no_repeat_ngram_size": 8}, "mol2text": {"no_repeat_ngram_size": 3}}
 
 
 MEMORY_FILE = "memory.tsv.xz"  # a shipped memory: the pairs file's own bytes, xz-compressed
@@ -59,7 +51,8 @@ def replace_memory(model_dir: Path, pairs: Path, ranker: Path | None = None) -> 
     from t2m.data import read_file_bytes, read_records
     from t2m.download import git_blob_id
     from t2m.io import atomic_write_text
-    from t2m.neighbour_ranker import load_rankers, save_rankers
+    from t2m.neighbour_ranker import fitted_for, load_rankers, save_rankers
+    from t2m.neighbours import NeighbourDatabase
 
     pairs = Path(pairs)
     raw = read_file_bytes(pairs)
@@ -84,18 +77,22 @@ def replace_memory(model_dir: Path, pairs: Path, ranker: Path | None = None) -> 
         add_neighbour_ranker(model_dir)
         return record
     rankers = load_rankers(ranker)
-    for task, fitted in rankers.items():
-        if fitted.fitted_on.get("pairs") != rows:
-            raise ValueError(f"{ranker}: the {task} ranker was fitted on {fitted.fitted_on.get('pairs')} pairs, "
-                             f"{pairs} has {rows}; fit it on that file (t2m ranker --database {pairs})")
-        fitted.fitted_on["database"] = MEMORY_FILE
+    database = NeighbourDatabase.from_file(pairs)
+    mismatch = fitted_for(rankers, database)
+    if mismatch:
+        raise ValueError(f"{ranker}: {mismatch} of {pairs}; fit it on that file (t2m ranker --database {pairs})")
+    for fitted in rankers.values():
+        fitted.fitted_on.update(database=MEMORY_FILE, pairs_sha256=database.digest())
     save_rankers(model_dir / "ranker.json", rankers)
     meta["neighbours"]["ranker"] = "ranker.json"
     atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
     return record
 
 
-def copy_model(run: Path, dest: Path, fit_ranker: bool = True) -> None:
+def copy_model(run: Path, dest: Path, fit_ranker: bool = True, keep_float32: bool = False) -> None:
+    """``run``/model (weights, tokenizer, configs, memory; no optimizer state) to ``dest``: its decoding
+    defaults kept (the recommended ones where it has none), rankers refit on its memory (``fit_ranker``),
+    weights stored in bfloat16 unless ``keep_float32``."""
     src = run / "model"
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -107,11 +104,12 @@ def copy_model(run: Path, dest: Path, fit_ranker: bool = True) -> None:
         shutil.copy2(run / "train_log.jsonl", tmp / "train_log.jsonl")
     meta_file = tmp / "t2m.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"prompt_style": "textchem"}
-    meta["decoding"] = DECODING
+    meta.setdefault("decoding", RECOMMENDED_DECODING)  # t2m train writes its recipe's; older checkpoints have none
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     if fit_ranker:
         add_neighbour_ranker(tmp)
-    store_weights_in_bf16(tmp / "model.safetensors")
+    if not keep_float32:
+        store_weights_in_bf16(tmp / "model.safetensors")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 
@@ -427,7 +425,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
         lines.append(f"- peak resident memory: {max(peaks):.0f} MiB")
     lines += ["", "## Decoding", "",
               "`t2m.json` recommends " + "; ".join(f"{task}: " + ", ".join(f"`{k}={v}`" for k, v in opts.items())
-                                             for task, opts in DECODING.items())
+                                             for task, opts in meta.get("decoding", {}).items())
               + " (captions otherwise loop on a phrase; SMILES on a motif until the length limit); "
               "`t2m translate` and `Translator` apply it unless given another value (`--no-repeat-ngram-size 0` "
               "switches it off). text2mol decoding is also kept to syntactically possible SMILES, finished "
@@ -459,7 +457,7 @@ def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2,
                        beam_rows: int | None = None, history: str | None = None,
                        from_bench: Sequence[Path] | None = None, dest: Path | None = None, card_only: bool = False,
                        tasks: Sequence[str] = ("text2mol", "mol2text"), memory: Path | None = None,
-                       memory_ranker: Path | None = None) -> dict[str, Any]:
+                       memory_ranker: Path | None = None, keep_float32: bool = False) -> dict[str, Any]:
     """Copy ``run``/model to ``dest`` (default: the package's ``t2m/default_model``) unless ``card_only``,
     make ``memory`` (a pairs file) its memory when given (:func:`replace_memory`, with ``memory_ranker``),
     score it on the test split (or take the scores from the ``from_bench`` folders), and write its model
@@ -473,7 +471,7 @@ def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2,
         raise ValueError("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
     test_file = resolve_chebi20_dir(data) / "test.txt"
     if not card_only:
-        copy_model(run, dest, fit_ranker=memory is None)
+        copy_model(run, dest, fit_ranker=memory is None, keep_float32=keep_float32)
     if memory is not None:
         replace_memory(dest, Path(memory), memory_ranker)
     if from_bench is not None:
