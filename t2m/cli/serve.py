@@ -100,5 +100,9 @@ def run(args) -> int:
               "machine", file=sys.stderr)
     print(f"t2m serve: http://{shown}:{port}/ (the API: /api/translate, /api/health; Ctrl-C stops)", file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C is how a server stops: not an interrupted job
+        pass
+    print("t2m serve: stopped", file=sys.stderr)
     return 0

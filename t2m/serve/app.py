@@ -59,7 +59,7 @@ async def read_body(request: Request, limit: int, what: str, option: str) -> byt
     return b"".join(chunks)
 
 
-def _int(value: str | None, name: str) -> Any:
+def _int(value: str | None) -> Any:
     """A query parameter read as a whole number (None when absent; the text itself when it is not one, for
     the check to refuse)."""
     if value is None or value == "":
@@ -95,14 +95,16 @@ def create_app(model: str | Path | None = None, database: str | Path | None = No
     async def translate(request: Request) -> Response:
         body = await read_body(request, service.limits.request_bytes(), "a request",
                                "t2m serve --max-inputs and --max-chars set it")
-        checked = service.check_request(body)
-        return JSONResponse(await run_in_threadpool(service.answer, checked), headers=NO_CACHE)
+        # checked (RDKit parses each SMILES) and answered in a worker thread: the event loop stays free
+        answer = await run_in_threadpool(lambda: service.answer(service.check_request(body)))
+        return JSONResponse(answer, headers=NO_CACHE)
 
     async def upload(request: Request) -> Response:
         query = request.query_params
         data = await read_body(request, service.limits.max_upload_bytes, "a file", "t2m serve --max-upload-bytes")
-        job = files.start(data, query.get("name") or "upload.txt", query.get("task"), query.get("system") or None,
-                          _int(query.get("num_beams"), "num_beams"), query.get("format") or "auto")
+        job = await run_in_threadpool(files.start, data, query.get("name") or "upload.txt", query.get("task"),
+                                      query.get("system") or None, _int(query.get("num_beams")),
+                                      query.get("format") or "auto")
         return JSONResponse(job.status(), status_code=202, headers=NO_CACHE)
 
     async def file_status(request: Request) -> Response:

@@ -4,8 +4,9 @@ A file is read as ``t2m translate --input`` reads one (:func:`t2m.inputs.parse_i
 TSV or JSONL, told apart or refused with the fix) and translated a chunk of rows at a time, each chunk one
 model call of :meth:`t2m.serve.service.TranslationService.run` (so a file does not hold the model while
 people use the page). Rows that cannot be read, and rows over the character limit, are flagged in place, as
-``t2m translate`` flags unreadable rows; the finished file is :func:`t2m.translate_job.format_output`'s: the
-MolT5 3-column TSV for a TSV, JSONL for JSONL (with each row's neighbours), one output a line for text.
+``t2m translate`` flags unreadable rows; the finished file is :func:`t2m.translate_job.format_output`'s, with
+the candidates ``t2m translate`` gives: the file ``t2m translate --task T --system S --num-beams N --input FILE``
+writes (the MolT5 3-column TSV for a TSV, JSONL with each row's neighbours for JSONL, one output a line for text).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class FileJobs:
             for start in range(0, len(todo), CHUNK_ROWS):
                 rows = todo[start:start + CHUNK_ROWS]
                 found = self.service.run(job.task, [job.inputs.rows[i].source for i in rows], job.system,
-                                         job.num_beams)
+                                         job.num_beams, n_best=False)
                 for i, result in zip(rows, found):
                     results[i] = result
                 job.done += len(rows)

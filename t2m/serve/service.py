@@ -253,15 +253,17 @@ class TranslationService:
                                                       database=database)
         return self._t5
 
-    def run(self, task: str, texts: list[str], system: str, num_beams: int = 1) -> list:
-        """:class:`t2m.generate.Translation` of each text by ``system``, one call at a time."""
+    def run(self, task: str, texts: list[str], system: str, num_beams: int = 1, n_best: bool = True) -> list:
+        """:class:`t2m.generate.Translation` of each text by ``system``, one call at a time. ``n_best``: list
+        every beam (retrieval: the :data:`RETRIEVAL_CANDIDATES` best-ranked pairs) as candidates; else the
+        candidates ``t2m translate`` gives with the same options (an uploaded file is written as it writes it)."""
         if system == RETRIEVAL:
             with self._lock:
-                return self.retriever.retrieve(texts, task, RETRIEVAL_CANDIDATES)
+                return self.retriever.retrieve(texts, task, RETRIEVAL_CANDIDATES if n_best else 1)
         from t2m.options import DecodingOptions, RetrievalOptions
 
         translator = self.t5()
-        decoding = DecodingOptions(num_beams=num_beams, num_return_sequences=num_beams)
+        decoding = DecodingOptions(num_beams=num_beams, num_return_sequences=num_beams if n_best else None)
         retrieval = RetrievalOptions(self.stores[task]) if system == MODEL_KNN else None
         with self._lock:
             return translator.translate(texts, task, decoding, retrieval=retrieval)
