@@ -90,7 +90,8 @@ def test_description_to_molecule(browser_and_server):
                             ".map(li => [li.querySelector('.similarity').textContent, li.querySelector('.text').textContent,"
                             " !!li.querySelector('img')])")
     assert len(neighbours) == len(api["outputs"][0]["neighbours"]) >= 1
-    assert all(sim.startswith("similarity 0.") or sim == "similarity 1.000" for sim, _, _ in neighbours)
+    assert [sim for sim, _, _ in neighbours] == [f"#{i} · similarity {n['similarity']:.3f}"
+                                                 for i, n in enumerate(api["outputs"][0]["neighbours"], start=1)]
     assert all(text and drawn for _, text, drawn in neighbours)
     assert neighbours[0][1] == api["outputs"][0]["neighbours"][0]["source"]
     if _shots():

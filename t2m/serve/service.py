@@ -284,7 +284,7 @@ def draw(smiles: str) -> str | None:
     """RDKit's 2-D drawing of ``smiles`` as SVG text (the bench report's), None when it is no molecule."""
     from t2m.report import molecule_svg
 
-    return molecule_svg(smiles, 260, 190) if smiles else None
+    return molecule_svg(smiles, 260, 190, bond_length=30) if smiles else None
 
 
 def output_json(result, task: str, drawings: bool = False) -> dict[str, Any]:

@@ -68,9 +68,9 @@ function updateHint(form, task) {
   }
 }
 
-function neighbourCard(n, task) {
+function neighbourCard(n, task, rank) {
   const li = element("li");
-  li.appendChild(element("div", "similarity", "similarity " + n.similarity.toFixed(3)));
+  li.appendChild(element("div", "similarity", `#${rank} · similarity ${n.similarity.toFixed(3)}`));
   li.appendChild(drawing(n.drawing, "neighbour molecule"));
   const smiles = task === "mol2text" ? n.source : n.target;
   const text = task === "mol2text" ? n.target : n.source;
@@ -113,7 +113,7 @@ function showAnswer(pane, task, answer) {
     ? "(the best-ranked training pairs)" : `(the ${answer.num_beams} beam${answer.num_beams > 1 ? "s" : ""}, best first)`;
   $(pane, ".timing").textContent = `${answer.system}` + (answer.system === "retrieval" ? "" : `, ${answer.num_beams} beam(s)`)
     + ` · ${(answer.seconds * 1000).toFixed(0)} ms`;
-  $(pane, ".neighbours").replaceChildren(...out.neighbours.map((n) => neighbourCard(n, task)));
+  $(pane, ".neighbours").replaceChildren(...out.neighbours.map((n, i) => neighbourCard(n, task, i + 1)));
   $(pane, ".result").hidden = false;
   pane.dataset.state = "done";
 }
