@@ -138,10 +138,12 @@ def test_every_bad_request_gets_a_4xx_and_one_line(server, case, body, status, w
 
 
 def test_a_failure_inside_is_a_json_500_and_the_server_stays_up(server, monkeypatch):
-    def broken(request):
+    from t2m.serve.service import TranslationService
+
+    def broken(self, request):
         raise RuntimeError("decoding state\ncorrupted")
 
-    monkeypatch.setattr(shared_service(), "answer", broken)
+    monkeypatch.setattr(TranslationService, "answer", broken)
     status, answer, _ = translate(server, {"task": "mol2text", "inputs": ["CCO"]})
     assert status == 500 and answer["error"].startswith("the server failed on this request (RuntimeError: decoding "
                                                         "state corrupted); it is still running")
@@ -332,3 +334,31 @@ def test_serve_off_localhost_says_so_and_serves_the_page():
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+# ------------------------------------------------------------------------------------------ kNN-MT
+
+
+def test_a_knn_store_adds_the_model_knn_system(tiny_chebi20, tmp_path):
+    """With a mol2text datastore of the shipped model (built here over a few real pairs), mol2text offers
+    model+knn and decodes with it; text2mol does not offer it."""
+    require_serve()
+    import copy
+
+    from t2m.knn_store import build_task_datastore
+    from t2m.modeling import default_model_dir
+    from t2m.option_checks import check_store
+    from t2m.serve.app import create_app
+
+    out = build_task_datastore(default_model_dir(), "mol2text", tmp_path / "mol2text", tiny_chebi20,
+                               setting="benchmark", dev_size=20, index_factory="Flat", fraction=0.2, progress=False)
+    service = copy.copy(shared_service())  # the loaded translators and the lock shared, the stores its own
+    service.stores = {"mol2text": check_store("--knn", out)}
+    with live_server(create_app(service=service)) as url:
+        health = call(url + "/api/health")[1]
+        assert health["tasks"]["mol2text"]["systems"] == ["retrieval", "model", "model+knn"]
+        assert health["tasks"]["text2mol"]["systems"] == ["retrieval", "model"]
+        status, answer, _ = translate(url, {"task": "mol2text", "inputs": ["CCO"], "system": "model+knn"})
+        assert status == 200 and answer["system"] == "model+knn" and answer["outputs"][0]["output"]
+        status, answer, _ = translate(url, {"task": "text2mol", "inputs": ["ethanol"], "system": "model+knn"})
+        assert status == 400 and "a text2mol datastore" in answer["error"]

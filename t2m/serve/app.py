@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
           "index.html": "text/html; charset=utf-8"}
 NO_CACHE = {"Cache-Control": "no-store"}
+# a body over its limit is still read (and dropped) up to this size, so that the client gets the 413's message
+DRAIN_BYTES = 64_000_000
 
 
 def _asset(name: str) -> bytes:
@@ -45,17 +47,26 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 
 async def read_body(request: Request, limit: int, what: str, option: str) -> bytes:
-    """The request's body, refused (413, naming the limit and its option) past ``limit`` bytes without
-    reading the rest."""
+    """The request's body, refused (413, naming the limit and its option) past ``limit`` bytes. The rest of
+    a body up to :data:`DRAIN_BYTES` is read and dropped first: a server that closes the connection on
+    unread data resets it, and the client may never see the message."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"{what} of {_count(int(declared))} bytes; the limit is {_count(limit)} ({option})")
+        error = ApiError(413, f"{what} of {_count(int(declared))} bytes; the limit is {_count(limit)} ({option})")
+        if int(declared) > DRAIN_BYTES:
+            raise error
+        async for _ in request.stream():
+            pass
+        raise error
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"{what} over {_count(limit)} bytes, the limit ({option})")
-        chunks.append(chunk)
+        if size > DRAIN_BYTES:
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise ApiError(413, f"{what} over {_count(limit)} bytes, the limit ({option})")
     return b"".join(chunks)
 
 
