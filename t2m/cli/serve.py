@@ -36,14 +36,14 @@ def add_arguments(parser) -> None:
                              "(default: the model's own memory)")
     parser.add_argument("--knn", metavar="STORE", action="append", default=[],
                         help="kNN-MT datastore folder built for this model (t2m datastore build): adds the system "
-                             "model+knn for its task; once per task")
+                             "model+knn for its task; once per task (default: none)")
     parser.add_argument("--lazy", action="store_true",
                         help="load the T5 on its first use instead of at start (retrieval answers from the start)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="allow loading pickled weights (pytorch_model.bin); only for checkpoints you trust")
     defaults = Limits()
     for option, (field, what) in LIMIT_OPTIONS.items():
-        parser.add_argument(option, type=int, default=getattr(defaults, field), help=f"limit: {what}")
+        parser.add_argument(option, type=int, metavar="N", default=getattr(defaults, field), help=f"limit: {what}")
 
 
 def check_options(args) -> None:

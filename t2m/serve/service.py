@@ -249,9 +249,21 @@ class TranslationService:
 
                 log.info("loading the T5 of %s", self.model_dir)
                 database = self.retriever.database if self.retriever is not None else None
-                self._t5 = Translator.from_pretrained(self.model_dir, allow_pickle=self.allow_pickle,
-                                                      database=database)
+                t5 = Translator.from_pretrained(self.model_dir, allow_pickle=self.allow_pickle, database=database)
+                self._check_stores(t5)
+                self._t5 = t5
         return self._t5
+
+    def _check_stores(self, t5) -> None:
+        """Refuse a --knn store built for another model (at start; with the T5 loaded lazily, on its load)."""
+        from datastore.store import DatastoreError
+        from t2m.inputs import UsageError
+
+        for store in self.stores.values():
+            try:
+                store.check_matches(model=t5.model, tokenizer=t5.tokenizer)
+            except DatastoreError as err:
+                raise UsageError(f"--knn {err}") from None
 
     def run(self, task: str, texts: list[str], system: str, num_beams: int = 1, n_best: bool = True) -> list:
         """:class:`t2m.generate.Translation` of each text by ``system``, one call at a time. ``n_best``: list
