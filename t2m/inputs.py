@@ -57,15 +57,16 @@ class Inputs:
     columns: dict[str, str] = field(default_factory=dict)
 
 
-def _decode(path: Path, data: bytes) -> str:
-    """The text of ``data`` (a UTF-8 BOM dropped); UsageError for a binary or non-UTF-8 file."""
+def _decode(label: str, data: bytes) -> str:
+    """The text of ``data`` (a UTF-8 BOM dropped); UsageError (starting with ``label``, e.g. ``--input
+    FILE``) for a binary or non-UTF-8 file."""
     if b"\x00" in data[:65536]:
-        raise UsageError(f"--input {path}: a binary file, not text; give a UTF-8 text, TSV or JSONL file")
+        raise UsageError(f"{label}: a binary file, not text; give a UTF-8 text, TSV or JSONL file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise UsageError(f"--input {path}:{line}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
+        raise UsageError(f"{label}:{line}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
 
 
 def split_lines(text: str) -> list[str]:
@@ -81,8 +82,10 @@ def _header(line: str) -> list[str]:
     return [h.strip().casefold() for h in line.split("\t")]
 
 
-def detect_format(path: Path, lines: list[str], task: str) -> str:
-    """``auto``'s choice for a file of ``lines`` (see the module docstring); UsageError when it cannot tell."""
+def detect_format(path: Path, lines: list[str], task: str, label: str | None = None) -> str:
+    """``auto``'s choice for a file of ``lines`` (see the module docstring); UsageError (starting with
+    ``label``, default ``--input PATH``) when it cannot tell."""
+    label = label or f"--input {path}"
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         return "text"  # nothing but blank lines: no rows
@@ -96,12 +99,12 @@ def detect_format(path: Path, lines: list[str], task: str) -> str:
     if known & set(header):
         named = ", ".join(h.strip() for h in first.split("\t") if h.strip())
         raise UsageError(
-            f"--input {path}:1: a TSV header ({named}) without a '{SOURCE_COLUMN[task]}' column, which {task} "
+            f"{label}:1: a TSV header ({named}) without a '{SOURCE_COLUMN[task]}' column, which {task} "
             f"translates; add that column, or pass --format text to translate each whole line")
     if any("\t" in line for line in lines):
         number = next(i for i, line in enumerate(lines, start=1) if "\t" in line)
         raise UsageError(
-            f"--input {path}:{number}: tab-separated, but line 1 is no header naming a '{SOURCE_COLUMN[task]}' "
+            f"{label}:{number}: tab-separated, but line 1 is no header naming a '{SOURCE_COLUMN[task]}' "
             f"column; add a header line (e.g. CID<TAB>SMILES<TAB>description), or pass --format text to "
             f"translate each whole line")
     return "text"
@@ -111,7 +114,7 @@ def _read_text(lines: list[str]) -> list[InputRow]:
     return [InputRow(line=n, source=line) for n, line in enumerate(lines, start=1)]
 
 
-def _read_tsv(path: Path, lines: list[str], task: str) -> tuple[list[InputRow], dict[str, str]]:
+def _read_tsv(label: str, lines: list[str], task: str) -> tuple[list[InputRow], dict[str, str]]:
     from t2m.data import unescape_smiles
 
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
@@ -121,7 +124,7 @@ def _read_tsv(path: Path, lines: list[str], task: str) -> tuple[list[InputRow], 
     source = SOURCE_COLUMN[task]
     if source not in header:
         raise UsageError(
-            f"--input {path}:{start + 1}: the TSV header ({', '.join(h.strip() for h in lines[start].split(chr(9)) if h.strip())}) has no "
+            f"{label}:{start + 1}: the TSV header ({', '.join(h.strip() for h in lines[start].split(chr(9)) if h.strip())}) has no "
             f"'{source}' column, which {task} translates; name the input column '{source}', or pass --format text")
     i_source = header.index(source)
     reference = next((c for c in (REFERENCE_COLUMN[task], "ground truth") if c in header and c != source), None)
@@ -203,13 +206,23 @@ def read_inputs(path: str | os.PathLike, task: str, format: str = "auto") -> Inp
         data = path.read_bytes()
     except OSError as err:
         raise UsageError(f"--input {path}: cannot be read ({err.strerror})") from None
-    lines = split_lines(_decode(path, data))
-    kind = detect_format(path, lines, task) if format == "auto" else format
+    return parse_inputs(data, task, format, path)
+
+
+def parse_inputs(data: bytes, task: str, format: str = "auto", path: str | os.PathLike = "input",
+                 label: str | None = None) -> Inputs:
+    """The rows of a file's bytes ``data``, as :func:`read_inputs` reads them (``path``: the file's name, whose
+    suffix ``auto`` reads, kept in :attr:`Inputs.path`); a UsageError's message starts with ``label`` (default
+    ``--input PATH``), e.g. ``the file NAME`` for an upload."""
+    path = Path(path)
+    label = label or f"--input {path}"
+    lines = split_lines(_decode(label, data))
+    kind = detect_format(path, lines, task, label) if format == "auto" else format
     columns: dict[str, str] = {}
     if kind == "jsonl":
         rows = _read_jsonl(lines, task)
     elif kind == "tsv":
-        rows, columns = _read_tsv(path, lines, task)
+        rows, columns = _read_tsv(label, lines, task)
     else:
         rows = _read_text(lines)
     return Inputs(kind, rows, hashlib.sha256(data).hexdigest(), path, columns)

@@ -305,8 +305,10 @@ def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def molecule_svg(smiles: str, width: int = 220, height: int = 160) -> str | None:
-    """An RDKit 2D drawing of ``smiles`` as SVG text; None when RDKit cannot parse it or it has no atoms."""
+def molecule_svg(smiles: str, width: int = 220, height: int = 160, bond_length: float | None = None) -> str | None:
+    """An RDKit 2D drawing of ``smiles`` as SVG text; None when RDKit cannot parse it or it has no atoms.
+    ``bond_length``: the longest a bond is drawn, in pixels (small molecules are then not blown up to fill
+    the drawing; large ones still shrink to fit)."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem.Draw import rdMolDraw2D
 
@@ -316,6 +318,8 @@ def molecule_svg(smiles: str, width: int = 220, height: int = 160) -> str | None
         return None
     try:
         drawer = rdMolDraw2D.MolDraw2DSVG(width, height)
+        if bond_length:
+            drawer.drawOptions().fixedBondLength = bond_length
         rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
         drawer.FinishDrawing()
         return drawer.GetDrawingText()

@@ -40,11 +40,11 @@ FUNCTION_LINES_ALLOWED: set[str] = set()
 
 # t2m's applications: the command line and the jobs built on the core. Every other t2m module is core.
 APPLICATIONS = {"t2m.cli", "t2m.__main__", "t2m.tune", "t2m.bench", "t2m.report", "t2m.plots",
-                "t2m.decode_pool", "t2m.resources", "t2m.recipes", "t2m.translate_job"}
+                "t2m.decode_pool", "t2m.resources", "t2m.recipes", "t2m.translate_job", "t2m.serve"}
 
 
 def is_application(module: str) -> bool:
-    return module in APPLICATIONS or module.startswith(("t2m.recipes.", "t2m.cli.", "t2m.bench."))
+    return module in APPLICATIONS or module.startswith(("t2m.recipes.", "t2m.cli.", "t2m.bench.", "t2m.serve."))
 
 
 def source_files() -> list[Path]:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baselines": ("t2m.cli.baselines", "write the no-model retrieval baselines' test predictions"),
     "ranker": ("t2m.cli.ranker", "fit the learned choice among each input's nearest database pairs"),
     "ship": ("t2m.cli.ship", "make a trained checkpoint t2m's default model, with a model card scored on test"),
+    "serve": ("t2m.cli.serve", "a local web page (and JSON API) translating both ways, with drawings"),
 }
 
 # Options checked before a command's ``run`` and so before any model loads: command -> "module:function"
