@@ -166,8 +166,10 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
 # quick dev metric
 
 
-def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int = 256) -> dict[str, float]:
-    """Greedy decoding of ``n`` dev rows per task: text2mol validity and exact (InChI), mol2text BLEU-4; with
+def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int = 256,
+                      decoding: dict[str, dict[str, Any]] | None = None) -> dict[str, float]:
+    """Greedy decoding of ``n`` dev rows per task, with the repetition options of ``decoding`` (the run's
+    checkpoint defaults, as ``t2m translate`` applies them): text2mol validity and exact (InChI), mol2text BLEU-4; with
     neighbours in the inputs, per task the share of the outputs' n-grams copied from the neighbours shown
     (``dev_copied_<task>``) beside the same share of the references (``dev_gold_copied_<task>``: what copying
     could give), see :func:`t2m.neighbours.copied_share`."""
@@ -176,6 +178,7 @@ def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int
     from rdkit import Chem, RDLogger
 
     from t2m.batching import collate, encode_sources
+    from t2m.modeling import DECODING_KEYS
 
     RDLogger.DisableLog("rdApp.*")
     rows = data.dev[:n]
@@ -188,7 +191,8 @@ def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int
             sources = [data.source(i, task, split="dev") for i in range(len(rows))]
             refs = [r["smiles"] if task == TEXT2MOL else r["description"] for r in rows]
             batch = collate(encode_sources(tokenizer, sources, 512), None, tokenizer.pad_token_id, 32, 512)
-            generated = model.generate(**batch, max_new_tokens=max_len, num_beams=1, do_sample=False)
+            options = {k: v for k, v in (decoding or {}).get(task, {}).items() if k in DECODING_KEYS}
+            generated = model.generate(**batch, max_new_tokens=max_len, num_beams=1, do_sample=False, **options)
             hyps = tokenizer.batch_decode(generated, skip_special_tokens=True)
             if task == TEXT2MOL:
                 mols = [Chem.MolFromSmiles(h) if h else None for h in hyps]
@@ -507,7 +511,7 @@ class TrainingRun:
         record = {"step": self.state["step"],
                   "dev_loss": dev_loss(unwrapped, self.dev_batches, self.accelerator.autocast)}
         record.update(quick_dev_metrics(unwrapped, self.tokenizer, self.data, self.config.quick_eval_rows,
-                                        self.config.max_target_len))
+                                        self.config.max_target_len, checkpoint_decoding(self.config)))
         self.progress.write(json.dumps(record))
         with self.log_file.open("a") as f:
             f.write(json.dumps(record) + "\n")
