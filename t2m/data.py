@@ -471,6 +471,9 @@ def load_chebi20_records(
         return read_tsv_records(path, strict=strict)
 
     validation, test = read(CHEBI20_FILES["validation"]), read(CHEBI20_FILES["test"])
+    if not 0 < dev_size < len(validation):
+        raise ValueError(f"{directory / CHEBI20_FILES['validation']}: {len(validation)} rows, so a dev slice of "
+                         f"{dev_size} leaves no training rows; pass a dev size between 1 and {len(validation) - 1}")
     rest, dev = split_off_dev(validation, dev_size)
     sources = {"dev": f"the {dev_size} validation.txt rows with the smallest sha256(CID)", "test": "test.txt"}
     if setting == OFFICIAL:

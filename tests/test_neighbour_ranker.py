@@ -95,6 +95,18 @@ def test_ranker_cli_fits_both_directions(rows, tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--pool 2" in bad.stderr
 
 
+def test_ranker_cli_fits_on_the_settings_train_split_without_a_database(tiny_chebi20, tmp_path):
+    """Without --database: the ChEBI-20 train split of the setting (official where train.txt is present)."""
+    done = subprocess.run([sys.executable, "-m", "t2m", "ranker", "--data", str(tiny_chebi20), "--setting", "benchmark",
+                           "--dev-size", "20", "--out", str(tmp_path / "r.json"), "--pool", "4", "--task", "text2mol"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "database: the ChEBI-20 benchmark setting's train split, 3001 pairs" not in done.stdout  # tiny: 140
+    assert "database: the ChEBI-20 benchmark setting's train split, 140 pairs" in done.stdout
+    ranker = load_rankers(tmp_path / "r.json")[TEXT2MOL]
+    assert ranker.fitted_on["pairs"] == 140 and ranker.fitted_on["database"].startswith("ChEBI-20 benchmark train")
+
+
 def test_bench_runs_the_ranked_retrieval_beside_the_nearest_pair(fitted, rows):
     from t2m.bench.systems import ranked_retrieval_system, retrieval_system
 
