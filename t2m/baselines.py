@@ -17,6 +17,7 @@ baselines' predictions on ChEBI-20 in MolT5's format (on the command line: ``t2m
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +59,27 @@ class Retrieved:
 def morgan_fingerprint(smiles: str, radius: int = 2, n_bits: int = 2048):
     """Morgan bit vector (``ExplicitBitVect``) of ``smiles``; None when RDKit cannot parse it or it has
     no atoms."""
-    from rdkit import Chem, RDLogger
+    return morgan_fingerprints([smiles], radius, n_bits)[0]
+
+
+@functools.lru_cache(maxsize=4)
+def _morgan_generator(radius: int, n_bits: int):
     from rdkit.Chem import rdFingerprintGenerator
 
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits).GetFingerprint(mol)
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+
+
+def morgan_fingerprints(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048) -> list:
+    """:func:`morgan_fingerprint` of each SMILES (one generator, RDKit's parse messages silenced)."""
+    from rdkit import Chem, rdBase
+
+    generator = _morgan_generator(radius, n_bits)
+    out = []
+    with rdBase.BlockLogs():
+        for smi in smiles:
+            mol = Chem.MolFromSmiles(smi) if smi else None
+            out.append(None if mol is None or mol.GetNumAtoms() == 0 else generator.GetFingerprint(mol))
+    return out
 
 
 def top_rows(scores: np.ndarray, n: int) -> np.ndarray:
@@ -118,18 +132,24 @@ class MoleculeRetriever:
     """mol2text baseline: nearest training molecule by Morgan-fingerprint Tanimoto, answer its caption."""
 
     def __init__(self, smiles: Sequence[str], captions: Sequence[str], *, radius: int = 2, n_bits: int = 2048):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         smiles, captions = list(smiles), list(captions)
         if len(smiles) != len(captions) or not smiles:
             raise ValueError(f"need one caption per SMILES and at least one pair (got {len(smiles)} SMILES, {len(captions)} captions)")
         self.smiles, self.captions, self.radius, self.n_bits = smiles, captions, radius, n_bits
-        fingerprints = [morgan_fingerprint(s, radius, n_bits) for s in smiles]
+        fingerprints = morgan_fingerprints(smiles, radius, n_bits)
         # Database molecules RDKit cannot parse cannot be found by fingerprint (only by the text fallback).
         self._fp_rows = np.array([i for i, fp in enumerate(fingerprints) if fp is not None], dtype=np.int64)
         self._fps = [fingerprints[i] for i in self._fp_rows]
-        self._text = TfidfVectorizer(analyzer="char", ngram_range=(1, 4), lowercase=False)
-        self._text_matrix = self._text.fit_transform(smiles)
+        self._text_index = None  # the SMILES-text fallback, built when a query first needs it
+
+    def _text_fallback(self):
+        """(vectorizer, matrix): character 1-4-gram TF-IDF of the database SMILES, for unparsable queries."""
+        if self._text_index is None:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 4), lowercase=False)
+            self._text_index = (vectorizer, vectorizer.fit_transform(self.smiles))
+        return self._text_index
 
     def retrieve(self, queries: Sequence[str], *, progress: bool = True) -> Retrieved:
         found = self._search(queries, 1, progress)
@@ -165,7 +185,7 @@ class MoleculeRetriever:
             found.append((self._fp_rows[top], scores[top], False))
         invalid = [i for i, hit in enumerate(found) if hit is None]
         if invalid:
-            for start, block in _cosine_blocks(self._text, self._text_matrix, [queries[i] for i in invalid]):
+            for start, block in _cosine_blocks(*self._text_fallback(), [queries[i] for i in invalid]):
                 for j, scores in enumerate(block):
                     top = top_rows(scores, n)
                     found[invalid[start + j]] = (top, scores[top], True)

@@ -183,6 +183,7 @@ class NeighbourRanker:
     pool: int = POOL
     fitted_on: dict[str, Any] = field(default_factory=dict)
     _features: FeatureMaker | None = field(default=None, repr=False)
+    _descriptions: Sequence[str] | None = field(default=None, repr=False)
     _arrays: list[tuple[np.ndarray, ...]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -197,8 +198,10 @@ class NeighbourRanker:
             self._arrays.append(arrays)
 
     def bind(self, database: "NeighbourDatabase") -> "NeighbourRanker":
-        """Use ``database``'s descriptions for the text features (done by the database that holds it)."""
-        self._features = FeatureMaker(self.task, database.descriptions)
+        """Use ``database``'s descriptions for the text features (done by the database that holds it); they
+        are fitted on the first :meth:`scores`, so a translation in the other direction does not pay for them."""
+        self._features = None
+        self._descriptions = database.descriptions
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -219,7 +222,9 @@ class NeighbourRanker:
 
     def scores(self, query: str, candidates: Sequence["Neighbour"]) -> np.ndarray:
         if self._features is None:
-            raise RuntimeError("NeighbourRanker.bind(database) first: its text features need the database")
+            if self._descriptions is None:
+                raise RuntimeError("NeighbourRanker.bind(database) first: its text features need the database")
+            self._features = FeatureMaker(self.task, self._descriptions)
         return self.predict(self._features(query, candidates))
 
     def rank(self, query: str, candidates: Sequence["Neighbour"]) -> list["Neighbour"]:

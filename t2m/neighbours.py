@@ -206,7 +206,7 @@ class NeighbourDatabase:
 
     def _same(self, query: str, neighbour: Neighbour, task: str) -> bool:
         if task == MOL2TEXT:
-            return neighbour.similarity >= 1.0 and canonical_key(query) == self.molecule_keys()[neighbour.row]
+            return neighbour.similarity >= 1.0 and canonical_key(query) == self.molecule_key(neighbour.row)
         return query.strip() == neighbour.source.strip()
 
     def _nearest(self, queries: Sequence[str], task: str, k: int, exclude_same_molecule_as: Sequence[str] | None,
@@ -229,6 +229,10 @@ class NeighbourDatabase:
                     break
             out.append(chosen)
         return out
+
+    def molecule_key(self, row: int) -> str:
+        """:func:`canonical_key` of row ``row``'s molecule (without computing every row's)."""
+        return self._keys[row] if self._keys is not None else canonical_key(self.smiles[row])
 
     def molecule_keys(self) -> list[str]:
         if self._keys is None:
