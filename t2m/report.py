@@ -235,11 +235,31 @@ def scaling_table(bench: dict[str, Any]) -> Table:
                   "the smaller stores, whose entries are cut from the full store's."])
 
 
+def editing_table(task: str, t: dict[str, Any]) -> Table:
+    """Per system: how its outputs edit the pair the ranked retrieval answers with (t2m.editing)."""
+    editing = t["editing"]
+    bands = editing["rows_by_band"]
+    headers = ["system", "copied share", "identical to the pair", "changed where the truth changed",
+               "kept where the truth kept"] + [f"exact, similarity {band} ({n:,} rows)" for band, n in bands.items()]
+    rows = [[name, fmt(e["copied_share"]), fmt(e["identical_to_neighbour"]), fmt(e["changed_where_gold_changed"]),
+             fmt(e["kept_where_gold_kept"]), *[fmt(e["exact_by_band"][band]) for band in bands]]
+            for name, e in editing["systems"].items()]
+    unit = "SMILES tokens, 8-grams" if task == "text2mol" else "words, 4-grams"
+    return Table(f"{task}: editing the neighbour", headers, rows, [
+        f"The pair: the one `{editing['neighbour']}` answers with (what the T5 reads). Copied share: of the output's "
+        f"n-grams ({unit}), those in the pair's target (the references: {fmt(editing['reference_copied_share'])}). "
+        "Changed / kept: over the rows whose truth differs from the pair's target, of the pair's tokens the truth "
+        "changes, the share the output changes, and of those it keeps, the share the output keeps. Exact by the "
+        "Morgan Tanimoto of the pair's molecule to the test molecule."])
+
+
 def summary_tables(bench: dict[str, Any]) -> list[Table]:
     tables = []
     for task, t in bench["tasks"].items():
         tables.append(systems_table(task, t))
         tables.append(comparisons_table(task, t))
+        if t.get("editing"):
+            tables.append(editing_table(task, t))
     tables.append(cost_table(bench))
     if all(t.get("datastore") for t in bench["tasks"].values()):  # absent from a --no-knn bench
         tables += [datastore_table(bench), scaling_table(bench)]

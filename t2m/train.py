@@ -172,7 +172,9 @@ def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int
     checkpoint defaults, as ``t2m translate`` applies them): text2mol validity and exact (InChI), mol2text BLEU-4; with
     neighbours in the inputs, per task the share of the outputs' n-grams copied from the neighbours shown
     (``dev_copied_<task>``) beside the same share of the references (``dev_gold_copied_<task>``: what copying
-    could give), see :func:`t2m.neighbours.copied_share`."""
+    could give), see :func:`t2m.neighbours.copied_share`, and whether the outputs change the neighbour's target
+    where the reference does (``dev_changed_where_gold_changed_<task>``, ``dev_kept_where_gold_kept_<task>``,
+    :mod:`t2m.editing`)."""
     import torch
     from nltk.translate.bleu_score import corpus_bleu
     from rdkit import Chem, RDLogger
@@ -208,9 +210,14 @@ def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int
             if data.dev_neighbours:
                 from t2m.neighbours import copied_share
 
+                from t2m.editing import edit_agreement
+
                 shown = data.dev_neighbours[task][: len(rows)]
                 out[f"dev_copied_{task}"] = copied_share(hyps, shown, task)
                 out[f"dev_gold_copied_{task}"] = copied_share(refs, shown, task)
+                edits = edit_agreement(hyps, refs, [n[0].target if n else "" for n in shown], task)
+                out[f"dev_changed_where_gold_changed_{task}"] = edits["changed_where_gold_changed"]
+                out[f"dev_kept_where_gold_kept_{task}"] = edits["kept_where_gold_kept"]
     model.train()
     return out
 

@@ -99,6 +99,13 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
         assert best["system"] == max(best["scores"], key=lambda name: (best["scores"][name], name == "model"))
         assert any(line.startswith(f"{task}: the best system t2m translate can run by default is {best['system']}")
                    for line in bench["verdict"])
+        # editing: every system against the pair the ranked retrieval answers with, by similarity band
+        editing = t["editing"]
+        assert sum(editing["rows_by_band"].values()) == TEST_ROWS and {"model", "retrieval"} <= set(editing["systems"])
+        assert editing["neighbour"] == "retrieval"  # the tiny model has no ranker: the nearest pair is shown
+        if editing["systems"]["retrieval"]["rows"]:  # retrieval answers with the neighbour's target itself
+            assert editing["systems"]["retrieval"]["identical_to_neighbour"] == 1.0
+        assert set(editing["systems"]["model"]["exact_by_band"]) == {"≥0.999", "0.9–0.999", "<0.9"}
         # the default system against every published model's predictions, on the same rows
         versus = {(c["baseline"], c["metric"]) for c in t["comparisons"] if c["system"] == best["system"]}
         metrics = ("bleu4", "meteor") if task == "mol2text" else ("morgan_fts", "maccs_fts", "exact_match", "validity")

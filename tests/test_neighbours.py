@@ -147,6 +147,9 @@ def test_training_logs_how_much_the_model_copies(neighbour_checkpoint):
         assert 0.0 < gold <= 1.0  # ChEBI-20 references share n-grams with their nearest pair's target
         copied = evaluated[-1][f"dev_copied_{task}"]
         assert math.isnan(copied) or 0.0 <= copied <= 1.0
+        for measure in ("changed_where_gold_changed", "kept_where_gold_kept"):
+            value = evaluated[-1][f"dev_{measure}_{task}"]
+            assert math.isnan(value) or 0.0 <= value <= 1.0
 
 
 def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):

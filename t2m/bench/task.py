@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from t2m.bench.cache import PredictionCache, clean, sha
 from t2m.bench.config import HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_PUBLISHED, VERSUS_RETRIEVAL, BenchConfig
+from t2m.bench.editing import editing_part
 from t2m.bench.examples import example_rows, pick_examples, trace_neighbours
 from t2m.bench.published import is_published, published_runs
 from t2m.bench.statistics import CaptionScorer, RowScores, evaluate, paired_bootstrap, row_scores
@@ -172,6 +173,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
         "scaling": _scaling_part(t, rows, scaling_runs, store_info, params),
         "cost": cost_summary(systems, store_info, sorted(config.beams), config.headline_beam, task),
         "default_system": default,
+        "editing": editing_part(task, t.runs, rows, t.test, t.train, t.references),
     }
     return clean(part), clean(_knn_examples(t, rows, store, params))
 
@@ -332,5 +334,5 @@ def _model_only_part(t: TaskRuns) -> tuple[dict, dict]:
             "headline_metrics": list(HEADLINE_METRICS[task]), "signature": signature, "systems": systems,
             "comparisons": comparisons, "datastore": None, "lambda_sweep": None, "scaling": None,
             "cost": cost_summary(systems, None, sorted(config.beams), config.headline_beam, task),
-            "default_system": default}
+            "default_system": default, "editing": editing_part(task, t.runs, rows, t.test, t.train, t.references)}
     return clean(part), clean(examples)
