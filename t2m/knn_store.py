@@ -126,8 +126,8 @@ def subset_task_datastore(full: str | os.PathLike, out: str | os.PathLike, fract
                           index_factory: str | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """The ``fraction`` store of the training pairs (:func:`subset_rows`, the rows
     :func:`build_task_datastore` with that ``fraction`` would use) cut from the full store in ``full``
-    (:func:`datastore.build.subset_datastore`: the same entries, no model run); returns ``out``."""
-    from datastore.build import subset_datastore
+    (:func:`datastore.write.subset_datastore`: the same entries, no model run); returns ``out``."""
+    from datastore.write import subset_datastore
     from datastore.store import Datastore, DatastoreError
 
     store = Datastore.load(full)
