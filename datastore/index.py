@@ -242,7 +242,7 @@ def set_search_params(index: Any, nprobe: int | None = None, ef_search: int | No
         if asked is None:
             continue
         if params.get(name) is None:
-            fallback(f"faiss: {name}={asked} not applied: a {params['type']} has no {name} "
+            fallback(f"faiss: {name}={asked} not applied: the {params['type']} index has no {name} "
                      f"({'no inverted lists' if name == 'nprobe' else 'no HNSW graph'}); drop the option", record)
         elif params[name] != int(asked):
             fallback(f"faiss: {name}={asked} asked but the index reports {params[name]}: "
@@ -326,6 +326,16 @@ def _sample_rows(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------- build and load
 
 
+def _no_polysemous_training(index: Any) -> None:
+    """Turn off the polysemous training faiss's factory gives PQ codes: it takes 10x the PQ training time
+    and serves only polysemous filtering (``polysemous_ht``), which search here never sets."""
+    faiss = _faiss()
+    for part in (index, _ivf(index)):
+        part = faiss.downcast_index(part) if part is not None else None
+        if part is not None and getattr(part, "do_polysemous_training", False):
+            part.do_polysemous_training = False
+
+
 def _train(index: Any, keys: np.ndarray, factory: str, size: int, seed: int) -> int:
     sample = _sample_rows(keys, size, seed)
     try:
@@ -365,6 +375,7 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
         index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
     except RuntimeError as error:
         raise ValueError(f"faiss cannot build index_factory({dim}, {factory!r}): {error}") from error
+    _no_polysemous_training(index)
     on_gpu = False
     if gpu_count(use_gpu, record):
         index, on_gpu = to_gpu(index, record)
@@ -389,6 +400,7 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
         tmp = path.with_name(f".{path.name}.tmp")
         faiss.write_index(_to_cpu(index), str(tmp))
         os.replace(tmp, path)
+        meta["type"] = type(faiss.downcast_index(faiss.read_index(str(path), mmap_flags()))).__name__  # as loaded
         meta["bytes"] = path.stat().st_size
         meta["bytes_per_entry"] = round(meta["bytes"] / max(count, 1), 2)
     return (meta, index) if return_index else meta

@@ -144,7 +144,8 @@ def _copy_in_blocks(source: Any, target: Path, dtype: str, picks: np.ndarray | N
         part = np.asarray(part)
         if info is not None and len(part) and (part.min() < info.min or part.max() > info.max):
             raise ValueError(f"{name}: values outside {dtype} ({part.min()} .. {part.max()})")
-        converted = part.astype(dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            converted = part.astype(dtype, copy=False)
         if name == "keys" and not np.isfinite(converted).all():
             bad = start + int(np.flatnonzero(~np.isfinite(converted).all(1))[0])
             raise ValueError(f"keys: entry {bad} is not finite in float16 (|x| > 65,504, NaN or inf); scale the "
