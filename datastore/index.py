@@ -61,6 +61,8 @@ DEFAULT_RERANK = 4  # PQ indexes: shortlist rerank x k entries, re-ranked exactl
 ADD_BATCH = 65_536
 # exact search over more float32 key bytes than this streams the memory-mapped keys in blocks
 EXACT_IN_MEMORY_BYTES = 256 << 20
+# IVF-PQ's precomputed distance table is computed (privately, per process) only up to this size
+PRECOMPUTED_TABLE_BYTES = 64 << 20
 
 
 # faiss computes exhaustive L2 distances with BLAS only from this many queries at once; its default
@@ -411,9 +413,10 @@ def mmap_flags() -> int:
     the codes of IVF lists, Flat, SQ and HNSW storage are used in place from the mapped file, shared
     between processes) or, on an older faiss, ``IO_FLAG_MMAP | IO_FLAG_READ_ONLY`` (IVF lists only)."""
     faiss = _faiss()
+    skip_table = int(getattr(faiss, "IO_FLAG_SKIP_PRECOMPUTE_TABLE", 0))  # see _precomputed_table
     if hasattr(faiss, "IO_FLAG_MMAP_IFC"):
-        return int(faiss.IO_FLAG_MMAP_IFC)
-    return int(faiss.IO_FLAG_MMAP) | int(getattr(faiss, "IO_FLAG_READ_ONLY", 0))
+        return int(faiss.IO_FLAG_MMAP_IFC) | skip_table
+    return int(faiss.IO_FLAG_MMAP) | int(getattr(faiss, "IO_FLAG_READ_ONLY", 0)) | skip_table
 
 
 def open_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: int | None = None,
@@ -451,8 +454,25 @@ def open_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: in
                 index, mapped = faiss.read_index(str(path), mmap_flags()), True
             except RuntimeError:
                 pass
+    if mapped:
+        _precomputed_table(index)
     set_search_params(index, nprobe, ef_search, record)
     return index, {**index_params(index), "mapped": mapped, "on_gpu": on_gpu, "fallbacks": record}
+
+
+def _precomputed_table(index: Any, max_bytes: int = PRECOMPUTED_TABLE_BYTES) -> None:
+    """IVF-PQ's precomputed distance table (nlist x M x 256 floats) is private to each process: compute it
+    when it takes at most ``max_bytes``, else search without it (read with IO_FLAG_SKIP_PRECOMPUTE_TABLE)."""
+    faiss = _faiss()
+    ivf = _ivf(index)
+    ivf = faiss.downcast_index(ivf) if ivf is not None else None
+    if ivf is None or not hasattr(ivf, "use_precomputed_table") or not hasattr(ivf, "pq"):
+        return
+    table = int(ivf.nlist) * int(ivf.pq.M) * int(ivf.pq.ksub) * 4
+    if table <= max_bytes:
+        ivf.precompute_table()
+    else:
+        ivf.use_precomputed_table = -1
 
 
 def load_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: int | None = None,
