@@ -205,7 +205,11 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/scale-bench")
     parser.add_argument("--json", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the stores (the keys files are always kept)")
+    parser.add_argument("--table", action="store_true", help="print the table of --json's results and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.json).read_text())["results"]))
+        return
     import faiss
 
     faiss.omp_set_num_threads(1)
@@ -227,6 +231,23 @@ def main() -> None:
                 import shutil
 
                 shutil.rmtree(work / f"store-{count}-{codec.replace(',', '_')}", ignore_errors=True)
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The results as the table of docs/datastore_scale.md."""
+    lines = ["| N | index | train µs/entry | add µs/entry | bytes/entry | vs theory | load s | worker private MB "
+             "| index MB | 2 workers' PSS of it MB | ms/step 40 | ms/step 160 | codes/query | recall@16 |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: (r["dim"], r["requested"], r["entries"])):
+        workers = r["workers"]
+        lines.append(
+            f"| {r['entries']:,} | {r['factory']} nprobe {r['nprobe']}{', rerank ' + str(r['rerank']) if r['rerank'] else ''} "
+            f"| {r['train_us_per_entry']:.1f} | {r['add_us_per_entry']:.1f} | {r['bytes_per_entry']:.1f} "
+            f"| {r['bytes_vs_theory']:.4f} | {max(w['load_seconds'] for w in workers):.3f} "
+            f"| {max(w['anonymous_mb'] for w in workers):.1f} | {r['index_mb']:.1f} | {r['two_workers_pss_of_index_mb']:.1f} "
+            f"| {r['ms_per_step_40']:.1f} | {r['ms_per_step_160']:.1f} | {r['codes_scanned_per_query'] or '–'} "
+            f"| {r['recall_at_16']:.3f} |")
+    return "\n".join(lines)
 
 
 def _cpu_model() -> str:
