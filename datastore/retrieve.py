@@ -106,7 +106,7 @@ class RowRestrictedRetriever:
         self._bounds = np.searchsorted(rows[order], np.arange(int(rows.max()) + 2 if len(rows) else 1))
         self._order = order
         self._keys = store.keys  # (count, dim) float16, memory-mapped: each input's entries are gathered once
-        self.values = torch.from_numpy(np.asarray(store.values, dtype=np.int64))
+        self.values = store.values  # (count,) int32, memory-mapped: only the found ids are read
         self._inputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (entries, keys, |key|²)
         self.description = "exact, restricted to each input's rows"
 
@@ -146,5 +146,6 @@ class RowRestrictedRetriever:
             distances[part, :found] = best
             indices[part, :found] = entries[pos]
         missing = indices < 0
-        values = self.values[indices.clamp(min=0)].masked_fill(missing, -1)
+        values = torch.from_numpy(np.asarray(self.values[indices.clamp(min=0).numpy()], dtype=np.int64))
+        values = values.masked_fill(missing, -1)
         return Neighbours(distances.to(device), indices.to(device), values.to(device))

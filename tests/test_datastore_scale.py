@@ -61,6 +61,10 @@ def test_a_store_written_from_arrays_searches_its_keys(tmp_path, keys, values):
     np.testing.assert_array_equal(store.rows, np.arange(COUNT) // 10)
     assert store.meta["build"]["from_arrays"] and store.meta["data"] == {"source": "synthetic"}
     assert store.meta["knn"]["temperature"] > 0  # from the keys' scale
+    assert store.meta["model"] is None
+    from datastore.testing import tiny_t5
+
+    Datastore.load(out, model=tiny_t5(50))  # no fingerprint recorded: no model to check against
     found = store.retriever().search(torch.from_numpy(keys[:50].astype(np.float32)), 1)
     np.testing.assert_array_equal(found.indices[:, 0].numpy(), np.arange(50))
     np.testing.assert_array_equal(found.values[:, 0].numpy(), values[:50])
