@@ -199,6 +199,14 @@ def _hnsw(index: Any) -> Any:
     return None
 
 
+def _code_size(index: Any, ivf: Any) -> int | None:
+    """Bytes per stored vector: of the IVF lists, the flat codes, or an HNSW index's storage."""
+    holder = ivf if ivf is not None else index
+    if not getattr(holder, "code_size", 0) and hasattr(index, "storage"):
+        holder = _faiss().downcast_index(index.storage)
+    return int(getattr(holder, "code_size", 0)) or None
+
+
 def index_params(index: Any) -> dict[str, Any]:
     """What ``index`` does now, read back from it: type, entries, IVF lists and ``nprobe``, bytes per code,
     HNSW ``efSearch`` (of the index or its coarse quantizer), replicas. A parameter the replicas disagree
@@ -210,7 +218,7 @@ def index_params(index: Any) -> dict[str, Any]:
         nlist = getattr(ivf, "nlist", None) if ivf is None or hasattr(ivf, "nlist") else ivf.getNumLists()
         values = {"type": type(part).__name__, "nlist": int(nlist) if nlist is not None else None,
                   "nprobe": int(ivf.nprobe) if ivf is not None else None,
-                  "code_size": int(getattr(ivf if ivf is not None else part, "code_size", 0)) or None,
+                  "code_size": _code_size(part, ivf),
                   "efSearch": int(hnsw.efSearch) if hnsw is not None else None}
         if ivf is not None:
             values["quantizer"] = type(_faiss().downcast_index(ivf.quantizer)).__name__
