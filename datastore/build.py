@@ -121,7 +121,12 @@ class _Dist:
         self.owned = False
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if dist.is_available() and not dist.is_initialized() and world > 1:
-            dist.init_process_group(backend="gloo")
+            # rank 0 alone merges and indexes while the others wait at a barrier: at millions of entries
+            # that takes longer than torch's default 30 minutes (DATASTORE_DIST_TIMEOUT_S, default 24 h)
+            from datetime import timedelta
+
+            timeout = timedelta(seconds=float(os.environ.get("DATASTORE_DIST_TIMEOUT_S", 24 * 3600)))
+            dist.init_process_group(backend="gloo", timeout=timeout)
             self.owned = True
         self.active = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.active else 0
