@@ -48,15 +48,21 @@ INDEX_FILE = "index.faiss"  # in the store folder (datastore.store re-exports it
 # better recall.
 # Too few keys for the list count (< 39 per list) lower it automatically.
 # Since issue 30 the default is sized by the store's entry count (``"auto"``, :func:`sized_factory`):
-# IVF{~4·sqrt(N)},SQfp16 -- IVF2048 at 260k, as measured above -- with an HNSW coarse quantizer from 1M
-# entries. tests/benchmarks/bench_scale.py measures it up to 1M (docs/datastore_scale.md).
+# IVF{~4·sqrt(N)},SQfp16 -- IVF2048 at 260k, as measured above. faiss's guidance puts an HNSW coarse
+# quantizer beyond 1M entries; on clustered keys (the 300k synthetic mixture of bench_scale.py, the same
+# k-means centroids) an HNSW32 quantizer mis-assigned keys at add time: list imbalance 155 / 56 / 5.3 at
+# efSearch 16 / 64 / 128 against 2.4 with the flat quantizer, and 143k / 89k / 24k codes scanned per query
+# against 12k (8.3 / 2.9 / 0.73 ms against 0.49 ms per query). A flat quantizer over 16,384 lists (10M
+# entries) costs ~4 Mflop a query, less than the codes it saves, so the HNSW quantizer starts only at
+# 65,536 lists, and an IVF's HNSW quantizer assigns keys with efSearch >= ADD_EF_SEARCH.
 DEFAULT_FACTORY = "auto"
 DEFAULT_CODEC = "SQfp16"
 DEFAULT_NPROBE = 10
 DEFAULT_EF_SEARCH = 64
 DEFAULT_TRAIN_SIZE = 100_000
 TRAIN_PER_LIST = 64  # training keys per IVF list (faiss warns below 39, its guidance is 30-256)
-HNSW_QUANTIZER_FROM = 1_000_000  # entries from which the coarse quantizer is an HNSW32 graph
+HNSW_QUANTIZER_FROM_LISTS = 65_536  # IVF lists from which the coarse quantizer is an HNSW32 graph
+ADD_EF_SEARCH = 128  # efSearch of an IVF's HNSW quantizer while keys are assigned to lists
 DEFAULT_RERANK = 4  # PQ indexes: shortlist rerank x k entries, re-ranked exactly from the keys
 ADD_BATCH = 65_536
 # exact search over more float32 key bytes than this streams the memory-mapped keys in blocks
@@ -273,11 +279,11 @@ def needs_training(factory: str, dim: int) -> bool:
 def sized_factory(count: int, dim: int, codec: str = DEFAULT_CODEC) -> str:
     """The factory string faiss's guidance gives ``count`` entries: IVF with nlist the power of two nearest
     4·sqrt(count) (at least 39 keys per list), an HNSW32 coarse quantizer from
-    :data:`HNSW_QUANTIZER_FROM` entries; ``codec`` ``"SQfp16"`` (2 bytes a dimension, no loss on float16
+    :data:`HNSW_QUANTIZER_FROM_LISTS` lists (see the measurements above ``DEFAULT_FACTORY``); ``codec`` ``"SQfp16"`` (2 bytes a dimension, no loss on float16
     keys) or ``"PQ"`` (dim/4 bytes per entry, 8x smaller, re-ranked exactly from the keys)."""
     nlist = 2 ** int(round(np.log2(max(1.0, 4 * np.sqrt(max(count, 1))))))
     nlist = max(1, min(nlist, count // 39))
-    coarse = f"IVF{nlist}_HNSW32" if count >= HNSW_QUANTIZER_FROM and nlist >= 1024 else f"IVF{nlist}"
+    coarse = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_FROM_LISTS else f"IVF{nlist}"
     if codec.upper() == "PQ":
         codec = f"PQ{max(1, dim // 4)}"
     return f"{coarse},{codec}"
@@ -393,6 +399,9 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
     if not index.is_trained:
         trained_on = _train(index, keys, factory, min(count, train_size or default_train_size(factory, count)), seed)
     train_seconds = time.perf_counter() - started
+    quantizer_graph = _hnsw(index) if _ivf(index) is not None else None
+    if quantizer_graph is not None:  # a greedy graph search over clustered centroids misplaces keys
+        quantizer_graph.efSearch = max(int(quantizer_graph.efSearch), ADD_EF_SEARCH)
     for start in tqdm(range(0, count, ADD_BATCH), desc=f"faiss add ({factory})", unit="batch",
                       disable=not progress, dynamic_ncols=True):
         index.add(np.ascontiguousarray(keys[start:start + ADD_BATCH], dtype=np.float32))

@@ -93,8 +93,9 @@ def test_write_datastore_refuses_what_cannot_be_a_store(tmp_path, keys, values):
 def test_sized_factory_follows_faiss_guidance():
     assert ix.sized_factory(260_000, 256) == "IVF2048,SQfp16"  # the measured default of the shipped stores
     assert ix.sized_factory(100_000, 256) == "IVF1024,SQfp16"
-    assert ix.sized_factory(1_000_000, 256) == "IVF4096_HNSW32,SQfp16"
-    assert ix.sized_factory(10_000_000, 1024, "PQ") == "IVF16384_HNSW32,PQ256"
+    assert ix.sized_factory(1_000_000, 256) == "IVF4096,SQfp16"
+    assert ix.sized_factory(10_000_000, 1024, "PQ") == "IVF16384,PQ256"
+    assert ix.sized_factory(300_000_000, 256) == "IVF65536_HNSW32,SQfp16"
     assert ix.sized_factory(2_000, 256) == "IVF51,SQfp16"  # >= 39 keys per list
     for count in (10_000, 300_000, 3_000_000, 30_000_000):
         nlist = int(ix.sized_factory(count, 256).split(",")[0][3:].split("_")[0])
