@@ -297,8 +297,11 @@ def build_datastore(
         compute_seconds = time.perf_counter() - started
         dist.barrier()
         if dist.rank == 0:
+            options = dict(index_options or {})
+            if dist.world > 1:  # the other ranks' models still hold their GPUs: index on rank 0's only
+                options.setdefault("gpus", 1)
             _merge_and_publish(model, model_fp, tok_fp, work, out_dir, num_chunks, layer, task, data, knn,
-                               auto_temperature, index_factory, dict(index_options or {}), compute_seconds,
+                               auto_temperature, index_factory, options, compute_seconds,
                                dist.world, overwrite, progress)
         dist.barrier()
         return out_dir

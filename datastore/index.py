@@ -144,13 +144,14 @@ def _gpu_options(index: Any) -> Any:
     return options
 
 
-def to_gpu(index: Any, record: list[str] | None = None, what: str = "index") -> tuple[Any, bool]:
-    """(``index`` on all GPUs, True), or (``index`` unchanged, False) with a warning naming faiss's
-    reason and the fix when faiss cannot put it there (an index type without a GPU version such as
-    HNSW, PQ codes too large for shared memory, out of GPU memory)."""
+def to_gpu(index: Any, record: list[str] | None = None, what: str = "index", gpus: int | None = None
+           ) -> tuple[Any, bool]:
+    """(``index`` on all GPUs -- the first ``gpus`` when given --, True), or (``index`` unchanged, False)
+    with a warning naming faiss's reason and the fix when faiss cannot put it there (an index type without
+    a GPU version such as HNSW, PQ codes too large for shared memory, out of GPU memory)."""
     faiss = _faiss()
     try:
-        return faiss.index_cpu_to_all_gpus(index, co=_gpu_options(index)), True
+        return faiss.index_cpu_to_all_gpus(index, co=_gpu_options(index), ngpu=int(gpus or -1)), True
     except (RuntimeError, AttributeError, TypeError, MemoryError) as error:
         cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         if "shared memory" in cause.lower() or "lookup" in cause.lower():
@@ -365,8 +366,8 @@ def _train(index: Any, keys: np.ndarray, factory: str, size: int, seed: int) -> 
 
 def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str = DEFAULT_FACTORY, *,
                 nprobe: int | None = None, ef_search: int | None = None, train_size: int | None = None,
-                use_gpu: bool | str = "auto", rerank: int | None = None, seed: int = 0, progress: bool = True,
-                return_index: bool = False) -> Any:
+                use_gpu: bool | str = "auto", gpus: int | None = None, rerank: int | None = None, seed: int = 0,
+                progress: bool = True, return_index: bool = False) -> Any:
     """Build the ``factory`` index over ``keys`` (count, dim), any float dtype, memory-mapped is fine (a
     training sample and one block of :data:`ADD_BATCH` keys are in memory at a time).
 
@@ -374,7 +375,7 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
     ``(description, index)`` when ``return_index``: the factory used and asked for, the parameters in force
     read back from the index (:func:`index_params`: nlist, nprobe, code size, efSearch), ``rerank``,
     training size, build seconds (train and add), ``built_on_gpu`` (whether it was: a failed move to the
-    GPU is a warning and False), the ``fallbacks`` warned about, bytes. ``factory="none"`` builds nothing.
+    GPU is a warning and False; ``gpus``: use the first so many GPUs, default all), the ``fallbacks`` warned about, bytes. ``factory="none"`` builds nothing.
     """
     faiss = _faiss()
     count, dim = keys.shape
@@ -394,7 +395,7 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
     _no_polysemous_training(index)
     on_gpu = False
     if gpu_count(use_gpu, record):
-        index, on_gpu = to_gpu(index, record)
+        index, on_gpu = to_gpu(index, record, gpus=gpus)
     trained_on = 0
     if not index.is_trained:
         trained_on = _train(index, keys, factory, min(count, train_size or default_train_size(factory, count)), seed)

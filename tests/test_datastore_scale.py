@@ -184,6 +184,15 @@ def test_gpu_pq_asks_for_float16_lookup_tables(monkeypatch):
     assert on_gpu and seen[0].useFloat16 is True
 
 
+def test_an_index_built_on_the_first_gpus_only_asks_faiss_for_those(monkeypatch, keys):
+    asked = []
+    _fake_gpus(monkeypatch, count=4, to_gpu=lambda index, co=None, ngpu=-1: asked.append(ngpu) or index)
+    meta = ix.build_index(keys, None, "IVF16,Flat", gpus=1, progress=False)
+    assert asked == [1] and meta["built_on_gpu"] is True
+    ix.build_index(keys, None, "IVF16,Flat", progress=False)
+    assert asked == [1, -1]
+
+
 def test_multi_gpu_replicas_all_search_with_the_recorded_nprobe(tmp_path, monkeypatch, keys, values):
     """Several GPUs: an IndexReplicas (here of CPU clones); nprobe must reach every replica and be recorded
     as they report it."""
