@@ -348,7 +348,7 @@ def test_pq_shortlist_reranked_from_the_keys_is_exact_within_it(tmp_path, keys, 
     assert recall[0] > recall[1] and recall[0] > 0.9, recall
     exact_d = ((queries[:, None, :] - keys.astype(np.float32)[reranked.indices.numpy()]) ** 2).sum(-1)
     np.testing.assert_allclose(reranked.distances.numpy(), exact_d, rtol=1e-4, atol=1e-4)
-    assert "re-ranked from 4k" in store.retriever().description
+    assert f"re-ranked from {ix.DEFAULT_RERANK}k" in store.retriever().description
 
 
 def test_subset_is_copied_in_blocks(tmp_path, keys, values):
