@@ -5,7 +5,8 @@ Knows nothing of tasks or chemistry: it maps vectors to token ids. The pieces (k
 - :mod:`datastore.params`   ``KNNParams`` (k, λ, T, scope): the one carrier of kNN parameters and their checks
 - :mod:`datastore.store`    the on-disk store (``Datastore.load``), fingerprints
 - :mod:`datastore.build`    ``build_datastore`` (streaming, resumable, multi-process, atomic)
-- :mod:`datastore.index`    FAISS index from a factory string (``DEFAULT_FACTORY``)
+- :mod:`datastore.write`    ``write_datastore`` (a store from arrays), ``subset_datastore``; the one publish path
+- :mod:`datastore.index`    FAISS index sized by the entry count or from a factory string, memory-mapped reads
 - :mod:`datastore.retrieve` ``Retriever.search`` -> ``Neighbours``
 - :mod:`datastore.combine`  ``mix_log_probs`` (the mixture, in log space), ``knn_log_probs``, ``interpolate_log_probs``
 - :mod:`datastore.augment`  ``knn_generation`` context manager -> logits processors for ``generate``
@@ -30,6 +31,9 @@ _EXPORTS = {
     "PairBatches": "datastore.build",
     "plain_encoder": "datastore.build",
     "build_index": "datastore.index",
+    "write_datastore": "datastore.write",
+    "subset_datastore": "datastore.write",
+    "IndexFallbackWarning": "datastore.index",
     "DEFAULT_FACTORY": "datastore.index",
     "Retriever": "datastore.retrieve",
     "Neighbours": "datastore.retrieve",

@@ -36,8 +36,6 @@ from datastore.hooks import DEFAULT_LAYER, KeysCaptured, StateCapture, describe_
 from datastore.store import (
     ARRAY_DTYPES,
     ARRAY_FILES,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     META_FILE,
     DatastoreError,
     KNNParams,
@@ -47,10 +45,10 @@ from datastore.store import (
     tokenizer_fingerprint,
     write_json_atomic,
 )
+from datastore.write import WORK_SUFFIX, finish_store, subset_datastore, work_dir_for  # noqa: F401  (re-exported)
 
 Batch = Mapping[str, torch.Tensor]
 EncodeFn = Callable[[list[str], list[str]], Mapping[str, torch.Tensor]]
-WORK_SUFFIX = ".tmp-build"
 PROGRESS_FILE = "progress.json"
 
 
@@ -123,7 +121,12 @@ class _Dist:
         self.owned = False
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if dist.is_available() and not dist.is_initialized() and world > 1:
-            dist.init_process_group(backend="gloo")
+            # rank 0 alone merges and indexes while the others wait at a barrier: at millions of entries
+            # that takes longer than torch's default 30 minutes (DATASTORE_DIST_TIMEOUT_S, default 24 h)
+            from datetime import timedelta
+
+            timeout = timedelta(seconds=float(os.environ.get("DATASTORE_DIST_TIMEOUT_S", 24 * 3600)))
+            dist.init_process_group(backend="gloo", timeout=timeout)
             self.owned = True
         self.active = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.active else 0
@@ -200,11 +203,6 @@ def _batch_digest(batch: Batch) -> str:
 
 
 # ------------------------------------------------------------------------------------------ build
-
-
-def work_dir_for(out_dir: Path) -> Path:
-    """The folder an unfinished build of ``out_dir`` lives in (resumed by rerunning the build)."""
-    return out_dir.with_name(out_dir.name + WORK_SUFFIX)
 
 
 def build_datastore(
@@ -299,8 +297,11 @@ def build_datastore(
         compute_seconds = time.perf_counter() - started
         dist.barrier()
         if dist.rank == 0:
+            options = dict(index_options or {})
+            if dist.world > 1:  # the other ranks' models still hold their GPUs: index on rank 0's only
+                options.setdefault("gpus", 1)
             _merge_and_publish(model, model_fp, tok_fp, work, out_dir, num_chunks, layer, task, data, knn,
-                               auto_temperature, index_factory, dict(index_options or {}), compute_seconds,
+                               auto_temperature, index_factory, options, compute_seconds,
                                dist.world, overwrite, progress)
         dist.barrier()
         return out_dir
@@ -367,8 +368,6 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
                        layer: str, task: str, data: Mapping[str, Any] | None, knn: KNNParams,
                        auto_temperature: bool, index_factory: str, index_options: dict,
                        compute_seconds: float, world: int, overwrite: bool, progress: bool) -> None:
-    from datastore.index import build_index
-
     chunk_dir = work / "chunks"
     manifests = []
     for chunk in range(num_chunks):
@@ -411,148 +410,15 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
         array.flush()
     del outs
 
-    keys = np.load(work / ARRAY_FILES["keys"], mmap_mode="r")
-    index_meta, index = build_index(keys, work, factory=index_factory, progress=progress, return_index=True,
-                                    **index_options)
-    knn_meta: dict[str, Any] = {**knn.to_json(), "source": "default"}
-    if auto_temperature and index is not None and count > 1:
-        temperature = _nearest_other_distance(keys, index)
-        if temperature is not None:
-            knn_meta.update(temperature=temperature, temperature_source=(
-                "median squared L2 distance of 1,024 random stored keys to their nearest other key"))
-    del index
+    fields = {"key": {**describe_layer(model, layer), "distance": "squared L2 (faiss METRIC_L2)"}, "task": task,
+              "data": json.loads(json.dumps(data or {}, default=str)), "model": model_fp, "tokenizer": tok_fp}
 
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "count": count,
-        "dim": dim,
-        "arrays": {name: {"file": file, "dtype": ARRAY_DTYPES[name],
-                          "shape": [count, dim] if name == "keys" else [count]}
-                   for name, file in ARRAY_FILES.items()},
-        "key": {**describe_layer(model, layer), "distance": "squared L2 (faiss METRIC_L2)"},
-        "task": task,
-        "data": json.loads(json.dumps(data or {}, default=str)),
-        "model": model_fp,
-        "tokenizer": tok_fp,
-        "knn": knn_meta,
-        "index": index_meta,
-        "build": {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "world_size": world,
-            "compute_seconds": round(compute_seconds, 3),
-            "tokens_per_second": round(count / max(compute_seconds, 1e-9), 1) if world == 1 else None,
-            "versions": _versions(),
-        },
-    }
-    # the chunks go only now: a crash while indexing resumes from them without recomputing keys
-    shutil.rmtree(chunk_dir)
-    (work / PROGRESS_FILE).unlink()
-    write_json_atomic(work / META_FILE, meta)
-    _publish(work, out_dir, overwrite)
+    def drop_chunks() -> None:  # only now: a crash while indexing resumes from them without recomputing keys
+        shutil.rmtree(chunk_dir)
+        (work / PROGRESS_FILE).unlink()
 
-
-def _nearest_other_distance(keys: np.ndarray, index: Any, sample: int = 1024, seed: int = 0) -> float | None:
-    """Median squared distance (3 significant digits) from a sample of keys to their nearest other
-    entry in ``index``, or None when every sampled key has an exact duplicate."""
-    picks = np.sort(np.random.default_rng(seed).choice(len(keys), min(sample, len(keys)), replace=False))
-    distances, ids = index.search(np.ascontiguousarray(keys[picks], dtype=np.float32), 2)  # (n, 2)
-    other = np.where(ids[:, 0] == picks, distances[:, 1], distances[:, 0])  # skip the key itself
-    other = other[np.isfinite(other) & (other > 0) & (ids[:, 1] >= 0)]
-    return float(f"{float(np.median(other)):.3g}") if len(other) else None
-
-
-def _publish(work: Path, out_dir: Path, overwrite: bool) -> None:
-    """Move the finished ``work`` folder to ``out_dir`` with ``os.replace`` (atomic on one filesystem)."""
-    old = None
-    if out_dir.exists():
-        if (out_dir / META_FILE).is_file() and not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a datastore; pass --overwrite (overwrite=True) to replace it")
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(work, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _versions() -> dict[str, str]:
-    import transformers
-
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__}
-    try:
-        import faiss
-
-        versions["faiss"] = faiss.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return versions
-
-
-# --------------------------------------------------------------------------------------- subsets
-
-
-def subset_datastore(source: str | os.PathLike, out_dir: str | os.PathLike, rows: Sequence[int], *,
-                     data: Mapping[str, Any] | None = None, index_factory: str | None = None,
-                     index_options: Mapping[str, Any] | None = None, overwrite: bool = False,
-                     progress: bool = True) -> Path:
-    """A datastore of the entries of the store in ``source`` that came from the training ``rows`` (the
-    store's own row ids), published in ``out_dir`` with its own index; returns ``out_dir``.
-
-    A store built from those rows would hold the same keys -- each entry is one target token of one
-    pair under teacher forcing, independent of the other pairs -- so this gives the datastore-size
-    curve without running the model again: only the entries are copied and the index trained anew.
-    ``data`` replaces the source's data description (rows, fraction, ...); ``index_factory`` defaults
-    to the source index's requested factory. k, λ and T are copied, T recomputed from the subset's keys
-    when the source's was computed from its keys (an untuned store)."""
-    from datastore.index import build_index
-    from datastore.store import Datastore
-
-    started = time.perf_counter()
-    store = Datastore.load(source)
-    out_dir = Path(out_dir)
-    if (out_dir / META_FILE).is_file() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a datastore; pass overwrite=True to replace it")
-    wanted = np.zeros(int(store.rows.max()) + 1 if store.count else 0, dtype=bool)
-    rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=np.int64)
-    rows = rows[rows < len(wanted)]
-    wanted[rows] = True
-    picks = np.flatnonzero(wanted[np.asarray(store.rows)])
-    if not len(picks):
-        raise DatastoreError(f"{store.path}: none of its entries come from the {len(rows)} rows asked for")
-    work = work_dir_for(out_dir)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    arrays = {"keys": store.keys, "values": store.values, "rows": store.rows, "positions": store.positions}
-    for name, file in ARRAY_FILES.items():
-        part = np.asarray(arrays[name][picks], dtype=ARRAY_DTYPES[name])
-        np.save(work / file, part, allow_pickle=False)
-    count = len(picks)
-    keys = np.load(work / ARRAY_FILES["keys"], mmap_mode="r")
-    source_index = store.meta.get("index", {})
-    factory = index_factory or source_index.get("requested_factory") or source_index.get("factory")
-    options = dict(index_options or {})
-    if "nprobe" not in options and source_index.get("nprobe") is not None:
-        options["nprobe"] = source_index["nprobe"]
-    index_meta, index = build_index(keys, work, factory=factory, progress=progress, return_index=True, **options)
-    source_knn = store.meta.get("knn", {})
-    knn_meta = {key: source_knn[key] for key in ("k", "lambda", "temperature") if key in source_knn}
-    knn_meta["source"] = f"copied from {store.path} ({source_knn.get('source', 'default')})"
-    if source_knn.get("temperature_source") and index is not None and count > 1:
-        temperature = _nearest_other_distance(keys, index)
-        if temperature is not None:
-            knn_meta.update(temperature=temperature, temperature_source=source_knn["temperature_source"])
-    del index
-    meta = {**store.meta, "count": count,
-            "arrays": {name: {"file": file, "dtype": ARRAY_DTYPES[name],
-                              "shape": [count, store.dim] if name == "keys" else [count]}
-                       for name, file in ARRAY_FILES.items()},
-            "data": json.loads(json.dumps(data if data is not None else store.meta.get("data", {}), default=str)),
-            "knn": knn_meta, "index": index_meta,
-            "build": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "subset_of": str(store.path), "subset_rows": int(len(rows)),
-                      "compute_seconds": 0.0, "subset_seconds": round(time.perf_counter() - started, 3),
-                      "versions": _versions()}}
-    write_json_atomic(work / META_FILE, meta)
-    _publish(work, out_dir, overwrite)
-    return out_dir
+    finish_store(work, out_dir, fields, {**knn.to_json(), "source": "default"}, index_factory=index_factory,
+                 index_options=index_options, auto_temperature=auto_temperature, overwrite=overwrite,
+                 progress=progress, before_publish=drop_chunks,
+                 build={"world_size": world, "compute_seconds": round(compute_seconds, 3),
+                        "tokens_per_second": round(count / max(compute_seconds, 1e-9), 1) if world == 1 else None})

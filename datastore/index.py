@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,31 @@ INDEX_FILE = "index.faiss"  # in the store folder (datastore.store re-exports it
 # half the bytes and 30% less search time; 2,048 lists scan fewer keys per query than 1,024 for a
 # better recall.
 # Too few keys for the list count (< 39 per list) lower it automatically.
-DEFAULT_FACTORY = "IVF2048,SQfp16"
+# Since issue 30 the default is sized by the store's entry count (``"auto"``, :func:`sized_factory`):
+# IVF{~4·sqrt(N)},SQfp16 -- IVF2048 at 260k, as measured above. faiss's guidance puts an HNSW coarse
+# quantizer beyond 1M entries; on clustered keys (the 300k synthetic mixture of bench_scale.py, the same
+# k-means centroids) an HNSW32 quantizer mis-assigned keys at add time: list imbalance 155 / 56 / 5.3 at
+# efSearch 16 / 64 / 128 against 2.4 with the flat quantizer, and 143k / 89k / 24k codes scanned per query
+# against 12k (8.3 / 2.9 / 0.73 ms against 0.49 ms per query). A flat quantizer over 16,384 lists (10M
+# entries) costs ~4 Mflop a query, less than the codes it saves, so the HNSW quantizer starts only at
+# 65,536 lists, and an IVF's HNSW quantizer assigns keys with efSearch >= ADD_EF_SEARCH.
+DEFAULT_FACTORY = "auto"
+DEFAULT_CODEC = "SQfp16"
 DEFAULT_NPROBE = 10
 DEFAULT_EF_SEARCH = 64
 DEFAULT_TRAIN_SIZE = 100_000
+TRAIN_PER_LIST = 64  # training keys per IVF list (faiss warns below 39, its guidance is 30-256)
+HNSW_QUANTIZER_FROM_LISTS = 65_536  # IVF lists from which the coarse quantizer is an HNSW32 graph
+ADD_EF_SEARCH = 128  # efSearch of an IVF's HNSW quantizer while keys are assigned to lists
+# PQ indexes: a shortlist of rerank x k entries, re-ranked exactly from the keys. On 100k synthetic keys
+# (bench_scale.py's mixture, IVF1024,PQ64 nprobe 10, 320 queries) recall@16 was 0.700 / 0.972 / 0.9785 /
+# 0.9785 with no / 4k / 8k / 16k re-ranked (IVF1024,SQfp16: 0.979), at the same time per step up to 8k.
+DEFAULT_RERANK = 8
 ADD_BATCH = 65_536
+# exact search over more float32 key bytes than this streams the memory-mapped keys in blocks
+EXACT_IN_MEMORY_BYTES = 256 << 20
+# IVF-PQ's precomputed distance table is computed (privately, per process) only up to this size
+PRECOMPUTED_TABLE_BYTES = 64 << 20
 
 
 # faiss computes exhaustive L2 distances with BLAS only from this many queries at once; its default
@@ -70,24 +91,81 @@ def _faiss() -> Any:
     return faiss
 
 
-def gpu_count(use_gpu: bool | str = "auto") -> int:
+class IndexFallbackWarning(UserWarning):
+    """The index is not what was asked for (GPU -> CPU, a search parameter not applied, fewer IVF lists,
+    a file read instead of mapped): the message names the cause and the fix, and ``datastore.json`` records
+    what is in force."""
+
+
+def fallback(message: str, record: list[str] | None = None) -> None:
+    """Warn ``message`` (an :class:`IndexFallbackWarning`) and append it to ``record`` when given."""
+    warnings.warn(message, IndexFallbackWarning, stacklevel=3)
+    if record is not None:
+        record.append(message)
+
+
+# ------------------------------------------------------------------------------------------------ GPUs
+
+
+def machine_gpus() -> int:
+    """CUDA GPUs on this machine as torch sees them (0 without torch or CUDA): what faiss could use."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # pragma: no cover  (a broken CUDA install counts as none)
+        return 0
+
+
+def gpu_count(use_gpu: bool | str = "auto", record: list[str] | None = None) -> int:
     """Number of GPUs faiss can use: 0 when ``use_gpu`` is False, when this faiss has no GPU support,
-    or when no GPU is present. ``use_gpu=True`` with none available raises."""
+    or when no GPU is present. ``use_gpu=True`` with none available raises; a machine with GPUs but a
+    faiss without GPU support warns (:class:`IndexFallbackWarning`) unless ``use_gpu`` is False."""
+    if use_gpu is False:
+        return 0
     faiss = _faiss()
-    count = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") else 0
+    gpu_faiss = hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources")
+    count = faiss.get_num_gpus() if gpu_faiss else 0
     if use_gpu is True and count == 0:
         raise RuntimeError("use_gpu=True but this faiss has no GPU support or no GPU is present "
                            "(install faiss-gpu on a machine with a CUDA GPU, or use_gpu='auto')")
-    return 0 if use_gpu is False else count
+    if not gpu_faiss and machine_gpus():
+        fallback(f"faiss: this machine has {machine_gpus()} CUDA GPU(s) but the installed faiss has no GPU support: "
+                 "the index runs on the CPU; install faiss-gpu (e.g. pip install faiss-gpu-cu12) to use them, or "
+                 "pass use_gpu=False (--gpu no) to run on the CPU without this warning", record)
+    return count
 
 
-def _to_gpu(index: Any) -> Any:
-    """``index`` on all GPUs, or unchanged when faiss cannot put this index type on a GPU (e.g. HNSW)."""
+def _gpu_options(index: Any) -> Any:
+    """Cloner options for ``index``: float16 lookup tables for IVF-PQ (faiss's shared-memory check refuses
+    PQ48 and up at d 256 in float32) and float16 IVF-Flat lists; None on a faiss without them."""
+    faiss = _faiss()
+    if not hasattr(faiss, "GpuMultipleClonerOptions"):
+        return None
+    options = faiss.GpuMultipleClonerOptions()
+    options.useFloat16 = True  # GpuIndexIVFPQ: useFloat16LookupTables
+    return options
+
+
+def to_gpu(index: Any, record: list[str] | None = None, what: str = "index", gpus: int | None = None
+           ) -> tuple[Any, bool]:
+    """(``index`` on all GPUs -- the first ``gpus`` when given --, True), or (``index`` unchanged, False)
+    with a warning naming faiss's reason and the fix when faiss cannot put it there (an index type without
+    a GPU version such as HNSW, PQ codes too large for shared memory, out of GPU memory)."""
     faiss = _faiss()
     try:
-        return faiss.index_cpu_to_all_gpus(index)
-    except (RuntimeError, AttributeError):
-        return index
+        return faiss.index_cpu_to_all_gpus(index, co=_gpu_options(index), ngpu=int(gpus or -1)), True
+    except (RuntimeError, AttributeError, TypeError, MemoryError) as error:
+        cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        if "shared memory" in cause.lower() or "lookup" in cause.lower():
+            fix = "use fewer PQ bytes per code (e.g. PQ32), or use_gpu=False (--gpu no)"
+        elif "memory" in cause.lower() or "alloc" in cause.lower():
+            fix = "free GPU memory, or use_gpu=False (--gpu no) to search the memory-mapped index on the CPU"
+        else:
+            fix = "use an index type faiss has on GPUs (IVF-Flat, IVF-SQ, IVF-PQ, Flat), or use_gpu=False (--gpu no)"
+        fallback(f"faiss could not put the {what} ({type(faiss.downcast_index(index)).__name__}) on the GPU "
+                 f"({cause}): it stays on the CPU; {fix}", record)
+        return index, False
 
 
 def _to_cpu(index: Any) -> Any:
@@ -98,35 +176,154 @@ def _to_cpu(index: Any) -> Any:
         return index
 
 
-def needs_training(factory: str, dim: int) -> bool:
-    faiss = _faiss()
-    return not faiss.index_factory(dim, factory, faiss.METRIC_L2).is_trained
+# ------------------------------------------------------------------------------------ search parameters
 
 
-def set_search_params(index: Any, nprobe: int | None = None, ef_search: int | None = None) -> dict[str, int]:
-    """Set ``nprobe`` (IVF) and ``efSearch`` (HNSW) where ``index`` has them; returns those set."""
+def replicas(index: Any) -> list[Any]:
+    """The indexes that answer a search: each replica of an ``IndexReplicas`` (several GPUs), else the
+    index itself (downcast)."""
     faiss = _faiss()
-    applied: dict[str, int] = {}
-    space = faiss.GpuParameterSpace() if "Gpu" in type(index).__name__ and hasattr(faiss, "GpuParameterSpace") \
-        else faiss.ParameterSpace()
-    for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
-        if value is None:
+    index = faiss.downcast_index(index)
+    if hasattr(index, "at") and hasattr(index, "count") and "Replicas" in type(index).__name__:
+        return [faiss.downcast_index(index.at(i)) for i in range(index.count())]
+    return [index]
+
+
+def _ivf(index: Any) -> Any:
+    faiss = _faiss()
+    try:
+        return faiss.extract_index_ivf(index)
+    except (RuntimeError, TypeError, AttributeError):
+        if hasattr(index, "nprobe") and (hasattr(index, "nlist") or hasattr(index, "getNumLists")):
+            return index  # a GPU IVF
+        return None
+
+
+def _hnsw(index: Any) -> Any:
+    """The HNSW graph that ``efSearch`` sets: the index's own, or its IVF coarse quantizer's."""
+    faiss = _faiss()
+    ivf = _ivf(index)
+    for candidate in ((faiss.downcast_index(ivf.quantizer),) if ivf is not None else ()) + (index,):
+        if hasattr(candidate, "hnsw"):
+            return candidate.hnsw
+    return None
+
+
+def _code_size(index: Any, ivf: Any) -> int | None:
+    """Bytes per stored vector: of the IVF lists, the flat codes, or an HNSW index's storage."""
+    holder = ivf if ivf is not None else index
+    if not getattr(holder, "code_size", 0) and hasattr(index, "storage"):
+        holder = _faiss().downcast_index(index.storage)
+    return int(getattr(holder, "code_size", 0)) or None
+
+
+def index_params(index: Any) -> dict[str, Any]:
+    """What ``index`` does now, read back from it: type, entries, IVF lists and ``nprobe``, bytes per code,
+    HNSW ``efSearch`` (of the index or its coarse quantizer), replicas. A parameter the replicas disagree
+    on is the list of their values."""
+    parts = replicas(index)
+    found: dict[str, list] = {}
+    for part in parts:
+        ivf, hnsw = _ivf(part), _hnsw(part)
+        nlist = getattr(ivf, "nlist", None) if ivf is None or hasattr(ivf, "nlist") else ivf.getNumLists()
+        values = {"type": type(part).__name__, "nlist": int(nlist) if nlist is not None else None,
+                  "nprobe": int(ivf.nprobe) if ivf is not None else None,
+                  "code_size": _code_size(part, ivf),
+                  "efSearch": int(hnsw.efSearch) if hnsw is not None else None}
+        if ivf is not None:
+            values["quantizer"] = type(_faiss().downcast_index(ivf.quantizer)).__name__
+        for name, value in values.items():
+            found.setdefault(name, []).append(value)
+    out: dict[str, Any] = {name: (v[0] if len(set(map(str, v))) == 1 else v) for name, v in found.items()}
+    out["count"] = int(index.ntotal)
+    if len(parts) > 1:
+        out["replicas"] = len(parts)
+    return out
+
+
+def set_search_params(index: Any, nprobe: int | None = None, ef_search: int | None = None,
+                      record: list[str] | None = None) -> dict[str, int]:
+    """Set ``nprobe`` (IVF lists searched) and ``efSearch`` (HNSW, or an IVF's HNSW coarse quantizer) on
+    ``index`` -- on every replica of a multi-GPU index -- and return those in force, read back. A
+    parameter ``index`` has no place for, or that does not read back as set, is a warning."""
+    faiss = _faiss()
+    for part in replicas(index):
+        ivf, hnsw = _ivf(part), _hnsw(part)
+        if nprobe is not None and ivf is not None:
+            if "Gpu" in type(part).__name__ and hasattr(faiss, "GpuParameterSpace"):
+                faiss.GpuParameterSpace().set_index_parameter(part, "nprobe", int(nprobe))
+            else:
+                ivf.nprobe = int(nprobe)
+        if ef_search is not None and hnsw is not None:
+            hnsw.efSearch = int(ef_search)
+    params = index_params(index)
+    applied = {}
+    for name, asked in (("nprobe", nprobe), ("efSearch", ef_search)):
+        if asked is None:
             continue
-        try:
-            space.set_index_parameter(index, name, int(value))
-            applied[name] = int(value)
-        except RuntimeError:
-            pass  # this index type has no such parameter
+        if params.get(name) is None:
+            fallback(f"faiss: {name}={asked} not applied: the {params['type']} index has no {name} "
+                     f"({'no inverted lists' if name == 'nprobe' else 'no HNSW graph'}); drop the option", record)
+        elif params[name] != int(asked):
+            fallback(f"faiss: {name}={asked} asked but the index reports {params[name]}: "
+                     "search runs with what it reports; report this with the index type", record)
+        else:
+            applied[name] = int(asked)
     return applied
 
 
-def _default_params(factory: str) -> dict[str, int]:
+def needs_training(factory: str, dim: int) -> bool:
+    faiss = _faiss()
+    return not faiss.index_factory(dim, resolve_factory(factory, 10 ** 9, dim), faiss.METRIC_L2).is_trained
+
+
+# ----------------------------------------------------------------------------------------- the factory
+
+
+def sized_factory(count: int, dim: int, codec: str = DEFAULT_CODEC) -> str:
+    """The factory string faiss's guidance gives ``count`` entries: IVF with nlist the power of two nearest
+    4·sqrt(count) (at least 39 keys per list), an HNSW32 coarse quantizer from
+    :data:`HNSW_QUANTIZER_FROM_LISTS` lists (see the measurements above ``DEFAULT_FACTORY``); ``codec`` ``"SQfp16"`` (2 bytes a dimension, no loss on float16
+    keys) or ``"PQ"`` (dim/4 bytes per entry, 8x smaller, re-ranked exactly from the keys)."""
+    nlist = 2 ** int(round(np.log2(max(1.0, 4 * np.sqrt(max(count, 1))))))
+    nlist = max(1, min(nlist, count // 39))
+    coarse = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_FROM_LISTS else f"IVF{nlist}"
+    if codec.upper() == "PQ":
+        codec = f"PQ{max(1, dim // 4)}"
+    return f"{coarse},{codec}"
+
+
+def resolve_factory(factory: str, count: int, dim: int) -> str:
+    """``factory`` for ``count`` keys of ``dim``: ``"auto"`` / ``"auto,PQ"`` / ``"auto,<codec>"`` sized by
+    :func:`sized_factory`, any other string with its IVF list count lowered when the keys are too few."""
+    if factory.lower() == "auto":
+        return sized_factory(count, dim)
+    if factory.lower().startswith("auto,"):
+        return sized_factory(count, dim, factory.split(",", 1)[1])
+    return fit_factory_to_size(factory, count)
+
+
+def default_params(factory: str) -> dict[str, int]:
     params = {}
     if re.search(r"IVF\d+", factory):
         params["nprobe"] = DEFAULT_NPROBE
     if "HNSW" in factory:
         params["ef_search"] = DEFAULT_EF_SEARCH
     return params
+
+
+def default_train_size(factory: str, count: int) -> int:
+    """Keys to train ``factory`` on: :data:`TRAIN_PER_LIST` per IVF list, at least :data:`DEFAULT_TRAIN_SIZE`
+    (PQ and SQ codebooks), at most ``count``."""
+    match = re.search(r"IVF(\d+)", factory)
+    per_lists = TRAIN_PER_LIST * int(match.group(1)) if match else 0
+    return min(count, max(DEFAULT_TRAIN_SIZE, per_lists))
+
+
+def default_rerank(factory: str) -> int | None:
+    """Shortlist factor of a lossy code (PQ): its ``rerank * k`` nearest by code are re-ranked exactly from
+    the memory-mapped keys; None for codes that keep the float16 keys (Flat, SQfp16)."""
+    return DEFAULT_RERANK if re.search(r"PQ\d+", factory) and "Refine" not in factory else None
 
 
 def fit_factory_to_size(factory: str, count: int) -> str:
@@ -146,91 +343,204 @@ def _sample_rows(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(keys[picks], dtype=np.float32)
 
 
-def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str, *,
-                nprobe: int | None = None, ef_search: int | None = None, train_size: int | None = None,
-                use_gpu: bool | str = "auto", seed: int = 0, progress: bool = True,
-                return_index: bool = False) -> Any:
-    """Build the ``factory`` index over ``keys`` (count, dim), any float dtype, memory-mapped is fine.
+# ------------------------------------------------------------------------------------- build and load
 
-    Writes ``folder/index.faiss`` (unless ``folder`` is None) and returns its JSON description
-    (factory, file, metric, search params, training size, build seconds, bytes, bytes per entry), or
-    ``(description, index)`` when ``return_index``. ``factory="none"`` builds nothing.
+
+def _no_polysemous_training(index: Any) -> None:
+    """Turn off the polysemous training faiss's factory gives PQ codes: it takes 10x the PQ training time
+    and serves only polysemous filtering (``polysemous_ht``), which search here never sets."""
+    faiss = _faiss()
+    for part in (index, _ivf(index)):
+        part = faiss.downcast_index(part) if part is not None else None
+        if part is not None and getattr(part, "do_polysemous_training", False):
+            part.do_polysemous_training = False
+
+
+def _train(index: Any, keys: np.ndarray, factory: str, size: int, seed: int) -> int:
+    sample = _sample_rows(keys, size, seed)
+    try:
+        index.train(sample)
+    except RuntimeError as error:
+        raise ValueError(f"faiss could not train {factory!r} on {len(sample):,} keys of dim {keys.shape[1]} "
+                         f"({str(error).splitlines()[0]}); choose a smaller index (e.g. 'Flat' or "
+                         f"'HNSW32') for a store this small") from error
+    return len(sample)
+
+
+def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str = DEFAULT_FACTORY, *,
+                nprobe: int | None = None, ef_search: int | None = None, train_size: int | None = None,
+                use_gpu: bool | str = "auto", gpus: int | None = None, rerank: int | None = None, seed: int = 0,
+                progress: bool = True, return_index: bool = False) -> Any:
+    """Build the ``factory`` index over ``keys`` (count, dim), any float dtype, memory-mapped is fine (a
+    training sample and one block of :data:`ADD_BATCH` keys are in memory at a time).
+
+    Writes ``folder/index.faiss`` (unless ``folder`` is None) and returns its JSON description, or
+    ``(description, index)`` when ``return_index``: the factory used and asked for, the parameters in force
+    read back from the index (:func:`index_params`: nlist, nprobe, code size, efSearch), ``rerank``,
+    training size, build seconds (train and add), ``built_on_gpu`` (whether it was: a failed move to the
+    GPU is a warning and False; ``gpus``: use the first so many GPUs, default all), the ``fallbacks`` warned about, bytes. ``factory="none"`` builds nothing.
     """
     faiss = _faiss()
     count, dim = keys.shape
     if factory.lower() == "none":
         return ({"factory": "none"}, None) if return_index else {"factory": "none"}
+    record: list[str] = []
     requested = factory
-    factory = fit_factory_to_size(factory, count)
-    if factory != requested:
-        print(f"faiss: {count:,} keys are too few to train {requested!r} (faiss wants >= 39 per IVF list); "
-              f"using {factory!r}")
+    factory = resolve_factory(factory, count, dim)
+    if factory != requested and not requested.lower().startswith("auto"):
+        fallback(f"faiss: {count:,} keys are too few to train {requested!r} (faiss wants >= 39 per IVF list); "
+                 f"using {factory!r}", record)
     started = time.perf_counter()
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_L2)
     except RuntimeError as error:
         raise ValueError(f"faiss cannot build index_factory({dim}, {factory!r}): {error}") from error
-    gpus = gpu_count(use_gpu)
-    if gpus:
-        index = _to_gpu(index)
+    _no_polysemous_training(index)
+    on_gpu = False
+    if gpu_count(use_gpu, record):
+        index, on_gpu = to_gpu(index, record, gpus=gpus)
     trained_on = 0
     if not index.is_trained:
-        match = re.search(r"IVF(\d+)", factory)
-        default_size = max(DEFAULT_TRAIN_SIZE, 64 * int(match.group(1))) if match else DEFAULT_TRAIN_SIZE
-        sample = _sample_rows(keys, min(count, train_size or default_size), seed)
-        try:
-            index.train(sample)
-        except RuntimeError as error:
-            raise ValueError(f"faiss could not train {factory!r} on {len(sample):,} keys of dim {dim} "
-                             f"({str(error).splitlines()[0]}); choose a smaller index (e.g. 'Flat' or "
-                             f"'HNSW32') for a store this small") from error
-        trained_on = len(sample)
-        del sample
+        trained_on = _train(index, keys, factory, min(count, train_size or default_train_size(factory, count)), seed)
+    train_seconds = time.perf_counter() - started
+    quantizer_graph = _hnsw(index) if _ivf(index) is not None else None
+    if quantizer_graph is not None:  # a greedy graph search over clustered centroids misplaces keys
+        quantizer_graph.efSearch = max(int(quantizer_graph.efSearch), ADD_EF_SEARCH)
     for start in tqdm(range(0, count, ADD_BATCH), desc=f"faiss add ({factory})", unit="batch",
                       disable=not progress, dynamic_ncols=True):
         index.add(np.ascontiguousarray(keys[start:start + ADD_BATCH], dtype=np.float32))
-    params = {**_default_params(factory), **{k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search))
-                                             if v is not None}}
-    set_search_params(index, params.get("nprobe"), params.get("ef_search"))
+    params = {**default_params(factory), **{k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search))
+                                            if v is not None}}
+    set_search_params(index, params.get("nprobe"), params.get("ef_search"), record)
     seconds = time.perf_counter() - started
     meta: dict[str, Any] = {"factory": factory, "requested_factory": requested, "file": INDEX_FILE,
-                            "metric": "L2", "count": int(index.ntotal),
-                            "nprobe": params.get("nprobe"), "efSearch": params.get("ef_search"),
-                            "trained_on": trained_on, "build_seconds": round(seconds, 3),
-                            "built_on_gpu": bool(gpus)}
+                            "metric": "L2", **index_params(index),
+                            "rerank": default_rerank(factory) if rerank is None else (int(rerank) or None),
+                            "trained_on": trained_on, "train_seconds": round(train_seconds, 3),
+                            "build_seconds": round(seconds, 3), "built_on_gpu": on_gpu, "fallbacks": record}
     if folder is not None:
         path = Path(folder) / INDEX_FILE
         tmp = path.with_name(f".{path.name}.tmp")
         faiss.write_index(_to_cpu(index), str(tmp))
         os.replace(tmp, path)
+        meta["type"] = type(faiss.downcast_index(faiss.read_index(str(path), mmap_flags()))).__name__  # as loaded
         meta["bytes"] = path.stat().st_size
         meta["bytes_per_entry"] = round(meta["bytes"] / max(count, 1), 2)
     return (meta, index) if return_index else meta
 
 
-def load_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: int | None = None,
-               use_gpu: bool | str = "auto", mmap: bool = False) -> Any:
-    """Read a saved index (onto the GPUs when faiss has them and ``use_gpu`` allows) and set its search
-    parameters. ``mmap=True`` maps the file instead of reading it (CPU, index types that allow it)."""
+def mmap_flags() -> int:
+    """faiss read flags that map an index file instead of reading it: ``IO_FLAG_MMAP_IFC`` (faiss >= 1.11:
+    the codes of IVF lists, Flat, SQ and HNSW storage are used in place from the mapped file, shared
+    between processes) or, on an older faiss, ``IO_FLAG_MMAP | IO_FLAG_READ_ONLY`` (IVF lists only)."""
+    faiss = _faiss()
+    skip_table = int(getattr(faiss, "IO_FLAG_SKIP_PRECOMPUTE_TABLE", 0))  # see _precomputed_table
+    if hasattr(faiss, "IO_FLAG_MMAP_IFC"):
+        return int(faiss.IO_FLAG_MMAP_IFC) | skip_table
+    return int(faiss.IO_FLAG_MMAP) | int(getattr(faiss, "IO_FLAG_READ_ONLY", 0)) | skip_table
+
+
+def open_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: int | None = None,
+               use_gpu: bool | str = "auto", mmap: bool = True) -> tuple[Any, dict[str, Any]]:
+    """``(index, state)``: the saved index at ``path`` with its search parameters set, and what is in
+    force (:func:`index_params` plus ``mapped``, ``on_gpu``, ``fallbacks``).
+
+    On the CPU with ``mmap`` the file is memory-mapped (:func:`mmap_flags`): processes that open the
+    same store share its pages and an index larger than memory still searches. Where GPUs are used the
+    file is read and copied to them; a failed copy (out of memory, an index type without a GPU version)
+    warns and searches the mapped file on the CPU."""
     faiss = _faiss()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: rebuild the store with `t2m datastore build --overwrite`, or "
                                 "search the keys exactly (--exact; exact=True in Python)")
-    flags = faiss.IO_FLAG_MMAP if mmap else 0
-    index = faiss.read_index(str(path), flags)
-    if gpu_count(use_gpu):
-        index = _to_gpu(index)
-    set_search_params(index, nprobe, ef_search)
-    return index
+    record: list[str] = []
+    gpus = gpu_count(use_gpu, record)
+    mapped = bool(mmap and not gpus)
+    index = None
+    if mapped:
+        try:
+            index = faiss.read_index(str(path), mmap_flags())
+        except RuntimeError as error:
+            fallback(f"faiss cannot map {path.name} ({str(error).strip().splitlines()[-1]}): it is read into this "
+                     "process's memory instead (each process holds its own copy)", record)
+            mapped = False
+    if index is None:
+        index = faiss.read_index(str(path))
+    on_gpu = False
+    if gpus:
+        index, on_gpu = to_gpu(index, record)
+        if not on_gpu and mmap:  # the CPU copy just read would be private: map it instead
+            try:
+                index, mapped = faiss.read_index(str(path), mmap_flags()), True
+            except RuntimeError:
+                pass
+    if mapped:
+        _precomputed_table(index)
+    set_search_params(index, nprobe, ef_search, record)
+    return index, {**index_params(index), "mapped": mapped, "on_gpu": on_gpu, "fallbacks": record}
 
 
-def exact_index(keys: np.ndarray, use_gpu: bool | str = "auto") -> Any:
-    """An in-memory exact (``IndexFlatL2``) index over ``keys`` (converted to float32 in blocks)."""
+def _precomputed_table(index: Any, max_bytes: int = PRECOMPUTED_TABLE_BYTES) -> None:
+    """IVF-PQ's precomputed distance table (nlist x M x 256 floats) is private to each process: compute it
+    when it takes at most ``max_bytes``, else search without it (read with IO_FLAG_SKIP_PRECOMPUTE_TABLE)."""
     faiss = _faiss()
+    ivf = _ivf(index)
+    ivf = faiss.downcast_index(ivf) if ivf is not None else None
+    if ivf is None or not hasattr(ivf, "use_precomputed_table") or not hasattr(ivf, "pq"):
+        return
+    table = int(ivf.nlist) * int(ivf.pq.M) * int(ivf.pq.ksub) * 4
+    if table <= max_bytes:
+        ivf.precompute_table()
+    else:
+        ivf.use_precomputed_table = -1
+
+
+def load_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: int | None = None,
+               use_gpu: bool | str = "auto", mmap: bool = True) -> Any:
+    """The index of :func:`open_index` (memory-mapped on the CPU unless ``mmap=False``)."""
+    return open_index(path, nprobe=nprobe, ef_search=ef_search, use_gpu=use_gpu, mmap=mmap)[0]
+
+
+# ------------------------------------------------------------------------------------------ exact search
+
+
+class StreamedExactIndex:
+    """Exact squared-L2 search over memory-mapped keys, a block of ``block`` keys (float16 -> float32) at a
+    time: memory stays one block whatever the store's size. Answers ``search(queries, k)`` as a faiss
+    index does (``ntotal``, ``d``)."""
+
+    def __init__(self, keys: np.ndarray, block: int = ADD_BATCH) -> None:
+        self.keys = keys
+        self.ntotal, self.d = int(keys.shape[0]), int(keys.shape[1])
+        self.block = int(block)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        heap = faiss.ResultHeap(len(queries), int(k))
+        for start in range(0, self.ntotal, self.block):
+            block = np.ascontiguousarray(self.keys[start:start + self.block], dtype=np.float32)
+            distances, ids = faiss.knn(queries, block, min(int(k), len(block)))
+            if ids.shape[1] < k:  # a last block smaller than k
+                pad = k - ids.shape[1]
+                distances = np.pad(distances, ((0, 0), (0, pad)), constant_values=np.inf)
+                ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+            heap.add_result(np.ascontiguousarray(distances, dtype=np.float32),
+                            np.ascontiguousarray(np.where(ids >= 0, ids + start, -1), dtype=np.int64))
+        heap.finalize()
+        return heap.D, heap.I
+
+
+def exact_index(keys: np.ndarray, use_gpu: bool | str = "auto", max_bytes: int = EXACT_IN_MEMORY_BYTES) -> Any:
+    """Exact search over ``keys``: an in-memory ``IndexFlatL2`` (on the GPU when there is one) while the keys
+    take at most ``max_bytes`` in float32, else a :class:`StreamedExactIndex` over the memory-mapped keys."""
+    faiss = _faiss()
+    if keys.shape[0] * keys.shape[1] * 4 > max_bytes:
+        return StreamedExactIndex(keys)
     index = faiss.IndexFlatL2(keys.shape[1])
     if gpu_count(use_gpu):
-        index = _to_gpu(index)
+        index, _ = to_gpu(index, what="exact index")
     for start in range(0, len(keys), ADD_BATCH):
         index.add(np.ascontiguousarray(keys[start:start + ADD_BATCH], dtype=np.float32))
     return index

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datastore.index import exact_index, load_index
+from datastore.index import exact_index, open_index
 
 
 @dataclass(frozen=True)
@@ -26,36 +26,69 @@ class Neighbours:
 
 
 class Retriever:
-    """Searches a FAISS index over a store's keys and maps entry ids to value tokens."""
+    """Searches a FAISS index over a store's keys and maps entry ids to value tokens.
 
-    def __init__(self, index: Any, values: np.ndarray, description: str = "") -> None:
+    ``values`` may be memory-mapped (the store's ``values.npy``): only the found ids are read. With
+    ``rerank`` and ``keys`` (a lossy PQ index) the index's ``rerank * k`` nearest are re-ranked by exact
+    squared L2 distance to their float16 keys, read from the memory-mapped ``keys``."""
+
+    def __init__(self, index: Any, values: np.ndarray, description: str = "", *, keys: np.ndarray | None = None,
+                 rerank: int | None = None, state: dict[str, Any] | None = None) -> None:
         self.index = index
-        self.values = torch.from_numpy(np.asarray(values, dtype=np.int64))  # (count,)
+        self.values = values  # (count,) int32 or int64, memory-mapped or not
         self.description = description
+        self.keys = keys
+        self.rerank = int(rerank) if rerank and keys is not None else None
+        self.state = dict(state or {})  # what is in force (datastore.index.open_index)
 
     @classmethod
     def from_store(cls, store: Any, nprobe: int | None = None, ef_search: int | None = None,
-                   use_gpu: bool | str = "auto", exact: bool = False) -> "Retriever":
-        """The store's saved index (with its saved nprobe / efSearch unless given), or an exact
-        in-memory index over its keys when ``exact`` or when the store was built without an index."""
+                   use_gpu: bool | str = "auto", exact: bool = False, mmap: bool = True,
+                   rerank: int | None = None) -> "Retriever":
+        """The store's saved index (with its saved nprobe / efSearch / rerank unless given; memory-mapped
+        on the CPU unless ``mmap=False``), or exact search over its keys when ``exact`` or when the store
+        was built without an index (in memory for small stores, streamed from the mapped keys for large)."""
         meta = store.meta.get("index", {})
         if exact or meta.get("factory", "none") == "none":
-            return cls(exact_index(store.keys, use_gpu=use_gpu), store.values, "Flat (exact, in memory)")
+            index = exact_index(store.keys, use_gpu=use_gpu)
+            how = "in memory" if hasattr(index, "is_trained") else "streamed from the mapped keys"
+            return cls(index, store.values, f"Flat (exact, {how})", state={"type": type(index).__name__})
         nprobe = meta.get("nprobe") if nprobe is None else nprobe
         ef_search = meta.get("efSearch") if ef_search is None else ef_search
-        index = load_index(store.index_path, nprobe=nprobe, ef_search=ef_search, use_gpu=use_gpu)
-        return cls(index, store.values, f"{meta['factory']} (nprobe={nprobe}, efSearch={ef_search})")
+        rerank = meta.get("rerank") if rerank is None else (rerank or None)
+        index, state = open_index(store.index_path, nprobe=nprobe, ef_search=ef_search, use_gpu=use_gpu,
+                                  mmap=mmap)
+        where = "GPU" if state["on_gpu"] else ("CPU, mapped" if state["mapped"] else "CPU, in memory")
+        rerank_text = f", re-ranked from {rerank}k" if rerank else ""
+        return cls(index, store.values,
+                   f"{meta['factory']} (nprobe={state.get('nprobe')}, efSearch={state.get('efSearch')}{rerank_text}; "
+                   f"{where})", keys=store.keys, rerank=rerank, state=state)
+
+    def _rerank(self, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` of each row's shortlist ``ids`` (n, m) nearest by exact distance to their keys."""
+        found = ids >= 0
+        keys = np.asarray(self.keys[np.where(found, ids, 0).ravel()], dtype=np.float32).reshape(*ids.shape, -1)
+        distances = ((keys - queries[:, None, :]) ** 2).sum(-1)  # (n, m)
+        distances[~found] = np.inf
+        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
 
     def search(self, queries: torch.Tensor, k: int) -> Neighbours:
         """The ``k`` nearest entries of each row of ``queries`` (n, dim)."""
         device = queries.device
         array = np.ascontiguousarray(queries.detach().to("cpu", torch.float32).numpy())  # (n, dim)
-        distances, indices = self.index.search(array, int(k))  # (n, k), (n, k)
-        indices_t = torch.from_numpy(indices)
-        missing = indices_t < 0
-        values = self.values[indices_t.clamp(min=0)].masked_fill(missing, -1)  # (n, k)
-        distances_t = torch.from_numpy(distances).masked_fill(missing, float("inf"))
-        return Neighbours(distances_t.to(device), indices_t.to(device), values.to(device))
+        if self.rerank:
+            _, shortlist = self.index.search(array, int(k) * self.rerank)  # (n, rerank * k)
+            distances, indices = self._rerank(array, shortlist, int(k))
+        else:
+            distances, indices = self.index.search(array, int(k))  # (n, k), (n, k)
+        missing = indices < 0
+        values = np.asarray(self.values[np.where(missing, 0, indices)], dtype=np.int64)
+        values_t = torch.from_numpy(values).masked_fill(torch.from_numpy(missing), -1)  # (n, k)
+        distances_t = torch.from_numpy(np.ascontiguousarray(distances, dtype=np.float32)).masked_fill(
+            torch.from_numpy(missing), float("inf"))
+        return Neighbours(distances_t.to(device), torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(device),
+                          values_t.to(device))
 
 
 class RowRestrictedRetriever:
@@ -73,7 +106,7 @@ class RowRestrictedRetriever:
         self._bounds = np.searchsorted(rows[order], np.arange(int(rows.max()) + 2 if len(rows) else 1))
         self._order = order
         self._keys = store.keys  # (count, dim) float16, memory-mapped: each input's entries are gathered once
-        self.values = torch.from_numpy(np.asarray(store.values, dtype=np.int64))
+        self.values = store.values  # (count,) int32, memory-mapped: only the found ids are read
         self._inputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (entries, keys, |key|²)
         self.description = "exact, restricted to each input's rows"
 
@@ -113,5 +146,6 @@ class RowRestrictedRetriever:
             distances[part, :found] = best
             indices[part, :found] = entries[pos]
         missing = indices < 0
-        values = self.values[indices.clamp(min=0)].masked_fill(missing, -1)
+        values = torch.from_numpy(np.asarray(self.values[indices.clamp(min=0).numpy()], dtype=np.int64))
+        values = values.masked_fill(missing, -1)
         return Neighbours(distances.to(device), indices.to(device), values.to(device))

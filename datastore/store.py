@@ -312,7 +312,7 @@ class Datastore:
             raise DatastoreMismatchError(
                 f"{self.path} is a {self.task} datastore (its keys predict {self.task} tokens) and cannot serve a "
                 f"{task} translation; give a store built with `t2m datastore build --task {task}`")
-        if model is not None:
+        if model is not None and self.meta.get("model"):  # a store written from arrays may name no model
             built = self.meta["model"]
             given = model_fingerprint(model)
             if given["fingerprint"] != built["fingerprint"]:
@@ -324,7 +324,7 @@ class Datastore:
                     f"its {what}. Its keys are another model's hidden states: use the model it was built "
                     f"from, or rebuild the store with `t2m datastore build --model <your model> ...`."
                 )
-        if tokenizer is not None:
+        if tokenizer is not None and self.meta.get("tokenizer"):
             built = self.meta["tokenizer"]
             given = tokenizer_fingerprint(tokenizer)
             if given["fingerprint"] != built["fingerprint"]:
@@ -356,14 +356,16 @@ class Datastore:
     # ---------------------------------------------------------------- retrieval
 
     def retriever(self, nprobe: int | None = None, ef_search: int | None = None,
-                  use_gpu: bool | str = "auto", exact: bool = False) -> Any:
-        """A :class:`datastore.retrieve.Retriever` over this store (cached per settings on this object)."""
+                  use_gpu: bool | str = "auto", exact: bool = False, mmap: bool = True,
+                  rerank: int | None = None) -> Any:
+        """A :class:`datastore.retrieve.Retriever` over this store (cached per settings on this object): its
+        index memory-mapped on the CPU (``mmap=False`` reads it into this process), or exact search."""
         from datastore.retrieve import Retriever
 
-        key = (nprobe, ef_search, str(use_gpu), exact)
+        key = (nprobe, ef_search, str(use_gpu), exact, mmap, rerank)
         if key not in self._retrievers:
             self._retrievers[key] = Retriever.from_store(self, nprobe=nprobe, ef_search=ef_search,
-                                                         use_gpu=use_gpu, exact=exact)
+                                                         use_gpu=use_gpu, exact=exact, mmap=mmap, rerank=rerank)
         return self._retrievers[key]
 
     def __repr__(self) -> str:

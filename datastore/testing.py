@@ -64,3 +64,24 @@ def tiny_pairs(tsv_path: str | Path, n_rows: int, source_column: str, target_col
     tokenizer = train_tokenizer(sources + targets, vocab_size)
     model = tiny_t5(len(tokenizer), d_model=d_model, num_layers=num_layers, seed=seed)
     return tokenizer, model, sources, targets
+
+
+def mixture_keys(count: int, dim: int, clusters: int = 256, spread: float = 0.35, seed: int = 0,
+                 block: int = 65_536, out=None, draw_seed: int | None = None):
+    """(count, dim) float16 keys drawn from a mixture of ``clusters`` isotropic Gaussians (unit-variance
+    centres, each ``spread`` wide, unequal weights), as decoder states cluster; written into ``out`` (an
+    array or memmap of that shape, e.g. ``np.lib.format.open_memmap``) a block at a time when given.
+    ``seed`` chooses the mixture; ``draw_seed`` (default: go on with ``seed``'s generator) other draws of it,
+    e.g. queries."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    weights = rng.dirichlet(np.full(clusters, 0.5))
+    rng = rng if draw_seed is None else np.random.default_rng([seed, draw_seed])
+    keys = np.empty((count, dim), dtype=np.float16) if out is None else out
+    for start in range(0, count, block):
+        n = min(block, count - start)
+        picks = rng.choice(clusters, size=n, p=weights)
+        keys[start:start + n] = centres[picks] + spread * rng.standard_normal((n, dim), dtype=np.float32)
+    return keys

@@ -79,15 +79,17 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
                          dev_size: int | None = None, index_factory: str | None = None, layer: str = "lm_head_input",
                          batch_size: int = DEFAULT_BATCH_SIZE, max_source_len: int = DEFAULT_MAX_LEN,
                          max_target_len: int = DEFAULT_MAX_LEN, fraction: float = 1.0,
-                         nprobe: int | None = None, ef_search: int | None = None,
-                         knn: Any = None, auto_temperature: bool | None = None, allow_pickle: bool = False,
+                         nprobe: int | None = None, ef_search: int | None = None, train_size: int | None = None,
+                         use_gpu: bool | str = "auto", knn: Any = None, auto_temperature: bool | None = None,
+                         allow_pickle: bool = False,
                          overwrite: bool = False,
                          resume: bool = True, chunk_batches: int = 8, progress: bool = True,
                          neighbour_database: Any = None) -> Path:
     """Build the ``task`` datastore of the checkpoint in ``model_dir`` over the training pairs of
     ``data`` (see :func:`training_records`) into ``out``; returns ``out``. A checkpoint trained with
     neighbours reads each pair with its nearest other-molecule pairs of its database (``neighbour_database``,
-    default: the checkpoint's own), as in training."""
+    default: the checkpoint's own), as in training. ``index_factory`` (default ``"auto"``: sized by the entry
+    count), ``nprobe``, ``ef_search``, ``train_size``, ``use_gpu``: :func:`datastore.index.build_index`."""
     from datastore.build import PairBatches, build_datastore
     from t2m.modeling import load_model
     from t2m.neighbours import NeighbourFormat, load_checkpoint_database, model_inputs
@@ -115,7 +117,9 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
                       "row_ids": "indices into the split's rows" if fraction < 1 else "all rows, in order",
                       "prompt_style": info.prompt_style, "max_source_len": max_source_len,
                       "max_target_len": max_target_len, "batch_size": batch_size})
-    options = {k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search)) if v is not None}
+    options = {k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search), ("train_size", train_size))
+               if v is not None}
+    options["use_gpu"] = use_gpu
     return build_datastore(model, batches, Path(out), tokenizer=tokenizer, task=task, layer=layer, data=data_meta,
                            knn=knn, auto_temperature=auto_temperature, index_factory=index_factory,
                            index_options=options,
@@ -126,8 +130,8 @@ def subset_task_datastore(full: str | os.PathLike, out: str | os.PathLike, fract
                           index_factory: str | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """The ``fraction`` store of the training pairs (:func:`subset_rows`, the rows
     :func:`build_task_datastore` with that ``fraction`` would use) cut from the full store in ``full``
-    (:func:`datastore.build.subset_datastore`: the same entries, no model run); returns ``out``."""
-    from datastore.build import subset_datastore
+    (:func:`datastore.write.subset_datastore`: the same entries, no model run); returns ``out``."""
+    from datastore.write import subset_datastore
     from datastore.store import Datastore, DatastoreError
 
     store = Datastore.load(full)

@@ -60,6 +60,22 @@ def test_build_and_inspect_from_the_command_line(checkpoint, capsys):
         assert nearest["token"] == token["token"]
 
 
+def test_build_options_reach_the_index_and_are_recorded_as_in_force(checkpoint, capsys):
+    from t2m.cli import main
+
+    from datastore import Datastore
+
+    folder, _ = checkpoint
+    out = folder / "store-ivf"
+    assert main(["datastore", "build", "--model", str(folder / "model"), "--data", str(folder / "pairs.tsv"),
+                 "--task", "mol2text", "--out", str(out), "--index", "IVF4,Flat", "--nprobe", "3",
+                 "--train-size", "200", "--gpu", "no", "--batch-size", "8"]) == 0
+    index = Datastore.load(out).meta["index"]
+    assert (index["factory"], index["nlist"], index["nprobe"], index["trained_on"]) == ("IVF4,Flat", 4, 3, 200)
+    assert index["built_on_gpu"] is False and index["fallbacks"] == []
+    capsys.readouterr()
+
+
 def test_subset_rows_are_nested_and_deterministic():
     quarter, half = subset_rows(100, 0.25), subset_rows(100, 0.5)
     assert len(quarter) == 25 and len(half) == 50 and set(quarter) <= set(half)

@@ -178,3 +178,19 @@ def test_cli_knn_pairs(tiny_model_dir, store_and_rows, tmp_path):
                  "--knn-pairs", "2", "--knn-lambda", "0.5", "--output", str(out), "--max-new-tokens", "6",
                  records[0]["smiles"], records[1]["smiles"]]) == 0
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_jobs_workers_search_the_memory_mapped_store_as_one_process_does(tiny_model_dir, store_and_rows):
+    """``--jobs`` workers open the store memory-mapped (index, keys, values): their translations are the
+    single process's."""
+    from t2m.decode_pool import DecodePool, KNNSpec
+
+    store, records = store_and_rows
+    sources = [r["smiles"] for r in records[:4]]
+    one = Translator.from_pretrained(tiny_model_dir).translate(
+        sources, task="mol2text", num_beams=2, max_new_tokens=12,
+        knn=KNNSettings(store, k=4, lambda_=0.5, temperature=10.0))
+    with DecodePool(tiny_model_dir, jobs=2, threads=1, stores=[store]) as pool:
+        pooled = pool.translate(sources, "mol2text", knn=KNNSpec(str(store), 4, 0.5, 10.0), num_beams=2,
+                                max_new_tokens=12)
+    assert [t.output for t in pooled.translations] == [t.output for t in one]

@@ -2,7 +2,8 @@
 :func:`t2m.knn_store.build_task_datastore` and :func:`t2m.knn_inspect.inspect_translation`.
 
     t2m datastore build --model DIR --data DIR --task {text2mol,mol2text} --out DIR
-                        [--index FACTORY] [--layer LAYER] [--batch-size N] [--fraction F]
+                        [--index FACTORY] [--nprobe N] [--train-size N] [--gpu auto|yes|no]
+                        [--layer LAYER] [--batch-size N] [--fraction F]
     t2m datastore inspect --store DIR --model DIR "input text"
 
 Multi-process builds: see :mod:`t2m.knn_store`.
@@ -48,11 +49,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="which direction the store serves: text2mol (keys of SMILES tokens) or mol2text (keys "
                             "of caption tokens)")
     build.add_argument("--out", required=True, help="store folder to create")
-    build.add_argument("--index", default=None, help="FAISS index_factory string, 'Flat' for exact search, 'none' "
-                                                     "for no index (default: IVF2048,SQfp16, fewer lists for a small "
-                                                     "store)")
-    build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default)")
-    build.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch (saved as the default)")
+    build.add_argument("--index", default=None,
+                       help="FAISS index: 'auto' (default: IVF with about 4*sqrt(N) lists and float16 codes, an HNSW "
+                            "coarse quantizer from 1M entries; IVF2048,SQfp16 at 260k), 'auto,PQ' (8x smaller codes, "
+                            "re-ranked exactly from the keys), any index_factory string ('Flat': exact search), or "
+                            "'none' (no index)")
+    build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default; default 10)")
+    build.add_argument("--ef-search", type=int, default=None,
+                       help="HNSW efSearch, of the index or its coarse quantizer (saved as the default; default 64)")
+    build.add_argument("--train-size", type=int, default=None,
+                       help="keys the index is trained on (default: 64 per IVF list, at least 100,000)")
+    build.add_argument("--gpu", choices=("auto", "yes", "no"), default="auto",
+                       help="build the index on the GPUs: auto (when faiss has GPU support and sees one), yes (fail "
+                            "without), no")
     build.add_argument("--layer", default="lm_head_input",
                        help="key: lm_head_input (default), final_norm, or block:<i>")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="training pairs per forward pass")
@@ -112,6 +121,7 @@ def _check_build(args: argparse.Namespace) -> None:
                                       ("--chunk-batches", args.chunk_batches, 1, "must be 1 or more"),
                                       ("--nprobe", args.nprobe, 1, "must be 1 or more"),
                                       ("--ef-search", args.ef_search, 1, "must be 1 or more"),
+                                      ("--train-size", args.train_size, 1, "must be 1 or more"),
                                       ("--k", args.k, 1, "must be 1 or more")):
         check_range(option, value, low, what=what)
     check_range("--fraction", args.fraction, 0, 1, low_open=True, what="must be in (0, 1] (1: every training pair)")
@@ -166,7 +176,9 @@ def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
     return build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,
                                 index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
                                 max_source_len=args.max_source_len, max_target_len=args.max_target_len,
-                                fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search, knn=knn,
+                                fraction=args.fraction, nprobe=args.nprobe, ef_search=args.ef_search,
+                                train_size=args.train_size, use_gpu={"yes": True, "no": False}.get(args.gpu, "auto"),
+                                knn=knn,
                                 auto_temperature=args.temperature is None,
                                 allow_pickle=args.allow_pickle, overwrite=args.overwrite,
                                 resume=not args.no_resume, chunk_batches=args.chunk_batches)

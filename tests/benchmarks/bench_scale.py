@@ -1,0 +1,264 @@
+"""Datastores of millions of entries (issue 30): synthetic keys through ``write_datastore`` and the real query
+path (``Datastore.load(...).retriever().search``), one thread.
+
+    OMP_NUM_THREADS=1 python tests/benchmarks/bench_scale.py --sizes 100000,300000,1000000 --dim 256 \
+        [--codecs auto,auto:PQ] [--work /tmp/scale-bench] [--json docs/datastore_scale.json]
+
+For each size N and index (``auto``: :func:`datastore.index.sized_factory`; ``auto:PQ`` its PQ variant,
+re-ranked from the keys) it measures
+- build: seconds and µs per entry of training and of adding (``write_datastore``'s index build);
+- size: index bytes per entry against the codec's theory (codes + 8-byte ids per entry, the float32
+  centroids, the HNSW quantizer's level-0 links);
+- load: seconds to ``Datastore.load`` + ``retriever()`` in a fresh process (memory-mapped index);
+- memory: two worker processes (what ``--jobs 2`` workers do: load the store, take its retriever, search
+  ``--worker-steps`` steps of 160 queries): their anonymous (private) memory growth, RSS and PSS, and the
+  RSS / PSS of the index file's mapping;
+- speed: ms per decoding step of 40 and 160 queries, k 16, in this process (one faiss thread), the codes
+  scanned per query (faiss's IVF statistics);
+- recall@16 of ``--recall-queries`` queries against exact search streamed over the memory-mapped keys.
+
+The keys are a Gaussian mixture (:func:`datastore.testing.mixture_keys`, ``--clusters`` centres, spread
+``--spread``): not fitted to a real store's keys (none was at hand), so its recall is the index's on
+clustered data of this shape, not a claim about decoder states. Queries are fresh draws of the same mixture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+K = 16
+
+
+def _smaps(index_name: str = "index.faiss") -> dict[str, float]:
+    """MB: this process's anonymous memory, RSS, PSS, and the RSS / PSS of ``index_name``'s mapping."""
+    found = {"anonymous": 0.0, "rss": 0.0, "pss": 0.0, "index_rss": 0.0, "index_pss": 0.0}
+    with open("/proc/self/smaps_rollup") as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            if name in ("Anonymous", "Rss", "Pss"):
+                found[name.lower()] = int(rest.split()[0]) / 1024
+    current = None
+    with open("/proc/self/smaps") as handle:
+        for line in handle:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:
+                current = fields[5] if len(fields) >= 6 else None
+            elif current and current.endswith(index_name) and fields[0] in ("Rss:", "Pss:"):
+                found["index_" + fields[0][:-1].lower()] += int(fields[1]) / 1024
+    return found
+
+
+def _queries(count: int, dim: int, clusters: int, spread: float, seed: int) -> np.ndarray:
+    from datastore.testing import mixture_keys
+
+    return mixture_keys(count, dim, clusters=clusters, spread=spread, seed=0, draw_seed=seed).astype(np.float32)
+
+
+def _worker(path: str, queries: np.ndarray, steps: int, barrier: Any, results: Any) -> None:
+    import faiss
+    import torch
+
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
+    from datastore import Datastore
+
+    before = _smaps()
+    started = time.perf_counter()
+    retriever = Datastore.load(path).retriever()
+    load_seconds = time.perf_counter() - started
+    for step in range(steps):
+        retriever.search(torch.from_numpy(queries[(step % 4) * 160:(step % 4 + 1) * 160]), K)
+    barrier.wait()
+    after = _smaps()
+    barrier.wait()
+    results.put({"load_seconds": round(load_seconds, 4), "mapped": retriever.state.get("mapped"),
+                 **{f"{name}_mb": round(after[name] - (before[name] if name in ("anonymous", "rss", "pss") else 0), 1)
+                    for name in after}})
+
+
+def _two_workers(path: Path, queries: np.ndarray, steps: int) -> list[dict]:
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_worker, args=(str(path), queries, steps, barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    found = [results.get(timeout=1800) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    return found
+
+
+def _theory_bytes(meta: dict, dim: int) -> int:
+    """What the index's codec takes: codes and 8-byte ids per entry, float32 centroids, HNSW level-0 links,
+    PQ codebooks (256 float32 centroids per sub-vector)."""
+    count, nlist, code = int(meta["count"]), int(meta.get("nlist") or 0), int(meta.get("code_size") or 0)
+    links = nlist * 2 * 32 * 4 if meta.get("quantizer") == "IndexHNSWFlat" else 0
+    codebooks = 256 * dim * 4 if "PQ" in meta["factory"] else 0
+    return count * (code + (8 if nlist else 0)) + nlist * dim * 4 + links + codebooks
+
+
+def _step_ms(retriever: Any, queries: np.ndarray, rows: int, budget: float = 20.0) -> dict[str, float]:
+    import faiss
+    import torch
+
+    times, scanned = [], []
+    started = time.perf_counter()
+    for step in range(0, len(queries) // rows):
+        batch = torch.from_numpy(queries[step * rows:(step + 1) * rows])
+        stats = getattr(faiss.cvar, "indexIVF_stats", None)
+        if stats is not None:
+            stats.reset()
+        t = time.perf_counter()
+        retriever.search(batch, K)
+        times.append(time.perf_counter() - t)
+        if stats is not None:
+            scanned.append(stats.ndis / rows)
+        if time.perf_counter() - started > budget and len(times) >= 5:
+            break
+    return {f"ms_per_step_{rows}": round(1000 * float(np.median(times)), 2), "steps_timed": len(times),
+            "codes_scanned_per_query": round(float(np.mean(scanned)), 1) if scanned else None}
+
+
+def _recall(store: Any, retriever: Any, queries: np.ndarray) -> float:
+    import torch
+
+    from datastore.index import StreamedExactIndex
+
+    _, truth = StreamedExactIndex(store.keys).search(queries, K)
+    found = retriever.search(torch.from_numpy(queries), K).indices.numpy()
+    return round(float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)])), 4)
+
+
+def _keys_file(work: Path, count: int, args: argparse.Namespace) -> Path:
+    from datastore.testing import mixture_keys
+
+    path = work / f"keys-{count}-{args.dim}-{args.clusters}-{args.spread}.npy"
+    if not path.is_file():
+        out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float16,
+                                        shape=(count, args.dim))
+        mixture_keys(count, args.dim, clusters=args.clusters, spread=args.spread, seed=0, out=out)
+        out.flush()
+        del out
+        path.with_suffix(".tmp.npy").rename(path)
+    return path
+
+
+def run_one(count: int, codec: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import faiss
+
+    from datastore import Datastore, write_datastore
+
+    faiss.omp_set_num_threads(1)
+    keys = _keys_file(work, count, args)
+    values = np.zeros(count, dtype=np.int32)
+    out = work / f"store-{count}-{codec.replace(',', '_')}"
+    started = time.perf_counter()
+    write_datastore(out, keys, values, factory=codec.replace(":", ","), knn=None, auto_temperature=False,
+                    overwrite=True, use_gpu=False)
+    total = time.perf_counter() - started
+    store = Datastore.load(out)
+    meta = store.meta["index"]
+    result: dict[str, Any] = {"entries": count, "dim": args.dim, "requested": codec, "factory": meta["factory"],
+                              "nlist": meta.get("nlist"), "nprobe": meta.get("nprobe"), "rerank": meta.get("rerank"),
+                              "trained_on": meta["trained_on"], "write_datastore_seconds": round(total, 1),
+                              "train_seconds": meta["train_seconds"],
+                              "add_seconds": round(meta["build_seconds"] - meta["train_seconds"], 3),
+                              "index_bytes": meta["bytes"], "bytes_per_entry": meta["bytes_per_entry"]}
+    result["train_us_per_entry"] = round(1e6 * result["train_seconds"] / count, 2)
+    result["add_us_per_entry"] = round(1e6 * result["add_seconds"] / count, 2)
+    theory = _theory_bytes(meta, args.dim)
+    result["theory_bytes"] = theory
+    result["bytes_vs_theory"] = round(meta["bytes"] / theory, 4)
+    queries = _queries(max(args.recall_queries, 640, args.step_queries), args.dim, args.clusters, args.spread, 1)
+    result["workers"] = _two_workers(out, queries, args.worker_steps)
+    result["two_workers_pss_of_index_mb"] = round(sum(w["index_pss_mb"] for w in result["workers"]), 1)
+    result["index_mb"] = round(meta["bytes"] / 2 ** 20, 1)
+    started = time.perf_counter()
+    retriever = Datastore.load(out).retriever()
+    result["load_seconds_here"] = round(time.perf_counter() - started, 4)
+    steps = _queries(args.step_queries, args.dim, args.clusters, args.spread, 2)
+    result.update(_step_ms(retriever, steps, 40))
+    result.update({k: v for k, v in _step_ms(retriever, steps, 160).items() if k != "codes_scanned_per_query"})
+    result["recall_at_16"] = _recall(store, retriever, queries[:args.recall_queries])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,300000,1000000")
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--codecs", default="auto", help="comma list: auto, auto:PQ, or factory strings with ':' for ','")
+    parser.add_argument("--clusters", type=int, default=2048)
+    parser.add_argument("--spread", type=float, default=0.5)
+    parser.add_argument("--recall-queries", type=int, default=320)
+    parser.add_argument("--step-queries", type=int, default=3200, help="queries timed, cut into steps")
+    parser.add_argument("--worker-steps", type=int, default=20)
+    parser.add_argument("--work", default="/tmp/scale-bench")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the stores (the keys files are always kept)")
+    parser.add_argument("--table", action="store_true", help="print the table of --json's results and stop")
+    args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.json).read_text())["results"]))
+        return
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    machine = {"cpu": _cpu_model(), "cpus": os.cpu_count(), "faiss": faiss.__version__, "python": platform.python_version(),
+               "threads": 1}
+    results = json.loads(Path(args.json).read_text())["results"] if args.json and Path(args.json).is_file() else []
+    for count in [int(s) for s in args.sizes.split(",")]:
+        for codec in args.codecs.split(","):
+            result = run_one(count, codec, args, work)
+            print(json.dumps(result), flush=True)
+            results = [r for r in results if (r["entries"], r["dim"], r["requested"]) != (count, args.dim, codec)]
+            results.append(result)
+            if args.json:
+                Path(args.json).write_text(json.dumps({"machine": machine, "synthetic": {
+                    "clusters": args.clusters, "spread": args.spread}, "results": results}, indent=1) + "\n")
+            if not args.keep:
+                import shutil
+
+                shutil.rmtree(work / f"store-{count}-{codec.replace(',', '_')}", ignore_errors=True)
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The results as the table of docs/datastore_scale.md."""
+    lines = ["| N | index | train µs/entry | add µs/entry | bytes/entry | vs theory | load s | worker private MB "
+             "| index MB | 2 workers' PSS of it MB | ms/step 40 | ms/step 160 | codes/query | recall@16 |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: (r["dim"], r["requested"], r["entries"])):
+        workers = r["workers"]
+        lines.append(
+            f"| {r['entries']:,} | {r['factory']} nprobe {r['nprobe']}{', rerank ' + str(r['rerank']) if r['rerank'] else ''} "
+            f"| {r['train_us_per_entry']:.1f} | {r['add_us_per_entry']:.1f} | {r['bytes_per_entry']:.1f} "
+            f"| {r['bytes_vs_theory']:.4f} | {max(w['load_seconds'] for w in workers):.3f} "
+            f"| {max(w['anonymous_mb'] for w in workers):.1f} | {r['index_mb']:.1f} | {r['two_workers_pss_of_index_mb']:.1f} "
+            f"| {r['ms_per_step_40']:.1f} | {r['ms_per_step_160']:.1f} | {r['codes_scanned_per_query'] or '–'} "
+            f"| {r['recall_at_16']:.3f} |")
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
