@@ -220,12 +220,16 @@ class NeighbourRanker:
             out += value[node]
         return out
 
-    def scores(self, query: str, candidates: Sequence["Neighbour"]) -> np.ndarray:
+    def prepare(self) -> "NeighbourRanker":
+        """Fit the text features on the bound database's descriptions now (else on the first :meth:`scores`)."""
         if self._features is None:
             if self._descriptions is None:
                 raise RuntimeError("NeighbourRanker.bind(database) first: its text features need the database")
             self._features = FeatureMaker(self.task, self._descriptions)
-        return self.predict(self._features(query, candidates))
+        return self
+
+    def scores(self, query: str, candidates: Sequence["Neighbour"]) -> np.ndarray:
+        return self.predict(self.prepare()._features(query, candidates))
 
     def rank(self, query: str, candidates: Sequence["Neighbour"]) -> list["Neighbour"]:
         """``candidates`` best first by score (ties keep the similarity order)."""

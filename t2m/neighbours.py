@@ -175,9 +175,12 @@ class NeighbourDatabase:
         return self._retrievers[task]
 
     def prepare(self, tasks: Sequence[str] = (MOL2TEXT, TEXT2MOL)) -> None:
-        """Build the search structures of ``tasks`` now (fingerprints, TF-IDF), not on the first search."""
+        """Build the search structures of ``tasks`` now (fingerprints, TF-IDF, the rankers' text features), not
+        on the first search."""
         for task in tasks:
             self._retriever(task)
+            if task in self.rankers:
+                self.rankers[task].prepare()
 
     def sides(self, row: int, task: str) -> tuple[str, str]:
         """(source, target) of database row ``row`` for ``task``."""
