@@ -379,7 +379,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
         ] + memory_lines(meta, trained_on) + [
             f"- neighbours: {meta['neighbours']['k']} per input, by Morgan Tanimoto (molecules) or TF-IDF cosine "
             "(descriptions); in training never the pair itself nor its molecule. `--database FILE` (Python: "
-            "`Translator.from_pretrained(database=...)`) reads another one, e.g. the full ChEBI-20 train split.",
+            "`Translator.from_pretrained(database=...)`) reads another pairs file.",
         ] + ranker_lines(meta) + system_lines(meta) + [
             "",
             "## Training (stage 2)",
