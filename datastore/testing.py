@@ -85,3 +85,20 @@ def mixture_keys(count: int, dim: int, clusters: int = 256, spread: float = 0.35
         picks = rng.choice(clusters, size=n, p=weights)
         keys[start:start + n] = centres[picks] + spread * rng.standard_normal((n, dim), dtype=np.float32)
     return keys
+
+
+def run_in_two_processes(target, args: tuple, timeout: float) -> list:
+    """Start two spawned processes running ``target(*args, barrier, results)`` -- ``barrier`` lets them act at
+    once, each puts one result on ``results`` -- and return both results (what two ``--jobs`` workers on one
+    store see)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=target, args=(*args, barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    found = [results.get(timeout=timeout) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    return found

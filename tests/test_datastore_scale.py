@@ -5,7 +5,6 @@ to fail as they fail on a GPU), exact search and subsets streamed in blocks, PQ 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import warnings
 
 import numpy as np
@@ -289,15 +288,9 @@ def _memory() -> dict[str, float]:
 
 
 def _two_workers(path, mmap):
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_worker, args=(str(path), mmap, barrier, results)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    found = [results.get(timeout=300) for _ in workers]
-    for worker in workers:
-        worker.join(60)
-    return found
+    from datastore.testing import run_in_two_processes
+
+    return run_in_two_processes(_worker, (str(path), mmap), timeout=300)
 
 
 @pytest.mark.skipif(not hasattr(faiss, "IO_FLAG_MMAP_IFC"), reason="faiss < 1.11 maps IVF lists only")

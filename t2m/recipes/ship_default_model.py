@@ -56,7 +56,8 @@ def replace_memory(model_dir: Path, pairs: Path, ranker: Path | None = None) -> 
 
     pairs = Path(pairs)
     raw = read_file_bytes(pairs)
-    rows = len(read_records(pairs))
+    records = read_records(pairs)
+    rows = len(records)
     meta_file = model_dir / "t2m.json"
     meta = json.loads(meta_file.read_text())
     if not meta.get("neighbours"):
@@ -77,7 +78,7 @@ def replace_memory(model_dir: Path, pairs: Path, ranker: Path | None = None) -> 
         add_neighbour_ranker(model_dir)
         return record
     rankers = load_rankers(ranker)
-    database = NeighbourDatabase.from_file(pairs)
+    database = NeighbourDatabase.from_records(records, str(pairs))
     mismatch = fitted_for(rankers, database)
     if mismatch:
         raise ValueError(f"{ranker}: {mismatch} of {pairs}; fit it on that file (t2m ranker --database {pairs})")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import time
@@ -86,15 +85,9 @@ def _worker(path: str, queries: np.ndarray, steps: int, barrier: Any, results: A
 
 
 def _two_workers(path: Path, queries: np.ndarray, steps: int) -> list[dict]:
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_worker, args=(str(path), queries, steps, barrier, results)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    found = [results.get(timeout=1800) for _ in workers]
-    for worker in workers:
-        worker.join(60)
-    return found
+    from datastore.testing import run_in_two_processes
+
+    return run_in_two_processes(_worker, (str(path), queries, steps), timeout=1800)
 
 
 def _theory_bytes(meta: dict, dim: int) -> int:
