@@ -9,8 +9,9 @@
   ``score(output, reference)`` (:mod:`evaluation.rouge`);
 - ``sacrebleu``: sacrebleu's corpus BLEU with its default 13a tokenizer (0-100), with its own signature.
 
-MolT5's text quirks (none change a number here) are kept in ``strict`` mode too; the signature still
-records the mode.
+Each metric is computed by its function in :mod:`evaluation.metrics`; this module runs them, ROUGE and
+sacrebleu in a forked process for large inputs, and adds the signature. MolT5's text quirks (none change a
+number here) are kept in ``strict`` mode too; the signature still records the mode.
 """
 
 from __future__ import annotations
@@ -21,29 +22,15 @@ from evaluation.result import EvalResult, PhaseTimer
 from evaluation.signature import build_signature
 
 METRIC_KEYS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor", "sacrebleu")
-CLS_PREFIX = "[CLS] "
-
-
-def strip_cls(output: str) -> str:
-    """MolT5: ``line['output'][6:] if line['output'].startswith('[CLS] ') else line['output']``."""
-    return output[len(CLS_PREFIX) :] if output.startswith(CLS_PREFIX) else output
-
-
-def sacrebleu_13a(references: Sequence[str], outputs: Sequence[str]) -> tuple[float, str]:
-    """sacrebleu corpus BLEU (default settings, 0-100) and its signature string."""
-    from sacrebleu.metrics import BLEU
-
-    bleu = BLEU()
-    return float(bleu.corpus_score(list(outputs), [list(references)]).score), str(bleu.get_signature())
 
 
 def _rouge_and_sacrebleu(references: list[str], outputs: list[str], sacrebleu: bool):
-    from evaluation.rouge import rouge_scores
+    from evaluation.metrics import caption_rouge, caption_sacrebleu
 
-    metrics: dict[str, float] = dict(rouge_scores(references, outputs))
+    metrics: dict[str, float] = dict(caption_rouge(references, outputs))
     sacre_sig = None
     if sacrebleu:
-        metrics["sacrebleu"], sacre_sig = sacrebleu_13a(references, outputs)
+        metrics["sacrebleu"], sacre_sig = caption_sacrebleu(references, outputs)
     return metrics, sacre_sig
 
 
@@ -71,41 +58,27 @@ def evaluate_mol2text(
     """
     import numpy as np
 
-    from evaluation.bleu import bleu_from_stats, ngram_stats
-    from evaluation.meteor import MeteorScorer
-    from evaluation.text2mol import PARALLEL_MIN_ROWS, default_workers
-    from evaluation.text_tokenizer import TextTokenizer
+    from evaluation.metrics import (bleu_of_tokens, caption_tokens, check_rows, meteor_scorer_for,
+                                    text_tokenizer)
     from evaluation.wordnet import require_wordnet
-    from evaluation.workers import fork_lane
+    from evaluation.workers import PARALLEL_MIN_ROWS, default_workers, fork_lane
 
     timer = PhaseTimer()
-    references = list(references)
-    outputs = [strip_cls(o) for o in outputs]
-    if len(references) != len(outputs):
-        raise ValueError(f"{len(references)} references but {len(outputs)} outputs")
-    if not references:
-        raise ValueError("nothing to score: no rows")
+    references, outputs = list(references), list(outputs)
+    check_rows(references, outputs)
     wordnet = meteor_scorer.location if meteor_scorer is not None else require_wordnet()  # fail early, before work
-    if not isinstance(tokenizer, TextTokenizer):
-        tokenizer = TextTokenizer.load(tokenizer)
+    tokenizer = text_tokenizer(tokenizer)
     workers = default_workers() if workers is None else workers
     # fork before the tokenizer's thread pool exists (tokenizers disables itself in children forked after)
     lane = fork_lane() if workers >= 2 and len(references) >= PARALLEL_MIN_ROWS else None
     try:
         side = lane.submit(_rouge_and_sacrebleu, references, outputs, sacrebleu) if lane else None
         if meteor_scorer is None:
-            meteor_scorer = MeteorScorer.for_vocabulary(
-                tokenizer.vocabulary, tokenizer.vocab_sha256, wordnet, use_cache
-            )
+            meteor_scorer = meteor_scorer_for(tokenizer, use_cache, wordnet)
         timer.mark("load")
-        tokens = tokenizer.tokenize_batch(references + outputs)
-        ref_tokens, out_tokens = tokens[: len(references)], tokens[len(references) :]
+        ref_tokens, out_tokens = caption_tokens(tokenizer, references, outputs)
         timer.mark("tokenize")
-        stats = ngram_stats(ref_tokens, out_tokens, 4)
-        metrics: dict[str, float] = {
-            "bleu2": float(bleu_from_stats(stats, (0.5, 0.5))),
-            "bleu4": float(bleu_from_stats(stats, (0.25, 0.25, 0.25, 0.25))),
-        }
+        metrics: dict[str, float] = bleu_of_tokens(ref_tokens, out_tokens)
         timer.mark("bleu")
         if per_row:  # the same mean as corpus_mean, keeping each row's score
             meteor_rows = [meteor_scorer.score(r, h) for r, h in zip(ref_tokens, out_tokens)]

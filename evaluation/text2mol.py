@@ -18,6 +18,10 @@ exact match also needs a non-empty InChI; the similarities average over **all** 
 counting 0. BLEU, Levenshtein and FCD are the same in both modes (FCD can only use parsable outputs).
 
 Also ``sacrebleu``: sacrebleu's corpus BLEU with ``tokenize='char'`` (0-100), with its own signature.
+
+Each metric is computed by its function in :mod:`evaluation.metrics` (FCD in :mod:`evaluation.fcd_metric`);
+this module runs them: RDKit work on forked worker lanes for large inputs, ChemNet beside it, the
+reference-side cache, the signature and per-row statistics.
 """
 
 from __future__ import annotations
@@ -25,15 +29,11 @@ from __future__ import annotations
 import gc
 import itertools
 import os
-import re
 from collections.abc import Sequence
-
-import numpy as np
 
 from evaluation.result import EvalResult, PhaseTimer
 from evaluation.signature import build_signature, package_version
 
-PARALLEL_MIN_ROWS = 400  # below this, forking workers costs more than it saves
 CHUNK_ROWS = 128
 TAIL_CHUNK_ROWS = 32  # the last 4 * CHUNK_ROWS rows go in smaller chunks, so that the two lanes end together
 METRIC_KEYS = (
@@ -47,38 +47,6 @@ METRIC_KEYS = (
     "fcd",
     "sacrebleu",
 )
-
-
-def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-def levenshtein(references: Sequence[str], outputs: Sequence[str]) -> float:
-    """Mean Levenshtein distance between raw strings (MolT5: ``np.mean(lev(out, gt))``)."""
-    from Levenshtein import distance
-
-    return float(np.mean([distance(out, ref) for ref, out in zip(references, outputs)]))
-
-
-_WHITESPACE = re.compile(r"\s")  # (str patterns: exactly the characters of str.isspace; checked for all)
-
-
-def sacrebleu_char(references: Sequence[str], outputs: Sequence[str], stats=None) -> tuple[float, str]:
-    """sacrebleu corpus BLEU over characters (0-100) and its signature string.
-
-    With ``stats`` (:func:`evaluation.bleu.ngram_stats` of the same strings, characters as tokens) and no
-    whitespace in any string, sacrebleu scores those counts (``BLEU.compute_bleu``) instead of counting
-    again: its char tokenizer drops whitespace, and otherwise its n-gram matches and totals are these."""
-    from sacrebleu.metrics import BLEU
-
-    bleu = BLEU(tokenize="char")
-    if stats is not None and stats.hyp_ngrams and not any(map(_WHITESPACE.search, (*references, *outputs))):
-        score = bleu.compute_bleu(list(stats.numerators), list(stats.hyp_ngrams), stats.hyp_length,
-                                  stats.ref_length, smooth_method=bleu.smooth_method, smooth_value=bleu.smooth_value,
-                                  effective_order=bleu.effective_order, max_ngram_order=bleu.max_ngram_order)
-        bleu.num_refs = 1  # what corpus_score records for one reference per row (the signature's nrefs)
-        return float(score.score), str(bleu.get_signature())
-    return float(bleu.corpus_score(list(outputs), [list(references)]).score), str(bleu.get_signature())
 
 
 def _reference_records(references: Sequence[str], use_cache: bool):
@@ -134,7 +102,7 @@ class _MoleculeScoring:
     """
 
     def __init__(self, references: list[str], outputs: list[str], known: dict, workers: int):
-        from evaluation.workers import ChunkFeeder, fork_lane
+        from evaluation.workers import PARALLEL_MIN_ROWS, ChunkFeeder, fork_lane
 
         # an output equal to some cached reference string takes that reference's record
         self._args = (references, outputs, [known.get(r) for r in references], [known.get(o) for o in outputs])
@@ -203,10 +171,6 @@ def _score_rows(references, outputs, given, given_outputs):
     return score_rows(references, outputs, given, given_outputs)
 
 
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")
-
-
 def evaluate_text2mol(
     references: Sequence[str],
     outputs: Sequence[str],
@@ -225,31 +189,30 @@ def evaluate_text2mol(
     either way. Metric keys: see ``METRIC_KEYS`` (``fcd`` only with ``fcd=True``). ``per_row``: also keep
     each row's statistics in the result's ``rows`` (:class:`evaluation.rows.RowStatistics`).
     """
+    from evaluation.bleu import ngram_stats
+    from evaluation.metrics import check_rows, molecule_metrics, smiles_bleu, smiles_levenshtein, smiles_sacrebleu
+    from evaluation.workers import default_workers
+
     references, outputs = list(references), list(outputs)
-    if len(references) != len(outputs):
-        raise ValueError(f"{len(references)} references but {len(outputs)} outputs")
+    check_rows(references, outputs)
     n = len(references)
-    if n == 0:
-        raise ValueError("nothing to score: no rows")
     workers = default_workers() if workers is None else workers
     timer = PhaseTimer()
-    from evaluation.bleu import bleu_from_stats, ngram_stats
 
     known, cache_file = _reference_records(references, use_cache)
     rows, records, fcd_lane, torch_threads, froze, malloc_restore = None, None, None, None, False, None
     scoring = None
-    notes: list[str] = []
     try:
         scoring = _MoleculeScoring(references, outputs, known, workers)
         # while lane 1 runs RDKit: string metrics, then torch and ChemNet (inherited by lane 2)
-        char_stats = ngram_stats(references, outputs)  # MolT5's BLEU over characters
+        char_stats = ngram_stats(references, outputs)  # MolT5's BLEU over characters, counted once
         metrics: dict[str, float] = {
-            "bleu": float(bleu_from_stats(char_stats)),
-            "levenshtein": levenshtein(references, outputs),
+            "bleu": smiles_bleu(references, outputs, char_stats),
+            "levenshtein": smiles_levenshtein(references, outputs),
         }
         sacre_sig = None
         if sacrebleu:
-            metrics["sacrebleu"], sacre_sig = sacrebleu_char(references, outputs, char_stats)
+            metrics["sacrebleu"], sacre_sig = smiles_sacrebleu(references, outputs, char_stats)
         timer.mark("strings")
         if fcd:
             torch_threads = _import_fcd_model()
@@ -267,24 +230,8 @@ def evaluate_text2mol(
         if cache_file is not None and any(r not in known for r in references):
             _save_reference_records(cache_file, dict(zip(references, records)))
 
-        bad_refs = sum(not r.reference_parsed for r in rows)
-        if bad_refs:
-            notes.append(
-                f"{bad_refs} reference SMILES do not parse: invalid rows for validity; left out of the similarity "
-                "averages in molt5 mode (MolT5's fingerprint script would crash on them), 0 in strict mode"
-            )
-        if strict:
-            valid = [r.output_parsed and r.output_atoms > 0 for r in rows]
-            metrics["exact_match"] = sum(r.inchi_equal and r.inchi_nonempty and v for r, v in zip(rows, valid)) / n
-            metrics["validity"] = sum(valid) / n
-            sims = [r.similarities if (v and r.similarities) else (0.0, 0.0, 0.0) for r, v in zip(rows, valid)]
-        else:
-            metrics["exact_match"] = sum(r.inchi_equal for r in rows) / n
-            metrics["validity"] = 1 - sum(r.inchi_failed for r in rows) / n
-            sims = [r.similarities for r in rows if r.output_parsed and r.similarities is not None]
-        metrics["maccs_fts"] = _mean([s[0] for s in sims])
-        metrics["rdk_fts"] = _mean([s[1] for s in sims])
-        metrics["morgan_fts"] = _mean([s[2] for s in sims])
+        molecule, notes = molecule_metrics(rows, strict)
+        metrics.update(molecule)
 
         if fcd:
             from evaluation.fcd_metric import fcd_score

@@ -10,10 +10,18 @@ compute in-process.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+PARALLEL_MIN_ROWS = 400  # below this, forking workers costs more than it saves
+
+
+def default_workers() -> int:
+    """Worker processes by default: up to 2 (the cores of the target machine)."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def fork_lane() -> ProcessPoolExecutor | None:

@@ -80,14 +80,14 @@ def test_char_sacrebleu_from_shared_counts_equals_sacrebleu(shared_data):
     """text2mol's sacrebleu score reuses the character n-gram counts of MolT5's BLEU: same number and
     signature as sacrebleu counting itself, on real outputs and with whitespace (the fallback)."""
     from evaluation.bleu import ngram_stats
-    from evaluation.text2mol import sacrebleu_char
+    from evaluation.metrics import smiles_sacrebleu
 
     preds = read_predictions(shared_data / "molt5_predictions" / "molt5-small-caption2smiles.txt")
     cases = [(preds.references[:400], preds.outputs[:400]),
              (["CCO", "c1ccccc1"], ["CC O", "c1ccccc1 "]), (["CCO"], [""])]
     for refs, outs in cases:
-        fast = sacrebleu_char(refs, outs, ngram_stats(refs, outs))
-        assert fast == sacrebleu_char(refs, outs)
+        fast = smiles_sacrebleu(refs, outs, ngram_stats(refs, outs))
+        assert fast == smiles_sacrebleu(refs, outs)
 
 
 def test_rouge_hand_checked():

@@ -135,3 +135,36 @@ def test_reference_cache_changes_no_number(shared_data, tmp_path, monkeypatch):
         warm = evaluate_text2mol(refs, outs, fcd=False, sacrebleu=False).metrics
         uncached = evaluate_text2mol(refs, outs, fcd=False, sacrebleu=False, use_cache=False, workers=1).metrics
     assert cold == warm == uncached
+
+
+
+def test_each_metric_alone_is_the_number_t2m_eval_reports(shared_data):
+    """evaluation.metrics' per-metric functions, in this process, give the numbers of the functions `t2m eval`
+    runs (evaluate_mol2text / evaluate_text2mol, on two worker processes for 600 rows) for the same strings."""
+    require_wordnet_or_fail()
+    from evaluation import metrics
+    from evaluation.mol2text import evaluate_mol2text
+    from evaluation.text2mol import evaluate_text2mol
+
+    folder = shared_data / "molt5_predictions"
+    caption = read_predictions(folder / "molt5-small-smiles2caption.txt")
+    refs, outs = caption.references[:600], caption.outputs[:600]
+    outs[7] = "[CLS] " + outs[7]  # MolT5 strips this prefix
+    whole = evaluate_mol2text(refs, outs, workers=2).metrics
+    tokenizer = metrics.text_tokenizer()
+    alone = {**metrics.caption_bleu(refs, outs, tokenizer), "meteor": metrics.caption_meteor(refs, outs, tokenizer),
+             **metrics.caption_rouge(refs, outs), "sacrebleu": metrics.caption_sacrebleu(refs, outs)[0]}
+    assert alone == whole
+    assert metrics.caption_bleu(refs, outs) == metrics.caption_bleu(refs, caption.outputs[:600])
+
+    molecule = read_predictions(folder / "molt5-small-caption2smiles.txt")
+    refs, outs = molecule.references[:600], molecule.outputs[:600]
+    outs[3] = ""  # an empty output, MolT5's quirk case
+    for strict in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole = evaluate_text2mol(refs, outs, fcd=False, strict=strict, workers=2, use_cache=False).metrics
+            alone = {"bleu": metrics.smiles_bleu(refs, outs), "levenshtein": metrics.smiles_levenshtein(refs, outs),
+                     **metrics.molecule_scores(refs, outs, strict=strict),
+                     "sacrebleu": metrics.smiles_sacrebleu(refs, outs)[0]}
+        assert alone == whole
