@@ -74,11 +74,13 @@ def bleu_of_tokens(reference_tokens: Sequence[Sequence[str]], output_tokens: Seq
                    ) -> dict[str, float]:
     """``{"bleu2", "bleu4"}``: corpus BLEU of token lists (one reference per row), from one count."""
     stats = ngram_stats(reference_tokens, output_tokens, 4)
-    return {"bleu2": float(bleu_from_stats(stats, BLEU2_WEIGHTS)), "bleu4": float(bleu_from_stats(stats, BLEU4_WEIGHTS))}
+    return {"bleu2": float(bleu_from_stats(stats, BLEU2_WEIGHTS)),
+            "bleu4": float(bleu_from_stats(stats, BLEU4_WEIGHTS))}
 
 
 def caption_bleu(references: Sequence[str], outputs: Sequence[str], tokenizer=None) -> dict[str, float]:
-    """``{"bleu2", "bleu4"}`` of captions, as ``t2m eval`` scores mol2text (``tokenizer``: see :func:`text_tokenizer`)."""
+    """``{"bleu2", "bleu4"}`` of captions, as ``t2m eval`` scores mol2text (``tokenizer``: see
+    :func:`text_tokenizer`)."""
     return bleu_of_tokens(*caption_tokens(text_tokenizer(tokenizer), references, outputs))
 
 

@@ -44,6 +44,8 @@ class Translation:
     flags: list[str] = field(default_factory=list)
     # the database pairs written into the model's input (checkpoints trained with neighbours), best first
     neighbours: list[Any] = field(default_factory=list)
+    # per candidate, the token ids the model generated, through </s> (before any canonicalisation); set by decode
+    token_ids: list[list[int]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"input": self.input, "output": self.output, "candidates": self.candidates,
@@ -79,6 +81,12 @@ def canonical_smiles(smiles: str) -> str | None:
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles) if smiles else None
     return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+def _generated_ids(sequence: list[int], eos: int | None) -> list[int]:
+    """The generated part of one of ``generate``'s sequences: after the decoder start, through the first ``eos``."""
+    generated = sequence[1:]
+    return generated[: generated.index(eos) + 1] if eos in generated else generated
 
 
 class Translator:
@@ -290,6 +298,8 @@ class Translator:
                 scores = seq_scores[:n_return].tolist() if seq_scores is not None else None
                 results[i] = self._finish([t.strip() for t in texts], scores, task, rerank, constraints.canonicalize,
                                           mbr)
+                results[i].token_ids = [_generated_ids(s, self.tokenizer.eos_token_id)
+                                        for s in sequences[:n_return].tolist()]
                 bar.update(1)
         bar.close()
         return results  # type: ignore[return-value]

@@ -46,22 +46,26 @@ def inspect_translation(store: Any, model: Any, tokenizer: Any, text: str, task:
                         records: Sequence[dict] | None = None, exact: bool = False
                         ) -> tuple[str, list[TokenInspection]]:
     """Greedy-decode ``text`` with retrieval and return (output text, one :class:`TokenInspection` per
-    generated token). ``records``: the store's training rows, to name each neighbour's CID."""
-    import torch
-
-    from datastore.augment import knn_generation
-    from t2m.batching import encode_batch
+    generated token). ``records``: the store's training rows, to name each neighbour's CID. Decoded by
+    :meth:`t2m.generate.Translator.decode` -- the code ``t2m translate`` decodes with -- with the store's kNN
+    parameters (``k``, ``lambda_``, ``temperature`` substituted where given) over the whole store, and
+    nothing else: no repetition settings, no SMILES constraint."""
+    from t2m.batching import encode_sources
+    from t2m.generate import Translator
+    from t2m.modeling import CheckpointInfo
+    from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
+    from t2m.tasks import add_prompt
 
     task = task or store.task
-    batch = encode_batch(tokenizer, [text], None, task, prompt_style)
-    device = next(model.parameters()).device
+    store.check_matches(model=model)
+    translator = Translator(model, tokenizer, CheckpointInfo(path="", prompt_style=prompt_style))
+    encoded = encode_sources(tokenizer, [add_prompt(text, task, prompt_style)], translator.max_source_len)
     trace: list = []
-    with torch.inference_mode(), knn_generation(model, store, k=k, lambda_=lambda_, temperature=temperature,
-                                                exact=exact, trace=trace) as processors:
-        out = model.generate(input_ids=batch["input_ids"].to(device),
-                             attention_mask=batch["attention_mask"].to(device), num_beams=1, do_sample=False,
-                             max_new_tokens=max_new_tokens, logits_processor=processors)
-    generated = out[0, 1:].tolist()  # drop the decoder start token
+    retrieval = RetrievalOptions(store, store.knn_params.replace(k=k, lambda_=lambda_, temperature=temperature),
+                                 exact=exact, trace=trace)
+    [result] = translator.decode(encoded, task, DecodingOptions(max_new_tokens=max_new_tokens),
+                                 SmilesConstraints(valid_smiles=False, syntax=False, valence=False), retrieval)
+    generated = result.token_ids[0]
     report = []
     for step, (token_id, traced) in enumerate(zip(generated, trace)):
         found = []
@@ -81,7 +85,7 @@ def inspect_translation(store: Any, model: Any, tokenizer: Any, text: str, task:
             p_mixed=float(traced.mixed_log_probs[0, token_id].exp()), neighbours=found))
         if token_id == tokenizer.eos_token_id:
             break
-    return tokenizer.decode(generated, skip_special_tokens=True), report
+    return result.output, report
 
 
 def format_inspection(output: str, report: Sequence[TokenInspection]) -> str:

@@ -30,7 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evaluation.metrics import caption_bleu, molecule_scores, text_tokenizer
+from t2m.batching import encode_sources
+from t2m.editing import edit_agreement
+from t2m.generate import Translator
 from t2m.memory import peak_rss_mb
+from t2m.modeling import DECODING_KEYS, CheckpointInfo
+from t2m.neighbours import copied_share
+from t2m.options import DecodingOptions, SmilesConstraints
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 from t2m.train_config import TrainConfig
 from t2m.training_data import TrainingData, epoch_examples, load_training_data
@@ -166,60 +173,67 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
 # quick dev metric
 
 
-def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int = 256,
-                      decoding: dict[str, dict[str, Any]] | None = None) -> dict[str, float]:
-    """Greedy decoding of ``n`` dev rows per task, with the repetition options of ``decoding`` (the run's
-    checkpoint defaults, as ``t2m translate`` applies them): text2mol validity and exact (InChI), mol2text BLEU-4; with
-    neighbours in the inputs, per task the share of the outputs' n-grams copied from the neighbours shown
-    (``dev_copied_<task>``) beside the same share of the references (``dev_gold_copied_<task>``: what copying
-    could give), see :func:`t2m.neighbours.copied_share`, and whether the outputs change the neighbour's target
-    where the reference does (``dev_changed_where_gold_changed_<task>``, ``dev_kept_where_gold_kept_<task>``,
-    :mod:`t2m.editing`)."""
-    import torch
-    from nltk.translate.bleu_score import corpus_bleu
-    from rdkit import Chem, RDLogger
+# the quick dev evaluation shows what the model itself writes: no valid-SMILES choice, no SMILES constraint
+UNCONSTRAINED = SmilesConstraints(valid_smiles=False, syntax=False, valence=False)
 
-    from t2m.batching import collate, encode_sources
-    from t2m.modeling import DECODING_KEYS
 
-    RDLogger.DisableLog("rdApp.*")
+def quick_dev_outputs(model, tokenizer, data: TrainingData, n: int, max_len: int = 256,
+                      decoding: dict[str, dict[str, Any]] | None = None) -> dict[str, tuple[list[str], list[str]]]:
+    """Per task, (references, outputs) of the first ``n`` dev rows: greedy decoding through
+    :meth:`t2m.generate.Translator.decode` (the code ``t2m translate`` decodes with) with the repetition
+    options of ``decoding`` (the run's checkpoint defaults, as ``t2m translate`` applies them) and no SMILES
+    constraint. Leaves ``model`` in eval mode."""
     rows = data.dev[:n]
     if not rows:
         return {}
+    translator = Translator(model, tokenizer, CheckpointInfo(path=""))
+    found = {}
+    for task in (TEXT2MOL, MOL2TEXT):
+        sources = [data.source(i, task, split="dev") for i in range(len(rows))]
+        options = {k: v for k, v in (decoding or {}).get(task, {}).items() if k in DECODING_KEYS}
+        decoded = translator.decode(encode_sources(tokenizer, sources, translator.max_source_len), task,
+                                    DecodingOptions(max_new_tokens=max_len, **options), UNCONSTRAINED)
+        references = [r["smiles"] if task == TEXT2MOL else r["description"] for r in rows]
+        found[task] = (references, [t.output for t in decoded])
+    return found
+
+
+def quick_dev_scores(data: TrainingData, outputs: dict[str, tuple[list[str], list[str]]],
+                     caption_tokenizer=None) -> dict[str, float]:
+    """The logged dev numbers of :func:`quick_dev_outputs`' ``outputs``, each computed by :mod:`evaluation.metrics`
+    as ``t2m eval`` computes it (MolT5 mode): text2mol ``dev_validity`` and ``dev_exact`` (``validity``,
+    ``exact_match``), mol2text ``dev_bleu4`` (``bleu4`` over SciBERT tokens; ``caption_tokenizer``: a loaded
+    :class:`evaluation.text_tokenizer.TextTokenizer`, None: the default one). With neighbours in the inputs,
+    per task the share of the outputs' n-grams copied from the neighbours shown (``dev_copied_<task>``) beside
+    the same share of the references (``dev_gold_copied_<task>``: what copying could give), see
+    :func:`t2m.neighbours.copied_share`, and whether the outputs change the neighbour's target where the
+    reference does (``dev_changed_where_gold_changed_<task>``, ``dev_kept_where_gold_kept_<task>``,
+    :mod:`t2m.editing`)."""
     out: dict[str, float] = {}
-    model.eval()
-    with torch.no_grad():
-        for task in (TEXT2MOL, MOL2TEXT):
-            sources = [data.source(i, task, split="dev") for i in range(len(rows))]
-            refs = [r["smiles"] if task == TEXT2MOL else r["description"] for r in rows]
-            batch = collate(encode_sources(tokenizer, sources, 512), None, tokenizer.pad_token_id, 32, 512)
-            options = {k: v for k, v in (decoding or {}).get(task, {}).items() if k in DECODING_KEYS}
-            generated = model.generate(**batch, max_new_tokens=max_len, num_beams=1, do_sample=False, **options)
-            hyps = tokenizer.batch_decode(generated, skip_special_tokens=True)
-            if task == TEXT2MOL:
-                mols = [Chem.MolFromSmiles(h) if h else None for h in hyps]
-                out["dev_validity"] = sum(m is not None for m in mols) / len(mols)
-                exact = 0
-                for m, ref in zip(mols, refs):
-                    r = Chem.MolFromSmiles(ref)
-                    if m is not None and r is not None and Chem.MolToInchi(m) == Chem.MolToInchi(r):
-                        exact += 1
-                out["dev_exact"] = exact / len(rows)
-            else:
-                out["dev_bleu4"] = corpus_bleu([[r.split()] for r in refs], [h.split() for h in hyps])
-            if data.dev_neighbours:
-                from t2m.neighbours import copied_share
-
-                from t2m.editing import edit_agreement
-
-                shown = data.dev_neighbours[task][: len(rows)]
-                out[f"dev_copied_{task}"] = copied_share(hyps, shown, task)
-                out[f"dev_gold_copied_{task}"] = copied_share(refs, shown, task)
-                edits = edit_agreement(hyps, refs, [n[0].target if n else "" for n in shown], task)
-                out[f"dev_changed_where_gold_changed_{task}"] = edits["changed_where_gold_changed"]
-                out[f"dev_kept_where_gold_kept_{task}"] = edits["kept_where_gold_kept"]
-    model.train()
+    for task, (refs, hyps) in outputs.items():
+        if task == TEXT2MOL:
+            molecules = molecule_scores(refs, hyps)
+            out["dev_validity"] = molecules["validity"]
+            out["dev_exact"] = molecules["exact_match"]
+        else:
+            out["dev_bleu4"] = caption_bleu(refs, hyps, caption_tokenizer)["bleu4"]
+        if data.dev_neighbours:
+            shown = data.dev_neighbours[task][: len(refs)]
+            out[f"dev_copied_{task}"] = copied_share(hyps, shown, task)
+            out[f"dev_gold_copied_{task}"] = copied_share(refs, shown, task)
+            edits = edit_agreement(hyps, refs, [n[0].target if n else "" for n in shown], task)
+            out[f"dev_changed_where_gold_changed_{task}"] = edits["changed_where_gold_changed"]
+            out[f"dev_kept_where_gold_kept_{task}"] = edits["kept_where_gold_kept"]
     return out
+
+
+def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int = 256,
+                      decoding: dict[str, dict[str, Any]] | None = None, caption_tokenizer=None) -> dict[str, float]:
+    """:func:`quick_dev_scores` of :func:`quick_dev_outputs` (greedy, ``n`` dev rows per task); ``model`` is
+    back in training mode after."""
+    outputs = quick_dev_outputs(model, tokenizer, data, n, max_len, decoding)
+    model.train()
+    return quick_dev_scores(data, outputs, caption_tokenizer)
 
 
 def dev_loss(model, batches, autocast) -> float:
@@ -399,6 +413,8 @@ class TrainingRun:
         self.model_config = model.config
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.dev_batches = dev_batches_for(self.data, self.tokenizer, config)
+        # the caption tokens dev BLEU-4 counts (SciBERT, as `t2m eval`): a missing one fails now, not at step eval_every
+        self.text_tokenizer = text_tokenizer() if config.quick_eval_rows and accelerator.is_main_process else None
         self.log_file = out_dir / "train_log.jsonl"
         self.start_time = time.time() - self.state["elapsed_s"]
         self.window = {"tokens": 0, "start": time.time(), "loss": 0.0, "n": 0}
@@ -518,7 +534,8 @@ class TrainingRun:
         record = {"step": self.state["step"],
                   "dev_loss": dev_loss(unwrapped, self.dev_batches, self.accelerator.autocast)}
         record.update(quick_dev_metrics(unwrapped, self.tokenizer, self.data, self.config.quick_eval_rows,
-                                        self.config.max_target_len, checkpoint_decoding(self.config)))
+                                        self.config.max_target_len, checkpoint_decoding(self.config),
+                                        self.text_tokenizer))
         self.progress.write(json.dumps(record))
         with self.log_file.open("a") as f:
             f.write(json.dumps(record) + "\n")

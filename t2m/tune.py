@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from datastore.params import KNNParams
+from evaluation.metrics import caption_bleu, molecule_scores
 
 DEFAULT_LAMBDAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DEFAULT_KS = (4, 8, 16, 32)
@@ -63,7 +64,7 @@ class TuneResult:
 def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]
                ) -> tuple[tuple[float, ...], dict[str, float]]:
     """(sort key, named values) of the task metric: mol2text -> (BLEU-4,); text2mol -> (Morgan FTS over
-    all rows, exact match). Computed with t2m's MolT5-exact evaluator.
+    all rows, exact match). Each number is ``t2m eval``'s, from :mod:`evaluation.metrics`.
 
     text2mol ranks by the Morgan similarity averaged over **all** rows, an unparsable output counting 0
     (MolT5's Morgan FTS times validity), so that both closeness and validity count; exact match only
@@ -71,17 +72,9 @@ def dev_metric(task: str, references: Sequence[str], outputs: Sequence[str]
     and with the SMILES syntax constraint on it chose λ = 0 over λ = 0.6, whose Morgan FTS was 0.34
     against 0.28."""
     if task == "mol2text":
-        from evaluation.bleu import corpus_bleu
-        from evaluation.text_tokenizer import TextTokenizer
-
-        tokenizer = TextTokenizer.load()
-        refs = tokenizer.tokenize_batch(list(references))
-        hyps = tokenizer.tokenize_batch(list(outputs))
-        bleu4 = corpus_bleu(refs, hyps)
+        bleu4 = caption_bleu(references, outputs)["bleu4"]
         return (bleu4,), {"bleu4": bleu4}
-    from evaluation import evaluate_text2mol
-
-    metrics = evaluate_text2mol(list(references), list(outputs), fcd=False, sacrebleu=False).metrics
+    metrics = molecule_scores(references, outputs)
     morgan = metrics["morgan_fts"]  # NaN when no output parses
     all_rows = 0.0 if morgan != morgan else morgan * metrics["validity"]
     return (all_rows, metrics["exact_match"]), {"morgan_fts_all_rows": all_rows, "exact_match": metrics["exact_match"],

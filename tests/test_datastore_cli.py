@@ -58,6 +58,16 @@ def test_build_and_inspect_from_the_command_line(checkpoint, capsys):
         assert (nearest["row"], nearest["position"]) == (5, step)
         assert token["p_mixed"] == pytest.approx(1.0)
         assert nearest["token"] == token["token"]
+    # inspect decodes as `t2m translate` does (Translator.decode): the same output, one row per generated token
+    from t2m.generate import Translator
+    from t2m.modeling import load_model
+    from t2m.options import DecodingOptions, RetrievalOptions
+
+    model, tokenizer, info = load_model(folder / "model")
+    [same] = Translator(model, tokenizer, info).translate([rows[5]["SMILES"]], "mol2text", DecodingOptions(),
+                                                          retrieval=RetrievalOptions(store))
+    assert same.output == report["output"]
+    assert [token["token_id"] for token in report["tokens"]] == same.token_ids[0]
 
 
 def test_build_options_reach_the_index_and_are_recorded_as_in_force(checkpoint, capsys):

@@ -250,3 +250,43 @@ def test_micro_batches_keep_the_batch_loss():
     assert abs(a - b) < 1e-5
     for x, y in zip(ga, gb):
         assert torch.allclose(x, y, atol=1e-5, rtol=1e-4)
+
+
+def test_dev_numbers_are_t2m_evals_on_the_same_outputs(tiny_chebi20, tiny_tokenizer_dir, tiny_model_dir, tmp_path):
+    """The trainer's quick dev evaluation decodes through Translator.decode and its dev BLEU-4, exact match and
+    validity are `t2m eval`'s on the same outputs (real ChEBI-20 dev rows): the model's greedy outputs, and the
+    same with every other row replaced by its reference (so that BLEU-4 and exact match are not 0)."""
+    from t2m.cli import main
+    from t2m.generate import Translator
+    from t2m.modeling import RECOMMENDED_DECODING, load_model
+    from t2m.options import DecodingOptions
+    from t2m.train import UNCONSTRAINED, quick_dev_metrics, quick_dev_outputs, quick_dev_scores
+
+    data = load_training_data(_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "run"))
+    model, tokenizer, info = load_model(tiny_model_dir)
+    outputs = quick_dev_outputs(model, tokenizer, data, 8, 40, RECOMMENDED_DECODING)
+    assert sorted(outputs) == ["mol2text", "text2mol"] and all(len(o[1]) == 8 for o in outputs.values())
+    # the decoding is Translator's: the same inputs translated by it give the same outputs
+    translator = Translator(model, tokenizer, info)
+    sources = [data.dev[i]["smiles"] for i in range(8)]
+    translated = translator.translate(sources, "mol2text", DecodingOptions(max_new_tokens=40,
+                                      no_repeat_ngram_size=RECOMMENDED_DECODING["mol2text"]["no_repeat_ngram_size"]))
+    assert [t.output for t in translated] == outputs["mol2text"][1]
+    assert quick_dev_metrics(model, tokenizer, data, 8, 40, RECOMMENDED_DECODING) == quick_dev_scores(data, outputs)
+    assert model.training  # back to training
+
+    half_gold = {task: (refs, [r if i % 2 else o for i, (r, o) in enumerate(zip(refs, outs))])
+                 for task, (refs, outs) in outputs.items()}
+    for case in (outputs, half_gold):
+        dev = quick_dev_scores(data, case)
+        evaluated = {}
+        for task, (refs, outs) in case.items():
+            predictions, report = tmp_path / f"{task}.jsonl", tmp_path / f"{task}.json"
+            predictions.write_text("".join(json.dumps({"task": task, "reference": r, "output": o}) + "\n"
+                                           for r, o in zip(refs, outs)), encoding="utf-8")
+            assert main(["eval", str(predictions), "--json", str(report), "--no-fcd", "--no-cache"]) == 0
+            evaluated[task] = json.loads(report.read_text())["metrics"]
+        assert dev["dev_bleu4"] == evaluated["mol2text"]["bleu4"]
+        assert dev["dev_exact"] == evaluated["text2mol"]["exact_match"]
+        assert dev["dev_validity"] == evaluated["text2mol"]["validity"]
+    assert dev["dev_bleu4"] > 0.3 and dev["dev_exact"] >= 0.5
