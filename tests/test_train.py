@@ -260,7 +260,7 @@ def test_dev_numbers_are_t2m_evals_on_the_same_outputs(tiny_chebi20, tiny_tokeni
     from t2m.generate import Translator
     from t2m.modeling import RECOMMENDED_DECODING, load_model
     from t2m.options import DecodingOptions
-    from t2m.train import UNCONSTRAINED, quick_dev_metrics, quick_dev_outputs, quick_dev_scores
+    from t2m.train import quick_dev_metrics, quick_dev_outputs, quick_dev_scores
 
     data = load_training_data(_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "run"))
     model, tokenizer, info = load_model(tiny_model_dir)
