@@ -90,11 +90,8 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tupl
         faiss.omp_set_num_threads(threads)
     except ImportError:
         pass
-    from rdkit import RDLogger
-
     from t2m.generate import Translator
 
-    RDLogger.DisableLog("rdApp.*")  # unparsable candidates are counted, not printed
     translator = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle, prompt_style=prompt_style,
                                             database=database)
     if translator.database is not None:  # the neighbour search, built before any call's clock starts

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from t2m.chem import molecule_svg
 from t2m.io import atomic_write_text
 
 METRIC_LABELS = {
@@ -323,28 +324,6 @@ def e(text: Any) -> str:
 
 def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def molecule_svg(smiles: str, width: int = 220, height: int = 160, bond_length: float | None = None) -> str | None:
-    """An RDKit 2D drawing of ``smiles`` as SVG text; None when RDKit cannot parse it or it has no atoms.
-    ``bond_length``: the longest a bond is drawn, in pixels (small molecules are then not blown up to fill
-    the drawing; large ones still shrink to fit)."""
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem.Draw import rdMolDraw2D
-
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    try:
-        drawer = rdMolDraw2D.MolDraw2DSVG(width, height)
-        if bond_length:
-            drawer.drawOptions().fixedBondLength = bond_length
-        rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
-        drawer.FinishDrawing()
-        return drawer.GetDrawingText()
-    except (RuntimeError, ValueError):
-        return None
 
 
 def molecule_img(smiles: str, alt: str) -> str:

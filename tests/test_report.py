@@ -7,7 +7,8 @@ import base64
 
 import pytest
 
-from t2m.report import Table, data_uri, fmt, fmt_delta, molecule_img, molecule_svg, table_markdown
+from t2m.chem import molecule_svg
+from t2m.report import Table, data_uri, fmt, fmt_delta, molecule_img, table_markdown
 
 # a 2x1 red/blue PNG
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAIAAAB7QOjdAAAAEUlEQVR4nGP4z8DwHwyZGBgYAEj9BP6xsD6tAAAAAElFTkSuQmCC")

@@ -86,7 +86,7 @@ def test_row_restricted_search_is_exact_search_over_those_rows(store_and_rows):
 
 def test_pair_finder_reads_the_store_pairs_and_finds_a_training_source_first(store_and_rows):
     from datastore import Datastore
-    from t2m.baselines import morgan_fingerprint
+    from t2m.chem import morgan_fingerprint
     from t2m.knn_pairs import PairFinder
 
     store_dir, records = store_and_rows

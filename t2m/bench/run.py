@@ -19,6 +19,7 @@ from t2m.bench.statistics import CaptionScorer
 from t2m.bench.stores import prepare_task_stores, store_path
 from t2m.bench.task import run_task
 from t2m.bench.verdicts import verdicts
+from t2m.chem import quiet
 from t2m.io import atomic_write_text
 from t2m.memory import peak_rss_mb
 from t2m.tasks import MOL2TEXT
@@ -32,16 +33,11 @@ def _dev_records(config: BenchConfig):
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Run the whole benchmark and write its outputs into ``config.out``; returns the bench.json dict."""
-    from rdkit import RDLogger
-
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     # RDKit explains every unparsable candidate on stderr; thousands of them would bury the bench's progress
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with quiet():
         return _run_bench(config, started)
-    finally:
-        RDLogger.EnableLog("rdApp.*")
 
 
 def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
