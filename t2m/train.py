@@ -177,12 +177,12 @@ def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int
     :mod:`t2m.editing`)."""
     import torch
     from nltk.translate.bleu_score import corpus_bleu
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
 
     from t2m.batching import collate, encode_sources
+    from t2m.chem import molecule, quiet
     from t2m.modeling import DECODING_KEYS
 
-    RDLogger.DisableLog("rdApp.*")
     rows = data.dev[:n]
     if not rows:
         return {}
@@ -197,13 +197,13 @@ def quick_dev_metrics(model, tokenizer, data: TrainingData, n: int, max_len: int
             generated = model.generate(**batch, max_new_tokens=max_len, num_beams=1, do_sample=False, **options)
             hyps = tokenizer.batch_decode(generated, skip_special_tokens=True)
             if task == TEXT2MOL:
-                mols = [Chem.MolFromSmiles(h) if h else None for h in hyps]
+                mols = [molecule(h) for h in hyps]
                 out["dev_validity"] = sum(m is not None for m in mols) / len(mols)
                 exact = 0
                 for m, ref in zip(mols, refs):
-                    r = Chem.MolFromSmiles(ref)
-                    if m is not None and r is not None and Chem.MolToInchi(m) == Chem.MolToInchi(r):
-                        exact += 1
+                    r = molecule(ref)
+                    with quiet():
+                        exact += m is not None and r is not None and Chem.MolToInchi(m) == Chem.MolToInchi(r)
                 out["dev_exact"] = exact / len(rows)
             else:
                 out["dev_bleu4"] = corpus_bleu([[r.split()] for r in refs], [h.split() for h in hyps])
