@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2m.chem import canonical_smiles, randomized_smiles
+from t2m.io import file_sha256
 from t2m.neighbours import Neighbour
 from t2m.tasks import MOL2TEXT, PROMPTS, TEXT2MOL
 from t2m.train_config import TrainConfig
@@ -61,8 +62,6 @@ def load_training_data(config: TrainConfig, cache_dir: Path | None = None) -> Tr
             unlabeled = []
     data = TrainingData(splits.train, splits.dev, unlabeled, splits.setting, described=splits.describe())
     if config.back_translations:
-        from datastore.store import file_sha256
-
         data.synthetic = load_back_translations(config.back_translations, data)
         data.described["back_translations"] = {"file": str(config.back_translations), "pairs": len(data.synthetic),
                                                "sha256": file_sha256(config.back_translations)}

@@ -9,7 +9,8 @@ from t2m.generate import KNNSettings, Translator
 
 @pytest.fixture(scope="module")
 def store_and_rows(tiny_model_dir, tiny_chebi20, tmp_path_factory):
-    from t2m.knn_store import build_task_datastore, training_records
+    from t2m.data import training_records
+    from t2m.knn_store import build_task_datastore
 
     out = tmp_path_factory.mktemp("store") / "mol2text"
     build_task_datastore(tiny_model_dir, "mol2text", out, tiny_chebi20, setting="benchmark", dev_size=20,
