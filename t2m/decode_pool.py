@@ -128,7 +128,7 @@ def _worker_retrieval(retrieval: Any) -> Any:
 
 def _translate_chunk(sources: list[str], task: str, decoding: Any, constraints: Any, retrieval: Any,
                      keywords: dict[str, Any]) -> tuple[list, float, int, float]:
-    from t2m.memory import peak_rss_mb
+    from t2m.process_memory import peak_rss_mb
 
     started = time.perf_counter()
     results = _WORKER["translator"].translate(sources, task, decoding, constraints, _worker_retrieval(retrieval),

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from t2m.memory import peak_rss_mb
+from t2m.process_memory import peak_rss_mb
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 from t2m.train_config import TrainConfig
 from t2m.training_data import TrainingData, epoch_examples, load_training_data

@@ -21,7 +21,7 @@ from t2m.bench.task import run_task
 from t2m.bench.verdicts import verdicts
 from t2m.chem import quiet
 from t2m.io import atomic_write_text
-from t2m.memory import peak_rss_mb
+from t2m.process_memory import peak_rss_mb
 from t2m.tasks import MOL2TEXT
 
 
