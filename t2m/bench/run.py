@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from t2m.bench.cache import PredictionCache, write_json_atomic
-from t2m.bench.config import BenchConfig
+from t2m.bench.config import BenchConfig, command_line
 from t2m.bench.published import find_published_dir
 from t2m.bench.statistics import CaptionScorer
 from t2m.bench.stores import prepare_task_stores, store_path
@@ -127,8 +127,9 @@ def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) ->
     write_json_atomic(out / "bench.json", bench)
     write_json_atomic(out / "examples.json", examples)
     plots = make_plots(bench, out / "plots")
-    atomic_write_text(out / "bench.md", bench_markdown(bench, list(plots)))
-    report = write_report(out)
+    command = command_line(bench)
+    atomic_write_text(out / "bench.md", bench_markdown(bench, command, list(plots)))
+    report = write_report(out, command)
     return {"bench.json": out / "bench.json", "bench.md": out / "bench.md", "report.html": report, **plots}
 
 
