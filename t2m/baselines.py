@@ -17,7 +17,6 @@ baselines' predictions on ChEBI-20 in MolT5's format (on the command line: ``t2m
 
 from __future__ import annotations
 
-import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from t2m.chem import morgan_fingerprint, morgan_fingerprints
 from t2m.data import write_predictions  # re-exported: baselines write MolT5's 3-column TSV
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
@@ -54,32 +54,6 @@ class Retrieved:
     @property
     def n_fallback(self) -> int:
         return sum(self.fallback)
-
-
-def morgan_fingerprint(smiles: str, radius: int = 2, n_bits: int = 2048):
-    """Morgan bit vector (``ExplicitBitVect``) of ``smiles``; None when RDKit cannot parse it or it has
-    no atoms."""
-    return morgan_fingerprints([smiles], radius, n_bits)[0]
-
-
-@functools.lru_cache(maxsize=4)
-def _morgan_generator(radius: int, n_bits: int):
-    from rdkit.Chem import rdFingerprintGenerator
-
-    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-
-
-def morgan_fingerprints(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048) -> list:
-    """:func:`morgan_fingerprint` of each SMILES (one generator, RDKit's parse messages silenced)."""
-    from rdkit import Chem, rdBase
-
-    generator = _morgan_generator(radius, n_bits)
-    out = []
-    with rdBase.BlockLogs():
-        for smi in smiles:
-            mol = Chem.MolFromSmiles(smi) if smi else None
-            out.append(None if mol is None or mol.GetNumAtoms() == 0 else generator.GetFingerprint(mol))
-    return out
 
 
 def top_rows(scores: np.ndarray, n: int) -> np.ndarray:

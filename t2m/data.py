@@ -38,7 +38,9 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from t2m.io import file_sha256
 
 if TYPE_CHECKING:  # datasets is imported lazily: plain-record users do not pay for it
     import datasets
@@ -467,7 +469,7 @@ def load_chebi20_records(
 
     def read(name: str) -> list[Record]:
         path = directory / name
-        files[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        files[name] = file_sha256(path)
         return read_tsv_records(path, strict=strict)
 
     validation, test = read(CHEBI20_FILES["validation"]), read(CHEBI20_FILES["test"])
@@ -509,6 +511,29 @@ def load_chebi20_unlabeled_records(data_dir: str | os.PathLike | None = None, *,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; this split is local-only (no download URL)")
     return read_tsv_records(path, ColumnNames(description=None), strict=strict)
+
+
+def training_records(data: str | os.PathLike | None, setting: str = "auto", dev_size: int | None = None
+                     ) -> tuple[list[dict], dict[str, Any]]:
+    """The training pairs a datastore is built from (and a pair-restricted search reads again) and a JSON
+    description of where they came from, each file with its sha256.
+
+    ``data``: a ChEBI-20 folder (or a folder holding ``chebi20/``) -> its training split under
+    ``setting`` (benchmark: validation.txt minus the dev slice); a ``.tsv`` / ``.jsonl`` file -> all of
+    its rows; None -> ChEBI-20 where t2m finds it.
+    """
+    path = Path(data) if data is not None else None
+    if path is not None and path.is_file():
+        records = read_records(path)
+        return records, {"dataset": "pairs file", "split": "all",
+                         "files": [{"path": str(path.resolve()), "sha256": file_sha256(path)}]}
+    dev_size = DEV_SIZE if dev_size is None else dev_size
+    splits = load_chebi20_records(path, setting, dev_size=dev_size)
+    used = [CHEBI20_FILES["train"]] if splits.setting == "official" else [n for n in splits.files if n != CHEBI20_FILES["test"]]
+    files = [{"path": str((splits.data_dir / name).resolve()), "sha256": splits.files[name]} for name in used]
+    return splits.train, {"dataset": "chebi20", "setting": splits.setting, "split": "train",
+                          "split_source": splits.sources.get("train", ""), "dev_size": dev_size,
+                          "files": files}
 
 
 # --------------------------------------------------------------------------------------------------

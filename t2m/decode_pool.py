@@ -90,11 +90,8 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tupl
         faiss.omp_set_num_threads(threads)
     except ImportError:
         pass
-    from rdkit import RDLogger
-
     from t2m.generate import Translator
 
-    RDLogger.DisableLog("rdApp.*")  # unparsable candidates are counted, not printed
     translator = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle, prompt_style=prompt_style,
                                             database=database)
     if translator.database is not None:  # the neighbour search, built before any call's clock starts
@@ -131,7 +128,7 @@ def _worker_retrieval(retrieval: Any) -> Any:
 
 def _translate_chunk(sources: list[str], task: str, decoding: Any, constraints: Any, retrieval: Any,
                      keywords: dict[str, Any]) -> tuple[list, float, int, float]:
-    from t2m.memory import peak_rss_mb
+    from t2m.process_memory import peak_rss_mb
 
     started = time.perf_counter()
     results = _WORKER["translator"].translate(sources, task, decoding, constraints, _worker_retrieval(retrieval),

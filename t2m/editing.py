@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from t2m.chem import morgan_fingerprints
 from t2m.tasks import TEXT2MOL
 
 # the SMILES tokens of Schwaller et al. (Molecular Transformer): bracket atoms, two-letter organic atoms,
@@ -78,8 +79,6 @@ def molecule_similarities(molecules: Sequence[str], neighbour_molecules: Sequenc
     """Morgan (radius 2, 2,048 bits) Tanimoto of each molecule to its neighbour's; 0 where either does not
     parse."""
     from rdkit import DataStructs
-
-    from t2m.baselines import morgan_fingerprints
 
     ours, theirs = morgan_fingerprints(molecules), morgan_fingerprints(neighbour_molecules)
     return np.array([DataStructs.TanimotoSimilarity(a, b) if a is not None and b is not None else 0.0

@@ -20,6 +20,12 @@ On this CPU, beam 5, 32 ChEBI-20 test rows, one thread (the 1,100-step model): t
 transformers' own beam search -> 9.6 s with (2) and (3) (1.6x); mol2text 28.0 s -> 11.5 s (2.4x); (2)
 alone gave 12.4 s and 13.8 s. The beams were the same (32/32); (3) changes scores by float rounding only
 (3e-7 there), which the tests bound. (1) is exact: the same numbers in the same order.
+
+All three reach into transformers' internals (``DynamicLayer``, ``EncoderDecoderCache.reorder_cache``, the
+attention interface, ``config._attn_implementation``, ``generate``'s ``cache`` argument), which change
+between minor versions, so fast decoding runs on the one minor it is tested with,
+:data:`TRANSFORMERS_MINOR` (setup.cfg pins the same), and :func:`fast_decoding` raises naming the fix on any
+other.
 """
 
 from __future__ import annotations
@@ -29,6 +35,33 @@ import functools
 from typing import Any, Callable, Iterator, Sequence
 
 ATTENTION_NAME = "t2m_beam_shared_cross"
+# the transformers minor version fast decoding is tested with; setup.cfg's install_requires pins the same
+# (transformers>=5.25,<5.26) and tests/test_fast_decoding.py checks both against the installed one
+TRANSFORMERS_MINOR = (5, 25)
+
+
+def transformers_pin() -> str:
+    """The requirement that installs :data:`TRANSFORMERS_MINOR`: ``transformers>=5.25,<5.26``."""
+    major, minor = TRANSFORMERS_MINOR
+    return f"transformers>={major}.{minor},<{major}.{minor + 1}"
+
+
+def check_transformers_version(version: str | None = None) -> None:
+    """Raise ``RuntimeError`` naming the fix when ``version`` (None: the installed transformers') is not of
+    the minor :data:`TRANSFORMERS_MINOR` that fast decoding is tested with."""
+    from packaging.version import Version
+
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    if Version(version).release[:2] != TRANSFORMERS_MINOR:
+        major, minor = TRANSFORMERS_MINOR
+        raise RuntimeError(
+            f"t2m.fast_decoding patches transformers internals and is tested with transformers {major}.{minor}.x, "
+            f"but transformers {version} is installed: install the tested one (pip install '{transformers_pin()}', "
+            "as setup.cfg pins it), or, to move t2m to this transformers, run tests/test_translate.py under it "
+            "and change TRANSFORMERS_MINOR in t2m/fast_decoding.py and the pin in setup.cfg together")
 
 
 @functools.lru_cache(maxsize=None)
@@ -207,26 +240,18 @@ def _cross_attention_modules(model: Any) -> list:
     return modules if all(m is not None and hasattr(m, "config") for m in modules) else []
 
 
-@functools.lru_cache(maxsize=None)
-def _generate_cache_argument() -> str:
-    """``generate``'s name for a cache object: ``cache`` from transformers 5.24 on (which deprecates
-    ``past_key_values``), ``past_key_values`` before."""
-    import transformers
-    from packaging.version import Version
-
-    return "cache" if Version(transformers.__version__).release >= (5, 24) else "past_key_values"
-
-
 @contextlib.contextmanager
 def fast_decoding(model: Any, num_beams: int) -> Iterator[dict[str, Any]]:
     """The one way t2m calls ``generate``: inside, ``model.generate(..., **options)`` with the yielded
     ``options`` uses :func:`decoding_cache` and, for beam search, :func:`shared_cross_attention`.
-    Decoder-only models get ``{}`` and no change."""
+    Decoder-only models get ``{}`` and no change. Raises ``RuntimeError`` (:func:`check_transformers_version`)
+    when the installed transformers is not the minor version this is tested with."""
     if not getattr(model.config, "is_encoder_decoder", False):
         yield {}
         return
+    check_transformers_version()
     with shared_cross_attention(model, num_beams):
-        yield {_generate_cache_argument(): decoding_cache(model, num_beams)}
+        yield {"cache": decoding_cache(model, num_beams)}
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from t2m.chem import canonical_smiles, is_valid_smiles
 from t2m.fast_decoding import generate_in_rounds
 from t2m.mbr import OFF as MBR_OFF
 from t2m.mbr import mbr_index
@@ -61,26 +62,6 @@ def KNNSettings(store: Any, k: int | None = None, lambda_: float | None = None, 
     """:meth:`RetrievalOptions.with_overrides` under the name it had: the store's kNN parameters with those
     given (not None) substituted."""
     return RetrievalOptions.with_overrides(store, k, lambda_, temperature, pairs, exact=exact, trace=trace)
-
-
-def is_valid_smiles(smiles: str) -> bool:
-    """True when RDKit parses ``smiles`` into a molecule with at least one atom."""
-    from rdkit import Chem, rdBase
-
-    if not smiles or not smiles.strip():
-        return False
-    with rdBase.BlockLogs():  # a failed parse is an answer here, not an error to print
-        mol = Chem.MolFromSmiles(smiles)
-    return mol is not None and mol.GetNumAtoms() > 0
-
-
-def canonical_smiles(smiles: str) -> str | None:
-    """RDKit canonical isomeric SMILES, or ``None`` when RDKit cannot parse it."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles) if smiles else None
-    return Chem.MolToSmiles(mol) if mol is not None else None
 
 
 def _generated_ids(sequence: list[int], eos: int | None) -> list[int]:

@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees half of one: t2m's one atomic-write helper.
+"""Writing files so that a reader never sees half of one (t2m's one atomic-write helper), and t2m's one
+file-hash helper (:func:`file_sha256`).
 
 Every file t2m writes (predictions, reports, bench results, model cards, datastore manifests it owns)
 goes through :func:`atomic_write`: the bytes go to a temporary file in the target's folder, are flushed
@@ -7,11 +8,13 @@ interrupted write leaves the old file (or none), never a truncated one.
 
 The two libraries below t2m cannot import it (``datastore`` and ``evaluation`` do not import ``t2m``),
 so each keeps its own single helper: ``datastore.store`` (the store's JSON and arrays) and
-``evaluation.cache.atomic_write_bytes`` (cache files).
+``evaluation.cache.atomic_write_bytes`` (cache files). Neither hashes files t2m names (a store's training
+files, a checkpoint's config): t2m does, with :func:`file_sha256`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -55,3 +58,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data: Any, *, default: Callable[[Any], Any] | None = None) -> Path:
     """``data`` as indented UTF-8 JSON (non-ASCII kept) with a final newline, written atomically."""
     return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, default=default) + "\n")
+
+
+def file_sha256(path: str | os.PathLike, *, default: str | None = None, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks. A file that cannot be read raises ``OSError``
+    (``FileNotFoundError``, ...), or gives ``default`` when one is given (e.g. ``""`` where a missing file
+    is part of what a signature records)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(chunk_size), b""):
+                digest.update(chunk)
+    except OSError:
+        if default is None:
+            raise
+        return default
+    return digest.hexdigest()

@@ -18,14 +18,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from t2m.data import training_records
+from t2m.io import file_sha256
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
 
 
 def store_training_pairs(store: Any) -> list[dict]:
     """The training pairs ``store`` was built from (the rows its ``rows.npy`` ids index), from the files
     its JSON records; a missing or changed file raises naming the file and what to do."""
-    from t2m.knn_store import training_records
-    from datastore.store import META_FILE, file_sha256
+    from datastore.store import META_FILE
 
     data = store.meta.get("data", {})
     files = data.get("files") or []

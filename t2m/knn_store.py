@@ -19,34 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
-
-
-# ------------------------------------------------------------------------------------------- data
-
-
-def training_records(data: str | os.PathLike | None, setting: str = "auto", dev_size: int | None = None
-                     ) -> tuple[list[dict], dict[str, Any]]:
-    """The training pairs a datastore is built from and a JSON description of where they came from.
-
-    ``data``: a ChEBI-20 folder (or a folder holding ``chebi20/``) -> its training split under
-    ``setting`` (benchmark: validation.txt minus the dev slice); a ``.tsv`` / ``.jsonl`` file -> all of
-    its rows; None -> ChEBI-20 where t2m finds it.
-    """
-    from datastore.store import file_sha256
-    from t2m.data import CHEBI20_FILES, DEV_SIZE, load_chebi20_records, read_records
-
-    path = Path(data) if data is not None else None
-    if path is not None and path.is_file():
-        records = read_records(path)
-        return records, {"dataset": "pairs file", "split": "all",
-                         "files": [{"path": str(path.resolve()), "sha256": file_sha256(path)}]}
-    dev_size = DEV_SIZE if dev_size is None else dev_size
-    splits = load_chebi20_records(path, setting, dev_size=dev_size)
-    used = [CHEBI20_FILES["train"]] if splits.setting == "official" else [n for n in splits.files if n != CHEBI20_FILES["test"]]
-    files = [{"path": str((splits.data_dir / name).resolve()), "sha256": splits.files[name]} for name in used]
-    return splits.train, {"dataset": "chebi20", "setting": splits.setting, "split": "train",
-                          "split_source": splits.sources.get("train", ""), "dev_size": dev_size,
-                          "files": files}
+from t2m.data import training_records
 
 
 def subset_rows(count: int, fraction: float, seed: int = 0) -> list[int]:
@@ -86,7 +59,7 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
                          resume: bool = True, chunk_batches: int = 8, progress: bool = True,
                          neighbour_database: Any = None) -> Path:
     """Build the ``task`` datastore of the checkpoint in ``model_dir`` over the training pairs of
-    ``data`` (see :func:`training_records`) into ``out``; returns ``out``. A checkpoint trained with
+    ``data`` (see :func:`t2m.data.training_records`) into ``out``; returns ``out``. A checkpoint trained with
     neighbours reads each pair with its nearest other-molecule pairs of its database (``neighbour_database``,
     default: the checkpoint's own), as in training. ``index_factory`` (default ``"auto"``: sized by the entry
     count), ``nprobe``, ``ef_search``, ``train_size``, ``use_gpu``: :func:`datastore.index.build_index`."""

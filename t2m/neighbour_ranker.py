@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from t2m.chem import ranker_fingerprints
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
 
 # (t2m.neighbours imports this module: its types, Neighbour and NeighbourDatabase, are named here in strings only)
@@ -54,33 +55,19 @@ FORMAT_VERSION = 1
 
 
 class _Molecules:
-    """Fingerprints (Morgan r=2 2048 bits, MACCS, RDKit) and heavy-atom counts of SMILES. Database molecules
+    """:func:`t2m.chem.ranker_fingerprints` of SMILES (Morgan, MACCS, RDKit, heavy atoms). Database molecules
     (the candidates, a bounded set) are computed once and kept; inputs (``keep=False``) are not kept."""
 
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
-        self._morgan: Any = None
 
     def __call__(self, smiles: str, keep: bool = True):
         if smiles in self._cache:
             return self._cache[smiles]
-        found = self._compute(smiles)
+        found = ranker_fingerprints(smiles)
         if keep:
             self._cache[smiles] = found
         return found
-
-    def _compute(self, smiles: str):
-        from rdkit import Chem, rdBase
-        from rdkit.Chem import MACCSkeys, rdFingerprintGenerator
-
-        if self._morgan is None:
-            self._morgan = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
-        with rdBase.BlockLogs():
-            mol = Chem.MolFromSmiles(smiles) if smiles else None
-            if mol is None or mol.GetNumAtoms() == 0:
-                return None
-            return (self._morgan.GetFingerprint(mol), MACCSkeys.GenMACCSKeys(mol), Chem.RDKFingerprint(mol),
-                    mol.GetNumHeavyAtoms())
 
 
 def _tanimoto(a, b, which: int) -> float:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from t2m.chem import canonical_smiles
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
 
 SEPARATOR = " || "
@@ -106,16 +107,6 @@ def conditioned_source(text: str, task: str, neighbours: Sequence[Neighbour], sh
         head = f"{n.similarity:.2f} " if show_similarity else ""
         parts.append(f"{head}{n.source[:limit]}{ARROW}{n.target}")
     return SEPARATOR.join(parts)
-
-
-def canonical_key(smiles: str) -> str:
-    """RDKit canonical SMILES of ``smiles`` (the text itself when RDKit cannot parse it): two pairs with the
-    same key are the same molecule."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles) if smiles else None
-    return Chem.MolToSmiles(mol) if mol is not None else smiles
 
 
 @dataclass
@@ -209,7 +200,7 @@ class NeighbourDatabase:
 
     def _same(self, query: str, neighbour: Neighbour, task: str) -> bool:
         if task == MOL2TEXT:
-            return neighbour.similarity >= 1.0 and canonical_key(query) == self.molecule_key(neighbour.row)
+            return neighbour.similarity >= 1.0 and canonical_smiles(query, default=query) == self.molecule_key(neighbour.row)
         return query.strip() == neighbour.source.strip()
 
     def _nearest(self, queries: Sequence[str], task: str, k: int, exclude_same_molecule_as: Sequence[str] | None,
@@ -219,7 +210,7 @@ class NeighbourDatabase:
         found = self._retriever(task).search(list(queries), pool if exclude_same_molecule_as is not None else k)
         if exclude_same_molecule_as is not None:
             keys = self.molecule_keys()
-            excluded = [canonical_key(s) for s in exclude_same_molecule_as]
+            excluded = [canonical_smiles(s, default=s) for s in exclude_same_molecule_as]
         out = []
         for i, (rows, scores) in enumerate(found):
             chosen = []
@@ -234,12 +225,13 @@ class NeighbourDatabase:
         return out
 
     def molecule_key(self, row: int) -> str:
-        """:func:`canonical_key` of row ``row``'s molecule (without computing every row's)."""
-        return self._keys[row] if self._keys is not None else canonical_key(self.smiles[row])
+        """Row ``row``'s molecule as :func:`t2m.chem.canonical_smiles` with ``default`` its own SMILES (without
+        computing every row's): two rows with the same key are the same molecule."""
+        return self._keys[row] if self._keys is not None else canonical_smiles(self.smiles[row], default=self.smiles[row])
 
     def molecule_keys(self) -> list[str]:
         if self._keys is None:
-            self._keys = [canonical_key(s) for s in self.smiles]
+            self._keys = [canonical_smiles(s, default=s) for s in self.smiles]
         return self._keys
 
 

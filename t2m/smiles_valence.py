@@ -26,6 +26,8 @@ import re
 from functools import lru_cache
 from typing import NamedTuple, Sequence
 
+from t2m.chem import molecule
+
 UNLIMITED = 64  # more bonds than any SMILES atom gets
 _ORGANIC = {"B", "C", "N", "O", "P", "S", "F", "I", "Cl", "Br"}
 _AROMATIC = set("bcnops")
@@ -44,8 +46,6 @@ def max_valence(symbol: str, charge: int = 0, hydrogens: int | None = None) -> i
     """The most bonds (orders summed) RDKit accepts on ``symbol`` with ``charge`` and, in brackets, ``hydrogens``
     explicit hydrogens (None: an organic-subset atom outside brackets), tried with up to four double bonds to
     oxygen and single bonds to carbon or oxygen; :data:`UNLIMITED` when RDKit accepts eight, or none."""
-    from rdkit import Chem, rdBase
-
     if hydrogens is None:
         atom = symbol
     else:
@@ -54,12 +54,11 @@ def max_valence(symbol: str, charge: int = 0, hydrogens: int | None = None) -> i
     best = -1
     # single bonds to carbon or oxygen after double bonds to oxygen: RDKit's clean-up accepts nitro N(=O)=O
     # and perchlorate OCl(=O)(=O)=O as charge-separated forms, so their limits depend on the neighbours
-    with rdBase.BlockLogs():
-        for doubles in range(5):
-            for single in ("(C)", "(O)"):
-                for singles in range(9 - 2 * doubles):
-                    if Chem.MolFromSmiles(atom + "(=O)" * doubles + single * singles) is not None:
-                        best = max(best, 2 * doubles + singles)
+    for doubles in range(5):
+        for single in ("(C)", "(O)"):
+            for singles in range(9 - 2 * doubles):
+                if molecule(atom + "(=O)" * doubles + single * singles) is not None:
+                    best = max(best, 2 * doubles + singles)
     return UNLIMITED if best < 0 or best >= 8 else best
 
 

@@ -34,7 +34,7 @@ from evaluation.metrics import caption_bleu, molecule_scores, text_tokenizer
 from t2m.batching import encode_sources
 from t2m.editing import edit_agreement
 from t2m.generate import Translator
-from t2m.memory import peak_rss_mb
+from t2m.process_memory import peak_rss_mb
 from t2m.modeling import DECODING_KEYS, CheckpointInfo
 from t2m.neighbours import copied_share
 from t2m.options import DecodingOptions, SmilesConstraints

@@ -9,6 +9,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from t2m.chem import canonical_smiles, randomized_smiles
+from t2m.io import file_sha256
 from t2m.neighbours import Neighbour
 from t2m.tasks import MOL2TEXT, PROMPTS, TEXT2MOL
 from t2m.train_config import TrainConfig
@@ -60,8 +62,6 @@ def load_training_data(config: TrainConfig, cache_dir: Path | None = None) -> Tr
             unlabeled = []
     data = TrainingData(splits.train, splits.dev, unlabeled, splits.setting, described=splits.describe())
     if config.back_translations:
-        from datastore.store import file_sha256
-
         data.synthetic = load_back_translations(config.back_translations, data)
         data.described["back_translations"] = {"file": str(config.back_translations), "pairs": len(data.synthetic),
                                                "sha256": file_sha256(config.back_translations)}
@@ -78,7 +78,6 @@ def load_back_translations(path: str | Path, data: TrainingData) -> list[dict]:
     (MolT5's columns ``SMILES``, ``ground truth``, ``output``: the output is the description), or a ChEBI-20
     TSV or JSONL of SMILES and descriptions."""
     from t2m.data import ColumnNames, read_records
-    from t2m.neighbours import canonical_key
 
     path = Path(path)
     if not path.is_file():
@@ -88,8 +87,9 @@ def load_back_translations(path: str | Path, data: TrainingData) -> list[dict]:
         header = handle.readline().rstrip("\n").split("\t")
     translated = header[:3] == ["SMILES", "ground truth", "output"]
     columns = ColumnNames(cid=None, smiles="SMILES", description="output") if translated else None
-    known = {canonical_key(r["smiles"]) for r in (*data.train, *data.dev)}
-    kept = [r for r in read_records(path, columns) if r["description"].strip() and canonical_key(r["smiles"]) not in known]
+    known = {canonical_smiles(r["smiles"], default=r["smiles"]) for r in (*data.train, *data.dev)}
+    kept = [r for r in read_records(path, columns)
+            if r["description"].strip() and canonical_smiles(r["smiles"], default=r["smiles"]) not in known]
     if not kept:
         raise ValueError(f"{path}: no back-translated pair left (every molecule is a training or dev one, or "
                          "every description is empty)")
@@ -155,19 +155,6 @@ def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir:
                    for split, found in (("train", train), ("dev", dev)) for task in found}
         atomic_write_text(cache, json.dumps({"key": key, **compact}))
     return train, dev
-
-
-def randomized_smiles(smiles: str, rng: random.Random) -> str:
-    """A random valid SMILES of the same molecule, or ``smiles`` itself when RDKit cannot parse it."""
-    from rdkit import Chem
-
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        return smiles
-    try:
-        return Chem.MolToRandomSmilesVect(mol, 1, randomSeed=rng.randrange(1, 2**31))[0]
-    except Exception:  # noqa: BLE001 - RDKit raises many kinds
-        return smiles
 
 
 def epoch_examples(data: TrainingData, config: TrainConfig, epoch: int) -> list[tuple[str, str, str]]:

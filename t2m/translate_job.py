@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from t2m.inputs import Inputs, InputRow, UsageError, error_line, read_inputs
+from t2m.io import file_sha256
 from t2m.option_checks import check_model_option
 from t2m.options import DecodingOptions, SmilesConstraints
 from t2m.tasks import TEXT2MOL
@@ -169,23 +170,14 @@ def check_store(job: TranslateJob):
     return store
 
 
-def _file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
-
-
-
-
 def signature(job: TranslateJob, inputs: Inputs, model_dir: Path) -> dict[str, Any]:
     """What the finished rows of a run depend on: a resumed run must have the same."""
     weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("pytorch_model*.bin"))
-    model = {"path": str(model_dir.resolve()), "config": _file_digest(model_dir / "config.json"),
+    model = {"path": str(model_dir.resolve()), "config": file_sha256(model_dir / "config.json", default=""),
              "weights": [[w.name, w.stat().st_size, int(w.stat().st_mtime)] for w in weights]}
     store = None
     if job.knn:
-        store = {"path": str(Path(job.knn).resolve()), "meta": _file_digest(Path(job.knn) / "datastore.json")}
+        store = {"path": str(Path(job.knn).resolve()), "meta": file_sha256(Path(job.knn) / "datastore.json", default="")}
     return {"input": inputs.digest, "rows": len(inputs.rows), "kind": inputs.kind, "model": model,
             "store": store, "options": job.options()}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from t2m import baselines, data
+from t2m.chem import morgan_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +44,9 @@ def test_mol2text_neighbour_is_the_most_similar(slices):
     result = baselines.MoleculeRetriever(columns(db, "smiles"), columns(db, "description")).retrieve(
         columns(test[:5], "smiles"), progress=False
     )
-    db_fps = [baselines.morgan_fingerprint(s) for s in columns(db, "smiles")]
+    db_fps = [morgan_fingerprint(s) for s in columns(db, "smiles")]
     for query, row, similarity in zip(test[:5], result.neighbours, result.similarities):
-        scores = DataStructs.BulkTanimotoSimilarity(baselines.morgan_fingerprint(query["smiles"]), db_fps)
+        scores = DataStructs.BulkTanimotoSimilarity(morgan_fingerprint(query["smiles"]), db_fps)
         assert similarity == pytest.approx(max(scores)) and row == scores.index(max(scores))
 
 
@@ -68,9 +69,9 @@ def test_nearest_rows_rank_the_database_best_first_and_agree_with_retrieve(slice
     molecules = baselines.MoleculeRetriever(columns(db, "smiles"), columns(db, "description"))
     found = molecules.nearest_rows(queries, 5)
     assert [int(rows[0]) for rows in found] == molecules.retrieve(queries, progress=False).neighbours
-    db_fps = [baselines.morgan_fingerprint(s) for s in columns(db, "smiles")]
+    db_fps = [morgan_fingerprint(s) for s in columns(db, "smiles")]
     for query, rows in zip(test[:6], found):
-        scores = DataStructs.BulkTanimotoSimilarity(baselines.morgan_fingerprint(query["smiles"]), db_fps)
+        scores = DataStructs.BulkTanimotoSimilarity(morgan_fingerprint(query["smiles"]), db_fps)
         assert [scores[r] for r in rows] == sorted(scores, reverse=True)[:5]
     texts = baselines.TextRetriever(columns(db, "description"), columns(db, "smiles"))
     descriptions = columns(test[:6], "description")
@@ -90,7 +91,7 @@ def test_baselines_beat_chance_and_write_molt5_files(slices, tmp_path: Path):
 
     def mean_tanimoto(predicted: list[str]) -> float:
         return sum(
-            DataStructs.TanimotoSimilarity(baselines.morgan_fingerprint(p), baselines.morgan_fingerprint(r["smiles"]))
+            DataStructs.TanimotoSimilarity(morgan_fingerprint(p), morgan_fingerprint(r["smiles"]))
             for p, r in zip(predicted, test)
         ) / len(test)
 

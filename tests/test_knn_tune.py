@@ -37,7 +37,8 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     """λ = 0 scores the model's own mean log-likelihood; λ = 1, k = 1 on the store's training pairs
     retrieves every reference token (log-likelihood ~ 0)."""
     from datastore.build import PairBatches
-    from t2m.knn_store import encode_pairs, training_records
+    from t2m.data import training_records
+    from t2m.knn_store import encode_pairs
     from datastore.store import Datastore
     from t2m.tune import Candidate, teacher_forced_scores
     from t2m.modeling import load_model
@@ -67,7 +68,8 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     reference token from the row's own entries (log-likelihood ~ 0), and the restricted search gives the
     same neighbours as restricting and searching one input at a time."""
     from datastore.build import PairBatches
-    from t2m.knn_store import encode_pairs, training_records
+    from t2m.data import training_records
+    from t2m.knn_store import encode_pairs
     from datastore.store import Datastore
     from t2m.tune import Candidate, retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
     from t2m.modeling import load_model
@@ -176,7 +178,7 @@ def test_tuning_decodes_as_translator_does(small_chebi):
     with a restricted retrieval scope, and for text2mol with beam search and valid-SMILES reranking."""
     from datastore.store import Datastore
     from t2m.generate import Translator
-    from t2m.knn_store import training_records
+    from t2m.data import training_records
     from t2m.options import DecodingOptions, RetrievalOptions
     from t2m.tune import Candidate, decode, retrieval_scopes
 

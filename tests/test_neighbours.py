@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from t2m.neighbours import (Neighbour, NeighbourDatabase, NeighbourFormat, canonical_key, conditioned_source,
+from t2m.neighbours import (Neighbour, NeighbourDatabase, NeighbourFormat, conditioned_source,
                             draw_neighbours, training_neighbours)
+from t2m.chem import canonical_smiles
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
 
@@ -26,7 +27,7 @@ def validation_rows(shared_data):
 def test_training_neighbours_never_the_row_itself_nor_its_molecule(validation_rows, task):
     rows = list(validation_rows)
     # a duplicate molecule under another CID (and another SMILES spelling) must not be shown either
-    duplicate = dict(rows[5], cid="dup", smiles=canonical_key(rows[5]["smiles"]))
+    duplicate = dict(rows[5], cid="dup", smiles=canonical_smiles(rows[5]["smiles"]))
     rows.append(duplicate)
     database = NeighbourDatabase.from_records(rows)
     found = training_neighbours(database, rows, task, pool=4)

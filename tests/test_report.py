@@ -7,7 +7,8 @@ import base64
 
 import pytest
 
-from t2m.report import Table, data_uri, fmt, fmt_delta, molecule_img, molecule_svg, table_markdown
+from t2m.chem import molecule_svg
+from t2m.report import Table, data_uri, fmt, fmt_delta, molecule_img, table_markdown
 
 # a 2x1 red/blue PNG
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAIAAAB7QOjdAAAAEUlEQVR4nGP4z8DwHwyZGBgYAEj9BP6xsD6tAAAAAElFTkSuQmCC")
@@ -56,3 +57,20 @@ def test_readme_bench_section_is_replaced_between_the_markers():
     assert readme_with_bench(out, bench_md) == out  # idempotent
     with pytest.raises(ValueError, match="docs/results.md: no bench markers"):
         readme_with_bench("# t2m\n", bench_md)
+
+
+def test_the_report_renders_bench_json_without_importing_the_bench():
+    """The bench imports the report (to write bench.md and report.html), so the report imports no bench module:
+    the run's command line comes in as text, made by t2m.bench.config.command_line."""
+    import ast
+    from pathlib import Path
+
+    import t2m.report
+    from t2m.bench.config import BenchConfig, command_line
+
+    tree = ast.parse(Path(t2m.report.__file__).read_text(encoding="utf-8"))
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("t2m.bench")], imported
+    settings = {**BenchConfig(out="out").to_json(), "beams": [5], "fcd": False, "progress": True}
+    assert command_line({"settings": settings}) == "t2m bench --out out --beams 5 --no-fcd"

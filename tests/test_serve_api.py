@@ -96,7 +96,7 @@ def test_the_t5_greedy_and_beam_search(server):
                                            "num_beams": 3})
     out = answer["outputs"][0]
     assert status == 200 and answer["num_beams"] == 3 and len(out["candidates"]) == 3
-    from t2m.generate import is_valid_smiles
+    from t2m.chem import is_valid_smiles
 
     assert out["output"] in out["candidates"] and out["valid"] == is_valid_smiles(out["output"])
 

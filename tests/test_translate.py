@@ -56,7 +56,7 @@ def test_valid_smiles_reranking_picks_best_parsable_beam(translator):
     assert canon.output == "CCO"
     # end to end: a random tiny model rarely writes valid SMILES; every row is either valid or flagged
     out = translator.translate(["The molecule is ethanol."] * 2, task="text2mol", num_beams=4, max_new_tokens=8)
-    from t2m.generate import is_valid_smiles
+    from t2m.chem import is_valid_smiles
 
     assert all(is_valid_smiles(t.output) or FLAG_NO_VALID in t.flags for t in out)
     assert all(len(t.candidates) == 4 for t in out)

@@ -9,7 +9,8 @@ from t2m.generate import KNNSettings, Translator
 
 @pytest.fixture(scope="module")
 def store_and_rows(tiny_model_dir, tiny_chebi20, tmp_path_factory):
-    from t2m.knn_store import build_task_datastore, training_records
+    from t2m.data import training_records
+    from t2m.knn_store import build_task_datastore
 
     out = tmp_path_factory.mktemp("store") / "mol2text"
     build_task_datastore(tiny_model_dir, "mol2text", out, tiny_chebi20, setting="benchmark", dev_size=20,
@@ -86,7 +87,7 @@ def test_row_restricted_search_is_exact_search_over_those_rows(store_and_rows):
 
 def test_pair_finder_reads_the_store_pairs_and_finds_a_training_source_first(store_and_rows):
     from datastore import Datastore
-    from t2m.baselines import morgan_fingerprint
+    from t2m.chem import morgan_fingerprint
     from t2m.knn_pairs import PairFinder
 
     store_dir, records = store_and_rows

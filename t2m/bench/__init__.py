@@ -35,7 +35,8 @@ Everything is a thin layer over :func:`run_bench` (Python: ``run_bench(BenchConf
 - :mod:`t2m.bench.stores`: the task's datastores built, tuned, described; the λ sweep;
 - :mod:`t2m.bench.statistics`: paired bootstrap over the evaluator's per-row statistics;
 - :mod:`t2m.bench.examples`, :mod:`t2m.bench.verdicts`: the report's example rows, verdicts and costs;
-- :mod:`t2m.bench.task`: one task end to end; :mod:`t2m.bench.run`: the whole bench.
+- :mod:`t2m.bench.task`: one task end to end; :mod:`t2m.bench.run`: the whole bench;
+- :mod:`t2m.bench.rewrite`: ``t2m report``, bench.md and report.html rewritten from bench.json.
 
 The ``t2m bench`` command line is :mod:`t2m.cli.bench`.
 
@@ -86,6 +87,8 @@ _EXPORTS = {
     "prepare_in_parallel": "t2m.bench.run",
     "write_outputs": "t2m.bench.run",
     "machine_info": "t2m.bench.run",
+    "command_line": "t2m.bench.config",
+    "rewrite_report": "t2m.bench.rewrite",
 }
 
 __all__ = sorted(_EXPORTS)

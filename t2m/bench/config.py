@@ -1,6 +1,6 @@
 """The settings of one ``t2m bench`` run (:class:`BenchConfig`) and what the bench measures per task.
 
-Apart from the rest of the bench, so that the report can name a run's command line without importing it."""
+Apart from the rest of the bench (no torch): :func:`command_line` names a run's command from its settings."""
 
 from __future__ import annotations
 
@@ -91,3 +91,24 @@ class BenchConfig:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+
+
+def command_line(bench: dict[str, Any]) -> str:
+    """The ``t2m bench`` command that reproduces the run of ``bench`` (a bench.json): every setting that
+    differs from the default. The report prints it (:mod:`t2m.report` takes it as text: the report does not
+    import the bench)."""
+    settings = bench["settings"]
+    defaults = BenchConfig(out=settings["out"]).to_json()
+    flags = {"fcd": "--no-fcd", "isolate_builds": "--in-process", "fresh": "--fresh", "allow_pickle": "--allow-pickle",
+             "knn": "--no-knn", "compare_published": "--no-published"}
+    parts = ["t2m bench"]
+    for key, value in settings.items():
+        if key == "progress" or (value == defaults.get(key) and key not in ("out", "data")) or value is None:
+            continue
+        if key in flags:
+            parts.append(flags[key])
+        elif isinstance(value, list):
+            parts.append(f"--{key.replace('_', '-')} {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}")
+        else:
+            parts.append(f"--{key.replace('_', '-')} {value}")
+    return " ".join(parts)

@@ -10,12 +10,12 @@ like-for-like comparison with published numbers.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from t2m.bench.systems import SystemRun
+from t2m.io import file_sha256
 from t2m.tasks import TEXT2MOL
 
 # bench system name -> the file stem in MolT5's predictions folder
@@ -71,7 +71,7 @@ def published_runs(task: str, sources: Sequence[str], references: Sequence[str],
                   f"input and ground truth); {published_name(model)} left out", file=sys.stderr)
             continue
         settings: dict[str, Any] = {"decoder": "published predictions", "file": path.name,
-                                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                    "sha256": file_sha256(path),
                                     "source": "blender-nlp/MolT5 predictions/ (trained on the official train split)"}
         runs[published_name(model)] = SystemRun(published_name(model), settings, [str(o) for o in outputs], 0.0, 0)
     return runs

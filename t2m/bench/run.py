@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from t2m.bench.cache import PredictionCache, write_json_atomic
-from t2m.bench.config import BenchConfig
+from t2m.bench.config import BenchConfig, command_line
 from t2m.bench.published import find_published_dir
 from t2m.bench.statistics import CaptionScorer
 from t2m.bench.stores import prepare_task_stores, store_path
 from t2m.bench.task import run_task
 from t2m.bench.verdicts import verdicts
+from t2m.chem import quiet
 from t2m.io import atomic_write_text
-from t2m.memory import peak_rss_mb
+from t2m.process_memory import peak_rss_mb
 from t2m.tasks import MOL2TEXT
 
 
@@ -32,16 +33,11 @@ def _dev_records(config: BenchConfig):
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Run the whole benchmark and write its outputs into ``config.out``; returns the bench.json dict."""
-    from rdkit import RDLogger
-
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     # RDKit explains every unparsable candidate on stderr; thousands of them would bury the bench's progress
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with quiet():
         return _run_bench(config, started)
-    finally:
-        RDLogger.EnableLog("rdApp.*")
 
 
 def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
@@ -131,8 +127,9 @@ def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) ->
     write_json_atomic(out / "bench.json", bench)
     write_json_atomic(out / "examples.json", examples)
     plots = make_plots(bench, out / "plots")
-    atomic_write_text(out / "bench.md", bench_markdown(bench, list(plots)))
-    report = write_report(out)
+    command = command_line(bench)
+    atomic_write_text(out / "bench.md", bench_markdown(bench, command, list(plots)))
+    report = write_report(out, command)
     return {"bench.json": out / "bench.json", "bench.md": out / "bench.md", "report.html": report, **plots}
 
 

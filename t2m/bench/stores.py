@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from t2m.batching import DEFAULT_BATCH_SIZE
 from t2m.bench.config import BenchConfig
 from t2m.bench.systems import effective_decoding_options
-from t2m.memory import peak_rss_mb
+from t2m.process_memory import peak_rss_mb
 from t2m.tasks import source_and_target
 
 

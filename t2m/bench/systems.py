@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from t2m.bench.config import BenchConfig
-from t2m.memory import current_rss_mb, peak_rss_mb
+from t2m.process_memory import current_rss_mb, peak_rss_mb
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
 

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from t2m.bench.config import DEFAULT_CHOICE_METRICS, HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_RETRIEVAL
 from t2m.bench.systems import system_name
-from t2m.memory import peak_rss_mb
+from t2m.process_memory import peak_rss_mb
 
 
 def _verdict_word(comparison: dict[str, Any], better: str, worse: str, unclear: str) -> str:

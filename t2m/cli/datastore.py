@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
-from t2m.data import SETTINGS
+from t2m.data import SETTINGS, training_records
 from t2m.knn_inspect import format_inspection, inspect_translation
-from t2m.knn_store import build_task_datastore, device, training_records
+from t2m.knn_store import build_task_datastore, device
 
 if TYPE_CHECKING:
     from datastore.store import KNNParams

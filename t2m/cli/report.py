@@ -1,4 +1,4 @@
-"""``t2m report``: a thin wrapper over :func:`t2m.report.rewrite_report` (a bench folder's bench.md and
+"""``t2m report``: a thin wrapper over :func:`t2m.bench.rewrite.rewrite_report` (a bench folder's bench.md and
 report.html rewritten from its bench.json, and optionally a markdown page's bench tables).
 
     t2m report BENCH_DIR [--replot] [--into docs/results.md [--into-plots DIR]]
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.report import rewrite_report
+    from t2m.bench.rewrite import rewrite_report
 
     for path in rewrite_report(args.bench_dir, args.replot, args.readme, args.readme_plots):
         print(path)

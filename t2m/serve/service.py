@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+from t2m.chem import is_valid_smiles, molecule_svg
 from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,6 @@ class TranslationService:
         if len(inputs) > limits.max_inputs:
             raise ApiError(413, f"{_count(len(inputs))} inputs in one request; the limit is {_count(limits.max_inputs)} "
                                 "(t2m serve --max-inputs): send them in parts, or upload them as a file")
-        from t2m.generate import is_valid_smiles
-
         for number, text in enumerate(inputs, start=1):
             where = "the input" if len(inputs) == 1 else f"input {number}"
             if not text.strip():
@@ -294,8 +293,6 @@ class TranslationService:
 
 def draw(smiles: str) -> str | None:
     """RDKit's 2-D drawing of ``smiles`` as SVG text (the bench report's), None when it is no molecule."""
-    from t2m.report import molecule_svg
-
     return molecule_svg(smiles, 260, 190, bond_length=30) if smiles else None
 
 
@@ -304,8 +301,6 @@ def output_json(result, task: str, drawings: bool = False) -> dict[str, Any]:
     (``similarity``, ``source``, ``target``) and ``valid`` (text2mol: the output is a SMILES RDKit reads;
     mol2text: the input is); with ``drawings``, SVG text under ``drawing`` (the output molecule, or the
     input's for mol2text), ``candidate_drawings`` (text2mol) and each neighbour's ``drawing``."""
-    from t2m.generate import is_valid_smiles
-
     neighbours = [{"similarity": n.similarity, "source": n.source, "target": n.target} for n in result.neighbours]
     molecule = result.output if task == TEXT2MOL else result.input
     out = {"input": result.input, "output": result.output, "candidates": list(result.candidates or [result.output]),

@@ -35,7 +35,7 @@ def main() -> None:
 
     from t2m.data import load_chebi20_records, read_records
     from t2m.generate import Translator
-    from t2m.memory import peak_rss_mb
+    from t2m.process_memory import peak_rss_mb
     from t2m.modeling import default_model_dir, read_checkpoint_info
     from t2m.neighbour_ranker import load_rankers
     from t2m.neighbours import NeighbourDatabase, NeighbourFormat

@@ -279,14 +279,14 @@ class Peak:
     """Peak resident memory of a phase (VmHWM reset before it), with the memory it started from."""
 
     def __enter__(self):
-        from t2m.memory import current_rss_mb
+        from t2m.process_memory import current_rss_mb
 
         gc.collect()
         self.record = {"peak_reset": reset_peak(), "rss_before_mb": current_rss_mb(), "load_before": load()}
         return self.record
 
     def __exit__(self, *exc):
-        from t2m.memory import peak_rss_mb
+        from t2m.process_memory import peak_rss_mb
 
         self.record.update(peak_rss_mb=peak_rss_mb(), load_after=load())
         return False

@@ -1,4 +1,4 @@
-"""Memory probes: t2m's one way to say how much memory a process used.
+"""Process memory probes (resident set size): t2m's one way to say how much memory a process used.
 
 Linux's ``/proc/self/status`` ``VmHWM`` first, because ``getrusage``'s ``ru_maxrss`` survives fork + exec
 (a spawned worker would report its parent's peak); ``getrusage`` elsewhere (KB on Linux, bytes on macOS).
