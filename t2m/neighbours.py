@@ -148,7 +148,7 @@ class NeighbourDatabase:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: neighbour database not found; pass a ChEBI-20-format TSV of "
-                                    "training pairs (--database FILE)")
+                                    "training pairs (database=FILE)")
         return cls.from_records(read_records(path), str(path))
 
     def __len__(self) -> int:
