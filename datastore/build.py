@@ -45,7 +45,7 @@ from datastore.store import (
     tokenizer_fingerprint,
     write_json_atomic,
 )
-from datastore.write import WORK_SUFFIX, finish_store, subset_datastore, work_dir_for  # noqa: F401  (re-exported)
+from datastore.write import finish_store, work_dir_for
 
 Batch = Mapping[str, torch.Tensor]
 EncodeFn = Callable[[list[str], list[str]], Mapping[str, torch.Tensor]]

@@ -28,7 +28,7 @@ import numpy as np
 
 META_FILE = "datastore.json"
 from datastore.index import INDEX_FILE  # noqa: E402  (the index names its own file)
-from datastore.params import KNNParams  # noqa: E402,F401  (the store saves its defaults as one)
+from datastore.params import KNNParams  # noqa: E402  (the store saves its defaults as one)
 FORMAT_NAME = "t2m-datastore"
 FORMAT_VERSION = 1
 ARRAY_FILES = {"keys": "keys.npy", "values": "values.npy", "rows": "rows.npy", "positions": "positions.npy"}

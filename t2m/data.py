@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
+from t2m.io import atomic_write_text
+
 if TYPE_CHECKING:  # datasets is imported lazily: plain-record users do not pay for it
     import datasets
 
@@ -513,10 +515,6 @@ def load_chebi20_unlabeled_records(data_dir: str | os.PathLike | None = None, *,
 
 # --------------------------------------------------------------------------------------------------
 # Writing
-
-
-# one atomic-write helper for t2m (t2m.io); kept importable from here
-from t2m.io import atomic_write_text, set_default_permissions  # noqa: E402,F401
 
 
 def _one_line(text: str) -> str:

@@ -299,7 +299,7 @@ def copied_share(outputs: Sequence[str], neighbours: Sequence[Sequence[Neighbour
 
 
 def save_neighbour_cache(path: Path, found: Mapping[str, list[list[Neighbour]]]) -> None:
-    from t2m.data import atomic_write_text
+    from t2m.io import atomic_write_text
 
     atomic_write_text(path, json.dumps({task: [[asdict(n) for n in row] for row in rows] for task, rows in found.items()}))
 

@@ -157,7 +157,7 @@ def resolve_system(job: TranslateJob, model_dir: Path) -> TranslateJob:
             raise OptionError(str(err)) from None
         if system == "retrieval" and (d.num_beams > 1 or d.do_sample or d.mbr != "none"):
             log.warning("the checkpoint's default system for %s is retrieval (no model), which does not decode: "
-                        "the search options are not used; system=model decodes with the model", job.task)
+                        "the search options are not used; the system model decodes with the model", job.task)
     if system == "model" and d.num_return_sequences and d.num_return_sequences > d.num_beams and not d.do_sample:
         raise OptionError(f"num_return_sequences={d.num_return_sequences} needs num_beams={d.num_return_sequences} "
                           "or more (or do_sample=True)")
@@ -513,7 +513,7 @@ def run_translation(job: TranslateJob) -> Translated:
         generate_log.setLevel(level)
     text = format_output(job.task, inputs, results, job.decoding.num_return_sequences, job.show_neighbours)
     if output is not None:
-        from t2m.data import atomic_write_text
+        from t2m.io import atomic_write_text
 
         atomic_write_text(output, text)
         partial.remove()

@@ -145,7 +145,7 @@ def test_a_store_tuned_for_pairs_restricts_by_default(tiny_model_dir, store_and_
     import shutil
 
     from datastore import Datastore
-    from datastore.store import KNNParams
+    from datastore.params import KNNParams
 
     store, records = store_and_rows
     moved = tmp_path / "store"
@@ -167,7 +167,7 @@ def test_a_store_tuned_for_pairs_restricts_by_default(tiny_model_dir, store_and_
 
 
 def test_knn_params_keep_pairs_through_json():
-    from datastore.store import KNNParams
+    from datastore.params import KNNParams
 
     params = KNNParams(k=8, lambda_=0.6, temperature=0.02, pairs=4)
     assert KNNParams.from_json(params.to_json()) == params
