@@ -2,7 +2,8 @@
 
 Knows nothing of tasks or chemistry: it maps vectors to token ids. The pieces (knn-box's split):
 
-- :mod:`datastore.params`   ``KNNParams`` (k, λ, T, scope): the one carrier of kNN parameters and their checks
+- :mod:`datastore.params`   ``KNNParams`` (k, λ, T, scope): the one carrier of kNN parameters and their checks;
+                            ``PartialKNNParams``: some of them chosen, the rest a store's
 - :mod:`datastore.store`    the on-disk store (``Datastore.load``), fingerprints
 - :mod:`datastore.build`    ``build_datastore`` (streaming, resumable, multi-process, atomic)
 - :mod:`datastore.write`    ``write_datastore`` (a store from arrays), ``subset_datastore``; the one publish path
@@ -24,6 +25,7 @@ _EXPORTS = {
     "DatastoreError": "datastore.store",
     "DatastoreMismatchError": "datastore.store",
     "KNNParams": "datastore.params",
+    "PartialKNNParams": "datastore.params",
     "check_lambda": "datastore.params",
     "model_fingerprint": "datastore.store",
     "tokenizer_fingerprint": "datastore.store",
@@ -38,6 +40,7 @@ _EXPORTS = {
     "Retriever": "datastore.retrieve",
     "Neighbours": "datastore.retrieve",
     "RowRestrictedRetriever": "datastore.retrieve",
+    "Restriction": "datastore.retrieve",
     "knn_log_probs": "datastore.combine",
     "interpolate_log_probs": "datastore.combine",
     "mix_log_probs": "datastore.combine",

@@ -26,7 +26,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from datastore.combine import mix_neighbours
 from datastore.hooks import StateCapture
-from datastore.retrieve import Neighbours, Retriever
+from datastore.retrieve import Neighbours, Restriction, Retriever, RowRestrictedRetriever
 from datastore.params import KNNParams
 from datastore.store import Datastore
 
@@ -44,14 +44,22 @@ class StepTrace:
 
 
 class KNNLogitsProcessor(LogitsProcessor):
-    """Replaces the step's scores with log(λ p_kNN + (1 - λ) p_model) for every hypothesis."""
+    """Replaces the step's scores with log(λ p_kNN + (1 - λ) p_model) for every hypothesis. With a
+    ``restriction`` (a :class:`datastore.RowRestrictedRetriever` ``retriever``), every search passes it: what
+    each input of the batch may retrieve (:meth:`restricted` gives the processor of another batch)."""
 
-    def __init__(self, retriever: Retriever, capture: StateCapture, params: KNNParams,
-                 trace: list[StepTrace] | None = None) -> None:
+    def __init__(self, retriever: Retriever | RowRestrictedRetriever, capture: StateCapture, params: KNNParams,
+                 trace: list[StepTrace] | None = None, restriction: Restriction | None = None) -> None:
         self.retriever = retriever
         self.capture = capture
         self.params = params
         self.trace = trace
+        self.restriction = restriction
+
+    def restricted(self, restriction: Restriction) -> "KNNLogitsProcessor":
+        """This processor (the same retriever, hook, parameters and trace) for a batch whose inputs may
+        retrieve what ``restriction`` allows."""
+        return KNNLogitsProcessor(self.retriever, self.capture, self.params, self.trace, restriction)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         model_log_probs = torch.log_softmax(scores.float(), dim=-1)  # (n, V); identity on log-probs
@@ -64,7 +72,10 @@ class KNNLogitsProcessor(LogitsProcessor):
                 f"{scores.shape[0]}; this generation mode (e.g. contrastive or assisted decoding) runs extra "
                 "forward passes between steps: use greedy, beam search or sampling"
             )
-        neighbours = self.retriever.search(state, self.params.k)  # (n, k) each
+        if self.restriction is None:
+            neighbours = self.retriever.search(state, self.params.k)  # (n, k) each
+        else:
+            neighbours = self.retriever.search(state, self.params.k, self.restriction)
         mixed = mix_neighbours(model_log_probs, neighbours.distances, neighbours.values, self.params.lambda_,
                                self.params.temperature)  # (n, V); tokens blocked in scores stay blocked
         if self.trace is not None:
@@ -75,8 +86,9 @@ class KNNLogitsProcessor(LogitsProcessor):
 @contextmanager
 def knn_generation(model: Any, store: Datastore | str | os.PathLike, k: int | None = None,
                    lambda_: float | None = None, temperature: float | None = None, *,
-                   params: KNNParams | None = None, retriever: Retriever | None = None, nprobe: int | None = None,
-                   ef_search: int | None = None, exact: bool = False, use_gpu: bool | str = "auto", check: bool = True,
+                   params: KNNParams | None = None, retriever: Retriever | RowRestrictedRetriever | None = None,
+                   nprobe: int | None = None, ef_search: int | None = None, exact: bool = False,
+                   use_gpu: bool | str = "auto", check: bool = True,
                    trace: list[StepTrace] | None = None) -> Iterator[LogitsProcessorList]:
     """Hook ``model`` for kNN decoding with ``store`` and yield the processors for ``generate``::
 
@@ -85,7 +97,9 @@ def knn_generation(model: Any, store: Datastore | str | os.PathLike, k: int | No
 
     ``params`` (default: the store's JSON, its tuned values when tuned) with ``k`` / ``lambda_`` /
     ``temperature`` substituted where given. ``retriever``: the one to search (default: the store's index,
-    or its keys with ``exact``; a restricted one keeps its own scope -- ``params.pairs`` is the caller's).
+    or its keys with ``exact``; for a :class:`datastore.RowRestrictedRetriever` the caller gives each
+    batch's processor its restriction with :meth:`KNNLogitsProcessor.restricted` -- ``params.pairs`` is the
+    caller's).
     ``check`` refuses a model the store was not built from. ``exact`` searches the keys exactly instead
     of the saved index. ``trace``, when a list, receives a :class:`StepTrace` per step. The hook is
     removed on exit, also on errors.

@@ -45,7 +45,7 @@ from datastore.store import (
     tokenizer_fingerprint,
     write_json_atomic,
 )
-from datastore.write import WORK_SUFFIX, finish_store, subset_datastore, work_dir_for  # noqa: F401  (re-exported)
+from datastore.write import finish_store, work_dir_for
 
 Batch = Mapping[str, torch.Tensor]
 EncodeFn = Callable[[list[str], list[str]], Mapping[str, torch.Tensor]]
@@ -279,7 +279,7 @@ def build_datastore(
         if dist.rank == 0 and len(todo) < len(my_chunks):
             if todo:
                 print(f"datastore build: resuming at batch {todo[0] * chunk_batches + 1} of {num_batches} "
-                      f"(the batches before were kept in {work}; --no-resume starts over)", flush=True)
+                      f"(the batches before were kept in {work}; resume=False starts over)", flush=True)
             else:
                 print(f"datastore build: resuming: all {num_batches} batches were computed (kept in {work}); "
                       "merging and indexing", flush=True)
@@ -312,8 +312,8 @@ def build_datastore(
 def _prepare_work_dir(out_dir: Path, work: Path, signature: dict, resume: bool, overwrite: bool) -> str | None:
     """Create or validate the work folder; an error message (shared with all ranks) or None."""
     if (out_dir / META_FILE).is_file() and not overwrite:
-        return (f"{out_dir} already holds a datastore ({out_dir / META_FILE}); pass --overwrite (overwrite=True) "
-                f"to replace it, or choose another --out")
+        return (f"{out_dir} already holds a datastore ({out_dir / META_FILE}); pass overwrite=True to replace it, "
+                "or choose another out_dir")
     progress_path = work / PROGRESS_FILE
     if work.exists():
         old = None
@@ -321,7 +321,7 @@ def _prepare_work_dir(out_dir: Path, work: Path, signature: dict, resume: bool, 
             try:
                 old = read_json(progress_path).get("signature")
             except DatastoreError as error:
-                return f"{error} -- it belongs to the unfinished build in {work}: rerun with --no-resume to start over"
+                return f"{error} -- it belongs to the unfinished build in {work}: rerun with resume=False to start over"
         if resume and old == signature:
             return None
         if resume and old is not None and old != signature:
@@ -380,7 +380,7 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
                 np.load(chunk_dir / f"c{chunk:06d}.{name}.npy", mmap_mode="r", allow_pickle=False)
         except (DatastoreError, ValueError, OSError, EOFError) as error:
             raise DatastoreError(f"{path.with_suffix('')}: a damaged chunk of the unfinished build ({error}); "
-                                 "rerun with --no-resume to start the build over") from None
+                                 "rerun with resume=False to start the build over") from None
     count = sum(m["entries"] for m in manifests)
     dim = int(np.load(chunk_dir / "c000000.keys.npy", mmap_mode="r").shape[1])
     if count == 0:

@@ -132,7 +132,7 @@ def gpu_count(use_gpu: bool | str = "auto", record: list[str] | None = None) -> 
     if not gpu_faiss and machine_gpus():
         fallback(f"faiss: this machine has {machine_gpus()} CUDA GPU(s) but the installed faiss has no GPU support: "
                  "the index runs on the CPU; install faiss-gpu (e.g. pip install faiss-gpu-cu12) to use them, or "
-                 "pass use_gpu=False (--gpu no) to run on the CPU without this warning", record)
+                 "pass use_gpu=False to run on the CPU without this warning", record)
     return count
 
 
@@ -158,11 +158,11 @@ def to_gpu(index: Any, record: list[str] | None = None, what: str = "index", gpu
     except (RuntimeError, AttributeError, TypeError, MemoryError) as error:
         cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         if "shared memory" in cause.lower() or "lookup" in cause.lower():
-            fix = "use fewer PQ bytes per code (e.g. PQ32), or use_gpu=False (--gpu no)"
+            fix = "use fewer PQ bytes per code (e.g. PQ32), or use_gpu=False"
         elif "memory" in cause.lower() or "alloc" in cause.lower():
-            fix = "free GPU memory, or use_gpu=False (--gpu no) to search the memory-mapped index on the CPU"
+            fix = "free GPU memory, or use_gpu=False to search the memory-mapped index on the CPU"
         else:
-            fix = "use an index type faiss has on GPUs (IVF-Flat, IVF-SQ, IVF-PQ, Flat), or use_gpu=False (--gpu no)"
+            fix = "use an index type faiss has on GPUs (IVF-Flat, IVF-SQ, IVF-PQ, Flat), or use_gpu=False"
         fallback(f"faiss could not put the {what} ({type(faiss.downcast_index(index)).__name__}) on the GPU "
                  f"({cause}): it stays on the CPU; {fix}", record)
         return index, False
@@ -453,7 +453,7 @@ def open_index(path: str | os.PathLike, nprobe: int | None = None, ef_search: in
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: rebuild the store with `t2m datastore build --overwrite`, or "
-                                "search the keys exactly (--exact; exact=True in Python)")
+                                "search the keys exactly (exact=True)")
     record: list[str] = []
     gpus = gpu_count(use_gpu, record)
     mapped = bool(mmap and not gpus)

@@ -1,27 +1,42 @@
 """``KNNParams``: the one type that carries kNN-MT's parameters (k, λ, T and the retrieval scope), and the
-one check of each. The store saves its defaults (tuned ones when tuned) as one; decoding, tuning and
-the mixture (:mod:`datastore.combine`) all take it or check their numbers here. No torch: the store's
-JSON and the command line read it without loading a model.
+one check of each (:data:`RULES`; a ValueError names the field: ``lambda_=1.5: must be in [0, 1]``). The
+store saves its defaults (tuned ones when tuned) as one; decoding, tuning and the mixture
+(:mod:`datastore.combine`) all take it or check their numbers here. ``PartialKNNParams``: a call's choice
+of some of them, the rest the store's. No torch: the store's JSON and the command line read it without
+loading a model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
+
+# each parameter's rule: (lowest value, highest value, lowest excluded, what the rule says), the one check of each
+RULES: dict[str, tuple[float, float | None, bool, str]] = {
+    "k": (1, None, False, "must be 1 or more"),
+    "lambda_": (0.0, 1.0, False, "must be in [0, 1]"),
+    "temperature": (0.0, None, True, "must be > 0"),
+    "pairs": (0, None, False, "must be 0 or more (0: the whole store)"),
+}
+
+
+def check_param(name: str, value: float) -> float:
+    """``value`` when parameter ``name`` (a field of :class:`KNNParams`) may take it; a ValueError naming the
+    field otherwise, e.g. ``lambda_=1.5: must be in [0, 1]``."""
+    low, high, low_open, rule = RULES[name]
+    if not (value > low if low_open else value >= low) or (high is not None and value > high):
+        raise ValueError(f"{name}={value}: {rule}")
+    return value
 
 
 def check_lambda(lambda_: float) -> float:
     """``lambda_`` when it is a weight in [0, 1]; a ValueError naming it otherwise."""
-    if not 0.0 <= lambda_ <= 1.0:
-        raise ValueError(f"lambda must be in [0, 1], got {lambda_}")
-    return lambda_
+    return check_param("lambda_", lambda_)
 
 
 def check_temperature(temperature: float) -> float:
     """``temperature`` when it is > 0; a ValueError naming it otherwise."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return temperature
+    return check_param("temperature", temperature)
 
 
 @dataclass(frozen=True)
@@ -29,7 +44,7 @@ class KNNParams:
     """Retrieval-augmented decoding parameters: ``k`` neighbours, weight ``lambda_`` of the kNN
     distribution, softmax ``temperature`` over negative squared L2 distances; ``pairs``: search only the
     entries of each input's ``pairs`` nearest source rows (a caller that knows how to find them, e.g.
-    :mod:`t2m.knn_pairs`, restricts a :class:`datastore.RowRestrictedRetriever`), 0 the whole store
+    :mod:`t2m.knn_pairs`, passes them to :meth:`datastore.RowRestrictedRetriever.search`), 0 the whole store
     (None is read as 0)."""
 
     k: int = 16
@@ -40,12 +55,8 @@ class KNNParams:
     def __post_init__(self) -> None:
         if self.pairs is None:
             object.__setattr__(self, "pairs", 0)
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        check_lambda(self.lambda_)
-        check_temperature(self.temperature)
-        if self.pairs < 0:
-            raise ValueError(f"pairs must be >= 0 (0: the whole store), got {self.pairs}")
+        for name in RULES:
+            check_param(name, getattr(self, name))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"k": int(self.k), "lambda": float(self.lambda_), "temperature": float(self.temperature)}
@@ -61,7 +72,7 @@ class KNNParams:
     def replace(self, k: int | None = None, lambda_: float | None = None,
                 temperature: float | None = None, pairs: int | None = None) -> "KNNParams":
         """These parameters with the given ones (those not None) substituted (``pairs=0``: the whole store).
-        The one place a partial choice (a command line's ``--knn-lambda`` alone) meets the store's defaults."""
+        The one place a partial choice (:class:`PartialKNNParams`) meets the store's defaults."""
         return KNNParams(
             k=self.k if k is None else int(k),
             lambda_=self.lambda_ if lambda_ is None else float(lambda_),
@@ -73,3 +84,27 @@ class KNNParams:
         """``k=16 λ=0.3 T=10`` (and `` pairs=N`` for a restricted scope)."""
         scope = f" pairs={self.pairs}" if self.pairs else ""
         return f"k={self.k} λ={self.lambda_} T={self.temperature:.4g}{scope}"
+
+
+@dataclass(frozen=True)
+class PartialKNNParams:
+    """A partial choice of :class:`KNNParams`: the fields given (not None) replace a store's own (tuned)
+    ones when the store is known (:meth:`over`); each given value is checked as ``KNNParams`` checks it."""
+
+    k: int | None = None
+    lambda_: float | None = None
+    temperature: float | None = None
+    pairs: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in RULES:
+            if getattr(self, name) is not None:
+                check_param(name, getattr(self, name))
+
+    def given(self) -> dict[str, Any]:
+        """The fields chosen, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def over(self, params: KNNParams) -> KNNParams:
+        """``params`` with the fields given here substituted."""
+        return params.replace(self.k, self.lambda_, self.temperature, self.pairs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -91,14 +91,23 @@ class Retriever:
                           values_t.to(device))
 
 
+@dataclass(frozen=True)
+class Restriction:
+    """What each input of one ``generate`` batch may retrieve (:meth:`RowRestrictedRetriever.restriction`):
+    per input, the entry ids of its allowed store rows, their keys (float32) and the keys' squared norms."""
+
+    inputs: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]
+
+
 class RowRestrictedRetriever:
     """Exact search among the entries of a few training rows per input (SK-MT, Dai et al. 2023: retrieve
     the pairs nearest the input sentence first, then kNN-MT over their tokens only).
 
-    :meth:`restrict` takes, for each input of the next ``generate`` batch, the store row ids whose entries
-    it may use; :meth:`search` then gets that batch's hypotheses, input-major as ``generate`` lays them out
-    (every input has the same number: beams, samples or 1), and searches each input's entries exactly.
-    A store row id not in the store contributes nothing."""
+    :meth:`restriction` gathers, for each input of a ``generate`` batch, the entries of the store rows it
+    may use; :meth:`search` takes that :class:`Restriction` with the batch's hypotheses, input-major as
+    ``generate`` lays them out (every input has the same number: beams, samples or 1), and searches each
+    input's entries exactly. The retriever itself keeps no per-batch state. A store row id not in the store
+    contributes nothing."""
 
     def __init__(self, store: Any) -> None:
         rows = np.asarray(store.rows, dtype=np.int64)
@@ -107,7 +116,6 @@ class RowRestrictedRetriever:
         self._order = order
         self._keys = store.keys  # (count, dim) float16, memory-mapped: each input's entries are gathered once
         self.values = store.values  # (count,) int32, memory-mapped: only the found ids are read
-        self._inputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (entries, keys, |key|²)
         self.description = "exact, restricted to each input's rows"
 
     def entries_of(self, rows: Any) -> np.ndarray:
@@ -116,26 +124,29 @@ class RowRestrictedRetriever:
         parts = [self._order[self._bounds[r]:self._bounds[r + 1]] for r in map(int, rows) if 0 <= r <= last]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    def restrict(self, rows_per_input: list[Any]) -> None:
-        """Set, for each input of the next batch, the store rows whose entries its hypotheses may retrieve."""
-        self._inputs = []
+    def restriction(self, rows_per_input: Sequence[Any]) -> Restriction:
+        """For each input of a batch, the store rows whose entries its hypotheses may retrieve, gathered once
+        for every :meth:`search` of the batch."""
+        inputs = []
         for rows in rows_per_input:
             entries = np.sort(self.entries_of(rows))
             keys = torch.from_numpy(np.asarray(self._keys[entries], dtype=np.float32))
-            self._inputs.append((torch.from_numpy(entries.astype(np.int64)), keys, (keys * keys).sum(1)))
+            inputs.append((torch.from_numpy(entries.astype(np.int64)), keys, (keys * keys).sum(1)))
+        return Restriction(tuple(inputs))
 
-    def search(self, queries: torch.Tensor, k: int) -> Neighbours:
-        """The ``k`` nearest allowed entries of each row of ``queries`` (n, dim): squared L2, exact."""
-        n, inputs = queries.shape[0], len(self._inputs)
+    def search(self, queries: torch.Tensor, k: int, restriction: Restriction) -> Neighbours:
+        """The ``k`` nearest entries of each row of ``queries`` (n, dim) that ``restriction`` allows its
+        input: squared L2, exact."""
+        n, inputs = queries.shape[0], len(restriction.inputs)
         if not inputs or n % inputs:
-            raise RuntimeError(f"RowRestrictedRetriever: {n} hypotheses for {inputs} restricted inputs; call "
-                               "restrict() with one row list per input of the batch before generate")
+            raise RuntimeError(f"RowRestrictedRetriever: {n} hypotheses for {inputs} restricted inputs; give a "
+                               "restriction with one row list per input of the batch")
         per_input = n // inputs
         device = queries.device
         queries = queries.detach().to("cpu", torch.float32)
         distances = torch.full((n, k), float("inf"))
         indices = torch.full((n, k), -1, dtype=torch.int64)
-        for i, (entries, keys, key_norms) in enumerate(self._inputs):
+        for i, (entries, keys, key_norms) in enumerate(restriction.inputs):
             found = min(k, len(entries))
             if not found:
                 continue

@@ -28,7 +28,7 @@ import numpy as np
 
 META_FILE = "datastore.json"
 from datastore.index import INDEX_FILE  # noqa: E402  (the index names its own file)
-from datastore.params import KNNParams  # noqa: E402,F401  (the store saves its defaults as one)
+from datastore.params import KNNParams  # noqa: E402  (the store saves its defaults as one)
 FORMAT_NAME = "t2m-datastore"
 FORMAT_VERSION = 1
 ARRAY_FILES = {"keys": "keys.npy", "values": "values.npy", "rows": "rows.npy", "positions": "positions.npy"}
@@ -258,7 +258,7 @@ class Datastore:
                 what = "is missing" if size is None else f"holds {size:,} bytes" + (
                     f", but {META_FILE} says {int(expected):,}" if expected is not None else "")
                 raise DatastoreError(f"{index_file} {what}: copy the store's folder again, or rebuild the store with "
-                                     "`t2m datastore build --overwrite` (--knn-pairs N searches without it)")
+                                     "`t2m datastore build --overwrite` (pairs=N searches without it)")
         store = cls(path=path, meta=meta, keys=arrays["keys"], values=np.asarray(arrays["values"]),
                     rows=arrays["rows"], positions=arrays["positions"])
         if model is not None or tokenizer is not None or task is not None:

@@ -47,7 +47,7 @@ def publish(work: Path, out_dir: Path, overwrite: bool) -> None:
     old = None
     if out_dir.exists():
         if (out_dir / META_FILE).is_file() and not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a datastore; pass --overwrite (overwrite=True) to replace it")
+            raise FileExistsError(f"{out_dir} already holds a datastore; pass overwrite=True to replace it")
         old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
     os.replace(work, out_dir)

@@ -13,7 +13,7 @@ from t2m.tasks import add_prompt
 
 LABEL_PAD = -100
 # batch size of teacher-forced passes (datastore builds, tuning, the λ sweep); decoding has its own
-# (t2m.generate.default_batch_size)
+# (t2m.options.default_batch_size)
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LEN = 512  # tokens of a source or a target
 

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from t2m.io import file_sha256
 
+from t2m.io import atomic_write_text
+
 if TYPE_CHECKING:  # datasets is imported lazily: plain-record users do not pay for it
     import datasets
 
@@ -538,10 +540,6 @@ def training_records(data: str | os.PathLike | None, setting: str = "auto", dev_
 
 # --------------------------------------------------------------------------------------------------
 # Writing
-
-
-# one atomic-write helper for t2m (t2m.io); kept importable from here
-from t2m.io import atomic_write_text, set_default_permissions  # noqa: E402,F401
 
 
 def _one_line(text: str) -> str:

@@ -25,15 +25,6 @@ _WORKER: dict[str, Any] = {}
 _TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
-def KNNSpec(store: str, k: int, lambda_: float, temperature: float, pairs: int | None = None) -> Any:
-    """The kNN settings of one call by value (the workers load the store), under the name they had:
-    :class:`t2m.options.RetrievalOptions` of the store's folder and these parameters."""
-    from datastore.params import KNNParams
-    from t2m.options import RetrievalOptions
-
-    return RetrievalOptions(str(store), KNNParams(k, lambda_, temperature, pairs or 0))
-
-
 @dataclass
 class PoolResult:
     """The merged translations of one call, its wall time, the seconds the workers spent on its chunks
@@ -126,13 +117,12 @@ def _worker_retrieval(retrieval: Any) -> Any:
     return None if retrieval is None else dataclasses.replace(retrieval, store=_load_store(retrieval.store))
 
 
-def _translate_chunk(sources: list[str], task: str, decoding: Any, constraints: Any, retrieval: Any,
-                     keywords: dict[str, Any]) -> tuple[list, float, int, float]:
+def _translate_chunk(sources: list[str], task: str, decoding: Any, constraints: Any, retrieval: Any
+                     ) -> tuple[list, float, int, float]:
     from t2m.process_memory import peak_rss_mb
 
     started = time.perf_counter()
-    results = _WORKER["translator"].translate(sources, task, decoding, constraints, _worker_retrieval(retrieval),
-                                              **keywords)
+    results = _WORKER["translator"].translate(sources, task, decoding, constraints, _worker_retrieval(retrieval))
     return results, time.perf_counter() - started, os.getpid(), peak_rss_mb()
 
 
@@ -179,18 +169,17 @@ class DecodePool:
                 return
 
     def translate(self, inputs: Sequence[str], task: str, decoding: Any = None, constraints: Any = None,
-                  retrieval: Any = None, *, knn: Any = None, progress: bool = False, chunk_size: int | None = None,
-                  on_chunk: Callable[[list[int], list], None] | None = None, **keywords: Any) -> PoolResult:
-        """``Translator.translate(inputs, task, decoding, constraints, retrieval, **keywords)`` split over the
-        workers (``knn``: ``retrieval`` by the name it had; its store goes to the workers as a folder, which
-        each loaded when the pool started or loads on first use). ``progress`` shows a bar of the inputs
+                  retrieval: Any = None, *, progress: bool = False, chunk_size: int | None = None,
+                  on_chunk: Callable[[list[int], list], None] | None = None) -> PoolResult:
+        """``Translator.translate(inputs, task, decoding, constraints, retrieval)`` split over the workers
+        (the store of ``retrieval`` goes to them as a folder, which each loaded when the pool started or
+        loads on first use). ``progress`` shows a bar of the inputs
         translated (it moves a chunk at a time). ``chunk_size``: about this many inputs per chunk (default:
         ``chunks_per_worker`` chunks per worker); ``on_chunk(rows, results)`` is called with each chunk's rows
         (indices into ``inputs``) and results as it finishes (``t2m translate`` keeps them, so that an
         interrupted run resumes)."""
         from tqdm.auto import tqdm
 
-        retrieval = retrieval if retrieval is not None else knn
         retrieval = None if retrieval is None else retrieval.by_value()
         inputs = list(inputs)
         count = max(1, min(len(inputs), self.jobs * self.chunks_per_worker))
@@ -202,7 +191,7 @@ class DecodePool:
         peaks: dict[int, float] = {}
         started = time.perf_counter()
         futures = {self._pool.submit(_translate_chunk, [inputs[r] for r in rows], task, decoding, constraints,
-                                     retrieval, keywords): rows for rows in chunks}
+                                     retrieval): rows for rows in chunks}
         bar = tqdm(total=len(inputs), desc=f"translate ({self.jobs} workers)", disable=not progress,
                    dynamic_ncols=True)
         for future in as_completed(futures):

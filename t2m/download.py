@@ -156,14 +156,14 @@ def fetch_split(
             tmp = _copy_into_temp(source, to_dir, name)
         status = COPIED
     elif not url:
-        return FetchResult(split, name, MISSING, f"{name}: local-only split with no download URL; copy it with --from DIR", required)
+        return FetchResult(split, name, MISSING, f"{name}: local-only split with no download URL; copy it with from_dir=DIR", required)
     else:
         source_label = url
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 tmp = _copy_into_temp(response, to_dir, name)
         except (urllib.error.URLError, OSError) as err:
-            return FetchResult(split, name, FAILED, f"{url}: download failed ({err}); retry, or copy the file with --from DIR", required)
+            return FetchResult(split, name, FAILED, f"{url}: download failed ({err}); retry, or copy the file with from_dir=DIR", required)
         status = DOWNLOADED
     found = file_blob_id(tmp)
     if found != expected:
@@ -193,7 +193,7 @@ def fetch_dataset(
     target = Path(to_dir) if to_dir is not None else default_download_dir() / manifest["name"]
     source = Path(from_dir) if from_dir is not None else None
     if source is not None and not source.is_dir():
-        raise FileNotFoundError(f"{source}: --from directory does not exist")
+        raise FileNotFoundError(f"from_dir={source}: no such directory")
     return [
         fetch_split(split, spec, target, source, force=force, timeout=timeout)
         for split, spec in manifest["splits"].items()

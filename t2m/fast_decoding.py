@@ -318,7 +318,8 @@ def generate_in_rounds(model: Any, encode: Callable[[list[int]], dict], rows: Se
     """``model.generate`` over ``rows`` in batches of ``batch_size`` and in :func:`length_rounds`, with
     :func:`fast_decoding`; yields ``(row, sequences, scores)`` for each row once it is final --
     ``sequences`` its ``num_return_sequences`` (n, length) token ids, ``scores`` their
-    ``sequences_scores`` or None. ``encode(rows)`` gives the batch's ``input_ids`` / ``attention_mask``.
+    ``sequences_scores`` or None. ``encode(rows)`` gives the batch's ``input_ids`` / ``attention_mask``
+    (and any keyword of that batch's own, e.g. its ``logits_processor``).
 
     A row is final when all its returned sequences hold ``eos_token_id`` (with beam search ask for all
     beams, ``num_return_sequences = num_beams``, so that "ended" means what beam search means by done)

@@ -14,16 +14,14 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from t2m.chem import canonical_smiles, is_valid_smiles
 from t2m.fast_decoding import generate_in_rounds
 from t2m.mbr import OFF as MBR_OFF
 from t2m.mbr import mbr_index
-from t2m.options import (BATCH_SIZE, FIRST_ROUND_TOKENS, DecodingOptions, RetrievalOptions,  # noqa: F401
-                         SmilesConstraints, default_batch_size, default_first_round, split_keywords,
-                         with_checkpoint_defaults)
-from t2m.smiles_grammar import FLAG_BROKEN_SYNTAX, FLAG_UNFINISHED, syntax_flags  # noqa: F401 (re-exported beside the other FLAG_s)
+from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints, with_checkpoint_defaults
+from t2m.smiles_grammar import syntax_flags
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task, strip_prompt
 
 log = logging.getLogger(__name__)
@@ -55,13 +53,6 @@ class Translation:
             out["neighbours"] = [{"row": n.row, "similarity": n.similarity, "source": n.source, "target": n.target}
                                  for n in self.neighbours]
         return out
-
-
-def KNNSettings(store: Any, k: int | None = None, lambda_: float | None = None, temperature: float | None = None,
-                exact: bool = False, pairs: int | None = None, trace: list | None = None) -> RetrievalOptions:
-    """:meth:`RetrievalOptions.with_overrides` under the name it had: the store's kNN parameters with those
-    given (not None) substituted."""
-    return RetrievalOptions.with_overrides(store, k, lambda_, temperature, pairs, exact=exact, trace=trace)
 
 
 def _generated_ids(sequence: list[int], eos: int | None) -> list[int]:
@@ -99,7 +90,8 @@ class Translator:
         if path is None:
             path = default_model_dir()
             if not (Path(path) / "config.json").is_file():
-                raise FileNotFoundError(f"{path}: the default model is not installed; pass a model directory (--model DIR)")
+                raise FileNotFoundError(f"{path}: the default model is not installed; pass the path of a checkpoint "
+                                        "folder")
         model, tokenizer, info = load_model(path, allow_pickle=allow_pickle, device=device, prompt_style=prompt_style)
         return cls(model, tokenizer, info, database=database)
 
@@ -151,20 +143,14 @@ class Translator:
         """:meth:`t2m.modeling.CheckpointInfo.decoding_options` of this checkpoint."""
         return self.info.decoding_options(task, **given)
 
-    def options(self, task: str, decoding: DecodingOptions | None = None, constraints: SmilesConstraints | None = None,
-                **keywords: Any) -> tuple[DecodingOptions, SmilesConstraints]:
+    def options(self, task: str, decoding: DecodingOptions | None = None, constraints: SmilesConstraints | None = None
+                ) -> tuple[DecodingOptions, SmilesConstraints]:
         """The :class:`DecodingOptions` and :class:`SmilesConstraints` a translation of ``task`` uses:
-        ``decoding`` / ``constraints`` (None: the defaults) with ``keywords`` substituted (field names, or
-        the keyword names :meth:`translate` took before the option objects: ``smiles_syntax``,
-        ``smiles_valence``; None values are ignored), then the checkpoint's recommendations for ``task``
-        (``t2m.json`` "decoding") in every field still at its default."""
-        import dataclasses
-
-        by_decoding, by_constraints = split_keywords(keywords)
-        decoding = dataclasses.replace(decoding or DecodingOptions(), **by_decoding)
-        constraints = dataclasses.replace(constraints or SmilesConstraints(), **by_constraints)
+        ``decoding`` / ``constraints`` (None: the defaults) with the checkpoint's recommendations for
+        ``task`` (``t2m.json`` "decoding") in every field still at its default."""
         section = self.info.decoding.get(task, {})
-        return with_checkpoint_defaults(decoding, section), with_checkpoint_defaults(constraints, section)
+        return (with_checkpoint_defaults(decoding or DecodingOptions(), section),
+                with_checkpoint_defaults(constraints or SmilesConstraints(), section))
 
     # --------------------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], task: str, neighbours: Sequence[Sequence[Any]] | None = None,
@@ -188,7 +174,7 @@ class Translator:
 
     def translate(self, inputs: Sequence[str] | str, task: str, decoding: DecodingOptions | None = None,
                   constraints: SmilesConstraints | None = None, retrieval: RetrievalOptions | None = None, *,
-                  progress: bool = False, **keywords: Any) -> list[Translation]:
+                  progress: bool = False) -> list[Translation]:
         """Translate every input; bad inputs are flagged by row and the rest translated.
 
         ``decoding`` (:class:`DecodingOptions`): beams, sampling, lengths, repetition settings, batches,
@@ -196,9 +182,7 @@ class Translator:
         syntax and valence constraints, canonical output; ``retrieval`` (:class:`RetrievalOptions`): a
         kNN-MT datastore to decode with (with ``params.pairs``, each input retrieves only among the tokens
         of its nearest training pairs: :mod:`t2m.knn_pairs`). Fields left at their defaults take the
-        checkpoint's recommendations for ``task`` (:meth:`options`). Any field can also be given by name
-        as a keyword, as before the option objects (``translate(texts, task, num_beams=5,
-        valid_smiles=False, knn=RetrievalOptions(store))``).
+        checkpoint's recommendations for ``task`` (:meth:`options`).
 
         Decoding runs in length rounds (:func:`t2m.fast_decoding.length_rounds`): every input is first
         decoded with at most ``first_round_tokens`` new tokens, and only the inputs not finished by then
@@ -207,8 +191,8 @@ class Translator:
         """
         check_task(task)
         self._need_model()
-        retrieval = self._resolve_retrieval(retrieval if retrieval is not None else keywords.pop("knn", None), task)
-        decoding, constraints = self.options(task, decoding, constraints, **keywords)
+        retrieval = self._resolve_retrieval(retrieval, task)
+        decoding, constraints = self.options(task, decoding, constraints)
         decoding.check_task(task)
         decoding.returned(task == TEXT2MOL and constraints.valid_smiles)  # refuse before any work
         inputs = [inputs] if isinstance(inputs, str) else list(inputs)
@@ -239,8 +223,8 @@ class Translator:
         (:meth:`options` adds the checkpoint's defaults). ``retrieval``: its store loaded and its params
         set (as :meth:`translate` resolves them); ``retriever``: the one to search (default: the store's),
         with ``pair_rows`` -- per input, the store rows a :class:`datastore.RowRestrictedRetriever` may
-        search -- restricted batch by batch. ``logits_processors`` run after kNN and before the SMILES
-        constraint (which has the last word)."""
+        search -- given to its searches batch by batch. ``logits_processors`` run after kNN and before
+        the SMILES constraint (which has the last word)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -258,22 +242,21 @@ class Translator:
         device = next(self.model.parameters()).device
 
         def batch(rows: list[int]) -> dict:
-            if pair_rows is not None:  # the batch about to be decoded: each input's nearest pairs
-                retriever.restrict([pair_rows[i] for i in rows])
+            """``generate``'s keywords for the batch of ``rows``: its inputs and its logits processors."""
             padded = collate([encoded[i] for i in rows], None, self.tokenizer.pad_token_id, multiple=8,
                              max_source_len=self.max_source_len)
-            return {name: tensor.to(device) for name, tensor in padded.items()}
+            return {**{name: tensor.to(device) for name, tensor in padded.items()}, **processors_for(rows)}
 
         results: list[Translation | None] = [None] * len(encoded)
         bar = tqdm(total=len(order), desc=f"translate {task}", unit="mol" if task == MOL2TEXT else "text",
                    disable=not progress, dynamic_ncols=True)
-        with self._logits_processors(task, decoding, constraints, retrieval, retriever, logits_processors) as \
-                processors, torch.inference_mode():
+        with self._logits_processors(task, decoding, constraints, retrieval, retriever, pair_rows, logits_processors) \
+                as processors_for, torch.inference_mode():
             for i, sequences, seq_scores in generate_in_rounds(
                     self.model, batch, order, num_beams=decoding.num_beams,
                     num_return_sequences=decoding.generated(rerank), max_new_tokens=decoding.max_new_tokens,
                     first_round_tokens=first_round, batch_size=decoding.batch_size_or_default(),
-                    eos_token_id=self.tokenizer.eos_token_id, **decoding.generate_kwargs(), **processors):
+                    eos_token_id=self.tokenizer.eos_token_id, **decoding.generate_kwargs()):
                 texts = self.tokenizer.batch_decode(sequences[:n_return], skip_special_tokens=True,
                                                     clean_up_tokenization_spaces=False)
                 scores = seq_scores[:n_return].tolist() if seq_scores is not None else None
@@ -339,11 +322,13 @@ class Translator:
 
     @contextlib.contextmanager
     def _logits_processors(self, task: str, decoding: DecodingOptions, constraints: SmilesConstraints,
-                           retrieval: RetrievalOptions | None, retriever: Any, extra: Sequence[Any]
-                           ) -> Iterator[dict[str, Any]]:
-        """``generate``'s ``logits_processor`` keyword ({} when there is none): kNN (the model hooked while
-        the context lasts), ``extra``, then the SMILES constraint, last, so that it masks whatever came
-        before and every hypothesis completes within ``max_new_tokens``."""
+                           retrieval: RetrievalOptions | None, retriever: Any, pair_rows: Sequence[Any] | None,
+                           extra: Sequence[Any]) -> Iterator[Callable[[list[int]], dict[str, Any]]]:
+        """A function of a batch's rows giving ``generate``'s ``logits_processor`` keyword for that batch ({}
+        when there is none): kNN (the model hooked while the context lasts; with ``pair_rows``, each input
+        searching only its rows' entries: the batch's :class:`datastore.Restriction`), ``extra``, then the
+        SMILES constraint, last, so that it masks whatever came before and every hypothesis completes
+        within ``max_new_tokens``."""
         from transformers import LogitsProcessorList
 
         with contextlib.ExitStack() as stack:
@@ -358,7 +343,13 @@ class Translator:
             if task == TEXT2MOL and constraints.syntax:
                 processors.append(self._smiles_syntax_processor().limited(
                     decoding.max_new_tokens, decoding.num_beams, decoding.do_sample, valence=constraints.valence))
-            yield {"logits_processor": LogitsProcessorList(processors)} if processors else {}
+            every_batch = {"logits_processor": LogitsProcessorList(processors)} if processors else {}
+            if retrieval is None or pair_rows is None:
+                yield lambda rows: every_batch
+            else:  # processors[0] is kNN's: each batch's searches get that batch's inputs' rows
+                knn, rest = processors[0], processors[1:]
+                yield lambda rows: {"logits_processor": LogitsProcessorList(
+                    [knn.restricted(retriever.restriction([pair_rows[i] for i in rows])), *rest])}
 
     def _smiles_syntax_processor(self):
         """This translator's :class:`t2m.smiles_grammar.SmilesSyntaxProcessor` (tables built on first use)."""

@@ -1,9 +1,9 @@
 """Reading the inputs of a translation: a file (plain text, ChEBI-20/MolT5 TSV, JSONL) or texts, as rows
-that stay aligned with the outputs (see ``t2m translate --help``: ``--format``).
+that stay aligned with the outputs (:data:`FORMATS`: how a file is read).
 
 Every row of the input gives one row: a row that cannot be read (too few fields, broken JSON, no input
 key) keeps its place with ``problem`` saying why. A file that cannot be read at all raises
-:class:`UsageError` naming the file, the line and the fix.
+:class:`t2m.errors.OptionError` naming the file, the line and the fix.
 """
 
 from __future__ import annotations
@@ -15,25 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2m.errors import OptionError
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
 FORMATS = ("auto", "text", "tsv", "jsonl")
 # the column (TSV header, JSONL key) holding each task's input and its reference, lower case
 SOURCE_COLUMN = {TEXT2MOL: "description", MOL2TEXT: "smiles"}
 REFERENCE_COLUMN = {TEXT2MOL: "smiles", MOL2TEXT: "description"}
-
-
-class UsageError(Exception):
-    """An option or path the command cannot use, found before any work started: exit status 2."""
-
-
-def error_line(error: BaseException) -> str:
-    """The message of ``error`` as one line."""
-    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
-    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and \
-            error.filename and str(error.filename) not in text:
-        text = f"{error.filename}: {text}"
-    return text or type(error).__name__
 
 
 @dataclass
@@ -58,15 +46,15 @@ class Inputs:
 
 
 def _decode(label: str, data: bytes) -> str:
-    """The text of ``data`` (a UTF-8 BOM dropped); UsageError (starting with ``label``, e.g. ``--input
-    FILE``) for a binary or non-UTF-8 file."""
+    """The text of ``data`` (a UTF-8 BOM dropped); OptionError (starting with ``label``, e.g.
+    ``input=FILE``) for a binary or non-UTF-8 file."""
     if b"\x00" in data[:65536]:
-        raise UsageError(f"{label}: a binary file, not text; give a UTF-8 text, TSV or JSONL file")
+        raise OptionError(f"{label}: a binary file, not text; give a UTF-8 text, TSV or JSONL file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise UsageError(f"{label}:{line}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
+        raise OptionError(f"{label}:{line}: not UTF-8 text ({err.reason}); save the file as UTF-8") from None
 
 
 def split_lines(text: str) -> list[str]:
@@ -83,9 +71,9 @@ def _header(line: str) -> list[str]:
 
 
 def detect_format(path: Path, lines: list[str], task: str, label: str | None = None) -> str:
-    """``auto``'s choice for a file of ``lines`` (see the module docstring); UsageError (starting with
-    ``label``, default ``--input PATH``) when it cannot tell."""
-    label = label or f"--input {path}"
+    """``auto``'s choice for a file of ``lines`` (see the module docstring); OptionError (starting with
+    ``label``, default ``input=PATH``) when it cannot tell."""
+    label = label or f"input={path}"
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         return "text"  # nothing but blank lines: no rows
@@ -98,14 +86,14 @@ def detect_format(path: Path, lines: list[str], task: str, label: str | None = N
         return "tsv"
     if known & set(header):
         named = ", ".join(h.strip() for h in first.split("\t") if h.strip())
-        raise UsageError(
+        raise OptionError(
             f"{label}:1: a TSV header ({named}) without a '{SOURCE_COLUMN[task]}' column, which {task} "
-            f"translates; add that column, or pass --format text to translate each whole line")
+            f"translates; add that column, or pass format=text to translate each whole line")
     if any("\t" in line for line in lines):
         number = next(i for i, line in enumerate(lines, start=1) if "\t" in line)
-        raise UsageError(
+        raise OptionError(
             f"{label}:{number}: tab-separated, but line 1 is no header naming a '{SOURCE_COLUMN[task]}' "
-            f"column; add a header line (e.g. CID<TAB>SMILES<TAB>description), or pass --format text to "
+            f"column; add a header line (e.g. CID<TAB>SMILES<TAB>description), or pass format=text to "
             f"translate each whole line")
     return "text"
 
@@ -123,9 +111,9 @@ def _read_tsv(label: str, lines: list[str], task: str) -> tuple[list[InputRow], 
     header = _header(lines[start])
     source = SOURCE_COLUMN[task]
     if source not in header:
-        raise UsageError(
+        raise OptionError(
             f"{label}:{start + 1}: the TSV header ({', '.join(h.strip() for h in lines[start].split(chr(9)) if h.strip())}) has no "
-            f"'{source}' column, which {task} translates; name the input column '{source}', or pass --format text")
+            f"'{source}' column, which {task} translates; name the input column '{source}', or pass format=text")
     i_source = header.index(source)
     reference = next((c for c in (REFERENCE_COLUMN[task], "ground truth") if c in header and c != source), None)
     i_reference = header.index(reference) if reference else None
@@ -195,27 +183,27 @@ def _read_jsonl(lines: list[str], task: str) -> list[InputRow]:
 
 
 def read_inputs(path: str | os.PathLike, task: str, format: str = "auto") -> Inputs:
-    """The rows of an input file (see the module docstring). Raises :class:`t2m.cli.UsageError` for a file
+    """The rows of an input file (see the module docstring). Raises :class:`t2m.errors.OptionError` for a file
     that cannot be read at all (missing, a folder, binary, not UTF-8, a format it cannot tell)."""
     path = Path(path)
     if not path.exists():
-        raise UsageError(f"--input {path}: no such file")
+        raise OptionError(f"input={path}: no such file")
     if path.is_dir():
-        raise UsageError(f"--input {path}: a folder, not a file; give the file to translate")
+        raise OptionError(f"input={path}: a folder, not a file; give the file to translate")
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise UsageError(f"--input {path}: cannot be read ({err.strerror})") from None
+        raise OptionError(f"input={path}: cannot be read ({err.strerror})") from None
     return parse_inputs(data, task, format, path)
 
 
 def parse_inputs(data: bytes, task: str, format: str = "auto", path: str | os.PathLike = "input",
                  label: str | None = None) -> Inputs:
     """The rows of a file's bytes ``data``, as :func:`read_inputs` reads them (``path``: the file's name, whose
-    suffix ``auto`` reads, kept in :attr:`Inputs.path`); a UsageError's message starts with ``label`` (default
-    ``--input PATH``), e.g. ``the file NAME`` for an upload."""
+    suffix ``auto`` reads, kept in :attr:`Inputs.path`); an OptionError's message starts with ``label`` (default
+    ``input=PATH``), e.g. ``the file NAME`` for an upload."""
     path = Path(path)
-    label = label or f"--input {path}"
+    label = label or f"input={path}"
     lines = split_lines(_decode(label, data))
     kind = detect_format(path, lines, task, label) if format == "auto" else format
     columns: dict[str, str] = {}

@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees half of one (t2m's one atomic-write helper), and t2m's one
+"""Writing files so that a reader never sees half of one: t2m's one atomic-write helper; the one check
+that a file or folder can be written before any work starts (:func:`check_writable_file`); and t2m's one
 file-hash helper (:func:`file_sha256`).
 
 Every file t2m writes (predictions, reports, bench results, model cards, datastore manifests it owns)
@@ -20,6 +21,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from t2m.errors import OptionError
 
 
 def set_default_permissions(path: str | os.PathLike) -> None:
@@ -74,3 +77,41 @@ def file_sha256(path: str | os.PathLike, *, default: str | None = None, chunk_si
             raise
         return default
     return digest.hexdigest()
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written into (a file in its way, the nearest existing folder not
+    writable), or None."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder; give another path"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable; give a folder you may write to"
+    return None
+
+
+def check_writable_folder(path: str | os.PathLike, field: str) -> None:
+    """Refuse (:class:`t2m.errors.OptionError` naming option ``field``) a folder that would be created or
+    written into but cannot be: a file is in its place (or in a parent's), or the nearest existing folder
+    is not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"{field}={path}: a file, not a folder; give a folder path (it is created)")
+    problem = _unwritable(path)
+    if problem:
+        raise OptionError(f"{field}={path}: {problem}")
+
+
+def check_writable_file(path: str | os.PathLike | None, field: str) -> None:
+    """Refuse (:class:`t2m.errors.OptionError` naming option ``field``) a file that would be written but
+    cannot be: a folder in its place, or a parent that is a file or not writable (None: no file)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise OptionError(f"{field}={path}: a folder; give a file path")
+    problem = _unwritable(path.parent if str(path.parent) else Path("."))
+    if problem:
+        raise OptionError(f"{field}={path}: {problem}")

@@ -39,10 +39,10 @@ def store_training_pairs(store: Any) -> list[dict]:
         if not path.is_file():
             raise FileNotFoundError(f"{where}: the store was built from {path}, which is not there; put the data "
                                     "back at that path (pair-restricted kNN reads the training pairs again), or "
-                                    "search the whole store (--knn-pairs 0, KNNParams(pairs=0))")
+                                    "search the whole store (pairs=0)")
         if spec.get("sha256") and file_sha256(path) != spec["sha256"]:
             raise ValueError(f"{where}: {path} changed since the store was built (sha256 differs); rebuild the "
-                             "store from the current data, or search the whole store (--knn-pairs 0)")
+                             "store from the current data, or search the whole store (pairs=0)")
     first = Path(files[0]["path"])
     if data.get("dataset") == "chebi20":
         records, _ = training_records(first.parent, data.get("setting", "auto"), data.get("dev_size"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2m.errors import OptionError
 from t2m.options import DECODING_OFF
 
 T2M_META_FILE = "t2m.json"
@@ -176,8 +177,8 @@ def _check_weights(path: Path, allow_pickle: bool) -> None:
     if not has_safetensors and pickled and not allow_pickle:
         raise PermissionError(
             f"{path}: the weights are only pickled ({', '.join(sorted(pickled))}); unpickling a file from "
-            "elsewhere can run arbitrary code. If you trust its source, pass --allow-pickle "
-            "(Python: allow_pickle=True), or convert it once to safetensors."
+            "elsewhere can run arbitrary code. If you trust its source, pass allow_pickle=True, or convert it "
+            "once to safetensors."
         )
     if not has_safetensors and not pickled:
         raise FileNotFoundError(f"{path}: no model weights (model.safetensors or pytorch_model.bin) in this directory")
@@ -229,3 +230,30 @@ def load_model(path: str | Path, allow_pickle: bool = False, device: str | None 
 def default_model_dir() -> Path:
     """The small model that ships inside the package."""
     return Path(__file__).resolve().parent / "default_model"
+
+
+CHECKPOINT_FIX = "give the folder `t2m train` wrote (config.json, weights, tokenizer)"
+
+
+def checkpoint_dir(path: str | Path | None, allow_pickle: bool = False, *, field: str = "model",
+                   fix: str = f"{CHECKPOINT_FIX}, or leave model=DIR out for the shipped model") -> Path:
+    """The checkpoint folder ``path`` (None: the shipped model), checked before anything loads: an
+    :class:`t2m.errors.OptionError` naming option ``field`` and ``fix`` (what to do instead) when it is none
+    -- no folder, no config.json, no weights, or pickled weights without ``allow_pickle``."""
+    if path is None:
+        path = default_model_dir()
+        if not (path / "config.json").is_file():
+            raise OptionError(f"{path}: the shipped model is not installed; pass a checkpoint folder with {field}=DIR")
+        return path
+    path = Path(path)
+    if not path.exists():
+        raise OptionError(f"{field}={path}: no such folder; {fix}")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise OptionError(f"{field}={path}: not a checkpoint folder (no config.json); {fix}")
+    has_safe = any(path.glob("*.safetensors"))
+    if not has_safe and not any(path.glob("pytorch_model*.bin")):
+        raise OptionError(f"{field}={path}: no weights (model.safetensors) in the folder; {fix}")
+    if not has_safe and not allow_pickle:
+        raise OptionError(f"{field}={path}: only pickled weights (pytorch_model.bin); pass allow_pickle=True if you "
+                          "trust the checkpoint")
+    return path

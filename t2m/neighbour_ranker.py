@@ -241,7 +241,7 @@ class NeighbourRanker:
 
 
 def save_rankers(path: str | Path, rankers: dict[str, NeighbourRanker]) -> None:
-    from t2m.data import atomic_write_text
+    from t2m.io import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps({"format": FORMAT_VERSION,
                                               "rankers": {t: r.to_dict() for t, r in rankers.items()}}) + "\n")

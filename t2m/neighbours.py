@@ -139,7 +139,7 @@ class NeighbourDatabase:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: neighbour database not found; pass a ChEBI-20-format TSV of "
-                                    "training pairs (--database FILE)")
+                                    "training pairs (database=FILE)")
         return cls.from_records(read_records(path), str(path))
 
     def __len__(self) -> int:
@@ -291,7 +291,7 @@ def copied_share(outputs: Sequence[str], neighbours: Sequence[Sequence[Neighbour
 
 
 def save_neighbour_cache(path: Path, found: Mapping[str, list[list[Neighbour]]]) -> None:
-    from t2m.data import atomic_write_text
+    from t2m.io import atomic_write_text
 
     atomic_write_text(path, json.dumps({task: [[asdict(n) for n in row] for row in rows] for task, rows in found.items()}))
 

@@ -6,7 +6,11 @@
 - :class:`SmilesConstraints`: what text2mol's outputs are held to (valid-SMILES reranking of the beams,
   the SMILES syntax and valence constraints while decoding, canonical output);
 - :class:`RetrievalOptions`: kNN-MT retrieval: a datastore and the :class:`datastore.params.KNNParams`
-  to search it with (None: the store's own, tuned by ``t2m tune``).
+  to search it with (None: the store's own, tuned by ``t2m tune``; a :class:`datastore.params.PartialKNNParams`:
+  some of them, the rest the store's).
+
+A value out of its range is an :class:`t2m.errors.OptionError` naming the field (``num_beams=0: must be
+1 or more (1: greedy search)``).
 
 Defaults come in three layers, as in transformers: each field's own default; the checkpoint's
 ``t2m.json`` ``"decoding"`` section, per task, which may set any field of the first two (e.g.
@@ -19,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
+from t2m.errors import OptionError, check_range
 from t2m.mbr import OFF as MBR_OFF
 from t2m.mbr import check_utility
-from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
+from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL, check_task
 
 # inputs per batch, greedy (1) / beam search (>1): measured with the shipped model, one thread, 128 test rows at
 # beam 5: batches of 64 took text2mol 50-53 s (32: 57 s, 128: 60 s) and mol2text 82 s (32: 93 s, 128: 112 s),
@@ -50,11 +54,6 @@ def default_batch_size(num_beams: int) -> int:
 def default_first_round(task: str, num_beams: int) -> int:
     """The default first decoding round for ``task`` at ``num_beams`` (see ``FIRST_ROUND_TOKENS``)."""
     return FIRST_ROUND_TOKENS[(task, 1 if num_beams <= 1 else 5)]
-
-
-def _at_least(name: str, value: Any, low: float, what: str = "") -> None:
-    if value is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}{what}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -84,26 +83,23 @@ class DecodingOptions:
     first_round_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        _at_least("num_beams", self.num_beams, 1, " (1: greedy search)")
-        _at_least("num_return_sequences", self.num_return_sequences, 1)
-        _at_least("max_new_tokens", self.max_new_tokens, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("top_k", self.top_k, 0)
-        _at_least("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, " (0: off)")
-        _at_least("first_round_tokens", self.first_round_tokens, 0, " (0: one round)")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty is not None and not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0 (1: off), got {self.repetition_penalty}")
-        if not self.sampling_temperature > 0:
-            raise ValueError(f"sampling_temperature must be > 0, got {self.sampling_temperature}")
+        check_range("num_beams", self.num_beams, 1, rule="must be 1 or more (1: greedy search)")
+        check_range("num_return_sequences", self.num_return_sequences, 1, rule="must be 1 or more")
+        check_range("batch_size", self.batch_size, 1, rule="must be 1 or more")
+        check_range("max_new_tokens", self.max_new_tokens, 1, rule="must be 1 or more")
+        check_range("top_p", self.top_p, 0, 1, low_open=True, rule="must be in (0, 1]")
+        check_range("top_k", self.top_k, 0, rule="must be 0 or more")
+        check_range("repetition_penalty", self.repetition_penalty, 0, low_open=True, rule="must be > 0 (1: off)")
+        check_range("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, rule="must be 0 or more (0: off)")
+        check_range("first_round_tokens", self.first_round_tokens, 0, rule="must be 0 or more (0: one round)")
+        check_range("sampling_temperature", self.sampling_temperature, 0, low_open=True, rule="must be > 0")
         check_utility(self.mbr)
 
     def check_task(self, task: str) -> None:
         """Refuse what ``task`` cannot use (MBR selects among captions only)."""
         check_task(task)
         if self.mbr != MBR_OFF and task != MOL2TEXT:
-            raise ValueError(f"mbr={self.mbr!r}: MBR selection is for captions (mol2text); for text2mol it lowered "
+            raise ValueError(f"mbr={self.mbr}: MBR selection is for captions (mol2text); for text2mol it lowered "
                              "Morgan FTS on the dev slice (see t2m.mbr)")
 
     @property
@@ -116,7 +112,7 @@ class DecodingOptions:
         (``rerank``, MBR), else 1."""
         n = self.num_return_sequences or (self.num_beams if rerank or self.choose_by_mbr else 1)
         if n > max(self.num_beams, 1) and not self.do_sample:
-            raise ValueError(f"num_return_sequences={n} needs num_beams >= {n} (or sampling)")
+            raise OptionError(f"num_return_sequences={n} needs num_beams={n} or more (or do_sample=True)")
         return n
 
     def generated(self, rerank: bool) -> int:
@@ -164,29 +160,20 @@ class SmilesConstraints:
 class RetrievalOptions:
     """kNN-MT retrieval for one call: the datastore (a folder or a loaded :class:`datastore.Datastore`) and
     the :class:`datastore.params.KNNParams` to search it with -- None: the store's own (tuned) parameters;
-    a partial choice: :meth:`with_overrides`. ``params.pairs`` N > 0 searches only the entries of each
-    input's N nearest training pairs (:mod:`t2m.knn_pairs`). ``exact``: search the keys exactly instead of
-    the store's (approximate) index. ``trace``: a list that receives a ``datastore.StepTrace`` per decoding
-    step (each input decoded in one round then)."""
+    a :class:`datastore.params.PartialKNNParams`: the ones it gives, the rest the store's. ``pairs`` N > 0
+    searches only the entries of each input's N nearest training pairs (:mod:`t2m.knn_pairs`). ``exact``:
+    search the keys exactly instead of the store's (approximate) index. ``trace``: a list that receives a
+    ``datastore.StepTrace`` per decoding step (each input decoded in one round then)."""
 
     store: Any
-    params: Any = None  # datastore.params.KNNParams | None
+    params: Any = None  # datastore.params.KNNParams | datastore.params.PartialKNNParams | None
     exact: bool = False
     trace: list | None = field(default=None, compare=False)
 
-    @classmethod
-    def with_overrides(cls, store: Any, k: int | None = None, lambda_: float | None = None,
-                       temperature: float | None = None, pairs: int | None = None, *, exact: bool = False,
-                       trace: list | None = None) -> "RetrievalOptions":
-        """The store's parameters with the given ones (not None) substituted; with none given, None (the
-        store's, read when decoding)."""
-        if all(v is None for v in (k, lambda_, temperature, pairs)):
-            return cls(store, None, exact, trace)
-        return cls(store, load_store(store).knn_params.replace(k, lambda_, temperature, pairs), exact, trace)
-
     def resolved(self, store: Any) -> "RetrievalOptions":
-        """These options with the loaded ``store`` and its parameters where none were chosen."""
-        return dataclasses.replace(self, store=store, params=self.params or store.knn_params)
+        """These options with the loaded ``store`` and the whole :class:`datastore.params.KNNParams` they
+        search it with: the store's where none were chosen."""
+        return dataclasses.replace(self, store=store, params=_complete(self.params, store.knn_params))
 
     def by_value(self) -> "RetrievalOptions":
         """These options with the store as its folder (for another process; the trace cannot go there)."""
@@ -212,17 +199,44 @@ class RetrievalOptions:
         return self._param("pairs")
 
     def _param(self, name: str) -> Any:
-        params = self.params or getattr(self.store, "knn_params", None)
-        return None if params is None else getattr(params, name)
+        params = _complete(self.params, getattr(self.store, "knn_params", None))
+        # a partial choice and the store not loaded: the parameter when it was chosen
+        return getattr(params if params is not None else self.params, name, None)
 
 
-def load_store(store: Any) -> Any:
-    """``store`` loaded (a :class:`datastore.Datastore` is returned as it is)."""
-    if isinstance(store, (str, Path)):
-        from datastore.store import Datastore
+def open_store(path: Any, task: str | None = None, field: str = "store") -> Any:
+    """The datastore in ``path`` (a :class:`datastore.Datastore`, arrays memory-mapped, not read), its files'
+    sizes checked against ``datastore.json`` and, with ``task``, its task: before any model loads. What is
+    wrong is an :class:`t2m.errors.OptionError` naming option ``field``."""
+    from pathlib import Path
 
-        return Datastore.load(store)
+    from datastore.store import Datastore, DatastoreError
+
+    if not Path(path).is_dir():
+        what = "no such folder" if not Path(path).exists() else "a file, not a folder"
+        raise OptionError(f"{field}={path}: {what}; give the folder `t2m datastore build --out` wrote")
+    try:
+        store = Datastore.load(path)
+        if task is not None:
+            store.check_matches(task=task)
+    except DatastoreError as err:
+        raise OptionError(f"{field}={err}") from None
+    if store.task not in TASKS:
+        raise OptionError(f"{field}={path}: {Path(path) / 'datastore.json'} names task {store.task!r}, not "
+                          f"{' or '.join(TASKS)}; rebuild the store with `t2m datastore build --task TASK`")
     return store
+
+
+def _complete(params: Any, store_params: Any) -> Any:
+    """The whole parameters of a choice ``params`` (KNNParams, PartialKNNParams or None) over a store's
+    ``store_params`` (None when the store is not loaded: then only a whole choice is known)."""
+    from datastore.params import PartialKNNParams
+
+    if params is None or isinstance(params, PartialKNNParams):
+        if store_params is None:
+            return None
+        return store_params if params is None else params.over(store_params)
+    return params
 
 
 # ------------------------------------------------------------------------------ checkpoint defaults
@@ -231,8 +245,6 @@ def load_store(store: Any) -> Any:
 OPTION_TYPES = (DecodingOptions, SmilesConstraints)
 # the fields a checkpoint's t2m.json "decoding" section may set, per task
 CHECKPOINT_FIELDS = {f.name: cls for cls in OPTION_TYPES for f in dataclasses.fields(cls)}
-# the names Translator.translate took these fields by before the option objects (still accepted)
-KEYWORD_NAMES = {"smiles_syntax": "syntax", "smiles_valence": "valence"}
 
 Options = TypeVar("Options", DecodingOptions, SmilesConstraints)
 
@@ -252,18 +264,3 @@ def check_checkpoint_section(section: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown option {', '.join(unknown)}; options are {', '.join(CHECKPOINT_FIELDS)}")
     for cls in OPTION_TYPES:
         cls(**{k: v for k, v in section.items() if CHECKPOINT_FIELDS[k] is cls})
-
-
-def split_keywords(keywords: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Option fields given by name, by option object: (DecodingOptions fields, SmilesConstraints fields).
-    Translator.translate's former keyword names are accepted (:data:`KEYWORD_NAMES`); None values are left
-    out (None meant "the default" for every one of them); an unknown name is a TypeError."""
-    decoding: dict[str, Any] = {}
-    constraints: dict[str, Any] = {}
-    for name, value in keywords.items():
-        field_name = KEYWORD_NAMES.get(name, name)
-        if field_name not in CHECKPOINT_FIELDS:
-            raise TypeError(f"translate() got an unexpected keyword argument {name!r}")
-        if value is not None:
-            (decoding if CHECKPOINT_FIELDS[field_name] is DecodingOptions else constraints)[field_name] = value
-    return decoding, constraints

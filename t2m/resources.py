@@ -146,7 +146,7 @@ def setup_wordnet(nltk_data: Path | None = None, use_apt: bool = True) -> Path:
     if not _debian_wordnet_complete(DEBIAN_WORDNET_DIR):
         if not use_apt:
             raise SetupError(
-                f"{DEBIAN_WORDNET_DIR} lacks WordNet files and --no-apt was given: install {' '.join(WORDNET_PACKAGES)}"
+                f"{DEBIAN_WORDNET_DIR} lacks WordNet files and use_apt=False was given: install {' '.join(WORDNET_PACKAGES)}"
             )
         apt_install(WORDNET_PACKAGES)
         if not _debian_wordnet_complete(DEBIAN_WORDNET_DIR):

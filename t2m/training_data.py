@@ -127,7 +127,7 @@ def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir:
     ``neighbours`` nearest pairs (as at test time). Cached in ``cache_dir/neighbours.json`` under the digests
     of the training and dev pairs and the counts, as (row, similarity) only: a run resumed, or another run
     over the same pairs, reads it instead of searching again; different pairs or counts search anew."""
-    from t2m.data import atomic_write_text
+    from t2m.io import atomic_write_text
     from t2m.neighbours import NeighbourDatabase, pairs_digest, training_neighbours
 
     database = NeighbourDatabase.from_records(data.train)

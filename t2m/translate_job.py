@@ -32,7 +32,8 @@ With ``output``, finished rows are kept in ``OUTPUT.partial`` as they are done; 
 (Ctrl-C, a crash, a killed job) continues where it stopped when the same job is run again, and the final
 file is the one an uninterrupted run writes. The output is written atomically; an existing ``output`` is
 refused unless ``overwrite``. The inputs, the output path, the model folder and the datastore are checked
-(:class:`t2m.inputs.UsageError`) before the model loads.
+before the model loads: what a job cannot use is a :class:`t2m.errors.OptionError` naming the field
+(``output=FILE already exists; pass overwrite=True ...``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2m.inputs import Inputs, InputRow, UsageError, error_line, read_inputs
-from t2m.io import file_sha256
-from t2m.option_checks import check_model_option
-from t2m.options import DecodingOptions, SmilesConstraints
+from datastore.params import PartialKNNParams
+from t2m.errors import OptionError, check_range, error_line
+from t2m.inputs import Inputs, InputRow, read_inputs
+from t2m.io import check_writable_file, file_sha256
+from t2m.modeling import checkpoint_dir
+from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints, open_store
 from t2m.tasks import TEXT2MOL
 
 log = logging.getLogger(__name__)
@@ -63,11 +66,11 @@ MAX_ROW_WARNINGS = 20
 
 @dataclass(frozen=True)
 class TranslateJob:
-    """One ``t2m translate`` run, by the command line's names: ``texts`` or an ``input`` file (read as
-    ``format``), the ``task``, where the output goes (``output``; None: :attr:`Translated.text` only, which
-    the command line prints), the ``model`` folder (None: the shipped model), the decoding and SMILES
-    options, and kNN-MT retrieval: the datastore folder ``knn`` and the ``knn_*`` parameters that replace
-    its tuned ones (None: the store's). ``jobs`` > 1 decodes in that many worker processes."""
+    """One ``t2m translate`` run: ``texts`` or an ``input`` file (read as ``format``), the ``task``, where
+    the output goes (``output``; None: :attr:`Translated.text` only, which the command line prints), the
+    ``model`` folder (None: the shipped model), the decoding and SMILES options, and kNN-MT retrieval: the
+    datastore folder ``knn`` and ``knn_params``, the parameters chosen to replace its tuned ones (the rest
+    the store's). ``jobs`` > 1 decodes in that many worker processes."""
 
     task: str
     texts: Sequence[str] = ()
@@ -80,10 +83,7 @@ class TranslateJob:
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
     constraints: SmilesConstraints = field(default_factory=SmilesConstraints)
     knn: str | None = None
-    knn_k: int | None = None
-    knn_lambda: float | None = None
-    knn_temperature: float | None = None
-    knn_pairs: int | None = None
+    knn_params: PartialKNNParams = field(default_factory=PartialKNNParams)
     jobs: int = 1
     prompt_style: str | None = None
     allow_pickle: bool = False
@@ -93,16 +93,24 @@ class TranslateJob:
     # checkpoint's default for the task (resolve_system)
     system: str | None = None
 
+    def __post_init__(self) -> None:
+        check_range("jobs", self.jobs, 1, rule="must be 1 or more (1: this process)")
+        chosen = self.knn_params.given()
+        if chosen and not self.knn:
+            name, value = next(iter(chosen.items()))
+            raise OptionError(f"{name}={value} sets retrieval: give the datastore with knn=STORE, or leave it out")
+
     def options(self) -> dict[str, Any]:
-        """The options a resumed run must share with the one that kept the rows, by the command line's names."""
-        d, c = self.decoding, self.constraints
+        """The options a resumed run must share with the one that kept the rows (the keys of 0.1.0's
+        partial files)."""
+        d, c, knn = self.decoding, self.constraints, self.knn_params
         return {"task": self.task, "format": self.format, "num_beams": d.num_beams, "n_best": d.num_return_sequences,
                 "max_new_tokens": d.max_new_tokens, "valid_smiles": c.valid_smiles, "smiles_syntax": c.syntax,
                 "smiles_valence": c.valence, "canonical": c.canonicalize, "sample": d.do_sample, "top_p": d.top_p,
                 "top_k": d.top_k, "repetition_penalty": d.repetition_penalty,
                 "no_repeat_ngram_size": d.no_repeat_ngram_size, "length_penalty": d.length_penalty, "mbr": d.mbr,
-                "knn_k": self.knn_k, "knn_lambda": self.knn_lambda, "knn_temperature": self.knn_temperature,
-                "knn_pairs": self.knn_pairs, "prompt_style": self.prompt_style, "system": self.system}
+                "knn_k": knn.k, "knn_lambda": knn.lambda_, "knn_temperature": knn.temperature,
+                "knn_pairs": knn.pairs, "prompt_style": self.prompt_style, "system": self.system}
 
 
 @dataclass
@@ -128,8 +136,8 @@ class TranslationInterrupted(KeyboardInterrupt):
 
 
 def check_model(job: TranslateJob) -> Path:
-    """The checkpoint folder to load; UsageError when ``model`` is not one."""
-    return check_model_option(job.model, job.allow_pickle)
+    """The checkpoint folder to load; OptionError when ``model`` is not one."""
+    return checkpoint_dir(job.model, job.allow_pickle)
 
 
 def resolve_system(job: TranslateJob, model_dir: Path) -> TranslateJob:
@@ -141,33 +149,24 @@ def resolve_system(job: TranslateJob, model_dir: Path) -> TranslateJob:
 
     system, d = job.system, job.decoding
     if system == "retrieval" and job.knn:
-        raise UsageError("--knn decodes with the model: leave it out with --system retrieval (no model)")
+        raise OptionError(f"knn={job.knn} decodes with the model: leave it out with system=retrieval (no model)")
     if system is None:
         try:
             system = "model" if job.knn else read_checkpoint_info(model_dir).default_system(job.task)
         except ValueError as err:
-            raise UsageError(str(err)) from None
+            raise OptionError(str(err)) from None
         if system == "retrieval" and (d.num_beams > 1 or d.do_sample or d.mbr != "none"):
             log.warning("the checkpoint's default system for %s is retrieval (no model), which does not decode: "
-                        "the search options are not used; --system model decodes with the model", job.task)
+                        "the search options are not used; the system model decodes with the model", job.task)
     if system == "model" and d.num_return_sequences and d.num_return_sequences > d.num_beams and not d.do_sample:
-        raise UsageError(f"--n-best {d.num_return_sequences} needs --num-beams {d.num_return_sequences} or more "
-                         "(or --sample)")
+        raise OptionError(f"num_return_sequences={d.num_return_sequences} needs num_beams={d.num_return_sequences} "
+                          "or more (or do_sample=True)")
     return dataclasses.replace(job, system=system)
 
 
 def check_store(job: TranslateJob):
     """The datastore of ``knn``, its files and task checked (the model is checked when it is loaded)."""
-    if not job.knn:
-        return None
-    from datastore.store import DatastoreError, Datastore
-
-    try:
-        store = Datastore.load(job.knn)
-        store.check_matches(task=job.task)
-    except DatastoreError as err:
-        raise UsageError(f"--knn {err}") from None
-    return store
+    return open_store(job.knn, task=job.task, field="knn") if job.knn else None
 
 
 def signature(job: TranslateJob, inputs: Inputs, model_dir: Path) -> dict[str, Any]:
@@ -203,7 +202,7 @@ class Partial:
         self._handle = None
 
     def load(self, sig: dict[str, Any], resume: bool) -> None:
-        """Read the rows kept by an earlier run of the same translation; UsageError when they are of another."""
+        """Read the rows kept by an earlier run of the same translation; OptionError when they are of another."""
         if not self.path.exists():
             return
         if not resume:
@@ -215,8 +214,8 @@ class Partial:
         except (OSError, UnicodeDecodeError, ValueError, IndexError):
             head = None
         if not isinstance(head, dict) or head.get("format") != PARTIAL_FORMAT:
-            raise UsageError(f"{self.path}: not a t2m translate partial file (damaged?); pass --no-resume to "
-                             "start over (it is replaced)")
+            raise OptionError(f"{self.path}: not a t2m translate partial file (damaged?); pass resume=False to "
+                              "start over (it is replaced)")
         done: dict[int, dict] = {}
         for number, line in enumerate(lines[1:], start=2):
             if not line.strip():
@@ -226,7 +225,7 @@ class Partial:
                 done[int(entry["row"])] = dict(entry["result"])
             except (ValueError, KeyError, TypeError):
                 if number < len(lines) - 1 and any(rest.strip() for rest in lines[number:]):
-                    raise UsageError(f"{self.path}:{number}: damaged line; pass --no-resume to start over") from None
+                    raise OptionError(f"{self.path}:{number}: damaged line; pass resume=False to start over") from None
                 # the last line, cut short by a kill: that row is done again
         old = head.get("signature", {})
         if old != sig:
@@ -237,11 +236,11 @@ class Partial:
             what = {"input": "input file", "rows": "input rows", "kind": "input format", "model": "model",
                     "store": "datastore", "options": "options"}
             names = ", ".join(what.get(k, k) for k in changed)
-            if "options" in changed:
-                names += " (" + ", ".join("--" + k.replace("_", "-") for k in sorted(old.get("options", {}))
+            if "options" in changed:  # as this run has them
+                names += " (" + ", ".join(f"{k}={sig['options'].get(k)}" for k in sorted(old.get("options", {}))
                                           if old.get("options", {}).get(k) != sig["options"].get(k)) + ")"
-            raise UsageError(f"{self.path} keeps {len(done)} rows of another translation (different {names}); "
-                             "rerun that command to finish it, or pass --no-resume to start this one over")
+            raise OptionError(f"{self.path} keeps {len(done)} rows of another translation (different {names}); "
+                              "rerun that command to finish it, or pass resume=False to start this one over")
         self.done = done
 
     def start(self, sig: dict[str, Any]) -> None:
@@ -285,17 +284,9 @@ def check_output(job: TranslateJob, inputs_path: Path | None) -> Path | None:
     if not job.output:
         return None
     output = Path(job.output)
-    if output.is_dir():
-        raise UsageError(f"--output {output}: a folder; give a file path")
+    check_writable_file(output, "output")
     if inputs_path is not None and (_same_file(output, inputs_path) or output.resolve() == inputs_path.resolve()):
-        raise UsageError(f"--output {output} is the --input file; write the translation to another file")
-    parent = output.resolve().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"--output {output}: {parent} is a file, not a folder; choose another --output")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--output {output}: the folder {parent} is not writable; choose another --output")
+        raise OptionError(f"output={output} is also input={inputs_path}; write the translation to another file")
     return output
 
 
@@ -351,14 +342,10 @@ def _test_delay() -> None:
         time.sleep(float(delay))
 
 
-def retrieval_options(job: TranslateJob, store):
-    """The RetrievalOptions of ``job`` (None without a store): the ``knn_*`` given replace the store's
+def retrieval_options(job: TranslateJob, store) -> RetrievalOptions | None:
+    """The RetrievalOptions of ``job`` (None without a store): the ``knn_params`` given replace the store's
     (tuned) parameters, the rest are the store's."""
-    if store is None:
-        return None
-    from t2m.options import RetrievalOptions
-
-    return RetrievalOptions.with_overrides(store, job.knn_k, job.knn_lambda, job.knn_temperature, job.knn_pairs)
+    return None if store is None else RetrievalOptions(store, job.knn_params if job.knn_params.given() else None)
 
 
 def translate_rows(job: TranslateJob, model_dir: Path, store, sources: dict[int, str], on_chunk) -> None:
@@ -427,17 +414,17 @@ def read_job_inputs(job: TranslateJob) -> Inputs:
 
 def open_partial(job: TranslateJob, output: Path, sig: dict[str, Any], rows: int) -> Partial:
     """``OUTPUT.partial``: its kept rows loaded (or discarded without ``resume``) and opened for appending;
-    UsageError when ``output`` exists and there are no kept rows to resume (unless ``overwrite``)."""
+    OptionError when ``output`` exists and there are no kept rows to resume (unless ``overwrite``)."""
     partial = Partial(output)
     partial.load(sig, job.resume)
     if output.exists() and not partial.done and not job.overwrite:
-        raise UsageError(f"--output {output} already exists; pass --overwrite to replace it, or choose another "
-                         "--output")
+        raise OptionError(f"output={output} already exists; pass overwrite=True to replace it, or choose another "
+                          "output=FILE")
     try:
         partial.start(sig)
     except OSError as err:
-        raise UsageError(f"--output {output}: cannot write beside it ({error_line(err)}); choose a folder "
-                         "you can write to") from None
+        raise OptionError(f"output={output}: cannot write beside it ({error_line(err)}); choose a folder "
+                          "you can write to") from None
     if partial.done:
         print(f"t2m translate: resuming: {len(partial.done)} of {rows} rows were done in an "
               f"earlier run ({partial.path})", file=sys.stderr)
@@ -464,13 +451,13 @@ def known_results(inputs: Inputs, partial: Partial | None) -> list:
 
 
 def run_translation(job: TranslateJob) -> Translated:
-    """Run ``job`` (see the module docstring): check its inputs, output, model and datastore (UsageError)
+    """Run ``job`` (see the module docstring): check its inputs, output, model and datastore (OptionError)
     before the model loads, translate the rows not kept by an earlier run, write ``job.output`` (atomically;
     its ``.partial`` then goes). Ctrl-C raises :class:`TranslationInterrupted` after the finished rows are
     kept. The flagged rows are not reported here: :func:`report_flags`."""
     if bool(job.texts) == bool(job.input):
-        raise UsageError("give either texts or an input file, not both" if job.texts
-                         else "nothing to translate: give texts or an input file")
+        raise OptionError("give either texts or input=FILE, not both" if job.texts
+                          else "nothing to translate: give texts or input=FILE")
     inputs = read_job_inputs(job)
     output = check_output(job, inputs.path)
     model_dir = check_model(job)
@@ -506,7 +493,7 @@ def run_translation(job: TranslateJob) -> Translated:
                 f"{partial.path}; rerun the same command to resume") from None
         raise TranslationInterrupted(
             f"t2m translate: interrupted after {finished} of {len(inputs.rows)} rows; nothing kept (the output "
-            "goes to standard output): use --output FILE to make a run resumable") from None
+            "goes to standard output): use output=FILE to make a run resumable") from None
     except BaseException:
         if partial is not None:
             partial.close()
@@ -517,7 +504,7 @@ def run_translation(job: TranslateJob) -> Translated:
         generate_log.setLevel(level)
     text = format_output(job.task, inputs, results, job.decoding.num_return_sequences, job.show_neighbours)
     if output is not None:
-        from t2m.data import atomic_write_text
+        from t2m.io import atomic_write_text
 
         atomic_write_text(output, text)
         partial.remove()

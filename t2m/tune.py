@@ -39,16 +39,11 @@ DEFAULT_KS = (4, 8, 16, 32)
 TEMPERATURE_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
-# a point of the grid: k, λ, T and the retrieval scope (0: the whole store; N: each input's N nearest training
-# pairs) -- the store's own parameter type, under the name tuning gave it
-Candidate = KNNParams
-
-
 @dataclass
 class TuneResult:
     """What tuning chose, and everything it measured."""
 
-    chosen: Candidate
+    chosen: KNNParams  # k, λ, T and the retrieval scope (0: the whole store; N: each input's N nearest pairs)
     metric_name: str
     chosen_metric: dict[str, float]
     model_only_metric: dict[str, float]
@@ -88,30 +83,29 @@ def restricted_search(retriever: Any, states: Any, counts: Sequence[int], rows_p
                       k: int) -> Any:
     """Search the teacher-forced ``states`` of a batch (its inputs' target tokens, input after input:
     ``counts[i]`` of input i) each among its own input's store rows (``rows_per_input[i]``) with a
-    :class:`datastore.RowRestrictedRetriever`."""
+    :class:`datastore.RowRestrictedRetriever` (each input's search given its restriction)."""
     import torch
 
     from datastore.retrieve import Neighbours
 
     parts, start = [], 0
     for count, rows in zip(counts, rows_per_input):
-        retriever.restrict([rows])
-        parts.append(retriever.search(states[start:start + count], k))
+        parts.append(retriever.search(states[start:start + count], k, retriever.restriction([rows])))
         start += count
     return Neighbours(*(torch.cat([getattr(p, f) for p in parts]) for f in ("distances", "indices", "values")))
 
 
-def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candidates: Sequence[Candidate],
+def teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict], candidates: Sequence[KNNParams],
                           retriever: Any, progress: bool = True,
                           pair_rows: Sequence[Any] | None = None) -> tuple[np.ndarray, float]:
     """Mean log p(reference token) over all dev target tokens for each candidate (len(candidates),),
     and the median squared distance to the nearest key. ``pair_rows`` (per dev row, the store rows it may
-    retrieve from) restricts a :class:`datastore.RowRestrictedRetriever` ``retriever`` batch by batch."""
+    retrieve from) is given to the searches of a :class:`datastore.RowRestrictedRetriever` ``retriever``."""
     return scopes_teacher_forced_scores(model, store, batches, [(candidates, retriever, pair_rows)], progress)[0]
 
 
 def scopes_teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict],
-                                 scopes: Sequence[tuple[Sequence[Candidate], Any, Sequence[Any] | None]],
+                                 scopes: Sequence[tuple[Sequence[KNNParams], Any, Sequence[Any] | None]],
                                  progress: bool = True) -> list[tuple[np.ndarray, float]]:
     """:func:`teacher_forced_scores` for several retrieval scopes, each ``(candidates, retriever, pair_rows)``,
     from one teacher-forced forward pass per batch (the model's part is the same for every scope)."""
@@ -146,7 +140,7 @@ def scopes_teacher_forced_scores(model: Any, store: Any, batches: Sequence[dict]
     return [(t / max(count, 1), float(np.median(np.concatenate(d)))) for t, d in zip(totals, nearest)]
 
 
-def _mixed_log_likelihood_sums(found: Any, targets: Any, model_lp: Any, candidates: Sequence[Candidate]) -> np.ndarray:
+def _mixed_log_likelihood_sums(found: Any, targets: Any, model_lp: Any, candidates: Sequence[KNNParams]) -> np.ndarray:
     """Per candidate, the summed log p(target) of the kNN/model mixture (:func:`datastore.combine.mix_target_log_probs`,
     in float64), given the ``found`` neighbours (sorted by distance), the reference ``targets`` and the model's
     log-probabilities of them; each token's log-probability floored at -100."""
@@ -165,7 +159,7 @@ def _mixed_log_likelihood_sums(found: Any, targets: Any, model_lp: Any, candidat
 
 
 def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task: str, prompt_style: str,
-           candidate: Candidate | None, retriever: Any, *, num_beams: int = 1, batch_size: int = 32,
+           candidate: KNNParams | None, retriever: Any, *, num_beams: int = 1, batch_size: int = 32,
            max_new_tokens: int = 256, progress: bool = True,
            generate_options: dict[str, Any] | None = None, smiles_syntax: bool = True,
            pair_rows: Sequence[Any] | None = None) -> list[str]:
@@ -199,7 +193,7 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
 # ------------------------------------------------------------------------------------------- tune
 
 
-def describe(candidate: Candidate) -> str:
+def describe(candidate: KNNParams) -> str:
     return candidate.describe()
 
 
@@ -207,7 +201,7 @@ def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], e
                      pair_search: tuple[Any, Any] | None = None) -> dict[int, tuple[Any, list | None]]:
     """For each scope of ``pairs`` (0: the whole store; N: each source's N nearest training pairs), the
     retriever and, for N > 0, per source the store rows it may search (:class:`t2m.knn_pairs.PairFinder`).
-    The restricted scopes share one :class:`datastore.RowRestrictedRetriever` (each use restricts it anew);
+    The restricted scopes share one :class:`datastore.RowRestrictedRetriever` (each search is given its rows);
     ``pair_search``: the store's (PairFinder, RowRestrictedRetriever) to reuse, e.g.
     ``Translator.pair_search(store)``, instead of building them."""
     wanted = sorted({int(p) for p in pairs})
@@ -275,10 +269,10 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
                               pair_search=translator.pair_search(store) if any(pairs) else None)
 
     # stage 1: the likelihood over the whole grid (per scope, one forward pass for all); T from the data unless given
-    grid: list[Candidate] = []
+    grid: list[KNNParams] = []
     stage1_scopes = []
     if temperatures is None:  # each scope's nearest distances on the first batch, from one forward pass
-        probe = [Candidate(max(ks), 0.5, 1.0)]
+        probe = [KNNParams(max(ks), 0.5, 1.0)]
         probed = scopes_teacher_forced_scores(model, store, [batches[0]],
                                               [(probe, retriever, rows) for retriever, rows in scopes.values()],
                                               progress=False)
@@ -287,10 +281,10 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
         if scope_temperatures is None:
             d1 = probed[s][1]
             scope_temperatures = sorted({float(f"{max(d1, 1e-6) * f:.3g}") for f in TEMPERATURE_FACTORS})
-        scope_grid = [Candidate(k, lam, t, n) for k in ks for lam in lambdas for t in scope_temperatures]
+        scope_grid = [KNNParams(k, lambda_, t, n) for k in ks for lambda_ in lambdas for t in scope_temperatures]
         grid += scope_grid
         stage1_scopes.append((scope_grid, retriever, pair_rows))
-    stage1_scopes[0][0].append(Candidate(1, 0.0, 1.0))  # the model alone (λ = 0: the same in every scope)
+    stage1_scopes[0][0].append(KNNParams(1, 0.0, 1.0))  # the model alone (λ = 0: the same in every scope)
     parts = scopes_teacher_forced_scores(model, store, batches, stage1_scopes, progress=progress)
     model_only = float(parts[0][0][-1])
     scores = np.concatenate([parts[0][0][:-1]] + [p for p, _ in parts[1:]])
@@ -298,7 +292,7 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     d1 = nearest_d1[min(scopes)]
     order = np.argsort(-scores)
     stage1 = [{**asdict(grid[i]), "dev_log_likelihood": round(float(scores[i]), 5)} for i in order[:10]]
-    picks: list[Candidate] = []
+    picks: list[KNNParams] = []
     for i in order:
         if grid[i] not in picks:
             picks.append(grid[i])
@@ -310,12 +304,12 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     options = info.decoding_options(task)
     decoding = DecodingOptions(num_beams=num_beams, batch_size=batch_size, max_new_tokens=max_new_tokens)
 
-    def dev_outputs(cand: Candidate | None) -> list[str]:
+    def dev_outputs(cand: KNNParams | None) -> list[str]:
         retrieval = None if cand is None or cand.lambda_ == 0 else RetrievalOptions(store, cand, exact=exact)
         return [t.output for t in translator.translate(sources, task, decoding, retrieval=retrieval, progress=progress)]
 
     base_key, base_metric = dev_metric(task, references, dev_outputs(None))
-    results = [(base_key, model_only, Candidate(store.knn_params.k, 0.0, store.knn_params.temperature), base_metric)]
+    results = [(base_key, model_only, KNNParams(store.knn_params.k, 0.0, store.knn_params.temperature), base_metric)]
     for cand in picks:
         key, metric = dev_metric(task, references, dev_outputs(cand))
         results.append((key, float(scores[grid.index(cand)]), cand, metric))

@@ -7,12 +7,19 @@
 Fails on
 (a) ``evaluation`` or ``datastore`` importing ``t2m``;
 (b) ``evaluation`` importing ``datastore`` or ``datastore`` importing ``evaluation``;
-(c) an import cycle between files of the project (``datastore/__init__``'s lazy ``_EXPORTS`` count as imports);
+(c) an import cycle between files of the project (a package ``__init__``'s lazy ``_EXPORTS`` and ``t2m.cli``'s
+    ``COMMANDS`` count as imports);
 (d) a source file over ``MAX_FILE_LINES`` lines, except the ones in ``FILE_LINES_ALLOWED``;
 (e) a function over ``MAX_FUNCTION_LINES`` lines, except the ones in ``FUNCTION_LINES_ALLOWED``;
 (f) a module of t2m's core importing one of t2m's applications (:func:`is_application`);
 (g) command-line code outside ``t2m/cli/``: every ``t2m`` subcommand is a module ``t2m.cli.<command>`` with
-    ``add_arguments`` and ``run``, and no other module parses arguments or runs as a script.
+    ``add_arguments`` and ``run``, and no other module parses arguments or runs as a script;
+(h) a module outside ``t2m/cli/`` that imports ``argparse`` or names a command-line flag in a string (the core
+    names options by field, ``num_beams=0``; the command line writes them as flags) -- a flag in a command shown
+    whole (``t2m datastore build --overwrite``) or in the argument list of another program is no option of the
+    call, and ``FLAG_NAMES_ALLOWED`` lists the files still allowed, each with why;
+(i) a module reached by an import string other than the two tables the graph reads (``_EXPORTS``, ``COMMANDS``):
+    no ``"module:function"`` strings, ``importlib.import_module`` only where ``DYNAMIC_IMPORTS_ALLOWED`` says.
 
 The two allow-lists only shrink: split an offender, then delete its line (the test says when one is no
 longer needed). See docs/architecture.md.
@@ -21,6 +28,7 @@ longer needed). See docs/architecture.md.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,6 +44,24 @@ MAX_FUNCTION_LINES = 120
 FILE_LINES_ALLOWED: set[str] = set()
 # Functions over MAX_FUNCTION_LINES today ("path:qualified name"). Shrinking list: never add to it.
 FUNCTION_LINES_ALLOWED: set[str] = set()
+# Files outside t2m/cli/ whose strings may still name a flag (test (h)), and why. Shrinking list: never add to it.
+FLAG_NAMES_ALLOWED: dict[str, str] = {
+    "t2m/smiles_grammar.py": "the flags of an output row (FLAG_UNFINISHED, FLAG_BROKEN_SYNTAX) name --max-new-tokens "
+                             "and --no-smiles-syntax; changing them changes recorded outputs",
+    "t2m/report.py": "command_line rebuilds a saved run's `t2m bench` command from bench.json (moves with the "
+                     "report/bench split of issue 27)",
+    "t2m/recipes/ship_default_model.py": "the model card's text names `--system model` (t2m ship's output)",
+    "evaluation/evaluate.py": "`t2m eval` remedies (--task), evaluation's own entry point",
+    "evaluation/predictions.py": "`t2m eval` remedies (--skip-bad-rows)",
+    "evaluation/text_tokenizer.py": "`t2m eval` remedies (--text-tokenizer)",
+}
+# Files that may import a module named by a string (test (i)), and what they import.
+DYNAMIC_IMPORTS_ALLOWED: dict[str, str] = {
+    "datastore/__init__.py": "_EXPORTS", "evaluation/__init__.py": "_EXPORTS", "t2m/bench/__init__.py": "_EXPORTS",
+    "t2m/cli/__init__.py": "COMMANDS",
+    "t2m/data.py": "the standard library's decompressors, by file suffix",
+    "datastore/write.py": "the libraries whose versions a store records",
+}
 
 
 # t2m's applications: the command line and the jobs built on the core. Every other t2m module is core.
@@ -63,13 +89,16 @@ def project_modules() -> dict[str, Path]:
 
 
 def _lazy_exports(tree: ast.Module) -> list[str]:
-    """Module names in a package ``__init__``'s ``_EXPORTS = {"Name": "package.module", ...}``."""
+    """Module names in a package ``__init__``'s ``_EXPORTS = {"Name": "package.module", ...}`` and in
+    ``t2m.cli``'s ``COMMANDS = {"command": ("t2m.cli.command", "help"), ...}``: imported by name."""
+    found = []
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Dict):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets):
-                return [v.value for v in node.value.values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
-    return []
+            if any(isinstance(t, ast.Name) and t.id in ("_EXPORTS", "COMMANDS") for t in targets):
+                values = [v.elts[0] if isinstance(v, ast.Tuple) and v.elts else v for v in node.value.values]
+                found += [v.value for v in values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+    return found
 
 
 def imported_names(module: str, path: Path) -> list[tuple[str, int]]:
@@ -159,8 +188,9 @@ def _where(module: str, line: int) -> str:
 
 def test_the_graph_sees_lazy_and_relative_imports():
     graph, _ = import_graph()
-    assert "datastore.store" in graph["t2m.translate_job"]  # imported inside a function
+    assert "t2m.generate" in graph["t2m.translate_job"]  # imported inside a function
     assert "datastore.store" in graph["datastore"]  # datastore/__init__'s lazy _EXPORTS
+    assert "t2m.cli.translate" in graph["t2m.cli"]  # t2m.cli's COMMANDS
     assert len(project_modules()) > 50
 
 
@@ -250,10 +280,9 @@ def test_one_command_line_convention():
         tree = ast.parse(modules[module].read_text(encoding="utf-8"))
         functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
         assert {"add_arguments", "run"} <= functions, f"{module} needs add_arguments(parser) and run(args)"
-    cli_modules = {f"t2m.cli.{command}" for command in COMMANDS} | {"t2m.cli", "t2m.__main__"}
     bad = []
     for module, path in modules.items():
-        if module in cli_modules:
+        if module in ("t2m.cli", "t2m.__main__") or module.startswith("t2m.cli."):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -266,3 +295,92 @@ def test_one_command_line_convention():
                   and node.value.id == "argparse"):
                 bad.append(f"{_where(module, node.lineno)}: an argument parser outside t2m/cli/")
     assert not bad, "command-line code belongs in t2m/cli/<command>.py:\n" + "\n".join(bad)
+
+
+def _string_nodes(tree: ast.Module) -> list[tuple[ast.AST, str]]:
+    """(node, text) of every string expression but docstrings: a constant, or an f-string as its constant parts
+    with ``{}`` for each value (implicitly joined literals are one node)."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    inner = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in ast.walk(node)
+             if part is not node}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in docstrings or id(node) in inner:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.append((node, node.value))
+        elif isinstance(node, ast.JoinedStr):
+            found.append((node, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)))
+    return found
+
+
+def _argv_items(tree: ast.Module) -> set[int]:
+    """The string elements of list and tuple literals: the argument vectors of other programs."""
+    return {id(e) for node in ast.walk(tree) if isinstance(node, (ast.List, ast.Tuple)) for e in node.elts}
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+
+
+def flag_mentions(path: Path) -> list[str]:
+    """Where a module outside t2m/cli/ names a command-line flag (see (h) in the module docstring)."""
+    from t2m.cli import COMMANDS
+
+    command = re.compile(r"t2m (?:%s)\b[^;`)\n]*" % "|".join(COMMANDS))  # a command shown whole
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    argv = _argv_items(tree)
+    found = []
+    for node, text in _string_nodes(tree):
+        if id(node) in argv and re.fullmatch(r"--[a-z][\w-]*(=.*)?", text):
+            continue
+        if FLAG.search(command.sub("", text)):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text[:90]!r}")
+    return found
+
+
+def test_no_argparse_or_flag_outside_the_command_line():
+    modules = project_modules()
+    bad = []
+    for module, path in modules.items():
+        if module == "t2m.cli" or module.startswith("t2m.cli.") or module == "t2m.__main__":
+            continue
+        if any(name == "argparse" or name.startswith("argparse.") for name, _ in imported_names(module, path)):
+            bad.append(f"{path.relative_to(ROOT)}: imports argparse")
+        if path.relative_to(ROOT).as_posix() not in FLAG_NAMES_ALLOWED:
+            bad += flag_mentions(path)
+    assert not bad, ("only t2m/cli/ knows flags: name the option by its field in Python's spelling (num_beams=0, "
+                     "overwrite=True) and let the command line write it as its flag (t2m.cli.checks):\n"
+                     + "\n".join(bad))
+    still = sorted(name for name in FLAG_NAMES_ALLOWED if not flag_mentions(ROOT / name))
+    assert not still, f"no flag left: delete from FLAG_NAMES_ALLOWED: {', '.join(still)}"
+
+
+def test_the_flag_check_sees_a_flag(tmp_path):
+    sample = ROOT / "t2m" / "_flag_sample.py"
+    sample.write_text('X = f"--output {1}: a folder"\nY = "`t2m datastore build --overwrite`"\n'
+                      'Z = ["chromium", "--headless"]\n', encoding="utf-8")
+    try:
+        assert [line.split(": ", 1)[0] for line in flag_mentions(sample)] == ["t2m/_flag_sample.py:1"]
+    finally:
+        sample.unlink()
+
+
+def test_nothing_is_reached_by_an_import_string():
+    bad = []
+    for module, path in project_modules().items():
+        rel = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    re.fullmatch(r"(t2m|datastore|evaluation)(\.\w+)*:\w+", node.value):
+                bad.append(f"{rel}:{node.lineno}: {node.value!r} names a function by its module (import it)")
+            elif isinstance(node, ast.Call) and rel not in DYNAMIC_IMPORTS_ALLOWED and (
+                    (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                    or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__"))):
+                if not (node.args and isinstance(node.args[0], ast.Constant)
+                        and not re.match(r"(t2m|datastore|evaluation)\b", str(node.args[0].value))):
+                    bad.append(f"{rel}:{node.lineno}: imports a module named by a string")
+    assert not bad, ("import project modules with import statements (or through an _EXPORTS / COMMANDS table the "
+                     "layering test reads):\n" + "\n".join(bad))

@@ -30,7 +30,7 @@ def bench_dir(tiny_model_dir, tiny_chebi20, shared_data, tmp_path_factory):
             "--published", str(shared_data / "molt5_predictions"),
             "--dev-size", str(DEV_SIZE), "--tasks", "text2mol,mol2text", "--beams", "1,2", "--limit", str(TEST_ROWS),
             "--dev-limit", "8", "--fractions", "0.5,1.0", "--index", "Flat", "--no-fcd", "--bootstrap", "200",
-            "--lambda-sweep", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
+            "--knn-lambdas", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
             "--examples", "2", "--no-progress"]
     assert main(argv) == 0
     return out
@@ -167,7 +167,7 @@ def test_a_rerun_reuses_the_decoded_predictions(bench_dir, tiny_model_dir, tiny_
     bench = run_bench(BenchConfig(
         out=out, model=tiny_model_dir, data=tiny_chebi20, dev_size=DEV_SIZE, tasks=("mol2text",), beams=(1, 2),
         limit=TEST_ROWS, dev_limit=8, fractions=(0.5, 1.0), index="Flat", fcd=False, bootstrap=50,
-        lambda_sweep=(0.0,), sweep_rows=0, max_new_tokens=24, batch_size=8, examples=1, isolate_builds=False,
+        knn_lambdas=(0.0,), sweep_rows=0, max_new_tokens=24, batch_size=8, examples=1, isolate_builds=False,
         progress=False))
     systems = bench["tasks"]["mol2text"]["systems"]
     assert all(s["speed"]["reused_from_cache"] for s in systems.values())
@@ -187,7 +187,7 @@ def test_decoding_split_over_worker_processes_gives_the_same_numbers(bench_dir, 
             "--published", str(shared_data / "molt5_predictions"),
             "--dev-size", str(DEV_SIZE), "--tasks", "text2mol,mol2text", "--beams", "1,2", "--limit", str(TEST_ROWS),
             "--dev-limit", "8", "--fractions", "0.5,1.0", "--index", "Flat", "--no-fcd", "--bootstrap", "200",
-            "--lambda-sweep", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
+            "--knn-lambdas", "0,0.5,1", "--sweep-rows", "4", "--max-new-tokens", "24", "--batch-size", "8",
             "--examples", "2", "--no-progress", "--jobs", "2", "--scaling-limit", "5"]
     assert main(argv) == 0
     parallel = json.loads((out / "bench.json").read_text())
@@ -219,13 +219,14 @@ def test_a_bench_tuned_for_nearest_pairs_decodes_with_them(tiny_model_dir, tiny_
     from evaluation.predictions import read_predictions
     from t2m.cli import main
     from t2m.data import load_chebi20_records
-    from t2m.generate import KNNSettings, Translator
+    from t2m.generate import Translator
+    from t2m.options import DecodingOptions, RetrievalOptions
 
     out = tmp_path / "bench_pairs"
     argv = ["bench", "--model", str(tiny_model_dir), "--data", str(tiny_chebi20), "--out", str(out),
             "--dev-size", str(DEV_SIZE), "--tasks", "mol2text", "--beams", "1", "--limit", str(TEST_ROWS),
             "--dev-limit", "8", "--fractions", "1.0", "--index", "Flat", "--bootstrap", "50", "--pairs", "1",
-            "--lambda-sweep", "0.5", "--sweep-rows", "2", "--max-new-tokens", "16", "--batch-size", "8",
+            "--knn-lambdas", "0.5", "--sweep-rows", "2", "--max-new-tokens", "16", "--batch-size", "8",
             "--examples", "1", "--no-progress", "--jobs", "2", "--in-process"]
     assert main(argv) == 0
     bench = json.loads((out / "bench.json").read_text())["tasks"]["mol2text"]
@@ -235,8 +236,8 @@ def test_a_bench_tuned_for_nearest_pairs_decodes_with_them(tiny_model_dir, tiny_
     assert bench["lambda_sweep"]["pairs"] == 1
     test = load_chebi20_records(tiny_chebi20, "benchmark", dev_size=DEV_SIZE).test[:TEST_ROWS]
     translator = Translator.from_pretrained(tiny_model_dir)
-    want = translator.translate([r["smiles"] for r in test], task="mol2text", max_new_tokens=16, knn=KNNSettings(
-        out / "stores" / "mol2text", params.k, params.lambda_, params.temperature, pairs=1))
+    want = translator.translate([r["smiles"] for r in test], "mol2text", DecodingOptions(max_new_tokens=16),
+                                retrieval=RetrievalOptions(out / "stores" / "mol2text", params))
     written = read_predictions(out / "predictions" / "mol2text" / "model-knn.tsv")
     assert list(written.outputs) == [" ".join(t.output.split("\n")) for t in want]
 

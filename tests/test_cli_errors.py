@@ -61,7 +61,10 @@ TRANSLATE = ("translate", "--task", "mol2text", "--max-new-tokens", "8")
     ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
     ("--jobs", "0", "--jobs 0: must be 1 or more"),
     ("--top-p", "1.5", "--top-p 1.5: must be in (0, 1]"),
-    ("--knn-k", "4", "--knn-k sets retrieval: give the datastore with --knn STORE"),
+    ("--knn-k", "4", "--knn-k 4 sets retrieval: give the datastore with --knn STORE"),
+    ("--knn-lambda", "1.5", "--knn-lambda 1.5: must be in [0, 1]"),
+    ("--top-k", "-1", "--top-k -1: must be 0 or more"),
+    ("--n-best", "0", "--n-best 0: must be 1 or more"),
 ])
 def test_bad_options_are_refused_before_the_model_loads(files, option, value, words):
     before = snapshot(files)
@@ -97,7 +100,7 @@ def test_missing_binary_and_folder_inputs(files):
 
 def test_a_model_that_is_not_a_checkpoint(files):
     one_line(t2m(*TRANSLATE, "--model", str(files), "CCO"), 2, f"--model {files}: not a checkpoint folder",
-             "(no config.json)", "leave --model out")
+             "(no config.json)", "leave --model DIR out")
     one_line(t2m(*TRANSLATE, "--model", str(files / "none"), "CCO"), 2, "no such folder")
 
 
@@ -119,7 +122,7 @@ def test_output_checks_lose_no_file(files):
     before = snapshot(files)
     pairs = files / "pairs.tsv"
     one_line(t2m(*TRANSLATE, "--input", str(pairs), "--output", str(pairs)), 2,
-             f"--output {pairs} is the --input file")
+             f"--output {pairs} is also --input {pairs}")
     one_line(t2m(*TRANSLATE, "--input", str(pairs), "--output", str(files / "old.txt")), 2,
              f"--output {files / 'old.txt'} already exists; pass --overwrite")
     one_line(t2m(*TRANSLATE, "--input", str(pairs), "--output", str(files)), 2, "a folder; give a file path")
@@ -269,6 +272,8 @@ def test_datastore_build_into_an_existing_store_or_from_no_checkpoint_is_refused
                  "--out", str(store)), 2, str(store), "already holds a datastore", "--overwrite")
     one_line(t2m("datastore", "build", "--model", str(tmp_path), "--task", "mol2text", "--out", str(tmp_path / "new")),
              2, "not a checkpoint folder", "config.json")
+    one_line(t2m("datastore", "build", "--model", str(REPO / "t2m" / "default_model"), "--task", "mol2text",
+                 "--out", str(tmp_path / "new"), "--knn-lambda", "2"), 2, "--knn-lambda 2.0: must be in [0, 1]")
     assert snapshot(tmp_path) == before
 
 
@@ -322,8 +327,8 @@ MODEL = REPO / "t2m" / "default_model"
 
 @pytest.mark.parametrize("option, value, words", [
     ("--num-beams", "0", "--num-beams 0: must be 1 or more (1: greedy search)"),
-    ("--lambdas", "0.1,1.5", "--lambdas 0.1,1.5: 1.5 must be in [0, 1]"),
-    ("--lambdas", ",", "--lambdas ',': no values; give comma-separated numbers"),
+    ("--knn-lambdas", "0.1,1.5", "--knn-lambdas 0.1,1.5: 1.5 must be in [0, 1]"),
+    ("--knn-lambdas", ",", "--knn-lambdas ',': no values; give comma-separated numbers"),
     ("--ks", "4,x", "--ks 4,x: 'x' is not a whole number"),
     ("--ks", "0,8", "--ks 0,8: 0 must be 1 or more"),
     ("--temperatures", "1,0", "--temperatures 1,0: 0 must be > 0"),
@@ -363,7 +368,9 @@ def test_tune_refuses_a_missing_model_and_a_folder_that_is_no_store(tmp_path):
     ("--dev-limit", "0", "--dev-limit 0: must be 1 or more"),
     ("--tasks", "text2mol,mol2txt", "--tasks text2mol,mol2txt: 'mol2txt' is no task"),
     ("--fractions", "0.5,2", "--fractions 0.5,2: 2 must be in (0, 1]"),
-    ("--lambda-sweep", "0,-0.1", "--lambda-sweep 0,-0.1: -0.1 must be in [0, 1]"),
+    ("--knn-lambdas", "0,-0.1", "--knn-lambdas 0,-0.1: -0.1 must be in [0, 1]"),
+    ("--scaling-limit", "-1", "--scaling-limit -1: must be 0 or more (0: every test row)"),
+    ("--repetition-penalty", "0", "--repetition-penalty 0.0: must be > 0 (1: off)"),
     ("--scaling-beam", "3", "--scaling-beam 3: must be one of --beams 1,5"),
     ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
     ("--jobs", "0", "--jobs 0: must be 1 or more"),
@@ -387,7 +394,7 @@ def test_bench_out_that_is_a_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("option, value, words", [
     ("--k", "0", "--k 0: must be 1 or more"),
-    ("--lambda", "1.5", "--lambda 1.5: must be in [0, 1]"),
+    ("--knn-lambda", "1.5", "--knn-lambda 1.5: must be in [0, 1]"),
     ("--temperature", "0", "--temperature 0.0: must be > 0"),
     ("--max-new-tokens", "0", "--max-new-tokens 0: must be 1 or more"),
     ("--task", "text2mol", "is a mol2text datastore (its keys predict mol2text tokens) and cannot serve a text2mol"),

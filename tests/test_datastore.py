@@ -275,7 +275,7 @@ def test_sampling_with_knn_runs(setup, store):
 
 
 def test_store_defaults_and_tuned_params_are_used(setup, store, tmp_path):
-    from datastore.store import KNNParams
+    from datastore.params import KNNParams
 
     tokenizer, model, sources, targets, batches = setup
     out = tmp_path / "ds"

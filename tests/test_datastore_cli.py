@@ -37,7 +37,7 @@ def test_build_and_inspect_from_the_command_line(checkpoint, capsys):
     out = folder / "store"
     assert main(["datastore", "build", "--model", str(folder / "model"), "--data", str(folder / "pairs.tsv"),
                  "--task", "mol2text", "--out", str(out), "--index", "Flat", "--batch-size", "8",
-                 "--k", "1", "--lambda", "1.0", "--temperature", "1.0"]) == 0
+                 "--k", "1", "--knn-lambda", "1.0", "--temperature", "1.0"]) == 0
     store = Datastore.load(out)
     assert store.task == "mol2text" and store.meta["data"]["rows"] == N_ROWS
     assert store.meta["data"]["files"][0]["sha256"]

@@ -1,4 +1,4 @@
-"""Issue 18: a resumed datastore build says where it resumes; a damaged unfinished build names --no-resume;
+"""Issue 18: a resumed datastore build says where it resumes; a damaged unfinished build names resume=False;
 a finished store's files are checked against datastore.json when it loads."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_resumed_build_says_at_which_batch(setup, tmp_path, capsys):
     _interrupted(setup, out)
     _build(setup, out)
     assert f"datastore build: resuming at batch 5 of 5 (the batches before were kept in {work_dir_for(out)}; " \
-           "--no-resume starts over)" in capsys.readouterr().out
+           "resume=False starts over)" in capsys.readouterr().out
 
     # a finished store: its files are checked against datastore.json
     Datastore.load(out)
@@ -68,7 +68,7 @@ def test_a_damaged_chunk_names_no_resume(setup, tmp_path):
     chunk = work_dir_for(out) / "chunks" / "c000001.keys.npy"
     chunk.write_bytes(chunk.read_bytes()[:-64])
     for _ in range(2):  # a rerun fails the same way: the message says how to start over
-        with pytest.raises(DatastoreError, match="c000001: a damaged chunk of the unfinished build .* --no-resume"):
+        with pytest.raises(DatastoreError, match="c000001: a damaged chunk of the unfinished build .* resume=False"):
             _build(setup, out)
     _build(setup, out, resume=False)
     assert Datastore.load(out).count > 0
@@ -78,7 +78,7 @@ def test_a_damaged_progress_file_names_no_resume(setup, tmp_path):
     out = tmp_path / "ds"
     _interrupted(setup, out)
     (work_dir_for(out) / "progress.json").write_text("{broken", encoding="utf-8")
-    with pytest.raises(FileExistsError, match="--no-resume"):
+    with pytest.raises(FileExistsError, match="resume=False"):
         _build(setup, out)
     _build(setup, out, resume=False)
     assert json.loads((out / "datastore.json").read_text())["count"] > 0

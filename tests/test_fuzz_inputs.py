@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from t2m.cli import UsageError, main
+from t2m.cli import main
+from t2m.errors import OptionError
 from t2m.data import DataFormatError, read_jsonl_records, read_records, read_tsv_records
 from t2m.inputs import read_inputs
 
@@ -99,7 +100,7 @@ def test_translate_reader_reads_every_row_or_refuses_the_file(tmp_path_factory, 
     path.write_bytes(data)
     try:
         inputs = read_inputs(path, task, format)
-    except UsageError as error:
+    except OptionError as error:
         assert "\n" not in str(error) and str(path) in str(error)
         return
     assert len(inputs.rows) == expected_rows(data, inputs.kind)

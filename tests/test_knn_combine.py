@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from datastore.combine import interpolate_log_probs, knn_log_probs
-from datastore.store import KNNParams
+from datastore.params import KNNParams
 
 
 def _reference(distances, values, vocab, temperature):
@@ -156,5 +156,5 @@ def test_one_lambda_check():
     for call in (lambda: check_lambda(1.5), lambda: KNNParams(lambda_=-0.1), lambda: mix_log_probs(model, model, 2.0),
                  lambda: interpolate_log_probs(model, model, -1.0),
                  lambda: mix_neighbours(model, torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.long), 1.1, 1.0)):
-        with pytest.raises(ValueError, match=r"lambda must be in \[0, 1\]"):
+        with pytest.raises(ValueError, match=r"lambda_=.*: must be in \[0, 1\]"):
             call()

@@ -40,7 +40,8 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     from t2m.data import training_records
     from t2m.knn_store import encode_pairs
     from datastore.store import Datastore
-    from t2m.tune import Candidate, teacher_forced_scores
+    from datastore.params import KNNParams
+    from t2m.tune import teacher_forced_scores
     from t2m.modeling import load_model
 
     folder, data, store_dir = small_chebi
@@ -50,7 +51,7 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     encode = lambda s, t: encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
                                         max_source_len=512, max_target_len=512)
     batches = PairBatches(encode, [r["smiles"] for r in records[:8]], [r["description"] for r in records[:8]], 4)
-    scores, _ = teacher_forced_scores(model, store, batches, [Candidate(1, 0.0, 1.0), Candidate(1, 1.0, 1.0)],
+    scores, _ = teacher_forced_scores(model, store, batches, [KNNParams(1, 0.0, 1.0), KNNParams(1, 1.0, 1.0)],
                                       store.retriever(), progress=False)
     losses, tokens = 0.0, 0
     with torch.no_grad():
@@ -71,7 +72,8 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     from t2m.data import training_records
     from t2m.knn_store import encode_pairs
     from datastore.store import Datastore
-    from t2m.tune import Candidate, retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
+    from datastore.params import KNNParams
+    from t2m.tune import retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
     from t2m.modeling import load_model
 
     folder, data, store_dir = small_chebi
@@ -86,15 +88,15 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     encode = lambda s, t: encode_pairs(tokenizer, s, t, task="mol2text", prompt_style=info.prompt_style,  # noqa
                                         max_source_len=512, max_target_len=512)
     batches = PairBatches(encode, sources, targets, 4)
-    scores, d1 = teacher_forced_scores(model, store, batches, [Candidate(1, 1.0, 1.0, 1)], retriever,
+    scores, d1 = teacher_forced_scores(model, store, batches, [KNNParams(1, 1.0, 1.0, 1)], retriever,
                                        progress=False, pair_rows=pair_rows)
     assert scores[0] == pytest.approx(0.0, abs=1e-3)
     assert d1 == pytest.approx(0.0, abs=1e-3)
 
     # both scopes from one forward pass per batch give what each scope gives alone
-    grid = [Candidate(k, lam, t) for k in (1, 4) for lam in (0.0, 0.3, 1.0) for t in (1.0, 10.0)]
+    grid = [KNNParams(k, lambda_, t) for k in (1, 4) for lambda_ in (0.0, 0.3, 1.0) for t in (1.0, 10.0)]
     whole = (grid, scopes[0][0], None)
-    restricted = ([Candidate(c.k, c.lambda_, c.temperature, 1) for c in grid], retriever, pair_rows)
+    restricted = ([KNNParams(c.k, c.lambda_, c.temperature, 1) for c in grid], retriever, pair_rows)
     together = scopes_teacher_forced_scores(model, store, batches, [whole, restricted], progress=False)
     for (scope_scores, scope_d1), scope in zip(together, (whole, restricted)):
         alone, alone_d1 = teacher_forced_scores(model, store, batches, scope[0], scope[1], progress=False,
@@ -180,15 +182,16 @@ def test_tuning_decodes_as_translator_does(small_chebi):
     from t2m.generate import Translator
     from t2m.data import training_records
     from t2m.options import DecodingOptions, RetrievalOptions
-    from t2m.tune import Candidate, decode, retrieval_scopes
+    from datastore.params import KNNParams
+    from t2m.tune import decode, retrieval_scopes
 
     folder, data, store_dir = small_chebi
     translator = Translator.from_pretrained(folder / "model")
     store = Datastore.load(store_dir, model=translator.model, tokenizer=translator.tokenizer)
     records, _ = training_records(data, dev_size=DEV_SIZE)
     for task, sources, cand, pairs in (
-            ("mol2text", [r["smiles"] for r in records[:5]], Candidate(4, 0.5, store.knn_params.temperature), 0),
-            ("mol2text", [r["smiles"] for r in records[:5]], Candidate(2, 0.7, store.knn_params.temperature, 2), 2),
+            ("mol2text", [r["smiles"] for r in records[:5]], KNNParams(4, 0.5, store.knn_params.temperature), 0),
+            ("mol2text", [r["smiles"] for r in records[:5]], KNNParams(2, 0.7, store.knn_params.temperature, 2), 2),
             ("text2mol", [r["description"] for r in records[:5]], None, 0)):
         retrieval = None if cand is None else RetrievalOptions(store, cand)
         want = translator.translate(sources, task, DecodingOptions(num_beams=3, max_new_tokens=10), retrieval=retrieval)

@@ -47,17 +47,19 @@ def test_translator_returns_the_mbr_choice_among_all_beams(translator, tiny_cheb
     from t2m.data import read_tsv_records
 
     smiles = [r["smiles"] for r in read_tsv_records(tiny_chebi20 / "test.txt")[:4]]
-    plain = translator.translate(smiles, task="mol2text", num_beams=4, max_new_tokens=12)
-    chosen = translator.translate(smiles, task="mol2text", num_beams=4, max_new_tokens=12, mbr="chrf")
+    from t2m.options import DecodingOptions
+
+    plain = translator.translate(smiles, "mol2text", DecodingOptions(num_beams=4, max_new_tokens=12))
+    chosen = translator.translate(smiles, "mol2text", DecodingOptions(num_beams=4, max_new_tokens=12, mbr="chrf"))
     for p, c in zip(plain, chosen):
         assert len(c.candidates) == 4 and c.candidates[0] == p.output  # the same beams, all returned
         assert c.output == c.candidates[mbr_index(c.candidates, "chrf")]
     # greedy has one candidate: MBR changes nothing
-    greedy = translator.translate(smiles, task="mol2text", max_new_tokens=12, mbr="chrf")
-    assert [g.output for g in greedy] == [g.output for g in translator.translate(smiles, task="mol2text",
-                                                                                    max_new_tokens=12)]
+    greedy = translator.translate(smiles, "mol2text", DecodingOptions(max_new_tokens=12, mbr="chrf"))
+    assert [g.output for g in greedy] == [g.output for g in translator.translate(smiles, "mol2text",
+                                                                                    DecodingOptions(max_new_tokens=12))]
     with pytest.raises(ValueError, match="mol2text"):
-        translator.translate(["The molecule is an alcohol."], task="text2mol", num_beams=2, mbr="chrf")
+        translator.translate(["The molecule is an alcohol."], "text2mol", DecodingOptions(num_beams=2, mbr="chrf"))
 
 
 def test_cli_mbr_option(tiny_model_dir, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from t2m.neighbours import (Neighbour, NeighbourDatabase, NeighbourFormat, conditioned_source,
                             draw_neighbours, training_neighbours)
 from t2m.chem import canonical_smiles
+from t2m.options import DecodingOptions
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
 
@@ -178,7 +179,7 @@ def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):
     # the copy head's weights survive the round trip
     reloaded = Translator.from_pretrained(final).model
     assert torch.equal(reloaded.copy_head.query.weight, translator.model.copy_head.query.weight)
-    results = translator.translate([data.dev[0]["smiles"]], MOL2TEXT, num_beams=2, max_new_tokens=8)
+    results = translator.translate([data.dev[0]["smiles"]], MOL2TEXT, DecodingOptions(num_beams=2, max_new_tokens=8))
     assert results[0].neighbours and results[0].neighbours[0].target == data.train[results[0].neighbours[0].row]["description"]
     assert "neighbours" in results[0].to_dict()
     # another database replaces the memory
@@ -201,8 +202,8 @@ def test_a_trained_checkpoint_translates_as_the_shipped_one(neighbour_checkpoint
     for task, texts in ((MOL2TEXT, [r["smiles"] for r in rows]), (TEXT2MOL, [r["description"] for r in rows])):
         assert trained.decoding_options(task) == ready.decoding_options(task) != {}
         assert trained.database.rankers[task].trees == ready.database.rankers[task].trees
-        ours = trained.translate(texts, task, max_new_tokens=16)
-        theirs = ready.translate(texts, task, max_new_tokens=16)
+        ours = trained.translate(texts, task, DecodingOptions(max_new_tokens=16))
+        theirs = ready.translate(texts, task, DecodingOptions(max_new_tokens=16))
         assert [r.output for r in ours] == [r.output for r in theirs]
         assert [[n.row for n in r.neighbours] for r in ours] == [[n.row for n in r.neighbours] for r in theirs]
 
@@ -264,8 +265,10 @@ def test_plain_checkpoints_read_no_neighbours(tiny_model_dir):
 def test_conditioned_datastore_build_and_translate_on_20_rows(neighbour_checkpoint, tiny_chebi20, tmp_path):
     from datastore.store import Datastore
     from t2m.data import read_tsv_records
-    from t2m.generate import KNNSettings, Translator
+    from datastore.params import PartialKNNParams
+    from t2m.generate import Translator
     from t2m.knn_store import build_task_datastore
+    from t2m.options import RetrievalOptions
 
     config, final = neighbour_checkpoint
     out = build_task_datastore(final, MOL2TEXT, tmp_path / "store", tiny_chebi20, setting="benchmark", dev_size=20,
@@ -274,9 +277,10 @@ def test_conditioned_datastore_build_and_translate_on_20_rows(neighbour_checkpoi
     assert store.meta["data"]["neighbours"]["k"] == 1 and store.meta["data"]["neighbours"]["database_rows"] == 140
     translator = Translator.from_pretrained(final)
     rows = [r["smiles"] for r in read_tsv_records(tiny_chebi20 / "test.txt")[:20]]
-    plain = translator.translate(rows, MOL2TEXT, max_new_tokens=12)
-    mixed = translator.translate(rows, MOL2TEXT, max_new_tokens=12, knn=KNNSettings(store, k=4, lambda_=0.5))
-    off = translator.translate(rows, MOL2TEXT, max_new_tokens=12, knn=KNNSettings(store, k=4, lambda_=0.0))
+    twelve = DecodingOptions(max_new_tokens=12)
+    plain = translator.translate(rows, MOL2TEXT, twelve)
+    mixed = translator.translate(rows, MOL2TEXT, twelve, retrieval=RetrievalOptions(store, PartialKNNParams(k=4, lambda_=0.5)))
+    off = translator.translate(rows, MOL2TEXT, twelve, retrieval=RetrievalOptions(store, PartialKNNParams(k=4, lambda_=0.0)))
     assert len(mixed) == 20 and all(r.neighbours for r in mixed)
     assert [r.output for r in off] == [r.output for r in plain]  # λ = 0 decodes the same conditioned inputs
     assert [r.neighbours for r in mixed] == [r.neighbours for r in plain]
@@ -294,9 +298,10 @@ def test_shipped_pipeline_runs_offline_on_its_memory(monkeypatch):
     if translator.neighbour_format is None:
         pytest.skip("the shipped model reads no neighbours")
     assert Path(translator.database.name).parent == default_model_dir()
-    out = translator.translate(["CC(=O)OC1=CC=CC=C1C(=O)O"], MOL2TEXT, max_new_tokens=24)[0]
+    out = translator.translate(["CC(=O)OC1=CC=CC=C1C(=O)O"], MOL2TEXT, DecodingOptions(max_new_tokens=24))[0]
     assert out.output and out.neighbours and out.neighbours[0].similarity > 0
-    out = translator.translate(["The molecule is a monocarboxylic acid that is acetic acid."], TEXT2MOL, max_new_tokens=24)[0]
+    out = translator.translate(["The molecule is a monocarboxylic acid that is acetic acid."], TEXT2MOL,
+                               DecodingOptions(max_new_tokens=24))[0]
     assert out.neighbours
     # what t2m translate runs by default (t2m.json "system"): retrieval answers from the same memory
     for task, query in ((MOL2TEXT, "CC(=O)OC1=CC=CC=C1C(=O)O"), (TEXT2MOL, "The molecule is an acetate ester.")):
@@ -388,7 +393,8 @@ def test_translate_runs_the_checkpoints_default_system(neighbour_checkpoint, tmp
     from t2m.generate import Translator
     from t2m.modeling import read_checkpoint_info
     from t2m.options import DecodingOptions
-    from t2m.translate_job import TranslateJob, UsageError, resolve_system
+    from t2m.errors import OptionError
+    from t2m.translate_job import TranslateJob, resolve_system
 
     _, final = neighbour_checkpoint
     model = tmp_path / "model"
@@ -401,7 +407,7 @@ def test_translate_runs_the_checkpoints_default_system(neighbour_checkpoint, tmp
     job = TranslateJob(task=MOL2TEXT, texts=["CCO"], model=str(model))
     assert resolve_system(job, model).system == "retrieval"
     assert resolve_system(TranslateJob(task=MOL2TEXT, texts=["CCO"], knn="store"), model).system == "model"
-    with pytest.raises(UsageError, match="--n-best 3 needs --num-beams 3"):
+    with pytest.raises(OptionError, match="num_return_sequences=3 needs num_beams=3 or more"):
         resolve_system(TranslateJob(task=MOL2TEXT, texts=["CCO"], system="model",
                                     decoding=DecodingOptions(num_return_sequences=3)), model)
     translator = Translator.from_pretrained(model)

@@ -349,13 +349,13 @@ def test_a_knn_store_adds_the_model_knn_system(tiny_chebi20, tmp_path):
 
     from t2m.knn_store import build_task_datastore
     from t2m.modeling import default_model_dir
-    from t2m.option_checks import check_store
+    from t2m.options import open_store
     from t2m.serve.app import create_app
 
     out = build_task_datastore(default_model_dir(), "mol2text", tmp_path / "mol2text", tiny_chebi20,
                                setting="benchmark", dev_size=20, index_factory="Flat", fraction=0.2, progress=False)
     service = copy.copy(shared_service())  # the loaded translators and the lock shared, the stores its own
-    service.stores = {"mol2text": check_store("--knn", out)}
+    service.stores = {"mol2text": open_store(out, field="knn")}
     with live_server(create_app(service=service)) as url:
         health = call(url + "/api/health")[1]
         assert health["tasks"]["mol2text"]["systems"] == ["retrieval", "model", "model+knn"]

@@ -110,7 +110,8 @@ examples = dict(seed=st.integers(0, 2**31 - 1), favoured=st.text(alphabet=BIASED
 def test_constrained_outputs_parse_or_are_flagged(processor, seed, favoured, bonus, budget):
     from rdkit import Chem, rdBase
 
-    from t2m.generate import FLAG_NO_VALID, Translator, is_valid_smiles
+    from t2m.chem import is_valid_smiles
+    from t2m.generate import FLAG_NO_VALID, Translator
 
     tokenizer, base = processor
     smiles = decode(tokenizer, base.limited(budget, num_beams=1), seed, favoured, bonus, budget)
@@ -154,7 +155,8 @@ def test_the_holes_issue_18_found_are_closed(prefix):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(**{**examples, "budget": st.integers(1, 3)})
 def test_a_budget_too_small_to_finish_is_flagged(processor, seed, favoured, bonus, budget):
-    from t2m.generate import FLAG_UNFINISHED, Translator
+    from t2m.generate import Translator
+    from t2m.smiles_grammar import FLAG_UNFINISHED
 
     tokenizer, base = processor
     smiles = decode(tokenizer, base.limited(budget, num_beams=1), seed, favoured, bonus, budget)
@@ -163,7 +165,8 @@ def test_a_budget_too_small_to_finish_is_flagged(processor, seed, favoured, bonu
 
 
 def test_unfinished_and_broken_outputs_are_flagged_with_their_reason():
-    from t2m.generate import FLAG_BROKEN_SYNTAX, FLAG_NO_VALID, FLAG_UNFINISHED, Translator
+    from t2m.generate import FLAG_NO_VALID, Translator
+    from t2m.smiles_grammar import FLAG_BROKEN_SYNTAX, FLAG_UNFINISHED
 
     def flags(smiles: str, rerank: bool = True) -> list[str]:
         return Translator._finish(None, [smiles], None, "text2mol", rerank, False).flags

@@ -98,15 +98,16 @@ def test_constrained_decoding_of_a_random_model_is_always_syntactic(tiny_model_d
     """A randomly initialised model writes anything; constrained, every output is a complete SMILES syntax,
     ended by max_new_tokens at the latest."""
     from t2m.generate import Translator
+    from t2m.options import DecodingOptions, SmilesConstraints
 
     torch.manual_seed(0)
     translator = Translator.from_pretrained(tiny_model_dir)
     texts = [f"The molecule is compound number {i}." for i in range(6)]
-    free = translator.translate(texts, task="text2mol", max_new_tokens=40, smiles_syntax=False, valid_smiles=False,
-                                do_sample=True)
+    free = translator.translate(texts, "text2mol", DecodingOptions(max_new_tokens=40, do_sample=True),
+                                SmilesConstraints(syntax=False, valid_smiles=False))
     torch.manual_seed(0)
-    kept = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, valid_smiles=False,
-                                num_return_sequences=3)
+    kept = translator.translate(texts, "text2mol", DecodingOptions(num_beams=3, max_new_tokens=40, num_return_sequences=3),
+                                SmilesConstraints(valid_smiles=False))
     assert any(_state(t.output).broken for t in free)
     for translation in kept:
         for candidate in translation.candidates:
@@ -207,16 +208,15 @@ def test_processor_masks_what_would_break_valence(tiny_tokenizer_dir):
 def test_constrained_decoding_keeps_valences(tiny_model_dir, one_torch_thread):
     """A random model decoded under the constraint writes SMILES that pass the valence check whole."""
     from t2m.generate import Translator
+    from t2m.options import DecodingOptions, SmilesConstraints
 
     torch.manual_seed(0)
     translator = Translator.from_pretrained(tiny_model_dir)
     texts = [f"The molecule is compound number {i}." for i in range(6)]
-    free = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, smiles_syntax=False,
-                                valid_smiles=False, num_return_sequences=3)
-    syntax_only = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, valid_smiles=False,
-                                       num_return_sequences=3, smiles_valence=False)
-    kept = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=40, valid_smiles=False,
-                                num_return_sequences=3)
+    three = DecodingOptions(num_beams=3, max_new_tokens=40, num_return_sequences=3)
+    free = translator.translate(texts, "text2mol", three, SmilesConstraints(syntax=False, valid_smiles=False))
+    syntax_only = translator.translate(texts, "text2mol", three, SmilesConstraints(valid_smiles=False, valence=False))
+    kept = translator.translate(texts, "text2mol", three, SmilesConstraints(valid_smiles=False))
     assert any(_chemistry(c) is None for t in free for c in t.candidates)
     assert all(_state(c).can_end() for t in syntax_only for c in t.candidates)
     assert any(_chemistry(c) is None for t in syntax_only for c in t.candidates)  # --no-smiles-valence

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from t2m.generate import FLAG_EMPTY, FLAG_INVALID_INPUT, FLAG_NO_VALID, FLAG_TRUNCATED, FLAG_UNFINISHED, Translator
+from t2m.generate import FLAG_EMPTY, FLAG_INVALID_INPUT, FLAG_NO_VALID, FLAG_TRUNCATED, Translator
+from t2m.smiles_grammar import FLAG_UNFINISHED
 from t2m.modeling import load_model, read_checkpoint_info
+from t2m.options import DecodingOptions, SmilesConstraints
 
 
 @pytest.fixture(scope="module")
@@ -23,23 +25,24 @@ def test_both_tasks_batched_greedy_and_beam(translator, tiny_chebi20):
     from t2m.data import read_tsv_records
 
     rows = read_tsv_records(tiny_chebi20 / "test.txt")[:5]
-    out = translator.translate([r["description"] for r in rows], task="text2mol", max_new_tokens=12, batch_size=2)
+    out = translator.translate([r["description"] for r in rows], "text2mol",
+                               DecodingOptions(max_new_tokens=12, batch_size=2))
     assert len(out) == 5 and all(isinstance(t.output, str) for t in out)
-    beams = translator.translate([r["smiles"] for r in rows], task="mol2text", num_beams=3,
-                                 num_return_sequences=3, max_new_tokens=10, batch_size=4)
+    beams = translator.translate([r["smiles"] for r in rows], "mol2text",
+                                 DecodingOptions(num_beams=3, num_return_sequences=3, max_new_tokens=10, batch_size=4))
     assert all(len(t.candidates) == 3 for t in beams)
     assert all(t.scores is not None and t.scores == sorted(t.scores, reverse=True) for t in beams)
     # results come back in input order whatever the length-sorted batching did
-    again = translator.translate([rows[3]["smiles"]], task="mol2text", num_beams=3, num_return_sequences=3,
-                                 max_new_tokens=10)
+    again = translator.translate([rows[3]["smiles"]], "mol2text",
+                                 DecodingOptions(num_beams=3, num_return_sequences=3, max_new_tokens=10))
     assert again[0].candidates == beams[3].candidates
 
 
 def test_bad_inputs_are_flagged_and_the_rest_translated(translator, caplog):
     long_text = "The molecule is " + "a very long description " * 400
-    out = translator.translate(["", "CCO", "C1CC(", long_text], task="mol2text", max_new_tokens=5)
+    out = translator.translate(["", "CCO", "C1CC(", long_text], "mol2text", DecodingOptions(max_new_tokens=5))
     assert out[0].flags == [FLAG_EMPTY] and out[0].output == ""
-    only_empty = translator.translate(["", "  "], task="text2mol")
+    only_empty = translator.translate(["", "  "], "text2mol")
     assert [t.flags for t in only_empty] == [[FLAG_EMPTY], [FLAG_EMPTY]]
     assert out[1].flags == []
     assert FLAG_INVALID_INPUT in out[2].flags and out[2].output is not None
@@ -55,7 +58,7 @@ def test_valid_smiles_reranking_picks_best_parsable_beam(translator):
     canon = translator._finish(["OCC"], None, "text2mol", True, True)
     assert canon.output == "CCO"
     # end to end: a random tiny model rarely writes valid SMILES; every row is either valid or flagged
-    out = translator.translate(["The molecule is ethanol."] * 2, task="text2mol", num_beams=4, max_new_tokens=8)
+    out = translator.translate(["The molecule is ethanol."] * 2, "text2mol", DecodingOptions(num_beams=4, max_new_tokens=8))
     from t2m.chem import is_valid_smiles
 
     assert all(is_valid_smiles(t.output) or FLAG_NO_VALID in t.flags for t in out)
@@ -95,7 +98,7 @@ def test_outside_checkpoint_with_t5_sentencepiece(tmp_path, tiny_chebi20, name, 
     assert translator.info.prompt_style == style
     tokens = translator.tokenizer.convert_ids_to_tokens(translator.tokenizer("The molecule is")["input_ids"])
     assert "<unk>" not in tokens  # the T5 SentencePiece vocabulary is really used
-    out = translator.translate([rows[0]["smiles"]], task="mol2text", max_new_tokens=6)
+    out = translator.translate([rows[0]["smiles"]], "mol2text", DecodingOptions(max_new_tokens=6))
     assert len(out) == 1 and isinstance(out[0].output, str)
 
 
@@ -107,7 +110,7 @@ def test_pickled_weights_need_opt_in(tiny_model_dir, tmp_path):
     model = T5ForConditionalGeneration.from_pretrained(ckpt)
     (ckpt / "model.safetensors").unlink()
     torch.save(model.state_dict(), ckpt / "pytorch_model.bin")
-    with pytest.raises(PermissionError, match="allow-pickle"):
+    with pytest.raises(PermissionError, match="allow_pickle=True"):
         load_model(ckpt)
     loaded, _, _ = load_model(ckpt, allow_pickle=True)
     assert torch.equal(loaded.shared.weight, model.shared.weight)
@@ -187,25 +190,26 @@ def test_checkpoint_decoding_defaults_apply_per_task_and_can_be_switched_off(tin
     assert with_defaults.decoding_options("mol2text", no_repeat_ngram_size=0) == {}
 
     sources = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
-    plain = translator.translate(sources, task="mol2text", max_new_tokens=40)
-    blocked = with_defaults.translate(sources, task="mol2text", max_new_tokens=40)
+    plain = translator.translate(sources, "mol2text", DecodingOptions(max_new_tokens=40))
+    blocked = with_defaults.translate(sources, "mol2text", DecodingOptions(max_new_tokens=40))
     # a random tiny model loops (here on the pad token, decoded as ""); the checkpoint's default changes that,
     # exactly as passing the option by hand does
     assert [t.output for t in plain] != [t.output for t in blocked]
-    by_hand = translator.translate(sources, task="mol2text", max_new_tokens=40, no_repeat_ngram_size=2)
+    by_hand = translator.translate(sources, "mol2text", DecodingOptions(max_new_tokens=40, no_repeat_ngram_size=2))
     assert [t.output for t in blocked] == [t.output for t in by_hand]
-    switched_off = with_defaults.translate(sources, task="mol2text", max_new_tokens=40, no_repeat_ngram_size=0)
+    switched_off = with_defaults.translate(sources, "mol2text", DecodingOptions(max_new_tokens=40, no_repeat_ngram_size=0))
     assert [t.output for t in switched_off] == [t.output for t in plain]
     # text2mol has no default in this checkpoint: unchanged
-    assert [t.output for t in with_defaults.translate(["The molecule is ethanol."], task="text2mol", max_new_tokens=20)] \
-        == [t.output for t in translator.translate(["The molecule is ethanol."], task="text2mol", max_new_tokens=20)]
+    twenty = DecodingOptions(max_new_tokens=20)
+    assert [t.output for t in with_defaults.translate(["The molecule is ethanol."], "text2mol", twenty)] \
+        == [t.output for t in translator.translate(["The molecule is ethanol."], "text2mol", twenty)]
 
 
 def test_bad_decoding_section_names_the_file(tiny_model_dir, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     meta = json.loads((model_dir / "t2m.json").read_text())
-    for bad, what in (({"num_beam": 9}, "num_beam"), ({"num_beams": 0}, "num_beams must be >= 1"),
+    for bad, what in (({"num_beam": 9}, "num_beam"), ({"num_beams": 0}, "num_beams=0: must be 1 or more"),
                       ({"syntax": True, "top_p": 2.0}, "top_p")):
         meta["decoding"] = {"mol2text": bad}
         (model_dir / "t2m.json").write_text(json.dumps(meta))
@@ -213,27 +217,22 @@ def test_bad_decoding_section_names_the_file(tiny_model_dir, tmp_path):
             read_checkpoint_info(model_dir)
 
 
-def test_option_objects_and_keywords_decode_alike(translator, tiny_chebi20):
-    """translate(texts, task, DecodingOptions(...), SmilesConstraints(...)) is translate(texts, task,
-    **keywords) under the names the keywords had; an unknown keyword or a bad value is refused."""
+def test_options_are_objects_only_and_bad_values_name_the_field(translator, tiny_chebi20):
+    """translate(texts, task, DecodingOptions(...), SmilesConstraints(...)) is the one way to ask: a field
+    given by name as a keyword is refused, and a value out of range names its field."""
     from t2m.data import read_tsv_records
-    from t2m.options import DecodingOptions, SmilesConstraints
+    from t2m.errors import OptionError
 
     rows = read_tsv_records(tiny_chebi20 / "test.txt")[:4]
     texts = [r["description"] for r in rows]
     by_objects = translator.translate(texts, "text2mol", DecodingOptions(num_beams=3, max_new_tokens=16),
                                       SmilesConstraints(valid_smiles=False, valence=False, canonicalize=True))
-    by_keywords = translator.translate(texts, task="text2mol", num_beams=3, max_new_tokens=16, valid_smiles=False,
-                                       smiles_valence=False, canonicalize=True)
-    assert [t.to_dict() for t in by_objects] == [t.to_dict() for t in by_keywords]
-    mixed = translator.translate(texts, "text2mol", DecodingOptions(num_beams=3), SmilesConstraints(valid_smiles=False),
-                                 max_new_tokens=16, valence=False, canonicalize=True)  # keywords over objects
-    assert [t.to_dict() for t in mixed] == [t.to_dict() for t in by_objects]
-    with pytest.raises(TypeError, match="num_beam"):
-        translator.translate(texts, "text2mol", num_beam=3)
-    with pytest.raises(ValueError, match="top_p"):
+    assert len(by_objects) == 4 and all(isinstance(t.output, str) for t in by_objects)
+    with pytest.raises(TypeError, match="num_beams"):
+        translator.translate(texts, "text2mol", num_beams=3)
+    with pytest.raises(OptionError, match=r"top_p=0\.0: must be in \(0, 1\]"):
         DecodingOptions(top_p=0.0)
-    with pytest.raises(ValueError, match="num_beams >= 3"):
+    with pytest.raises(OptionError, match="num_return_sequences=3 needs num_beams=3 or more"):
         translator.translate(texts, "text2mol", DecodingOptions(num_beams=2, num_return_sequences=3))
 
 
@@ -271,11 +270,11 @@ def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(transla
     rows = read_tsv_records(tiny_chebi20 / "test.txt")[:6]
     own = translator.model.decoder.block[0].layer[1].EncDecAttention.config._attn_implementation
     for task, sources in (("mol2text", [r["smiles"] for r in rows]), ("text2mol", [r["description"] for r in rows])):
-        kwargs = dict(task=task, num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=4)
-        fast = translator.translate(sources, **kwargs)
+        decoding = DecodingOptions(num_beams=4, num_return_sequences=4, max_new_tokens=24, batch_size=4)
+        fast = translator.translate(sources, task, decoding)
         # transformers' own cache and attention
         monkeypatch.setattr(fast_decoding, "fast_decoding", lambda model, beams: contextlib.nullcontext({}))
-        plain = translator.translate(sources, **kwargs)
+        plain = translator.translate(sources, task, decoding)
         monkeypatch.undo()
         assert [t.candidates for t in fast] == [t.candidates for t in plain]
         for a, b in zip(fast, plain):
@@ -331,13 +330,13 @@ def test_decoding_in_length_rounds_gives_one_rounds_results(tiny_chebi20, task, 
         return generate(*args, **kwargs)
 
     translator.model.generate = counting_generate
-    kwargs = dict(task=task, num_beams=beams, max_new_tokens=96, batch_size=4)
-    rounds = translator.translate(sources, first_round_tokens=32, **kwargs)
+    decoding = dict(num_beams=beams, max_new_tokens=96, batch_size=4)
+    rounds = translator.translate(sources, task, DecodingOptions(first_round_tokens=32, **decoding))
     assert [limit for limit, _ in limits][:3] == [32, 32, 32]
     per_round = {limit: sum(n for lim, n in limits if lim == limit) for limit in (32, 64, 96)}
     assert per_round[32] == len(sources) and per_round[64] > 0  # some went on
     assert per_round[96] < len(sources)  # some finished before the last round
-    one = translator.translate(sources, first_round_tokens=0, **kwargs)
+    one = translator.translate(sources, task, DecodingOptions(first_round_tokens=0, **decoding))
     assert [t.candidates for t in rounds] == [t.candidates for t in one]
     for a, b in zip(rounds, one):
         assert a.scores == pytest.approx(b.scores, abs=1e-5)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from t2m.generate import KNNSettings, Translator
+from datastore.params import KNNParams, PartialKNNParams
+from t2m.generate import Translator
+from t2m.options import DecodingOptions, RetrievalOptions
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +25,10 @@ def test_lambda_zero_is_the_model(tiny_model_dir, store_and_rows):
     store, records = store_and_rows
     translator = Translator.from_pretrained(tiny_model_dir)
     sources = [r["smiles"] for r in records[:3]]
-    plain = translator.translate(sources, task="mol2text", num_beams=2, max_new_tokens=12)
-    knn = translator.translate(sources, task="mol2text", num_beams=2, max_new_tokens=12,
-                               knn=KNNSettings(store, k=4, lambda_=0.0, temperature=10.0))
+    decoding = DecodingOptions(num_beams=2, max_new_tokens=12)
+    plain = translator.translate(sources, "mol2text", decoding)
+    knn = translator.translate(sources, "mol2text", decoding,
+                               retrieval=RetrievalOptions(store, KNNParams(k=4, lambda_=0.0, temperature=10.0)))
     assert [t.output for t in knn] == [t.output for t in plain]
 
 
@@ -36,8 +39,8 @@ def test_lambda_one_k_one_recalls_the_training_target(tiny_model_dir, store_and_
     translator = Translator.from_pretrained(tiny_model_dir)
     row = records[0]
     target_ids = translator.tokenizer(row["description"], add_special_tokens=False)["input_ids"][:10]
-    out = translator.translate([row["smiles"]], task="mol2text", max_new_tokens=len(target_ids),
-                               knn=KNNSettings(store, k=1, lambda_=1.0, temperature=1.0, exact=True))
+    out = translator.translate([row["smiles"]], "mol2text", DecodingOptions(max_new_tokens=len(target_ids)),
+                               retrieval=RetrievalOptions(store, KNNParams(k=1, lambda_=1.0, temperature=1.0), exact=True))
     expected = translator.tokenizer.decode(target_ids, skip_special_tokens=True)
     assert out[0].output == expected.strip()
 
@@ -57,7 +60,8 @@ def test_store_built_for_another_model_is_refused(tiny_model_dir, store_and_rows
     model.save_pretrained(other)
     translator = Translator.from_pretrained(other)
     with pytest.raises(Exception, match="(?i)model"):
-        translator.translate([records[0]["smiles"]], task="mol2text", max_new_tokens=3, knn=KNNSettings(store))
+        translator.translate([records[0]["smiles"]], "mol2text", DecodingOptions(max_new_tokens=3),
+                             retrieval=RetrievalOptions(store))
 
 
 def test_row_restricted_search_is_exact_search_over_those_rows(store_and_rows):
@@ -69,11 +73,11 @@ def test_row_restricted_search_is_exact_search_over_those_rows(store_and_rows):
     store = Datastore.load(store_and_rows[0])
     retriever = RowRestrictedRetriever(store)
     rows_per_input = [[0, 2], [1, 10_000]]  # a row id the store does not have gives nothing
-    retriever.restrict(rows_per_input)
+    restriction = retriever.restriction(rows_per_input)
     generator = torch.Generator().manual_seed(0)
     keys = np.asarray(store.keys, dtype=np.float32)
     queries = torch.from_numpy(keys[[5, 40, 7, 90]]) + 0.01 * torch.randn(4, store.dim, generator=generator)
-    found = retriever.search(queries, k=3)  # 2 hypotheses per input, input-major
+    found = retriever.search(queries, 3, restriction)  # 2 hypotheses per input, input-major
     for hyp in range(4):
         allowed = np.flatnonzero(np.isin(np.asarray(store.rows), rows_per_input[hyp // 2]))
         d = ((keys[allowed] - queries[hyp].numpy()) ** 2).sum(1)
@@ -81,8 +85,11 @@ def test_row_restricted_search_is_exact_search_over_those_rows(store_and_rows):
         assert found.indices[hyp].tolist() == best.tolist()
         assert np.allclose(found.distances[hyp].numpy(), np.sort(d)[:3], rtol=1e-4, atol=1e-4)
         assert found.values[hyp].tolist() == np.asarray(store.values)[best].tolist()
-    with pytest.raises(RuntimeError, match="restrict"):
-        retriever.search(queries[:3], k=3)  # 3 hypotheses cannot split over 2 inputs
+    with pytest.raises(RuntimeError, match="restriction"):
+        retriever.search(queries[:3], 3, restriction)  # 3 hypotheses cannot split over 2 inputs
+    # the retriever keeps no state: another restriction, the same retriever, the first one's results again
+    retriever.search(queries, 3, retriever.restriction([[1], [2]]))
+    assert retriever.search(queries, 3, restriction).indices.tolist() == found.indices.tolist()
 
 
 def test_pair_finder_reads_the_store_pairs_and_finds_a_training_source_first(store_and_rows):
@@ -107,8 +114,9 @@ def test_pairs_restrict_each_input_to_its_own_training_pair(tiny_model_dir, stor
     rows = [records[i] for i in (0, 4, 9)]
     lengths = [len(translator.tokenizer(r["description"], add_special_tokens=False)["input_ids"]) for r in rows]
     n = min(8, *lengths)
-    out = translator.translate([r["smiles"] for r in rows], task="mol2text", max_new_tokens=n, num_beams=2,
-                               batch_size=3, knn=KNNSettings(store, k=1, lambda_=1.0, temperature=1.0, pairs=1))
+    out = translator.translate([r["smiles"] for r in rows], "mol2text",
+                               DecodingOptions(max_new_tokens=n, num_beams=2, batch_size=3),
+                               retrieval=RetrievalOptions(store, KNNParams(k=1, lambda_=1.0, temperature=1.0, pairs=1)))
     for row, result in zip(rows, out):
         ids = translator.tokenizer(row["description"], add_special_tokens=False)["input_ids"][:n]
         assert result.output == translator.tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -126,8 +134,8 @@ def test_pairs_need_the_data_the_store_was_built_from(tiny_model_dir, store_and_
     (moved / "datastore.json").write_text(json.dumps(meta))
     translator = Translator.from_pretrained(tiny_model_dir)
     with pytest.raises(FileNotFoundError, match="gone/validation.txt"):
-        translator.translate([records[0]["smiles"]], task="mol2text", max_new_tokens=3,
-                             knn=KNNSettings(moved, pairs=2))
+        translator.translate([records[0]["smiles"]], "mol2text", DecodingOptions(max_new_tokens=3),
+                             retrieval=RetrievalOptions(moved, PartialKNNParams(pairs=2)))
 
 
 def test_a_store_tuned_for_pairs_restricts_by_default(tiny_model_dir, store_and_rows, tmp_path):
@@ -138,7 +146,7 @@ def test_a_store_tuned_for_pairs_restricts_by_default(tiny_model_dir, store_and_
     import shutil
 
     from datastore import Datastore
-    from datastore.store import KNNParams
+    from datastore.params import KNNParams
 
     store, records = store_and_rows
     moved = tmp_path / "store"
@@ -150,24 +158,29 @@ def test_a_store_tuned_for_pairs_restricts_by_default(tiny_model_dir, store_and_
     (moved / "datastore.json").write_text(json.dumps(meta))
     translator = Translator.from_pretrained(tiny_model_dir)
     source = [records[0]["smiles"]]
+    three = DecodingOptions(max_new_tokens=3)
     with pytest.raises(FileNotFoundError, match="gone/validation.txt") as error:
-        translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(moved))
-    assert "--knn-pairs 0" in str(error.value)  # the message names the way out
-    whole = translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(moved, pairs=0))
-    assert whole[0].output == translator.translate(source, task="mol2text", max_new_tokens=3, knn=KNNSettings(
-        store, k=2, lambda_=0.5, temperature=1.0))[0].output
+        translator.translate(source, "mol2text", three, retrieval=RetrievalOptions(moved))
+    assert "pairs=0" in str(error.value)  # the message names the way out
+    whole = translator.translate(source, "mol2text", three, retrieval=RetrievalOptions(moved, PartialKNNParams(pairs=0)))
+    assert whole[0].output == translator.translate(source, "mol2text", three, retrieval=RetrievalOptions(
+        store, PartialKNNParams(k=2, lambda_=0.5, temperature=1.0)))[0].output
 
 
 def test_knn_params_keep_pairs_through_json():
-    from datastore.store import KNNParams
+    from datastore.params import KNNParams
 
     params = KNNParams(k=8, lambda_=0.6, temperature=0.02, pairs=4)
     assert KNNParams.from_json(params.to_json()) == params
     assert "pairs" not in KNNParams(k=8).to_json()  # whole-store stores keep their old JSON
     assert params.replace(pairs=0).pairs == 0 and params.replace(k=4).pairs == 4
     assert KNNParams(pairs=None) == KNNParams(pairs=0) == KNNParams()  # None (the old whole-store value) is 0
-    with pytest.raises(ValueError, match="pairs"):
+    with pytest.raises(ValueError, match=r"pairs=-1: must be 0 or more"):
         KNNParams(pairs=-1)
+    partial = PartialKNNParams(lambda_=0.5)
+    assert partial.given() == {"lambda_": 0.5} and partial.over(params) == params.replace(lambda_=0.5)
+    with pytest.raises(ValueError, match=r"lambda_=1.5: must be in \[0, 1\]"):
+        PartialKNNParams(lambda_=1.5)
 
 
 def test_cli_knn_pairs(tiny_model_dir, store_and_rows, tmp_path):
@@ -184,14 +197,13 @@ def test_cli_knn_pairs(tiny_model_dir, store_and_rows, tmp_path):
 def test_jobs_workers_search_the_memory_mapped_store_as_one_process_does(tiny_model_dir, store_and_rows):
     """``--jobs`` workers open the store memory-mapped (index, keys, values): their translations are the
     single process's."""
-    from t2m.decode_pool import DecodePool, KNNSpec
+    from t2m.decode_pool import DecodePool
 
     store, records = store_and_rows
     sources = [r["smiles"] for r in records[:4]]
-    one = Translator.from_pretrained(tiny_model_dir).translate(
-        sources, task="mol2text", num_beams=2, max_new_tokens=12,
-        knn=KNNSettings(store, k=4, lambda_=0.5, temperature=10.0))
+    decoding = DecodingOptions(num_beams=2, max_new_tokens=12)
+    retrieval = RetrievalOptions(str(store), KNNParams(k=4, lambda_=0.5, temperature=10.0))
+    one = Translator.from_pretrained(tiny_model_dir).translate(sources, "mol2text", decoding, retrieval=retrieval)
     with DecodePool(tiny_model_dir, jobs=2, threads=1, stores=[store]) as pool:
-        pooled = pool.translate(sources, "mol2text", knn=KNNSpec(str(store), 4, 0.5, 10.0), num_beams=2,
-                                max_new_tokens=12)
+        pooled = pool.translate(sources, "mol2text", decoding, retrieval=retrieval)
     assert [t.output for t in pooled.translations] == [t.output for t in one]

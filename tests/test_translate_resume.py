@@ -100,7 +100,7 @@ def test_a_killed_run_resumes_and_other_options_are_refused(uninterrupted, tmp_p
                            text=True, timeout=600)
     assert other.returncode == 2 and partial.read_bytes() == kept
     assert other.stderr.strip().splitlines()[-1].startswith(f"t2m translate: error: {partial} keeps ")
-    assert "(different options (--max-new-tokens))" in other.stderr and "--no-resume" in other.stderr
+    assert "(different options (--max-new-tokens 7))" in other.stderr and "--no-resume" in other.stderr
 
     again = subprocess.run(command(src, out), env=environ(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from t2m.errors import OptionError, check_each, check_range
 from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL
 
 SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -27,7 +28,8 @@ EXAMPLE_SYSTEMS = ("model", "model+knn", "retrieval")
 
 @dataclass
 class BenchConfig:
-    """Everything that decides the numbers of one bench run (saved verbatim in ``bench.json``)."""
+    """Everything that decides the numbers of one bench run (saved verbatim in ``bench.json``). A value
+    out of its range is an :class:`t2m.errors.OptionError` naming the field."""
 
     out: Path
     model: Path | None = None  # None: the model that ships with t2m
@@ -46,7 +48,7 @@ class BenchConfig:
     pairs: tuple[int, ...] = (0,)  # retrieval scopes t2m tune tries: 0 the whole store, N each input's N nearest pairs
     fcd: bool = True
     bootstrap: int = 1000
-    lambda_sweep: tuple[float, ...] = SWEEP_LAMBDAS
+    knn_lambdas: tuple[float, ...] = SWEEP_LAMBDAS  # λ of the dev sweep (plot and table)
     sweep_rows: int | None = 60  # dev rows decoded per λ of the sweep (0: likelihood only)
     batch_size: int | None = None  # None: decoding the translator's default (32 greedy, 64 beam), else 32
     max_new_tokens: int = 256
@@ -65,24 +67,33 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for task in self.tasks:
-            if task not in TASKS:
-                raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
-        if not self.beams or any(b < 1 for b in self.beams):
-            raise ValueError(f"--beams needs positive beam sizes, got {self.beams}")
+        unknown = [task for task in self.tasks if task not in TASKS]
+        if not self.tasks or unknown:
+            raise OptionError(f"tasks={','.join(self.tasks)}: "
+                              f"{'no task' if not self.tasks else repr(unknown[0]) + ' is no task'}; "
+                              f"give a comma list of {', '.join(TASKS)}")
+        check_each("beams", self.beams, 1, rule="must be 1 or more (1: greedy search)")
         if self.scaling_beam is not None and self.scaling_beam not in self.beams:
-            raise ValueError(f"--scaling-beam {self.scaling_beam} must be one of --beams {self.beams} (the 100% point "
-                             "is the main model + kNN run at that beam)")
-        if any(not 0 < f <= 1 for f in self.fractions):
-            raise ValueError(f"--fractions must lie in (0, 1], got {self.fractions}")
-        if any(not 0 <= lam <= 1 for lam in self.lambda_sweep):
-            raise ValueError(f"--lambda-sweep values must lie in [0, 1], got {self.lambda_sweep}")
-        if self.jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
-        if not self.pairs or any(p < 0 for p in self.pairs):
-            raise ValueError(f"--pairs needs values >= 0 (0: the whole store), got {self.pairs}")
-        if self.scaling_limit is not None and self.scaling_limit < 1:
-            raise ValueError(f"--scaling-limit must be at least 1, got {self.scaling_limit}")
+            raise OptionError(f"scaling_beam={self.scaling_beam}: must be one of "
+                              f"beams={','.join(map(str, self.beams))} (the 100% point of the datastore-size runs is the main model + kNN run at that beam)")
+        check_each("fractions", self.fractions, 0, 1, low_open=True, rule="must be in (0, 1] (1: every training pair)",
+                   empty=True)
+        check_each("knn_lambdas", self.knn_lambdas, 0, 1, rule="must be in [0, 1]", empty=True)
+        check_each("pairs", self.pairs, 0, rule="must be 0 or more (0: the whole store)")
+        for name, low, rule in (
+                ("limit", 1, "must be 1 or more (leave it out for every test row)"),
+                ("dev_limit", 1, "must be 1 or more (leave it out for every dev row)"),
+                ("dev_size", 1, "must be 1 or more"),
+                ("scaling_limit", 1, "must be 1 or more (None: every test row)"),
+                ("bootstrap", 1, "must be 1 or more"),
+                ("sweep_rows", 0, "must be 0 or more (0: likelihood only)"),
+                ("batch_size", 1, "must be 1 or more"),
+                ("max_new_tokens", 1, "must be 1 or more"),
+                ("no_repeat_ngram_size", 0, "must be 0 or more (0: off)"),
+                ("examples", 0, "must be 0 or more"),
+                ("jobs", 1, "must be 1 or more (1: this process)")):
+            check_range(name, getattr(self, name), low, rule=rule)
+        check_range("repetition_penalty", self.repetition_penalty, 0, low_open=True, rule="must be > 0 (1: off)")
 
     @property
     def headline_beam(self) -> int:

@@ -44,7 +44,7 @@ def find_published_dir(given: Path | None, data_dir: Path) -> Path | None:
     ``../shared/data``) when it is there; else None (the bench runs without published systems)."""
     if given is not None:
         if not Path(given).is_dir():
-            raise FileNotFoundError(f"{given}: --published folder not found; point it to a copy of MolT5's "
+            raise FileNotFoundError(f"published={given}: folder not found; point it to a copy of MolT5's "
                                     "predictions/ folder, or leave it out")
         return Path(given)
     candidate = Path(data_dir).parent / FOLDER_NAME

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-# datastore builds, tuning and the λ sweep batch as `t2m datastore build` does (decoding: t2m.generate.default_batch_size)
+# datastore builds, tuning and the λ sweep batch as `t2m datastore build` does (decoding: t2m.options.default_batch_size)
 from t2m.batching import DEFAULT_BATCH_SIZE
 from t2m.bench.config import BenchConfig
 from t2m.bench.systems import effective_decoding_options
@@ -94,13 +94,13 @@ def describe_store(config: BenchConfig, task: str, fraction: float, prepared: di
     data_meta = store.meta.get("data", {})
     if store.task != task:
         raise ValueError(f"{path}/datastore.json: a {store.task} store where the {task} store belongs; "
-                         "pass another --store-dir or delete this folder")
+                         "pass another store_dir=DIR or delete this folder")
     if abs(float(data_meta.get("fraction", 1.0)) - fraction) > 1e-9:
         raise ValueError(f"{path}/datastore.json: built from {data_meta.get('fraction')} of the training pairs, "
-                         f"not {fraction}; pass another --store-dir or delete this folder")
+                         f"not {fraction}; pass another store_dir=DIR or delete this folder")
     if config.dev_size is not None and data_meta.get("dev_size") not in (None, config.dev_size):
         raise ValueError(f"{path}/datastore.json: built with dev size {data_meta.get('dev_size')}, not "
-                         f"{config.dev_size}; its training pairs differ: pass another --store-dir or delete it")
+                         f"{config.dev_size}; its training pairs differ: pass another store_dir=DIR or delete it")
     index = store.meta.get("index", {})
     build = store.meta.get("build", {})
     derived = build.get("subset_of")
@@ -127,7 +127,7 @@ def check_store_model(store: Any, translator: Any) -> None:
     try:
         store.check_matches(model=translator.model, tokenizer=translator.tokenizer)
     except DatastoreMismatchError as error:
-        raise DatastoreMismatchError(f"{error}\nbench: pass another --store-dir (or delete {store.path}) so that "
+        raise DatastoreMismatchError(f"{error}\nbench: pass another store_dir=DIR (or delete {store.path}) so that "
                                      "the bench builds a store for this model") from None
 
 
@@ -142,10 +142,11 @@ def knn_record(store: Any, prepared: dict[str, Any]) -> dict[str, Any]:
 def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, dev: Sequence[dict],
                  train_sources: set[str]) -> dict[str, Any]:
     """Quality against λ on the dev slice at the tuned k and T: the teacher-forced mean log-likelihood of
-    the reference tokens for every λ of ``config.lambda_sweep`` (one pass), and, on ``config.sweep_rows``
+    the reference tokens for every λ of ``config.knn_lambdas`` (one pass), and, on ``config.sweep_rows``
     dev rows, the task metric of greedy decoding at each λ."""
     from datastore.build import PairBatches
-    from t2m.tune import Candidate, decode, dev_metric, retrieval_scopes, teacher_forced_scores
+    from datastore.params import KNNParams
+    from t2m.tune import decode, dev_metric, retrieval_scopes, teacher_forced_scores
     from t2m.batching import encode_batch
 
     params = store.knn_params
@@ -155,7 +156,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
         pairs = pairs[: config.dev_limit]
     sweep = {"k": params.k, "temperature": params.temperature, "pairs": params.pairs or 0, "tuned_lambda": params.lambda_,
              "dev_rows": len(pairs), "decoded_rows": 0, "points": []}
-    if not pairs or not config.lambda_sweep:
+    if not pairs or not config.knn_lambdas:
         return sweep
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     prompt_style = translator.info.prompt_style
@@ -169,7 +170,7 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     scope = params.pairs or 0
     reuse = translator.pair_search(store) if scope else None  # the translator's, built for the model + kNN runs
     retriever, pair_rows = retrieval_scopes(store, sources, [scope], pair_search=reuse)[scope]
-    grid = [Candidate(params.k, float(lam), params.temperature, scope) for lam in config.lambda_sweep]
+    grid = [KNNParams(params.k, float(lambda_), params.temperature, scope) for lambda_ in config.knn_lambdas]
     scores, _ = teacher_forced_scores(model, store, batches, grid, retriever, progress=False, pair_rows=pair_rows)
     rows = min(len(sources), config.sweep_rows or 0)
     sweep["decoded_rows"] = rows

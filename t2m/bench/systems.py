@@ -64,23 +64,24 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     its workers at once -- and time it (wall clock)."""
     from collections import Counter
 
-    from t2m.generate import default_batch_size
+    from t2m.options import DecodingOptions, SmilesConstraints, default_batch_size
 
-    options = dict(task=task, num_beams=beam, valid_smiles=rerank, batch_size=config.batch_size,
-                   max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty,
-                   no_repeat_ngram_size=config.no_repeat_ngram_size)
+    decoding = DecodingOptions(num_beams=beam, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
+                               repetition_penalty=config.repetition_penalty,
+                               no_repeat_ngram_size=config.no_repeat_ngram_size)
+    constraints = SmilesConstraints(valid_smiles=rerank)
     rss_before = current_rss_mb()
     memory: dict[str, Any] = {}
-    if pool is not None:
-        done = pool.translate(list(sources), knn=knn, progress=config.progress, **options)  # the store goes by folder
+    if pool is not None:  # the store goes by folder
+        done = pool.translate(list(sources), task, decoding, constraints, knn, progress=config.progress)
         results, seconds = done.translations, done.seconds
         memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "chunk_seconds": done.chunk_seconds,
                   "worker_peak_rss_mb": sorted(done.worker_peak_rss_mb.values())}
     else:
         # warm-up (untimed): the first generate call of a configuration pays one-off costs
-        translator.translate(list(sources[:2]), knn=knn, **options)
+        translator.translate(list(sources[:2]), task, decoding, constraints, knn)
         started = time.perf_counter()
-        results = translator.translate(list(sources), progress=config.progress, knn=knn, **options)
+        results = translator.translate(list(sources), task, decoding, constraints, knn, progress=config.progress)
         seconds = time.perf_counter() - started
     outputs = [r.output for r in results]
     flags = Counter(flag for r in results for flag in r.flags)
@@ -104,7 +105,7 @@ def without_rerank(run: SystemRun, name: str, tokenizer: Any) -> SystemRun:
     same, only the choice among its n-best differs (the top beam instead of the best valid one), so no
     second decoding is needed; the timing is the reranked run's."""
     if run.first_beam is None:
-        raise ValueError(f"{run.name}: no top-beam outputs recorded; rerun with --fresh")
+        raise ValueError(f"{run.name}: no top-beam outputs recorded; rerun with fresh=True")
     settings = {**run.settings, "valid_smiles_rerank": False, "derived_from": run.name}
     flags = {k: v for k, v in run.flags.items() if k != "no valid SMILES among the beams"}
     return SystemRun(name, settings, list(run.first_beam), run.seconds, count_output_tokens(tokenizer, run.first_beam),

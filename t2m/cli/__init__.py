@@ -2,14 +2,18 @@
 
 One module per subcommand in this package (``t2m/cli/<command>.py``), each a thin wrapper over one
 function or class a user can import and call with the same arguments: the module exposes
-``add_arguments(parser)`` and ``run(args) -> int`` and nothing else of substance. Only the chosen
-subcommand's module is imported, so ``t2m eval`` does not pay for importing torch/transformers unless it
-needs them.
+``add_arguments(parser)`` and ``run(args) -> int`` (which checks the options before any model loads), and
+optionally ``FIELD_FLAGS``, the flags of fields the core names otherwise than the parser
+(:func:`t2m.cli.checks.flag_names`). Only the chosen subcommand's module is imported, so ``t2m eval`` does
+not pay for importing torch/transformers unless it needs them. No module outside this package sees
+``argparse`` or a flag: the core names options by their fields (:mod:`t2m.errors`).
 
-Errors are one line on stderr, ``t2m COMMAND: error: WHAT; FIX``, exit status 2 for a usage error (an
-option or a path the command cannot use, found before any work starts and before any model loads --
-``CHECKS``: :class:`UsageError`) and 1 for a failure while working; Ctrl-C exits 130 with one line. The Python traceback is shown only with
-``--debug`` (anywhere on the command line) or ``T2M_DEBUG=1``.
+Errors are one line on stderr, ``t2m COMMAND: error: WHAT; FIX``, with the options the core names by field
+written as the command's flags (:func:`t2m.cli.checks.with_flags`); exit status 2 for a usage error (an
+option or a path the command cannot use, found before any work starts and before any model loads:
+:class:`t2m.cli.checks.UsageError`, :class:`t2m.errors.OptionError`) and 1 for a failure while working;
+Ctrl-C exits 130 with one line. The Python traceback is shown only with ``--debug`` (anywhere on the
+command line) or ``T2M_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Mapping
+
+from t2m.cli.checks import UsageError, flag_names, with_flags
+from t2m.errors import OptionError, error_line
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,18 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("t2m.cli.serve", "a local web page (and JSON API) translating both ways, with drawings"),
 }
 
-# Options checked before a command's ``run`` and so before any model loads: command -> "module:function"
-# (translate and datastore build check their own: t2m.cli.translate.check_options, t2m.cli.datastore).
-CHECKS: dict[str, str] = {
-    "tune": "t2m.option_checks:check_tune",
-    "bench": "t2m.option_checks:check_bench",
-    "datastore": "t2m.option_checks:check_datastore",
-}
-
 DEBUG_FLAG = "--debug"
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-from t2m.inputs import UsageError, error_line  # noqa: E402,F401  (defined with the input readers, used by every command)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -66,19 +64,21 @@ def shows_default(action: argparse.Action) -> bool:
     return bool(action.option_strings) and not any(action.default is none for none in (None, False, argparse.SUPPRESS))
 
 
-def _polish(parser: argparse.ArgumentParser, path: str) -> None:
-    """Give ``parser`` (subcommand ``path``) and its sub-parsers the formatter, and each sub-parser without a
-    description its help as one."""
+def _polish(parser: argparse.ArgumentParser, path: str, aliases: Mapping[str, str]) -> None:
+    """Give ``parser`` (subcommand ``path``) and its sub-parsers the formatter, each sub-parser without a
+    description its help as one, and each its flags by field (``args.flag_names``; ``aliases``: the command
+    module's ``FIELD_FLAGS``)."""
     parser.formatter_class = HelpFormatter
+    parser.set_defaults(flag_names=flag_names(parser, aliases))
     for action in parser._actions:
         if action.option_strings and action.metavar is None and action.dest.endswith("_") and action.nargs != 0:
-            action.metavar = action.dest.rstrip("_").upper()  # --lambda LAMBDA, not LAMBDA_
+            action.metavar = action.dest.rstrip("_").upper()  # a dest such as lambda_: LAMBDA, not LAMBDA_
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
             for name, sub in action.choices.items():
                 if not sub.description and helps.get(name):
                     sub.description = helps[name]
-                _polish(sub, f"{path} {name}")
+                _polish(sub, f"{path} {name}", aliases)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -97,7 +97,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
             p.set_defaults(func=module.run)
-            _polish(p, name)
+            _polish(p, name, getattr(module, "FIELD_FLAGS", {}))
     return parser
 
 
@@ -118,17 +118,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def report_error(command: str | None, error: BaseException) -> int:
-    """Print ``error`` as one line and return its exit status."""
+def report_error(command: str | None, error: BaseException, flags: Mapping[str, str] | None = None) -> int:
+    """Print ``error`` as one line, the options it names by field written as the command's ``flags``, and
+    return its exit status."""
     prefix = f"t2m {command}" if command else "t2m"
     if isinstance(error, KeyboardInterrupt):
         print(f"{prefix}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    message = error_line(error)
+    message = with_flags(error_line(error), flags or {})
     if not isinstance(error, _user_errors()):
         message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
     print(f"{prefix}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILURE
+    return EXIT_USAGE if isinstance(error, (UsageError, OptionError)) else EXIT_FAILURE
 
 
 def command_name(args: argparse.Namespace) -> str:
@@ -138,10 +139,7 @@ def command_name(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Check the options of ``args.command`` (:data:`CHECKS`), then run it; its exit status."""
-    if args.command in CHECKS:
-        module_name, function = CHECKS[args.command].split(":")
-        getattr(importlib.import_module(module_name), function)(args)
+    """Run ``args.command`` (its ``run`` checks its options first); its exit status."""
     return int(args.func(args) or 0)
 
 
@@ -163,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (KeyboardInterrupt, Exception) as error:  # noqa: BLE001 - the one place errors become one line
-        return report_error(command_name(args), error)
+        return report_error(command_name(args), error, getattr(args, "flag_names", {}))

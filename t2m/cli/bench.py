@@ -2,25 +2,30 @@
 
     t2m bench [--model DIR] [--data DIR] [--out DIR] [--tasks text2mol,mol2text] [--beams 1,5]
               [--limit N] [--dev-limit N] [--fractions 0.25,0.5,1.0] [--store-dir DIR] [--no-fcd]
-              [--bootstrap 1000] [--no-knn] [--jobs N] [--published DIR | --no-published]
+              [--bootstrap 1000] [--no-knn] [--knn-lambdas 0,0.1,...] [--jobs N] [--published DIR | --no-published]
+
+The options are checked before the model loads (:func:`check_options`): their ranges by
+:class:`t2m.bench.config.BenchConfig`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from t2m.bench.config import SWEEP_LAMBDAS, BenchConfig
+from t2m.cli.checks import UsageError, check_chebi20, check_existing, parse_list, usage_errors
 from t2m.data import SETTINGS
+from t2m.io import check_writable_folder
+from t2m.modeling import checkpoint_dir
+
+# the fields of BenchConfig the parser stores under other names (t2m.cli.checks.flag_names)
+FIELD_FLAGS = {"fcd=False": "--no-fcd", "isolate_builds=False": "--in-process", "knn=False": "--no-knn",
+               "progress=False": "--no-progress", "compare_published=False": "--no-published"}
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x.strip())
+def _list(args: argparse.Namespace, name: str, kind: type) -> tuple:
+    return tuple(parse_list(args.flag_names[name], getattr(args, name), kind))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bench the model and the retrieval baseline only: no datastores, tuning, λ sweep or "
                              "datastore-size runs")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default: %(default)s)")
-    parser.add_argument("--lambda-sweep", default=",".join(map(str, SWEEP_LAMBDAS)), help="λ values of the dev sweep plot")
+    parser.add_argument("--knn-lambdas", default=",".join(map(str, SWEEP_LAMBDAS)),
+                        help="kNN weights λ of the dev sweep (plot and table), each in [0, 1]")
     parser.add_argument("--sweep-rows", type=int, default=60, help="dev rows decoded per λ of the sweep (0: likelihood only)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="inputs per batch everywhere (default: decoding 32 greedy and 64 beam search, "
@@ -79,25 +85,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The :class:`BenchConfig` of the command line's arguments (ValueError naming a field out of range)."""
+    if args.scaling_limit is not None and args.scaling_limit < 0:  # 0 is the command line's "every test row"
+        raise UsageError(f"--scaling-limit {args.scaling_limit}: must be 0 or more (0: every test row)")
     return BenchConfig(
         out=args.out, model=args.model, data=args.data, setting=args.setting, dev_size=args.dev_size,
-        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()), beams=_ints(args.beams),
-        limit=args.limit, dev_limit=args.dev_limit, fractions=_floats(args.fractions), scaling_beam=args.scaling_beam,
-        scaling_limit=args.scaling_limit or None,
-        store_dir=args.store_dir, index=args.index, pairs=_ints(args.pairs), fcd=not args.no_fcd, bootstrap=args.bootstrap,
-        lambda_sweep=_floats(args.lambda_sweep), sweep_rows=args.sweep_rows, batch_size=args.batch_size,
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()), beams=_list(args, "beams", int),
+        limit=args.limit, dev_limit=args.dev_limit, fractions=_list(args, "fractions", float),
+        scaling_beam=args.scaling_beam, scaling_limit=args.scaling_limit or None, store_dir=args.store_dir,
+        index=args.index, pairs=_list(args, "pairs", int), fcd=not args.no_fcd, bootstrap=args.bootstrap,
+        knn_lambdas=_list(args, "knn_lambdas", float), sweep_rows=args.sweep_rows, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, examples=args.examples, seed=args.seed, fresh=args.fresh,
         isolate_builds=not args.in_process, allow_pickle=args.allow_pickle, progress=not args.no_progress,
         jobs=args.jobs, knn=not args.no_knn, published=args.published, compare_published=not args.no_published)
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
+def check_options(args: argparse.Namespace) -> BenchConfig:
+    """The run's :class:`BenchConfig`, refused before the model loads (UsageError, exit 2) when an option is
+    out of range or the checkpoint, ChEBI-20 or an output folder cannot be used."""
+    with usage_errors(args):
         config = config_from_args(args)
-    except ValueError as error:
-        print(f"t2m bench: error: {error}", file=sys.stderr)
-        return 2
+        checkpoint_dir(config.model, config.allow_pickle)
+    check_chebi20(config.data)
+    check_existing("--published", config.published)
+    with usage_errors(args):
+        check_writable_folder(config.out, "out")
+        if config.store_dir is not None:
+            check_writable_folder(config.store_dir, "store_dir")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = check_options(args)
     from t2m.bench.run import run_bench
 
     bench = run_bench(config)

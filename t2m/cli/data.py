@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from t2m import data, download
+from t2m.cli.checks import with_flags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +57,12 @@ def run_download(args: argparse.Namespace) -> int:
     try:
         results = download.fetch_dataset(args.dataset, args.to_dir, args.from_dir, force=args.force, timeout=args.timeout)
     except (FileNotFoundError, ValueError) as err:
-        print(f"t2m data: error: {err}", file=sys.stderr)
+        print(f"t2m data: error: {with_flags(str(err), args.flag_names)}", file=sys.stderr)
         return 1
     failed = False
     for result in results:
         note = "" if result.required or result.ok else " (optional)"
-        print(f"  {result.split:24} {result.status:10} {result.message}{note}")
+        print(f"  {result.split:24} {result.status:10} {with_flags(result.message, args.flag_names)}{note}")
         failed |= result.status == download.REFUSED or (result.required and not result.ok)
     return 1 if failed else 0
 

@@ -6,7 +6,8 @@
                         [--layer LAYER] [--batch-size N] [--fraction F]
     t2m datastore inspect --store DIR --model DIR "input text"
 
-Multi-process builds: see :mod:`t2m.knn_store`.
+Multi-process builds: see :mod:`t2m.knn_store`. Each action's options are checked before the model loads
+(:func:`check_build`, :func:`check_inspect`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from datastore.params import KNNParams, PartialKNNParams
 from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
+from t2m.cli.checks import UsageError, check_existing, usage_errors
 from t2m.data import SETTINGS, training_records
+from t2m.errors import check_range
+from t2m.io import check_writable_file, check_writable_folder
 from t2m.knn_inspect import format_inspection, inspect_translation
 from t2m.knn_store import build_task_datastore, device
+from t2m.modeling import CHECKPOINT_FIX, checkpoint_dir
+from t2m.options import open_store
 
-if TYPE_CHECKING:
-    from datastore.store import KNNParams
+# the fields the core names otherwise than the parser (t2m.cli.checks.flag_names)
+FIELD_FLAGS = {"lambda_": "--knn-lambda", "out_dir": "--out", "use_gpu=False": "--gpu no", "use_gpu=True": "--gpu yes"}
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -71,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--fraction", type=float, default=1.0, help="use this random fraction of the pairs")
     build.add_argument("--k", type=int, default=None,
                        help="neighbours per step saved as the store's default (t2m tune chooses it; default: 16)")
-    build.add_argument("--lambda", dest="lambda_", type=float, default=None,
+    build.add_argument("--knn-lambda", type=float, default=None,
                        help="weight of the kNN distribution saved as the store's default, in [0, 1] "
                             "(t2m tune chooses it; default: 0.3)")
     build.add_argument("--temperature", type=float, default=None,
@@ -79,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "neighbouring keys)")
     build.add_argument("--chunk-batches", type=int, default=8, help="batches per resumable chunk")
     build.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
-    build.add_argument("--no-resume", action="store_true", help="discard an unfinished build instead of resuming")
+    build.add_argument("--no-resume", dest="resume", action="store_false",
+                       help="discard an unfinished build instead of resuming")
     build.add_argument("--allow-pickle", action="store_true", help="allow loading pickled (.bin) weights")
 
     inspect = sub.add_parser("inspect", help="show each generated token with its retrieved neighbours",
@@ -92,8 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="default: the store's task")
     inspect.add_argument("--data", default=None, help="the store's data, to name neighbours' CIDs")
     inspect.add_argument("--k", type=int, default=None, help="neighbours retrieved per step (default: the store's)")
-    inspect.add_argument("--lambda", dest="lambda_", type=float, default=None,
-                         help="weight of the kNN distribution (default: the store's)")
+    inspect.add_argument("--knn-lambda", type=float, default=None,
+                         help="weight of the kNN distribution, in [0, 1] (default: the store's)")
     inspect.add_argument("--temperature", type=float, default=None,
                          help="softmax temperature over distances (default: the store's)")
     inspect.add_argument("--neighbours", type=int, default=3, help="neighbours shown per token")
@@ -110,37 +117,46 @@ def run(args: argparse.Namespace) -> int:
     return _run_inspect(args)
 
 
-def _check_build(args: argparse.Namespace) -> None:
-    """Refuse, before any model loads, a build that cannot go on (UsageError, exit 2)."""
-    from t2m.inputs import UsageError
-    from t2m.option_checks import CHECKPOINT_FIX, check_checkpoint, check_existing, check_range, check_writable_folder
-
-    for option, value, low, what in (("--batch-size", args.batch_size, 1, "must be 1 or more"),
-                                      ("--max-source-len", args.max_source_len, 1, "must be 1 or more"),
-                                      ("--max-target-len", args.max_target_len, 1, "must be 1 or more"),
-                                      ("--chunk-batches", args.chunk_batches, 1, "must be 1 or more"),
-                                      ("--nprobe", args.nprobe, 1, "must be 1 or more"),
-                                      ("--ef-search", args.ef_search, 1, "must be 1 or more"),
-                                      ("--train-size", args.train_size, 1, "must be 1 or more"),
-                                      ("--k", args.k, 1, "must be 1 or more")):
-        check_range(option, value, low, what=what)
-    check_range("--fraction", args.fraction, 0, 1, low_open=True, what="must be in (0, 1] (1: every training pair)")
-    check_range("--lambda", args.lambda_, 0, 1, what="must be in [0, 1]")
-    check_range("--temperature", args.temperature, 0, low_open=True, what="must be > 0")
-    check_checkpoint("--model", args.model, args.allow_pickle, f"{CHECKPOINT_FIX}, or t2m/default_model")
+def check_build(args: argparse.Namespace) -> KNNParams:
+    """Refuse, before any model loads, a build that cannot go on (UsageError, exit 2); the kNN parameters
+    saved as the store's defaults."""
+    with usage_errors(args):
+        for name in ("batch_size", "max_source_len", "max_target_len", "chunk_batches", "nprobe", "ef_search",
+                     "train_size"):
+            check_range(name, getattr(args, name), 1, rule="must be 1 or more")
+        check_range("fraction", args.fraction, 0, 1, low_open=True, rule="must be in (0, 1] (1: every training pair)")
+        knn = PartialKNNParams(k=args.k, lambda_=args.knn_lambda, temperature=args.temperature).over(KNNParams())
+        checkpoint_dir(args.model, args.allow_pickle, fix=f"{CHECKPOINT_FIX}, or t2m/default_model")
     check_existing("--data", args.data)
     if (Path(args.out) / "datastore.json").is_file() and not args.overwrite:
         raise UsageError(f"{args.out} already holds a datastore ({Path(args.out) / 'datastore.json'}); pass --overwrite "
                          "to replace it, or choose another --out")
-    check_writable_folder("--out", args.out)
+    with usage_errors(args):
+        check_writable_folder(args.out, "out")
+    return knn
+
+
+def check_inspect(args: argparse.Namespace) -> None:
+    """Refuse, before the model loads, an inspection that cannot run (UsageError, exit 2): its input, kNN
+    settings, checkpoint, store and --json."""
+    if not args.input.strip():
+        raise UsageError("INPUT is empty; give the text to translate (a description for text2mol, a SMILES for "
+                         "mol2text)")
+    with usage_errors(args):
+        PartialKNNParams(k=args.k, lambda_=args.knn_lambda, temperature=args.temperature)
+        check_range("neighbours", args.neighbours, 0, rule="must be 0 or more")
+        check_range("max_new_tokens", args.max_new_tokens, 1, rule="must be 1 or more")
+        checkpoint_dir(args.model, args.allow_pickle, fix=CHECKPOINT_FIX)
+        open_store(args.store, task=args.task)
+    check_existing("--data", args.data)
+    with usage_errors(args):
+        check_writable_file(args.json, "json")
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from datastore.store import Datastore, KNNParams
+    from datastore.store import Datastore
 
-    _check_build(args)
-
-    knn = KNNParams().replace(k=args.k, lambda_=args.lambda_, temperature=args.temperature)
+    knn = check_build(args)
     try:
         out = _build(args, knn)
     except KeyboardInterrupt:
@@ -181,13 +197,14 @@ def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
                                 knn=knn,
                                 auto_temperature=args.temperature is None,
                                 allow_pickle=args.allow_pickle, overwrite=args.overwrite,
-                                resume=not args.no_resume, chunk_batches=args.chunk_batches)
+                                resume=args.resume, chunk_batches=args.chunk_batches)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
     from datastore.store import Datastore
     from t2m.modeling import load_model
 
+    check_inspect(args)
     model, tokenizer, info = load_model(args.model, allow_pickle=args.allow_pickle, device=device())
     store = Datastore.load(args.store, model=model, tokenizer=tokenizer)
     records = None
@@ -201,10 +218,10 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
     text = Translator(model, tokenizer, info).model_inputs([args.input], args.task or store.task)[0]
     output, report = inspect_translation(store, model, tokenizer, text, args.task,
-                                         prompt_style=info.prompt_style, k=args.k, lambda_=args.lambda_,
+                                         prompt_style=info.prompt_style, k=args.k, lambda_=args.knn_lambda,
                                          temperature=args.temperature, neighbours=args.neighbours,
                                          max_new_tokens=args.max_new_tokens, records=records, exact=args.exact)
-    params = store.knn_params.replace(k=args.k, lambda_=args.lambda_, temperature=args.temperature)
+    params = store.knn_params.replace(k=args.k, lambda_=args.knn_lambda, temperature=args.temperature)
     print(f"store {store.path} ({store.count:,} entries, task {store.task}); k={params.k} "
           f"lambda={params.lambda_} T={params.temperature}")
     print(format_inspection(output, report))

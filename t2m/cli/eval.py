@@ -11,6 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+from t2m.cli.checks import with_flags
+from t2m.io import check_writable_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -52,20 +55,6 @@ def one_line(error: BaseException) -> str:
     return " ".join(part.strip() for part in str(error).splitlines() if part.strip()) or type(error).__name__
 
 
-def _check_json_path(path: Path | None) -> None:
-    """Refuse, before scoring, a --json path that cannot be written (a folder, or under a file)."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise ValueError(f"--json {path}: a folder; give a file path")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--json {path}: {parent} is {'a file' if not parent.is_dir() else 'not writable'}; "
-                         "give a path you may write to")
-
-
 def _write_json(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -92,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers {args.workers}: must be 1 or more")
-        _check_json_path(args.json)
+        check_writable_file(args.json, "json")  # before scoring
         if args.task is not None and not args.force:
             reason = task_contradiction(read_predictions(args.predictions, skip_bad_rows=args.skip_bad_rows), args.task)
             if reason:
@@ -111,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
         )
     except (PredictionsFormatError, TokenizerNotFoundError, WordNetMissingError, FileNotFoundError, ValueError) as e:
-        print(f"t2m eval: error: {one_line(e)}", file=sys.stderr)
+        print(f"t2m eval: error: {with_flags(one_line(e), args.flag_names)}", file=sys.stderr)
         return 2
     print(result.format_table(f"{args.predictions}  ({result.task}, n={result.n}, mode={result.signature['mode']})"))
     if args.json is not None:

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.inputs import UsageError
+    from t2m.cli.checks import UsageError
     from t2m.neighbour_ranker import fit_rankers
     from t2m.neighbours import NeighbourDatabase
 

@@ -8,8 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
-from t2m.inputs import UsageError
-from t2m.option_checks import check_range
+from t2m.cli.checks import UsageError, usage_errors
+from t2m.errors import check_range
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # option -> (Limits field, help)
@@ -48,9 +48,10 @@ def add_arguments(parser) -> None:
 
 def check_options(args) -> None:
     """Refuse options the server cannot use, before the model loads (UsageError, exit 2)."""
-    check_range("--port", args.port, 0, 65535, what="must be in [0, 65535] (0: any free port)")
-    for option, (field, _) in LIMIT_OPTIONS.items():
-        check_range(option, getattr(args, field), 1, what="must be 1 or more")
+    with usage_errors(args):
+        check_range("port", args.port, 0, 65535, rule="must be in [0, 65535] (0: any free port)")
+        for field, _ in LIMIT_OPTIONS.values():
+            check_range(field, getattr(args, field), 1, rule="must be 1 or more")
     if args.database is not None and not Path(args.database).is_file():
         raise UsageError(f"--database {args.database}: no such file; give a ChEBI-20-format TSV (or JSONL) of "
                          "training pairs")

@@ -12,6 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from t2m.cli.checks import with_flags
+
+# the fields of t2m.resources.setup the parser stores under other names (t2m.cli.checks.flag_names)
+FIELD_FLAGS = {"use_apt=False": "--no-apt"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -42,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
             meteor_table=not args.no_meteor_table,
         )
     except (SetupError, subprocess.CalledProcessError) as e:
-        print(f"t2m setup: error: {e}", file=sys.stderr)
+        print(f"t2m setup: error: {with_flags(str(e), args.flag_names)}", file=sys.stderr)
         return 1
     return 0

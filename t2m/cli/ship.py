@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.inputs import UsageError
+    from t2m.cli.checks import UsageError
     from t2m.recipes.ship_default_model import ship_default_model
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())

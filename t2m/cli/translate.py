@@ -7,7 +7,8 @@ Inputs are texts on the command line, or a file (``--input``) read as ``--format
 MolT5 predictions TSV, written back as MolT5's 3-column predictions TSV for ``t2m eval``; ``jsonl``;
 ``text``: one input a line; ``auto``: told apart, or refused with the fix rather than guessed). Every row of
 the input gives one row of output, in order; the flagged rows are listed on stderr. Without ``--output`` the
-output goes to standard output. The options are checked here (:func:`check_options`) before the model loads.
+output goes to standard output. The options are checked before the model loads: here (:func:`check_options`)
+and, their ranges, by the option objects (:mod:`t2m.options`, :class:`datastore.params.PartialKNNParams`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ import logging
 import sys
 from pathlib import Path
 
-from t2m.inputs import FORMATS, UsageError, read_inputs  # noqa: F401 (read_inputs: the readers' home is t2m.inputs)
-from t2m.option_checks import check_range as _check_range
+from t2m.cli.checks import UsageError, usage_errors, with_flags
+from t2m.inputs import FORMATS
 from t2m.tasks import MOL2TEXT, TASKS
+
+# the fields of t2m's option objects that the parser stores under other names (t2m.cli.checks.flag_names)
+FIELD_FLAGS = {"num_return_sequences": "--n-best", "do_sample=True": "--sample", "syntax=False": "--no-smiles-syntax",
+               "valence=False": "--no-smiles-valence", "canonicalize=True": "--canonical", "k": "--knn-k",
+               "lambda_": "--knn-lambda", "temperature": "--knn-temperature", "pairs": "--knn-pairs"}
 
 
 def add_arguments(parser) -> None:
@@ -100,43 +106,30 @@ def add_arguments(parser) -> None:
 # ------------------------------------------------------------------------------------------ checks
 
 
-def check_options(args) -> None:
-    """Refuse options the translation cannot use, before anything is loaded (UsageError, exit 2)."""
+def check_options(args):
+    """The :class:`t2m.translate_job.TranslateJob` of the command line's arguments, its options checked before
+    anything is loaded (UsageError, exit 2): what the command line alone can get wrong here, the values'
+    ranges by the option objects."""
     if args.texts and args.input:
         raise UsageError("give either TEXT arguments or --input FILE, not both")
     if not args.texts and not args.input:
         raise UsageError("nothing to translate: give TEXT arguments or --input FILE")
     if args.format != "auto" and not args.input:
         raise UsageError(f"--format {args.format} reads an --input file; leave it out for TEXT arguments")
-    _check_range("--num-beams", args.num_beams, 1, what="must be 1 or more (1: greedy search)")
-    _check_range("--n-best", args.n_best, 1, what="must be 1 or more")
+    if args.mbr != "none" and args.task != MOL2TEXT:
+        raise UsageError(f"--mbr {args.mbr} chooses among captions (mol2text); leave it out for {args.task}")
     # --system against --knn and --n-best: t2m.translate_job.resolve_system (the default system is the checkpoint's)
-    _check_range("--batch-size", args.batch_size, 1, what="must be 1 or more")
+    with usage_errors(args):
+        job = translate_job(args)
     if args.database is not None and not Path(args.database).is_file():
         raise UsageError(f"--database {args.database}: no such file; give a ChEBI-20-format TSV (or JSONL) of "
                          "training pairs")
-    _check_range("--max-new-tokens", args.max_new_tokens, 1, what="must be 1 or more")
-    _check_range("--jobs", args.jobs, 1, what="must be 1 or more (1: this process)")
-    _check_range("--top-p", args.top_p, 0, 1, low_open=True, what="must be in (0, 1]")
-    _check_range("--top-k", args.top_k, 0, what="must be 0 or more")
-    _check_range("--repetition-penalty", args.repetition_penalty, 0, low_open=True, what="must be > 0 (1: off)")
-    _check_range("--no-repeat-ngram-size", args.no_repeat_ngram_size, 0, what="must be 0 or more (0: off)")
-    if args.mbr != "none" and args.task != MOL2TEXT:
-        raise UsageError(f"--mbr {args.mbr} chooses among captions (mol2text); leave it out for {args.task}")
-    knn_options = {"--knn-k": args.knn_k, "--knn-lambda": args.knn_lambda,
-                   "--knn-temperature": args.knn_temperature, "--knn-pairs": args.knn_pairs}
-    given = [name for name, value in knn_options.items() if value is not None]
-    if given and not args.knn:
-        raise UsageError(f"{given[0]} sets retrieval: give the datastore with --knn STORE, or leave it out")
-    _check_range("--knn-k", args.knn_k, 1, what="must be 1 or more")
-    _check_range("--knn-lambda", args.knn_lambda, 0, 1, what="must be in [0, 1]")
-    _check_range("--knn-temperature", args.knn_temperature, 0, low_open=True, what="must be > 0")
-    _check_range("--knn-pairs", args.knn_pairs, 0, what="must be 0 or more (0: the whole store)")
-
+    return job
 
 
 def translate_job(args):
     """The :class:`t2m.translate_job.TranslateJob` of the command line's arguments."""
+    from datastore.params import PartialKNNParams
     from t2m.options import DecodingOptions, SmilesConstraints
     from t2m.translate_job import TranslateJob
 
@@ -147,10 +140,11 @@ def translate_job(args):
                                mbr=args.mbr)
     constraints = SmilesConstraints(valid_smiles=args.valid_smiles, syntax=args.smiles_syntax,
                                     valence=args.smiles_valence, canonicalize=args.canonical)
+    knn_params = PartialKNNParams(k=args.knn_k, lambda_=args.knn_lambda, temperature=args.knn_temperature,
+                                  pairs=args.knn_pairs)
     return TranslateJob(task=args.task, texts=list(args.texts), input=args.input, format=args.format,
                         output=args.output, overwrite=args.overwrite, resume=args.resume, model=args.model,
-                        decoding=decoding, constraints=constraints, knn=args.knn, knn_k=args.knn_k,
-                        knn_lambda=args.knn_lambda, knn_temperature=args.knn_temperature, knn_pairs=args.knn_pairs,
+                        decoding=decoding, constraints=constraints, knn=args.knn, knn_params=knn_params,
                         jobs=args.jobs, prompt_style=args.prompt_style, allow_pickle=args.allow_pickle,
                         database=args.database, show_neighbours=args.show_neighbours, system=args.system)
 
@@ -159,12 +153,11 @@ def run(args) -> int:
     from t2m.translate_job import TranslationInterrupted, report_flags, run_translation
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    check_options(args)
-    job = translate_job(args)
+    job = check_options(args)
     try:
         done = run_translation(job)
     except TranslationInterrupted as stop:
-        print(stop.message, file=sys.stderr)
+        print(with_flags(stop.message, args.flag_names), file=sys.stderr)
         return 130
     if job.output is None:
         sys.stdout.write(done.text)

@@ -469,7 +469,7 @@ def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2,
     run, tasks = Path(run), tuple(tasks)
     dest = default_model_dir() if dest is None else Path(dest)
     if set(tasks) != {"text2mol", "mol2text"} and not card_only:
-        raise ValueError("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")
+        raise ValueError(f"tasks={','.join(tasks)}: fewer than both tasks needs card_only=True (a new model is scored on both)")
     test_file = resolve_chebi20_dir(data) / "test.txt"
     if not card_only:
         copy_model(run, dest, fit_ranker=memory is None, keep_float32=keep_float32)

@@ -143,7 +143,7 @@ def create_app(model: str | Path | None = None, database: str | Path | None = No
         return error_response(error.status_code, str(error.detail))
 
     async def server_error(request: Request, error: Exception) -> Response:
-        from t2m.inputs import error_line
+        from t2m.errors import error_line
 
         log.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, f"the server failed on this request ({type(error).__name__}: "

@@ -79,7 +79,8 @@ class FileJobs:
     def start(self, data: bytes, name: str, task: str, system: str | None, num_beams: int, format: str) -> FileJob:
         """Read ``data`` (the file ``name``) and start translating it; ApiError when it cannot be read, is
         over the limits, or too many files are being translated."""
-        from t2m.inputs import FORMATS, UsageError, parse_inputs
+        from t2m.errors import OptionError
+        from t2m.inputs import FORMATS, parse_inputs
 
         limits = self.service.limits
         request = self.service.check_options(task, system, num_beams)
@@ -90,7 +91,7 @@ class FileJobs:
             raise ApiError(400, f"the file {name} is empty: choose a file with one input a line (text, TSV or JSONL)")
         try:
             inputs = parse_inputs(data, request.task, format, name, label=f"the file {name}")
-        except UsageError as err:
+        except OptionError as err:
             raise ApiError(400, str(err)) from None
         if not inputs.rows:
             raise ApiError(400, f"the file {name} has no rows to translate")
@@ -147,7 +148,7 @@ class FileJobs:
             job.text = format_output(job.task, job.inputs, results, None)
             job.state = "done"
         except Exception as err:  # noqa: BLE001 - a failed file is reported on its status, the server stays up
-            from t2m.inputs import error_line
+            from t2m.errors import error_line
 
             log.exception("file %s (%s) failed", job.id, job.name)
             job.error, job.state = f"translating failed after {job.done} of {job.rows} rows: {error_line(err)}", "failed"

@@ -29,7 +29,7 @@ RETRIEVAL, MODEL, MODEL_KNN = "retrieval", "model", "model+knn"
 SYSTEM_NAMES = {
     RETRIEVAL: "retrieval: the target of the training pair the neighbour ranker puts first (no model)",
     MODEL: "the T5, reading its nearest training pair in its input",
-    MODEL_KNN: "the T5 with kNN-MT retrieval from the task's datastore (--knn)",
+    MODEL_KNN: "the T5 with kNN-MT retrieval from the task's datastore (t2m serve --knn)",
 }
 # candidates (ranked pairs) a retrieval answer lists: retrieval does not search beams
 RETRIEVAL_CANDIDATES = 5
@@ -99,32 +99,32 @@ class TranslationService:
     def __init__(self, model: str | Path | None = None, database: str | Path | None = None,
                  knn: Sequence[str | Path] = (), limits: Limits | None = None, allow_pickle: bool = False,
                  load_model: bool = False):
+        from t2m.errors import OptionError
         from t2m.generate import Translator
-        from t2m.modeling import default_model_dir, read_checkpoint_info
-        from t2m.option_checks import check_model_option, check_store
-        from t2m.inputs import UsageError
+        from t2m.modeling import checkpoint_dir, default_model_dir, read_checkpoint_info
+        from t2m.options import open_store
 
         self.limits = limits or Limits()
-        self.model_dir = check_model_option(model, allow_pickle)
+        self.model_dir = checkpoint_dir(model, allow_pickle)
         self.shipped = self.model_dir.resolve() == default_model_dir().resolve()
         self.allow_pickle = allow_pickle
         try:
             self.info = read_checkpoint_info(self.model_dir)
         except ValueError as err:
-            raise UsageError(f"--model {self.model_dir}: {err}") from None
+            raise OptionError(f"model={self.model_dir}: {err}") from None
         self.stores: dict[str, Any] = {}
         for path in knn:
-            store = check_store("--knn", path)
+            store = open_store(path, field="knn")
             if store.task in self.stores:
-                raise UsageError(f"--knn {path}: a second {store.task} datastore; give one store per task")
+                raise OptionError(f"knn={path}: a second {store.task} datastore; give one store per task")
             self.stores[store.task] = store
         self.retriever = None
         if self.info.extra.get("neighbours"):
             self.retriever = Translator.for_retrieval(self.model_dir, database=database)
             self.retriever.database.prepare(self.tasks)  # the search structures now, not on the first request
         elif database is not None:
-            raise UsageError(f"--database {database}: the checkpoint {self.model_dir} reads no neighbours; leave "
-                             "--database out")
+            raise OptionError(f"database={database}: the checkpoint {self.model_dir} reads no neighbours; leave "
+                              "database=FILE out")
         self._t5 = None
         self._lock = threading.Lock()  # one search or decoding at a time
         self._load_lock = threading.Lock()
@@ -254,15 +254,15 @@ class TranslationService:
         return self._t5
 
     def _check_stores(self, t5) -> None:
-        """Refuse a --knn store built for another model (at start; with the T5 loaded lazily, on its load)."""
+        """Refuse a ``knn`` store built for another model (at start; with the T5 loaded lazily, on its load)."""
         from datastore.store import DatastoreError
-        from t2m.inputs import UsageError
+        from t2m.errors import OptionError
 
         for store in self.stores.values():
             try:
                 store.check_matches(model=t5.model, tokenizer=t5.tokenizer)
             except DatastoreError as err:
-                raise UsageError(f"--knn {err}") from None
+                raise OptionError(f"knn={err}") from None
 
     def run(self, task: str, texts: list[str], system: str, num_beams: int = 1, n_best: bool = True) -> list:
         """:class:`t2m.generate.Translation` of each text by ``system``, one call at a time. ``n_best``: list

@@ -262,19 +262,20 @@ def bench_metric(model, tokenizer, store_dir: Path, rows, task, prompt_style, ba
     from datastore import Datastore
     from datastore.index import build_index, exact_index, set_search_params
     from datastore.retrieve import Retriever
-    from t2m.tune import Candidate, decode, dev_metric
+    from datastore.params import KNNParams
+    from t2m.tune import decode, dev_metric
 
     store = Datastore.load(store_dir)
     sources, references = _pairs(rows, task)
     exact = Retriever(exact_index(store.keys), store.values, "Flat")
     if params_from is not None:
         tuned = Datastore.load(params_from).knn_params
-        candidate = Candidate(tuned.k, tuned.lambda_, tuned.temperature)
+        candidate = KNNParams(tuned.k, tuned.lambda_, tuned.temperature)
     else:
         # T on the scale of the keys: the median squared distance of dev states to their nearest key
         dev_keys = np.load(store_dir.parent / "dev" / "keys.npy", mmap_mode="r")[:512].astype(np.float32)
         d1 = float(np.median(exact.search(torch.from_numpy(dev_keys), 1).distances.numpy()))
-        candidate = Candidate(k, 0.5, float(f"{d1:.3g}"))
+        candidate = KNNParams(k, 0.5, float(f"{d1:.3g}"))
     results, outputs = [], {}
     for variant in ["exact"] + variants:
         if variant == "exact":

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--first-round-tokens", type=int, default=None,
-                        help="first round of t2m (default: t2m.generate.default_first_round)")
+                        help="first round of t2m (default: t2m.options.default_first_round)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     records = load_chebi20_records(None).test[: args.rows]

@@ -1,6 +1,6 @@
 """Pair-restricted kNN-MT and MBR on the dev slice: one JSON line per setting.
 
-    python tests/benchmarks/bench_knn_pairs.py --task mol2text --store STORE [--pairs 0 4] [--lambda 0.6]
+    python tests/benchmarks/bench_knn_pairs.py --task mol2text --store STORE [--pairs 0 4] [--knn-lambda 0.6]
         [--temperature 0.0194] [--k 8] [--rows 300] [--beams 5] [--jobs 2] [--model DIR]
 
 Decodes the benchmark setting's dev slice (ChEBI-20 validation rows with the smallest sha256(CID); the
@@ -17,7 +17,9 @@ import json
 import time
 
 from t2m.data import load_chebi20_records
-from t2m.decode_pool import DecodePool, KNNSpec
+from datastore.params import KNNParams
+from t2m.decode_pool import DecodePool
+from t2m.options import DecodingOptions, RetrievalOptions
 from t2m.mbr import mbr_index
 from t2m.modeling import default_model_dir
 
@@ -45,7 +47,7 @@ def main() -> None:
     parser.add_argument("--task", required=True, choices=("text2mol", "mol2text"))
     parser.add_argument("--store", required=True)
     parser.add_argument("--pairs", type=int, nargs="+", default=[4])
-    parser.add_argument("--lambda", dest="lambda_", type=float, default=0.6)
+    parser.add_argument("--knn-lambda", type=float, default=0.6)
     parser.add_argument("--temperature", type=float, default=None, help="default: the store's")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--rows", type=int, default=300)
@@ -62,15 +64,15 @@ def main() -> None:
     sources, references = [r[source] for r in dev], [r[target] for r in dev]
     settings = [] if args.no_baseline else [("model", None)]
     settings += [(f"knn_pairs_{n}" if n else "knn_whole_store",
-                  KNNSpec(args.store, args.k, args.lambda_, temperature, pairs=n or None)) for n in args.pairs]
+                  RetrievalOptions(args.store, KNNParams(args.k, args.knn_lambda, temperature, n))) for n in args.pairs]
     with DecodePool(args.model, jobs=args.jobs, stores=[args.store]) as pool:
         for name, knn in settings:
             started = time.perf_counter()
-            result = pool.translate(sources, task=args.task, num_beams=args.beams, num_return_sequences=args.beams,
-                                    knn=knn)
+            result = pool.translate(sources, args.task, DecodingOptions(num_beams=args.beams,
+                                                                        num_return_sequences=args.beams), retrieval=knn)
             seconds = time.perf_counter() - started
             print(json.dumps({"task": args.task, "setting": name, "rows": len(sources), "beams": args.beams,
-                              "k": args.k if knn else None, "lambda": args.lambda_ if knn else None,
+                              "k": args.k if knn else None, "lambda": args.knn_lambda if knn else None,
                               "temperature": temperature if knn else None,
                               **scores(args.task, references, result.translations),
                               "seconds": round(seconds, 1), "jobs": args.jobs,

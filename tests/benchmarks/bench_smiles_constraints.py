@@ -16,8 +16,10 @@ import time
 from t2m.data import load_chebi20_records
 from t2m.decode_pool import DecodePool
 from t2m.modeling import default_model_dir
+from t2m.options import DecodingOptions, SmilesConstraints
 
-SETTINGS = {"off": dict(smiles_syntax=False), "syntax": dict(smiles_valence=False), "syntax+valence": {}}
+SETTINGS = {"off": SmilesConstraints(syntax=False), "syntax": SmilesConstraints(valence=False),
+            "syntax+valence": SmilesConstraints()}
 
 
 def morgan_similarities(outputs: list[str], references: list[str]) -> list[float | None]:
@@ -44,7 +46,7 @@ def main() -> None:
     with DecodePool(args.model, jobs=args.jobs) as pool:
         for name in args.settings:
             started = time.perf_counter()
-            result = pool.translate(sources, task="text2mol", num_beams=args.beams, **SETTINGS[name])
+            result = pool.translate(sources, "text2mol", DecodingOptions(num_beams=args.beams), SETTINGS[name])
             seconds = time.perf_counter() - started
             sims = morgan_similarities([t.output for t in result.translations], references)
             valid = [s for s in sims if s is not None]

@@ -31,6 +31,7 @@ def main() -> None:
 
     from t2m.data import read_tsv_records, resolve_chebi20_dir
     from t2m.generate import Translator
+    from t2m.options import DecodingOptions
 
     rows = read_tsv_records(resolve_chebi20_dir(args.data) / "test.txt")[: args.rows]
     translator = Translator.from_pretrained(args.model)
@@ -39,7 +40,7 @@ def main() -> None:
         sources = [r["description"] if task == "text2mol" else r["smiles"] for r in rows]
         for beams in [int(b) for b in args.beams.split(",")]:
             start = time.perf_counter()
-            out = translator.translate(sources, task=task, num_beams=beams)
+            out = translator.translate(sources, task, DecodingOptions(num_beams=beams))
             seconds = time.perf_counter() - start
             tokens = sum(len(translator.tokenizer(o.output, add_special_tokens=False)["input_ids"]) + 1 for o in out)
             record = {"task": task, "beams": beams, "rows": len(rows), "seconds": round(seconds, 2),

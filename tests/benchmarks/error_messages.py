@@ -332,7 +332,7 @@ def cases() -> list[Case]:
           "suggested)", BUILD, 1, prepare=_damaged_build, needs_chebi=True),
         # ---- tune, bench, datastore inspect: checked before the model loads
         c("tune", "`--num-beams 0`", (*TUNE, "--num-beams", "0"), 2),
-        c("tune", "`--lambdas` out of [0, 1]", (*TUNE, "--lambdas", "0.1,1.5"), 2),
+        c("tune", "`--knn-lambdas` out of [0, 1]", (*TUNE, "--knn-lambdas", "0.1,1.5"), 2),
         c("tune", "`--ks` with a word in it", (*TUNE, "--ks", "4,x"), 2),
         c("tune", "`--temperatures` with a 0", (*TUNE, "--temperatures", "1,0"), 2),
         c("tune", "`--dev-rows 0`", (*TUNE, "--dev-rows", "0"), 2),
@@ -347,7 +347,7 @@ def cases() -> list[Case]:
         c("bench", "a missing `--model` (the output folder made first)", ("bench", "--model", "none"), 2),
         c("bench", "an `--out` that is a file", ("bench", "--out", "old.txt"), 2),
         c("datastore inspect", "`--k 0`", (*INSPECT, "--k", "0", "CCO"), 2),
-        c("datastore inspect", "`--lambda 1.5`", (*INSPECT, "--lambda", "1.5", "CCO"), 2),
+        c("datastore inspect", "`--knn-lambda 1.5`", (*INSPECT, "--knn-lambda", "1.5", "CCO"), 2),
         c("datastore inspect", "`--task` other than the store's", (*INSPECT, "--task", "text2mol", "ethanol"), 2),
         c("datastore inspect", "a `--store` that is no store",
           ("datastore", "inspect", "--store", "empty", "--model", MODEL, "CCO"), 2),

@@ -11,15 +11,15 @@ are built into ``--work`` when missing and reused; a build is deterministic, so 
 the same outputs. Rows: the first ``--rows`` dev rows of ChEBI-20's benchmark setting. Exit status 1 when
 ``--check`` finds a difference (each one printed).
 
-The script runs against the option objects of :mod:`t2m.generate` (``DecodingOptions``,
-``SmilesConstraints``, ``RetrievalOptions``) when they exist, else against the keyword arguments they
-replaced, so one record made before the change checks the code after it.
+The script translates through the option objects of :mod:`t2m.options` (``DecodingOptions``,
+``SmilesConstraints``, ``RetrievalOptions`` with a ``datastore.params.PartialKNNParams``: the kNN settings
+given, the rest the store's); a record's keys are the settings' names, so one record made before a change
+checks the code after it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -29,7 +29,8 @@ REPO = HERE.parents[2]
 DATA = REPO.parent / "shared" / "data" / "chebi20"
 ONLY: set[str] = set()  # settings to run (--only); empty: all
 
-# (name, task, translate keywords, kNN settings or None); kNN: k, lambda, temperature (None: the store's), pairs
+# (name, decoding and constraint fields, kNN settings or None); kNN: the fields of datastore.params.PartialKNNParams
+# (k, lambda_, temperature, pairs; None: the store's)
 KNN = dict(k=8, lambda_=0.4, temperature=None, pairs=0)
 CONFIGS = [
     ("greedy", dict(num_beams=1), None),
@@ -44,8 +45,8 @@ CONFIGS = [
 ]
 TEXT2MOL_ONLY = [
     ("beam3_no_rerank", dict(num_beams=3, valid_smiles=False), None),
-    ("beam3_no_syntax_canonical", dict(num_beams=3, smiles_syntax=False, canonicalize=True), None),
-    ("greedy_syntax_no_valence", dict(num_beams=1, smiles_valence=False), None),
+    ("beam3_no_syntax_canonical", dict(num_beams=3, syntax=False, canonicalize=True), None),
+    ("greedy_syntax_no_valence", dict(num_beams=1, valence=False), None),
 ]
 MOL2TEXT_ONLY = [
     ("beam3_mbr_chrf", dict(num_beams=3, mbr="chrf"), None),
@@ -83,40 +84,24 @@ def default_model() -> Path:
     return default_model_dir()
 
 
-CONSTRAINT_NAMES = {"valid_smiles": "valid_smiles", "smiles_syntax": "syntax", "smiles_valence": "valence",
-                    "canonicalize": "canonicalize"}
+def translate(translator, sources, task: str, options: dict, knn: dict | None, store: Path | None) -> list:
+    """``translator.translate`` of ``sources`` under one setting."""
+    import dataclasses
 
-
-def translate(translator, sources, task: str, options: dict, knn: dict | None, store: Path | None,
-              api: str) -> list:
-    """``translator.translate`` of ``sources`` under one setting: by the option objects (``api`` "objects")
-    or by keywords, as before them ("keywords")."""
     import torch
 
-    import t2m.generate as generate
-
-    torch.manual_seed(0)
-    if api == "keywords":
-        knn_settings = None if knn is None else generate.KNNSettings(str(store), **knn)
-        return translator.translate(sources, task, knn=knn_settings, **options)
-    from datastore.params import KNNParams
+    from datastore.params import PartialKNNParams
     from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
 
-    decoding = DecodingOptions(**{k: v for k, v in options.items() if k not in CONSTRAINT_NAMES})
-    constraints = SmilesConstraints(**{CONSTRAINT_NAMES[k]: v for k, v in options.items() if k in CONSTRAINT_NAMES})
-    retrieval = None
-    if knn is not None and all(v is None for v in knn.values()):
-        retrieval = RetrievalOptions(str(store))  # the store's own parameters
-    elif knn is not None:
-        from datastore.store import Datastore
-
-        store_params = Datastore.load(store).knn_params
-        given = {k: v for k, v in knn.items() if v is not None}
-        retrieval = RetrievalOptions(str(store), KNNParams(**{**store_params.__dict__, **given}))
+    torch.manual_seed(0)
+    constraint_fields = {f.name for f in dataclasses.fields(SmilesConstraints)}
+    decoding = DecodingOptions(**{k: v for k, v in options.items() if k not in constraint_fields})
+    constraints = SmilesConstraints(**{k: v for k, v in options.items() if k in constraint_fields})
+    retrieval = None if knn is None else RetrievalOptions(str(store), PartialKNNParams(**knn))
     return translator.translate(sources, task, decoding, constraints, retrieval)
 
 
-def run(rows: int, work: Path, store_rows: int, api: str) -> dict:
+def run(rows: int, work: Path, store_rows: int) -> dict:
     from t2m.data import load_chebi20_records
     from t2m.generate import Translator
     from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
@@ -130,7 +115,7 @@ def run(rows: int, work: Path, store_rows: int, api: str) -> dict:
         for name, options, knn in CONFIGS + extra:
             if ONLY and f"{task}/{name}" not in ONLY:
                 continue
-            results = translate(translator, sources, task, dict(options, max_new_tokens=128), knn, store, api)
+            results = translate(translator, sources, task, dict(options, max_new_tokens=128), knn, store)
             record["outputs"][f"{task}/{name}"] = [
                 {"output": r.output, "candidates": r.candidates, "scores": r.scores, "flags": r.flags}
                 for r in results]
@@ -164,25 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--store-rows", type=int, default=40)
     parser.add_argument("--work", type=Path, default=Path("/tmp/t2m_same_outputs"))
-    parser.add_argument("--api", choices=("objects", "keywords"), default=None,
-                        help="translate by the option objects or by keywords (default: objects where t2m.options "
-                             "exists)")
     parser.add_argument("--only", default="", help="comma list of settings (task/name) to run (default: all)")
     args = parser.parse_args(argv)
-    if args.api is None:
-        args.api = "objects" if importlib.util.find_spec("t2m.options") else "keywords"
     global ONLY
     ONLY = {name for name in args.only.split(",") if name}
     if args.check:
         old = json.loads(args.check.read_text())
-        new = run(old["rows"], args.work, old["store_rows"], args.api)
+        new = run(old["rows"], args.work, old["store_rows"])
         problems = compare(old, new)
         for p in problems:
             print(p)
         print(f"{len(new['outputs'])} settings x {old['rows']} rows: "
               + ("the same outputs" if not problems else f"{len(problems)} differences"))
         return 1 if problems else 0
-    record = run(args.rows, args.work, args.store_rows, args.api)
+    record = run(args.rows, args.work, args.store_rows)
     args.record.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.record}: {len(record['outputs'])} settings x {args.rows} rows")
     return 0
