@@ -48,8 +48,8 @@ FUNCTION_LINES_ALLOWED: set[str] = set()
 FLAG_NAMES_ALLOWED: dict[str, str] = {
     "t2m/smiles_grammar.py": "the flags of an output row (FLAG_UNFINISHED, FLAG_BROKEN_SYNTAX) name --max-new-tokens "
                              "and --no-smiles-syntax; changing them changes recorded outputs",
-    "t2m/report.py": "command_line rebuilds a saved run's `t2m bench` command from bench.json (moves with the "
-                     "report/bench split of issue 27)",
+    "t2m/bench/config.py": "command_line rebuilds a saved run's `t2m bench` command from bench.json (the flag "
+                           "table beside BenchConfig's fields; the report and `t2m report` rewrite take it as text)",
     "t2m/recipes/ship_default_model.py": "the model card's text names `--system model` (t2m ship's output)",
     "evaluation/evaluate.py": "`t2m eval` remedies (--task), evaluation's own entry point",
     "evaluation/predictions.py": "`t2m eval` remedies (--skip-bad-rows)",
