@@ -247,7 +247,7 @@ def owed_tokens(state: SmilesState) -> int:
     ``%`` digit still owed, two per open ring bond (its digit, three for a ``%nn`` label, and an atom to close
     it on: closing several on one atom would overfill it), up to two more atoms while a ring bond is open (it
     may close neither on the atom that opened it nor on the next), one atom when nothing was written or a
-    bond symbol, ``(`` or ``.`` was last (unless a ring bond is owed one), a symbol more in a bracket atom
+    bond symbol, ``(`` or ``.`` was last, a symbol more in a bracket atom
     that has none yet (and a class digit, a chirality's letter and digit), one to end. Inside a ``%nn``
     label, the cheapest label it can still become: one closing an open ring bond, else a new ring bond it
     then owes (:func:`_label_owed`)."""
@@ -257,8 +257,10 @@ def owed_tokens(state: SmilesState) -> int:
         return _label_owed(state)
     rings = sum(2 if label < 10 else 4 for label in range(100) if state.rings >> label & 1) if state.rings else 0
     return (state.depth + rings + (2 - state.ring_age) * bool(state.rings) + _bracket_owed(state.bracket) + 1
-            # an atom after a bond, a '(' or a '.' (or first): the atom an open ring bond is owed can be that one
-            + int(not state.bracket and state.prev not in _AFTER_ATOM and not state.rings))
+            # an atom after a bond, a '(' or a '.' (or first), counted apart from the atoms an open ring bond is
+            # owed: were it one of them, writing it would leave the count where it was (the ring bond's digit still
+            # counts an atom), and a hypothesis let in at the budget's edge could no longer end
+            + int(not state.bracket and state.prev not in _AFTER_ATOM))
 
 
 def _label_owed(state: SmilesState) -> int:

@@ -21,7 +21,7 @@ import re
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from t2m.smiles_grammar import SmilesState, SmilesSyntaxProcessor, advance
@@ -107,6 +107,7 @@ examples = dict(seed=st.integers(0, 2**31 - 1), favoured=st.text(alphabet=BIASED
 @settings(max_examples=15, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(**examples)
+@example(seed=11275199, favoured="0(#", bonus=2.0, budget=14)  # once ended with a branch and a ring bond open
 def test_constrained_outputs_parse_or_are_flagged(processor, seed, favoured, bonus, budget):
     from rdkit import Chem, rdBase
 
