@@ -279,7 +279,7 @@ def build_datastore(
         if dist.rank == 0 and len(todo) < len(my_chunks):
             if todo:
                 print(f"datastore build: resuming at batch {todo[0] * chunk_batches + 1} of {num_batches} "
-                      f"(the batches before were kept in {work}; resume=False starts over)", flush=True)
+                      f"(the batches before were kept in {work})", flush=True)
             else:
                 print(f"datastore build: resuming: all {num_batches} batches were computed (kept in {work}); "
                       "merging and indexing", flush=True)

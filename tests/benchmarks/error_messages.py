@@ -286,7 +286,7 @@ def cases() -> list[Case]:
         c("translate: options", "`--max-new-tokens 0`", ("translate", "--task", "mol2text", "--max-new-tokens", "0",
                                                         "CCO"), 2),
         c("translate: options", "`--top-p 1.5`", (*M2T, "--sample", "--top-p", "1.5", "CCO"), 2),
-        c("translate: options", "`--n-best` above `--num-beams`", (*M2T, "--n-best", "3", "CCO"), 2),
+        c("translate: options", "`--n-best` above `--num-beams`", (*M2T, "--system", "model", "--n-best", "3", "CCO"), 2),
         c("translate: options", "`--knn-k` without a store", (*M2T, "--knn-k", "4", "CCO"), 2),
         c("translate: options", "`--mbr` for text2mol", (*T2M, "--mbr", "chrf", "ethanol"), 2),
         c("translate: options", "`--jobs 0`", (*M2T, "--jobs", "0", "CCO"), 2),
