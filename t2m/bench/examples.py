@@ -26,9 +26,9 @@ def _neighbour_context(tokenizer: Any, target: str, position: int, width: int = 
 
 def trace_neighbours(translator: Any, store: Any, task: str, source: str, train: Sequence[dict],
                      knn_params: Any, config: BenchConfig, top_tokens: int = 5) -> dict[str, Any] | None:
-    """Greedy kNN decoding of ``source`` traced by :func:`t2m.knn_inspect.inspect_translation`: the tokens
+    """Greedy kNN decoding of ``source`` traced by :func:`t2m.knn.inspect.inspect_translation`: the tokens
     retrieval moved most, each with its nearest training entries. None when tracing fails."""
-    from t2m.knn_inspect import inspect_translation
+    from t2m.knn.inspect import inspect_translation
 
     try:
         output, report = inspect_translation(

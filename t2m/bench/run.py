@@ -43,9 +43,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
     import torch
 
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from datastore.store import model_fingerprint
-    from t2m.modeling import default_model_dir
+    from t2m.model.checkpoint import default_model_dir
 
     model_dir = Path(config.model) if config.model is not None else default_model_dir()
     translator = Translator.from_pretrained(model_dir, allow_pickle=config.allow_pickle)
@@ -94,11 +94,11 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
 
 
 def task_decode_pool(config: BenchConfig, model_dir: Path, task: str) -> Any:
-    """With ``config.jobs`` > 1, a :class:`t2m.decode_pool.DecodePool` whose workers hold the model and
+    """With ``config.jobs`` > 1, a :class:`t2m.decoding.pool.DecodePool` whose workers hold the model and
     ``task``'s datastores (a context manager); else a context that gives None."""
     if config.jobs < 2:
         return contextlib.nullcontext(None)
-    from t2m.decode_pool import DecodePool
+    from t2m.decoding.pool import DecodePool
 
     stores = [store_path(config, task, f) for f in sorted(set(config.fractions) | {1.0})] if config.knn else []
     return DecodePool(model_dir, config.jobs, allow_pickle=config.allow_pickle, stores=stores)
@@ -110,7 +110,7 @@ def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from t2m.decode_pool import cpu_count, use_threads
+    from t2m.decoding.pool import cpu_count, use_threads
 
     workers = max(1, min(config.jobs, len(config.tasks)))
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),

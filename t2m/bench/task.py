@@ -30,7 +30,7 @@ class TaskRuns:
     task: str
     translator: Any
     cache: PredictionCache
-    pool: Any  # a t2m.decode_pool.DecodePool that every decoding is split over, or None
+    pool: Any  # a t2m.decoding.pool.DecodePool that every decoding is split over, or None
     test: list[dict]
     train: list[dict]
     sources: list[str]
@@ -125,7 +125,7 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
              published: Path | None = None) -> tuple[dict, dict]:
     """Every system, comparison and measurement of one task; returns (bench.json part, examples part).
     ``prepared``: :func:`prepare_task_stores`' record when the stores were prepared beforehand (else
-    it runs here); ``pool``: a :class:`t2m.decode_pool.DecodePool` that every decoding is split over;
+    it runs here); ``pool``: a :class:`t2m.decoding.pool.DecodePool` that every decoding is split over;
     ``published``: a folder of MolT5's published predictions, scored beside the systems."""
     from t2m.options import RetrievalOptions
 

@@ -17,7 +17,7 @@ from t2m.bench.config import SWEEP_LAMBDAS, BenchConfig
 from t2m.cli.checks import UsageError, check_chebi20, check_existing, parse_list, usage_errors
 from t2m.data import SETTINGS
 from t2m.io import check_writable_folder
-from t2m.modeling import checkpoint_dir
+from t2m.model.checkpoint import checkpoint_dir
 
 # the fields of BenchConfig the parser stores under other names (t2m.cli.checks.flag_names)
 FIELD_FLAGS = {"fcd=False": "--no-fcd", "isolate_builds=False": "--in-process", "knn=False": "--no-knn",

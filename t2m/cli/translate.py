@@ -1,6 +1,6 @@
 """``t2m translate``: a thin wrapper over :func:`t2m.translate_job.run_translation` (which reads the inputs,
 keeps finished rows in ``OUTPUT.partial`` so an interrupted run resumes, decodes with
-:meth:`t2m.generate.Translator.translate` or ``--jobs`` worker processes, and writes the output; its
+:meth:`t2m.decoding.translator.Translator.translate` or ``--jobs`` worker processes, and writes the output; its
 docstring describes the formats).
 
 Inputs are texts on the command line, or a file (``--input``) read as ``--format`` (``tsv``: a ChEBI-20 or
@@ -49,15 +49,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens generated per output")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes sharing the inputs (each with its own model copy and cores/N "
-                             "threads; t2m.decode_pool); 1: this process")
+                             "threads; t2m.decoding.pool); 1: this process")
     parser.add_argument("--no-valid-smiles", dest="valid_smiles", action="store_false",
                         help="text2mol: do not rerank beams to the best one RDKit parses")
     parser.add_argument("--no-smiles-syntax", dest="smiles_syntax", action="store_false",
                         help="text2mol: do not constrain decoding to syntactically possible SMILES (balanced "
-                             "branches, ring bonds and brackets; see t2m.smiles_grammar)")
+                             "branches, ring bonds and brackets; see t2m.decoding.smiles_grammar)")
     parser.add_argument("--no-smiles-valence", dest="smiles_valence", action="store_false",
                         help="text2mol: keep the syntax constraint but do not check valences and ring bonds "
-                             "(see t2m.smiles_valence)")
+                             "(see t2m.decoding.smiles_valence)")
     parser.add_argument("--canonical", action="store_true", help="text2mol: write RDKit canonical SMILES")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy/beam search")
     parser.add_argument("--top-p", type=float, help="with --sample: nucleus sampling mass, in (0, 1] (default: off)")
@@ -94,7 +94,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--system", choices=("model", "retrieval"),
                         help="model: the T5 translates (reading its neighbours when trained with them); retrieval: "
                              "no model, the target of the database pair the checkpoint's neighbour ranker puts first "
-                             "among the nearest (t2m.neighbour_ranker; the nearest pair without one); --n-best gives "
+                             "among the nearest (t2m.neighbours.ranker; the nearest pair without one); --n-best gives "
                              "the next pairs' targets, the decoding and --knn options do not apply. Default: the "
                              "checkpoint's choice for the task (t2m.json \"system\", the best system t2m bench "
                              "measured for the shipped model; model for checkpoints without one, and with --knn)")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2m.modeling import RECOMMENDED_DECODING, default_model_dir
+from t2m.model.checkpoint import RECOMMENDED_DECODING, default_model_dir
 
 SHIPPED_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "spiece.model", "t2m.json",
@@ -51,8 +51,8 @@ def replace_memory(model_dir: Path, pairs: Path, ranker: Path | None = None) -> 
     from t2m.data import read_file_bytes, read_records
     from t2m.download import git_blob_id
     from t2m.io import atomic_write_text
-    from t2m.neighbour_ranker import fitted_for, load_rankers, save_rankers
-    from t2m.neighbours import NeighbourDatabase
+    from t2m.neighbours.ranker import fitted_for, load_rankers, save_rankers
+    from t2m.neighbours.database import NeighbourDatabase
 
     pairs = Path(pairs)
     raw = read_file_bytes(pairs)
@@ -117,12 +117,12 @@ def copy_model(run: Path, dest: Path, fit_ranker: bool = True, keep_float32: boo
 
 def add_neighbour_ranker(model_dir: Path) -> None:
     """For a checkpoint that reads neighbours: fit the neighbour rankers on its memory
-    (:mod:`t2m.neighbour_ranker`), write them to ``ranker.json`` and name them in ``t2m.json``."""
+    (:mod:`t2m.neighbours.ranker`), write them to ``ranker.json`` and name them in ``t2m.json``."""
     import dataclasses
 
     from t2m.io import atomic_write_text
-    from t2m.neighbour_ranker import fit_rankers
-    from t2m.neighbours import NeighbourFormat, load_checkpoint_database
+    from t2m.neighbours.ranker import fit_rankers
+    from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database
 
     meta_file = model_dir / "t2m.json"
     meta = json.loads(meta_file.read_text())
@@ -197,7 +197,7 @@ def run_settings(model: Path, test_file: Path, out: Path, jobs: int, rows: int |
 
 def machine_name() -> str:
     """The CPU this runs on, as the model card names it (model name and its widest vector unit)."""
-    from t2m.decode_pool import cpu_count
+    from t2m.decoding.pool import cpu_count
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -337,7 +337,7 @@ def ranker_lines(meta: dict) -> list[str]:
     ranker = meta.get("neighbours", {}).get("ranker")
     if not ranker:
         return []
-    return [f"- ranker: `{ranker}`, boosted regression trees (`t2m.neighbour_ranker`, fitted on the memory itself by "
+    return [f"- ranker: `{ranker}`, boosted regression trees (`t2m.neighbours.ranker`, fitted on the memory itself by "
             "`t2m ranker`) that choose, among the 8 nearest pairs, the one whose target is likely closest to the truth; "
             "the model reads that pair, and `t2m translate --system retrieval` answers with its target (no model)."]
 
@@ -367,7 +367,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             "",
             "One shared-encoder T5 for both directions (text2mol and mol2text), Text+Chem T5 task prompts, that",
             f"reads in its input the nearest training pair of what it translates (its memory, `{meta['neighbours'].get('database', 'memory.tsv')}`) and",
-            "has a copy head (`t2m.copy_model`: a pointer-generator mixture of the vocabulary and the input's",
+            "has a copy head (`t2m.model.copy_head`: a pointer-generator mixture of the vocabulary and the input's",
             "tokens). Trained on this project's 2-core CPU in two stages: `t2m train --config",
             "t2m/recipes/default_model.json` (from scratch, no neighbours), then `t2m train --config",
             "t2m/recipes/retrieval_model.json` (warm-started from stage 1, neighbours in the input, copy head)",
@@ -430,8 +430,8 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
               + " (captions otherwise loop on a phrase; SMILES on a motif until the length limit); "
               "`t2m translate` and `Translator` apply it unless given another value (`--no-repeat-ngram-size 0` "
               "switches it off). text2mol decoding is also kept to syntactically possible SMILES, finished "
-              "within the length limit (`t2m.smiles_grammar`; `--no-smiles-syntax` switches it off), with legal "
-              "valences and ring bonds (`t2m.smiles_valence`; `--no-smiles-valence`) and, at beam search, the best "
+              "within the length limit (`t2m.decoding.smiles_grammar`; `--no-smiles-syntax` switches it off), with legal "
+              "valences and ring bonds (`t2m.decoding.smiles_valence`; `--no-smiles-valence`) and, at beam search, the best "
               "beam RDKit parses is chosen."]
     lines += ["", "## Scores on ChEBI-20 test, as `t2m eval` prints them", ""]
     for key, res in results.items():

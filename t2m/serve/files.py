@@ -123,7 +123,7 @@ class FileJobs:
             del self._jobs[job.id]
 
     def _run(self, job: FileJob) -> None:
-        from t2m.generate import Translation
+        from t2m.decoding.translator import Translation
         from t2m.translate_job import format_output, known_results
 
         started = time.perf_counter()

@@ -100,8 +100,8 @@ class TranslationService:
                  knn: Sequence[str | Path] = (), limits: Limits | None = None, allow_pickle: bool = False,
                  load_model: bool = False):
         from t2m.errors import OptionError
-        from t2m.generate import Translator
-        from t2m.modeling import checkpoint_dir, default_model_dir, read_checkpoint_info
+        from t2m.decoding.translator import Translator
+        from t2m.model.checkpoint import checkpoint_dir, default_model_dir, read_checkpoint_info
         from t2m.options import open_store
 
         self.limits = limits or Limits()
@@ -244,7 +244,7 @@ class TranslationService:
         """The T5 translator, loaded on first use (once, whatever the number of callers waiting)."""
         with self._load_lock:
             if self._t5 is None:
-                from t2m.generate import Translator
+                from t2m.decoding.translator import Translator
 
                 log.info("loading the T5 of %s", self.model_dir)
                 database = self.retriever.database if self.retriever is not None else None
@@ -265,7 +265,7 @@ class TranslationService:
                 raise OptionError(f"knn={err}") from None
 
     def run(self, task: str, texts: list[str], system: str, num_beams: int = 1, n_best: bool = True) -> list:
-        """:class:`t2m.generate.Translation` of each text by ``system``, one call at a time. ``n_best``: list
+        """:class:`t2m.decoding.translator.Translation` of each text by ``system``, one call at a time. ``n_best``: list
         every beam (retrieval: the :data:`RETRIEVAL_CANDIDATES` best-ranked pairs) as candidates; else the
         candidates ``t2m translate`` gives with the same options (an uploaded file is written as it writes it)."""
         if system == RETRIEVAL:

@@ -185,7 +185,7 @@ def _check_weights(path: Path, allow_pickle: bool) -> None:
 
 
 def model_class(config_or_path: Any):
-    """The model class of a checkpoint folder or ``T5Config``: :class:`t2m.copy_model.T5CopyForConditionalGeneration`
+    """The model class of a checkpoint folder or ``T5Config``: :class:`t2m.model.copy_head.T5CopyForConditionalGeneration`
     when its config says ``copy_head: true``, else ``T5ForConditionalGeneration``."""
     from transformers import T5ForConditionalGeneration
 
@@ -195,7 +195,7 @@ def model_class(config_or_path: Any):
     else:
         copy = bool(getattr(config_or_path, "copy_head", False))
     if copy:
-        from t2m.copy_model import T5CopyForConditionalGeneration
+        from t2m.model.copy_head import T5CopyForConditionalGeneration
 
         return T5CopyForConditionalGeneration
     return T5ForConditionalGeneration

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
+from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
 from t2m.data import training_records
 
 
@@ -64,8 +64,8 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
     default: the checkpoint's own), as in training. ``index_factory`` (default ``"auto"``: sized by the entry
     count), ``nprobe``, ``ef_search``, ``train_size``, ``use_gpu``: :func:`datastore.index.build_index`."""
     from datastore.build import PairBatches, build_datastore
-    from t2m.modeling import load_model
-    from t2m.neighbours import NeighbourFormat, load_checkpoint_database, model_inputs
+    from t2m.model.checkpoint import load_model
+    from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
     from t2m.tasks import check_task, source_and_target
 
     check_task(task)
@@ -121,5 +121,5 @@ def subset_task_datastore(full: str | os.PathLike, out: str | os.PathLike, fract
 
 
 def encode_pairs(tokenizer, sources, targets, *, task, prompt_style, max_source_len, max_target_len):
-    """:func:`t2m.batching.encode_batch` with keyword settings, as :class:`datastore.build.PairBatches` calls it."""
+    """:func:`t2m.decoding.batching.encode_batch` with keyword settings, as :class:`datastore.build.PairBatches` calls it."""
     return encode_batch(tokenizer, sources, targets, task, prompt_style, max_source_len, max_target_len)

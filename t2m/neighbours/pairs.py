@@ -3,7 +3,7 @@
 kNN-MT over the whole datastore finds decoder states that look alike, wherever they came from. SK-MT
 (Dai et al., "SK-MT: Simple and Scalable Nearest Neighbor Machine Translation", 2023) first retrieves
 the few training pairs nearest the input sentence and lets the tokens of those pairs alone vote. Here the
-nearness is chemistry's, as in :mod:`t2m.baselines`: Morgan-fingerprint Tanimoto between molecules for
+nearness is chemistry's, as in :mod:`t2m.neighbours.baselines`: Morgan-fingerprint Tanimoto between molecules for
 mol2text, TF-IDF cosine between descriptions for text2mol. :class:`datastore.RowRestrictedRetriever`
 then searches each input's entries exactly.
 
@@ -57,16 +57,16 @@ class PairFinder:
     def __init__(self, records: Sequence[dict], task: str, rows: Sequence[int] | None = None) -> None:
         """``records``: the store's training pairs; ``rows``: the store row ids that hold entries (a subset
         store keeps some rows only; None: all)."""
-        from t2m.baselines import MoleculeRetriever, TextRetriever
+        from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
 
         check_task(task)
         self.rows = np.arange(len(records)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         picked = [records[int(r)] for r in self.rows]
         smiles, descriptions = [r["smiles"] for r in picked], [r["description"] for r in picked]
         if task == MOL2TEXT:
-            self._retriever = MoleculeRetriever(smiles, descriptions)
+            self._retriever = MoleculeSimilarity(smiles, descriptions)
         else:
-            self._retriever = TextRetriever(descriptions, smiles)
+            self._retriever = TextSimilarity(descriptions, smiles)
         self.task = task
 
     @classmethod

@@ -1,5 +1,5 @@
 """What a training run reads: the pairs, the dev slice, unlabeled molecules, each pair's neighbours, and
-tagged back-translations; and the examples of one epoch (:func:`epoch_examples`). :mod:`t2m.train` trains
+tagged back-translations; and the examples of one epoch (:func:`epoch_examples`). :mod:`t2m.training.trainer` trains
 on them."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 from t2m.chem import canonical_smiles, randomized_smiles
 from t2m.io import file_sha256
-from t2m.neighbours import Neighbour
+from t2m.neighbours.database import Neighbour
 from t2m.tasks import MOL2TEXT, PROMPTS, TEXT2MOL
-from t2m.train_config import TrainConfig
+from t2m.training.config import TrainConfig
 
 SMILES2SMILES = "smiles2smiles"
 AUX_PROMPT = "Write the SMILES of the molecule: "
@@ -38,7 +38,7 @@ class TrainingData:
     def source(self, row: int, task: str, neighbours=None, split: str = "train", show_similarity: bool = True) -> str:
         """The prompted model input of row ``row`` of ``split`` for ``task``, with ``neighbours`` (default:
         the row's nearest ones) when the data has neighbours."""
-        from t2m.neighbours import conditioned_source
+        from t2m.neighbours.database import conditioned_source
 
         record = (self.train if split == "train" else self.dev)[row]
         text = record["description"] if task == TEXT2MOL else record["smiles"]
@@ -100,7 +100,7 @@ def find_synthetic_neighbours(config: TrainConfig, data: TrainingData, cache_dir
     """Each synthetic pair's ``neighbour_pool`` nearest training pairs by its description (never its own
     molecule), as real text2mol training rows get theirs; cached in ``cache_dir/synthetic_neighbours.json``
     under the back-translation file's hash (another file, even of as many pairs, is searched anew)."""
-    from t2m.neighbours import NeighbourDatabase, load_neighbour_cache, save_neighbour_cache, training_neighbours
+    from t2m.neighbours.database import NeighbourDatabase, load_neighbour_cache, save_neighbour_cache, training_neighbours
 
     key = f"{TEXT2MOL}-{data.described.get('back_translations', {}).get('sha256', '')}"
     cache = cache_dir / "synthetic_neighbours.json" if cache_dir is not None else None
@@ -128,7 +128,7 @@ def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir:
     of the training and dev pairs and the counts, as (row, similarity) only: a run resumed, or another run
     over the same pairs, reads it instead of searching again; different pairs or counts search anew."""
     from t2m.io import atomic_write_text
-    from t2m.neighbours import NeighbourDatabase, pairs_digest, training_neighbours
+    from t2m.neighbours.database import NeighbourDatabase, pairs_digest, training_neighbours
 
     database = NeighbourDatabase.from_records(data.train)
     key = {"format": 2, "train": database.digest(), "pool": config.neighbour_pool, "k": config.neighbours,
@@ -159,7 +159,7 @@ def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir:
 
 def epoch_examples(data: TrainingData, config: TrainConfig, epoch: int) -> list[tuple[str, str, str]]:
     """(prompted source, target, task) for one epoch: every pair in both directions, plus aux rows."""
-    from t2m.neighbours import conditioned_source, draw_neighbours
+    from t2m.neighbours.database import conditioned_source, draw_neighbours
 
     rng = random.Random(config.seed * 100003 + epoch)
     examples = []

@@ -74,14 +74,14 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tupl
     use_threads(threads)
     # a chunk's bad-input warnings would name rows of the chunk, not of the call: the caller reports the
     # flags each result carries, by its own row numbers
-    logging.getLogger("t2m.generate").setLevel(logging.ERROR)
+    logging.getLogger("t2m.decoding.translator").setLevel(logging.ERROR)
     try:
         import faiss
 
         faiss.omp_set_num_threads(threads)
     except ImportError:
         pass
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
 
     translator = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle, prompt_style=prompt_style,
                                             database=database)
