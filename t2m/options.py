@@ -25,6 +25,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar
 
+from datastore.params import PartialKNNParams
+from datastore.store import Datastore, DatastoreError
 from t2m.errors import OptionError, check_range
 from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL, check_task
 
@@ -220,8 +222,6 @@ def open_store(path: Any, task: str | None = None, field: str = "store") -> Any:
     wrong is an :class:`t2m.errors.OptionError` naming option ``field``."""
     from pathlib import Path
 
-    from datastore.store import Datastore, DatastoreError
-
     if not Path(path).is_dir():
         what = "no such folder" if not Path(path).exists() else "a file, not a folder"
         raise OptionError(f"{field}={path}: {what}; give the folder `t2m datastore build --out` wrote")
@@ -240,8 +240,6 @@ def open_store(path: Any, task: str | None = None, field: str = "store") -> Any:
 def _complete(params: Any, store_params: Any) -> Any:
     """The whole parameters of a choice ``params`` (KNNParams, PartialKNNParams or None) over a store's
     ``store_params`` (None when the store is not loaded: then only a whole choice is known)."""
-    from datastore.params import PartialKNNParams
-
     if params is None or isinstance(params, PartialKNNParams):
         if store_params is None:
             return None

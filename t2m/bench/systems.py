@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from t2m.bench.config import BenchConfig
+from t2m.neighbours.database import NeighbourDatabase
+from t2m.neighbours.ranker import NeighbourRanker
+from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
+from t2m.options import DecodingOptions, SmilesConstraints, default_batch_size
 from t2m.process_memory import current_rss_mb, peak_rss_mb
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
@@ -64,8 +68,6 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     its workers at once -- and time it (wall clock)."""
     from collections import Counter
 
-    from t2m.options import DecodingOptions, SmilesConstraints, default_batch_size
-
     decoding = DecodingOptions(num_beams=beam, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
                                repetition_penalty=config.repetition_penalty,
                                no_repeat_ngram_size=config.no_repeat_ngram_size)
@@ -115,8 +117,6 @@ def without_rerank(run: SystemRun, name: str, tokenizer: Any) -> SystemRun:
 def retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], progress: bool) -> SystemRun:
     """The no-model baseline over the training pairs (:mod:`t2m.neighbours.baselines`); the timing covers the
     queries, the database index is built before the clock starts (its time is in ``settings``)."""
-    from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
-
     started = time.perf_counter()
     if task == MOL2TEXT:
         retriever = MoleculeSimilarity([r["smiles"] for r in train], [r["description"] for r in train])
@@ -139,9 +139,6 @@ def retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], p
 def ranked_retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], ranker: Any) -> SystemRun:
     """The no-model baseline with a learned choice among the nearest pairs (:mod:`t2m.neighbours.ranker`):
     the target of the pair the ranker puts first among the ``ranker.pool`` nearest training pairs."""
-    from t2m.neighbours.ranker import NeighbourRanker
-    from t2m.neighbours.database import NeighbourDatabase
-
     started = time.perf_counter()
     database = NeighbourDatabase.from_records(train, "train")
     database.use_rankers({task: NeighbourRanker.from_dict(ranker.to_dict())})

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from t2m.data import SETTINGS
+from t2m.neighbours.baselines import run_chebi20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.neighbours.baselines import run_chebi20
-
     for task, path in run_chebi20(args.out, args.data, args.setting, args.database).items():
         print(f"{task}: {path}")
     return 0

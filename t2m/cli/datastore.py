@@ -20,14 +20,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from datastore.params import KNNParams, PartialKNNParams
-from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
+from datastore.store import Datastore
 from t2m.cli.checks import UsageError, check_existing, usage_errors
 from t2m.data import SETTINGS, training_records
+from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
+from t2m.decoding.translator import Translator
 from t2m.errors import check_range
 from t2m.io import check_writable_file, check_writable_folder
 from t2m.knn.inspect import format_inspection, inspect_translation
 from t2m.knn.store import build_task_datastore, device
-from t2m.model.checkpoint import CHECKPOINT_FIX, checkpoint_dir
+from t2m.model.checkpoint import CHECKPOINT_FIX, checkpoint_dir, load_model
 from t2m.options import open_store
 
 # the fields the core names otherwise than the parser (t2m.cli.checks.flag_names)
@@ -154,8 +156,6 @@ def check_inspect(args: argparse.Namespace) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from datastore.store import Datastore
-
     knn = check_build(args)
     try:
         out = _build(args, knn)
@@ -201,9 +201,6 @@ def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from datastore.store import Datastore
-    from t2m.model.checkpoint import load_model
-
     check_inspect(args)
     model, tokenizer, info = load_model(args.model, allow_pickle=args.allow_pickle, device=device())
     store = Datastore.load(args.store, model=model, tokenizer=tokenizer)
@@ -214,7 +211,6 @@ def _run_inspect(args: argparse.Namespace) -> int:
             records, _ = training_records(args.data, data_meta.get("setting", "auto"), data_meta.get("dev_size"))
         except (FileNotFoundError, ValueError) as error:
             print(f"(neighbour CIDs not shown: {error})")
-    from t2m.decoding.translator import Translator
 
     text = Translator(model, tokenizer, info).model_inputs([args.input], args.task or store.task)[0]
     output, report = inspect_translation(store, model, tokenizer, text, args.task,

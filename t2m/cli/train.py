@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from t2m.training.trainer import TrainConfig, train
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="training config (JSON or TOML; keys of t2m.training.trainer.TrainConfig)")
@@ -21,8 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.training.trainer import TrainConfig, train
-
     config = TrainConfig.load(args.config, out_dir=args.out_dir, data_dir=args.data_dir, max_steps=args.max_steps,
                               max_minutes=args.max_minutes, stop_at_step=args.stop_at_step)
     final = train(config, resume=not args.no_resume)

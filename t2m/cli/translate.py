@@ -17,9 +17,12 @@ import logging
 import sys
 from pathlib import Path
 
+from datastore.params import PartialKNNParams
 from t2m.cli.checks import UsageError, usage_errors, with_flags
 from t2m.inputs import FORMATS
+from t2m.options import DecodingOptions, SmilesConstraints
 from t2m.tasks import MOL2TEXT, TASKS
+from t2m.translate_job import TranslateJob, TranslationInterrupted, report_flags, run_translation
 
 # the fields of t2m's option objects that the parser stores under other names (t2m.cli.checks.flag_names)
 FIELD_FLAGS = {"num_return_sequences": "--n-best", "do_sample=True": "--sample", "syntax=False": "--no-smiles-syntax",
@@ -129,10 +132,6 @@ def check_options(args):
 
 def translate_job(args):
     """The :class:`t2m.translate_job.TranslateJob` of the command line's arguments."""
-    from datastore.params import PartialKNNParams
-    from t2m.options import DecodingOptions, SmilesConstraints
-    from t2m.translate_job import TranslateJob
-
     decoding = DecodingOptions(num_beams=args.num_beams, num_return_sequences=args.n_best, batch_size=args.batch_size,
                                max_new_tokens=args.max_new_tokens, do_sample=args.sample, top_p=args.top_p,
                                top_k=args.top_k, repetition_penalty=args.repetition_penalty,
@@ -150,8 +149,6 @@ def translate_job(args):
 
 
 def run(args) -> int:
-    from t2m.translate_job import TranslationInterrupted, report_flags, run_translation
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     job = check_options(args)
     try:

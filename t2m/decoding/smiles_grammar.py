@@ -36,6 +36,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from t2m.decoding.smiles_valence import ValenceState, advance_valence
+
 _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 _BONDS = set("-=#$:/\\~")
 # variants of the state a token's validity depends on: what came last outside brackets (8), the phase of a
@@ -384,8 +386,6 @@ class SmilesSyntaxProcessor:
     def valence_of(self, tokens: list[int]) -> Any:
         """The :class:`t2m.decoding.smiles_valence.ValenceState` after ``tokens``; None once they broke a valence or
         ring-bond rule (and stay broken)."""
-        from t2m.decoding.smiles_valence import ValenceState, advance_valence
-
         key = tuple(tokens)
         if key in self._valence:
             return self._valence[key]
@@ -437,8 +437,6 @@ class SmilesSyntaxProcessor:
         dropped in beam search (every token ``-inf``: the other beams go on) and otherwise keeps its scores,
         as one already broken does (greedy search and sampling need a token)."""
         import torch
-
-        from t2m.decoding.smiles_valence import advance_valence
 
         need, vocab = self.candidates, sub.shape[1]
         width = min(vocab, need + 4)

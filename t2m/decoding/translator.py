@@ -16,11 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import datastore
 from t2m.chem import canonical_smiles, is_valid_smiles
+from t2m.decoding.batching import collate
 from t2m.decoding.fast import generate_in_rounds
 from t2m.decoding.mbr import mbr_index
-from t2m.options import MBR_OFF, DecodingOptions, RetrievalOptions, SmilesConstraints, with_checkpoint_defaults
-from t2m.decoding.smiles_grammar import syntax_flags
+from t2m.decoding.smiles_grammar import SmilesSyntaxProcessor, syntax_flags
+from t2m.model.checkpoint import CheckpointInfo, default_model_dir, load_model, read_checkpoint_info
+from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
+from t2m.neighbours.pairs import PairFinder
+from t2m.options import DecodingOptions, MBR_OFF, RetrievalOptions, SmilesConstraints, with_checkpoint_defaults
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task, strip_prompt
 
 log = logging.getLogger(__name__)
@@ -67,9 +72,6 @@ class Translator:
         """``database``: the neighbour database of a checkpoint trained with neighbours in its input (a
         :class:`t2m.neighbours.database.NeighbourDatabase` or a TSV of pairs); None reads the one the checkpoint's
         ``t2m.json`` names (the shipped model carries its own)."""
-        from t2m.model.checkpoint import CheckpointInfo
-        from t2m.neighbours.database import NeighbourFormat
-
         self.model = model.eval() if model is not None else None  # None: retrieval only (for_retrieval)
         self.tokenizer = tokenizer
         self.info = info or CheckpointInfo(path="")
@@ -84,8 +86,6 @@ class Translator:
                         prompt_style: str | None = None, device: str | None = None, database=None) -> "Translator":
         """Load a checkpoint directory; ``None`` loads the default model that ships with t2m. ``database``
         replaces the neighbour database of a checkpoint that reads neighbours (see ``__init__``)."""
-        from t2m.model.checkpoint import default_model_dir, load_model
-
         if path is None:
             path = default_model_dir()
             if not (Path(path) / "config.json").is_file():
@@ -99,8 +99,6 @@ class Translator:
         """A translator of the checkpoint at ``path`` (None: the shipped one) that only retrieves
         (:meth:`retrieve`): its neighbour database and rankers, without loading the model's weights or
         tokenizer (``t2m translate --system retrieval`` starts in half the time)."""
-        from t2m.model.checkpoint import default_model_dir, read_checkpoint_info
-
         path = Path(path) if path is not None else default_model_dir()
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: not a checkpoint directory; pass a directory saved by `t2m train`")
@@ -115,8 +113,6 @@ class Translator:
     def database(self):
         """The :class:`t2m.neighbours.database.NeighbourDatabase` this checkpoint's inputs are conditioned on (loaded on
         first use), or None for a checkpoint that reads no neighbours."""
-        from t2m.neighbours.database import load_checkpoint_database
-
         self._database = load_checkpoint_database(self.info.path, self.neighbour_format, self._database)
         return self._database
 
@@ -129,8 +125,6 @@ class Translator:
     def model_inputs(self, texts: Sequence[str], task: str, neighbours: Sequence[Sequence[Any]] | None = None) -> list[str]:
         """The text the model reads for each input: the task prompt, the input and, for a checkpoint trained
         with neighbours, its neighbours (found here unless given) in the checkpoint's layout."""
-        from t2m.neighbours.database import model_inputs
-
         return model_inputs(texts, task, self.info.prompt_style, self.neighbour_format, self.database, neighbours)
 
     def decoding_defaults(self, task: str) -> dict[str, Any]:
@@ -226,8 +220,6 @@ class Translator:
         the SMILES constraint (which has the last word)."""
         import torch
         from tqdm.auto import tqdm
-
-        from t2m.decoding.batching import collate
 
         self._need_model()
         constraints = constraints or SmilesConstraints()
@@ -333,8 +325,6 @@ class Translator:
         with contextlib.ExitStack() as stack:
             processors = []
             if retrieval is not None:
-                import datastore  # retrieval is datastore's: t2m's core imports it where decoding is augmented
-
                 processors += stack.enter_context(datastore.knn_generation(
                     self.model, retrieval.store, params=retrieval.params, exact=retrieval.exact, trace=retrieval.trace,
                     retriever=retriever, check=False))  # _resolve_retrieval checked it
@@ -352,8 +342,6 @@ class Translator:
 
     def _smiles_syntax_processor(self):
         """This translator's :class:`t2m.decoding.smiles_grammar.SmilesSyntaxProcessor` (tables built on first use)."""
-        from t2m.decoding.smiles_grammar import SmilesSyntaxProcessor
-
         if self._syntax is None:
             self._syntax = SmilesSyntaxProcessor(self.tokenizer)
         return self._syntax
@@ -363,7 +351,6 @@ class Translator:
         the store's parameters where it chose none; None without retrieval."""
         if retrieval is None:
             return None
-        import datastore
 
         store = retrieval.store
         if isinstance(store, (str, Path)):
@@ -376,9 +363,6 @@ class Translator:
     def pair_search(self, store):
         """(:class:`t2m.neighbours.pairs.PairFinder`, :class:`datastore.RowRestrictedRetriever`) of ``store``, built
         on first use and kept for the store's folder."""
-        import datastore
-        from t2m.neighbours.pairs import PairFinder
-
         key = str(store.path)
         if key not in self._pair_finders:
             self._pair_finders[key] = (PairFinder.for_store(store), datastore.RowRestrictedRetriever(store))

@@ -32,7 +32,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from datastore.params import KNNParams
+from datastore.store import Datastore
 from evaluation.metrics import caption_bleu, molecule_scores
+from t2m.data import DEV_SIZE, load_chebi20_records
+from t2m.decoding.batching import encode_sources
+from t2m.decoding.translator import Translator
+from t2m.knn.store import device, encode_pairs
+from t2m.model.checkpoint import CheckpointInfo, load_model
+from t2m.neighbours.pairs import PairFinder
+from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
+from t2m.tasks import add_prompt, source_and_target
 
 DEFAULT_LAMBDAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DEFAULT_KS = (4, 8, 16, 32)
@@ -170,12 +179,6 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
     the code ``Translator.translate`` decodes with: ``generate_options`` are the checkpoint's repetition
     settings, ``smiles_syntax`` the SMILES constraint (text2mol; with valid-SMILES reranking, as
     ``Translator``)."""
-    from t2m.decoding.batching import encode_sources
-    from t2m.decoding.translator import Translator
-    from t2m.model.checkpoint import CheckpointInfo
-    from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
-    from t2m.tasks import add_prompt
-
     info = CheckpointInfo(path="", prompt_style=prompt_style, decoding={task: dict(generate_options or {})})
     translator = Translator(model, tokenizer, info)
     encoded = encode_sources(tokenizer, [add_prompt(s, task, prompt_style) for s in sources], translator.max_source_len)
@@ -213,7 +216,6 @@ def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], e
     restricted = [n for n in wanted if n > 0]
     if restricted:
         from datastore.retrieve import RowRestrictedRetriever
-        from t2m.neighbours.pairs import PairFinder
 
         finder, retriever = pair_search or (PairFinder.for_store(store), RowRestrictedRetriever(store))
         nearest = finder.nearest(sources, max(restricted))  # nearest first: each scope takes its head
@@ -234,13 +236,6 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     the store's default kNN parameters. ``pairs``: retrieval scopes to try (0: the whole store; N: each
     input's N nearest training pairs). Returns the :class:`TuneResult`."""
     from datastore.build import PairBatches
-    from t2m.knn.store import device, encode_pairs
-    from datastore.store import Datastore
-    from t2m.data import DEV_SIZE, load_chebi20_records
-    from t2m.decoding.translator import Translator
-    from t2m.options import DecodingOptions, RetrievalOptions
-    from t2m.model.checkpoint import load_model
-    from t2m.tasks import source_and_target
 
     started = time.perf_counter()
     model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=device())

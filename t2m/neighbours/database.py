@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from t2m.chem import canonical_smiles
-from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
+from t2m.data import read_records
+from t2m.io import atomic_write_text
+from t2m.neighbours.ranker import load_rankers
+from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
+from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task, strip_prompt
 
 SEPARATOR = " || "
 ARROW = " => "
@@ -134,8 +138,6 @@ class NeighbourDatabase:
     @classmethod
     def from_file(cls, path: str | Path) -> "NeighbourDatabase":
         """A ChEBI-20-format TSV (``CID``, ``SMILES``, ``description``) or JSONL of pairs."""
-        from t2m.data import read_records
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: neighbour database not found; pass a ChEBI-20-format TSV of "
@@ -159,8 +161,6 @@ class NeighbourDatabase:
 
     def _retriever(self, task: str):
         if task not in self._retrievers:
-            from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
-
             self._retrievers[task] = (MoleculeSimilarity(self.smiles, self.descriptions) if task == MOL2TEXT
                                       else TextSimilarity(self.descriptions, self.smiles))
         return self._retrievers[task]
@@ -291,8 +291,6 @@ def copied_share(outputs: Sequence[str], neighbours: Sequence[Sequence[Neighbour
 
 
 def save_neighbour_cache(path: Path, found: Mapping[str, list[list[Neighbour]]]) -> None:
-    from t2m.io import atomic_write_text
-
     atomic_write_text(path, json.dumps({task: [[asdict(n) for n in row] for row in rows] for task, rows in found.items()}))
 
 
@@ -308,8 +306,6 @@ def model_inputs(texts: Sequence[str], task: str, prompt_style: str = "textchem"
     """The text a checkpoint reads for each input: its task prompt, the input and, when it was trained with
     neighbours (``neighbour_format``), the input's neighbours in ``database`` (found here unless given;
     ``exclude_same_molecule_as`` as in :meth:`NeighbourDatabase.search`, for training pairs)."""
-    from t2m.tasks import add_prompt, strip_prompt
-
     texts = [strip_prompt(t, task) for t in texts]
     if neighbour_format is not None:
         if neighbours is None:
@@ -329,8 +325,6 @@ def load_checkpoint_database(checkpoint: str | Path, neighbour_format: Neighbour
         database = NeighbourDatabase.from_file(database or neighbour_format.database_path(checkpoint))
         ranker_file = neighbour_format.ranker_path(checkpoint)
         if ranker_file is not None:
-            from t2m.neighbours.ranker import load_rankers
-
             database.use_rankers(load_rankers(ranker_file))
     return database
 

@@ -18,16 +18,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from datastore.store import META_FILE
 from t2m.data import training_records
 from t2m.io import file_sha256
+from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
 
 
 def store_training_pairs(store: Any) -> list[dict]:
     """The training pairs ``store`` was built from (the rows its ``rows.npy`` ids index), from the files
     its JSON records; a missing or changed file raises naming the file and what to do."""
-    from datastore.store import META_FILE
-
     data = store.meta.get("data", {})
     files = data.get("files") or []
     where = store.path / META_FILE
@@ -57,8 +57,6 @@ class PairFinder:
     def __init__(self, records: Sequence[dict], task: str, rows: Sequence[int] | None = None) -> None:
         """``records``: the store's training pairs; ``rows``: the store row ids that hold entries (a subset
         store keeps some rows only; None: all)."""
-        from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
-
         check_task(task)
         self.rows = np.arange(len(records)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         picked = [records[int(r)] for r in self.rows]

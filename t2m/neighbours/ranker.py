@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from t2m.chem import ranker_fingerprints
+from t2m.io import atomic_write_text
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
 
 # (t2m.neighbours.database imports this module: its types, Neighbour and NeighbourDatabase, are named here in strings only)
@@ -241,8 +242,6 @@ class NeighbourRanker:
 
 
 def save_rankers(path: str | Path, rankers: dict[str, NeighbourRanker]) -> None:
-    from t2m.io import atomic_write_text
-
     atomic_write_text(Path(path), json.dumps({"format": FORMAT_VERSION,
                                               "rankers": {t: r.to_dict() for t, r in rankers.items()}}) + "\n")
 

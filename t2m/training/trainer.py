@@ -31,16 +31,28 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.metrics import caption_bleu, molecule_scores, text_tokenizer
-from t2m.decoding.batching import encode_sources
+from t2m.decoding.batching import collate, encode_sources, micro_batches
 from t2m.editing import edit_agreement
 from t2m.decoding.translator import Translator
 from t2m.process_memory import peak_rss_mb
-from t2m.model.checkpoint import DECODING_KEYS, CheckpointInfo
-from t2m.neighbours.database import copied_share
+from t2m.model.checkpoint import (
+    CheckpointInfo,
+    DECODING_KEYS,
+    RECOMMENDED_DECODING,
+    check_decoding_defaults,
+    make_config,
+    model_class,
+    write_checkpoint_info,
+)
+from t2m.data import write_records_tsv
+from t2m.neighbours.database import NeighbourDatabase, NeighbourFormat, copied_share
+from t2m.neighbours.ranker import fitted_for, load_rankers, save_rankers
 from t2m.options import DecodingOptions, SmilesConstraints
 from t2m.tasks import MOL2TEXT, TEXT2MOL
+from t2m.tokenizer import load_tokenizer, train_tokenizer
 from t2m.training.config import TrainConfig
 from t2m.training.data import TrainingData, epoch_examples, load_training_data
+from t2m.training.kernels import install
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +62,6 @@ SORT_GROUP = 8  # batches of a pool sorted by target length together (epoch_batc
 
 def collate_pairs(batch_pairs, pad_id: int, config: TrainConfig) -> dict:
     """Padded tensors of one batch of (source ids, target ids) pairs, as the trainer feeds the model."""
-    from t2m.decoding.batching import collate
-
     return collate(*zip(*batch_pairs), pad_id, config.length_multiple, config.max_source_len, config.max_target_len)
 
 
@@ -63,8 +73,6 @@ def epoch_batches(tokenizer, examples, config: TrainConfig, epoch: int) -> list[
     lengths rounded to 32; this way, rounded to 8 and split as the trainer splits large batches
     (t2m.decoding.batching.micro_batches), 16% (9%).
     """
-    from t2m.decoding.batching import encode_sources
-
     rng = random.Random(config.seed * 7919 + epoch)
     sources = encode_sources(tokenizer, [e[0] for e in examples], config.max_source_len)
     targets = encode_sources(tokenizer, [e[1] for e in examples], config.max_target_len)
@@ -95,8 +103,6 @@ def checkpoint_dirs(out_dir: Path) -> list[Path]:
 
 def checkpoint_decoding(config: TrainConfig) -> dict[str, dict[str, Any]]:
     """The decoding defaults every checkpoint of ``config`` carries (t2m.json "decoding"), validated."""
-    from t2m.model.checkpoint import RECOMMENDED_DECODING, check_decoding_defaults
-
     return check_decoding_defaults('the training config\'s "decoding"',
                                    RECOMMENDED_DECODING if config.decoding is None else config.decoding)
 
@@ -107,8 +113,6 @@ def training_rankers(config: TrainConfig, data: TrainingData, say=print) -> dict
     pairs, else None -- and ``say`` tells how checkpoints will translate without one."""
     if not config.neighbours:
         return None
-    from t2m.neighbours.ranker import fitted_for, load_rankers
-    from t2m.neighbours.database import NeighbourDatabase, NeighbourFormat
 
     database = NeighbourDatabase.from_records(data.train)
     fit_hint = "t2m ranker --database OUT/model/memory.tsv --out ranker.json, then name it in the config's \"ranker\""
@@ -139,8 +143,6 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
     are built and ``rankers`` (``ranker.json``) where the run has them."""
     import torch
 
-    from t2m.model.checkpoint import write_checkpoint_info
-
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -150,10 +152,6 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
     if data is not None and data.described:
         extra["training_data"] = data.described
     if config.neighbours and data is not None:
-        from t2m.data import write_records_tsv
-        from t2m.neighbours.ranker import save_rankers
-        from t2m.neighbours.database import NeighbourFormat
-
         neighbour_format = NeighbourFormat(k=config.neighbours, show_similarity=config.show_similarity,
                                            ranker="ranker.json" if rankers else None)
         write_records_tsv(tmp / neighbour_format.database, data.train)
@@ -299,8 +297,6 @@ def _lr_lambda(config: TrainConfig):
 
 
 def prepare_tokenizer(config: TrainConfig, data: TrainingData, out_dir: Path):
-    from t2m.tokenizer import load_tokenizer, train_tokenizer
-
     if config.tokenizer:
         return load_tokenizer(config.tokenizer)
     if config.init_from:
@@ -319,8 +315,6 @@ def build_model(config: TrainConfig, tokenizer, checkpoint: Path | None):
     """The model to train: ``checkpoint`` (resuming), else ``config.init_from``, else a fresh T5 of the
     preset; with the copy head when the config asks for it, and a generation config for the quick eval."""
     from transformers import GenerationConfig
-
-    from t2m.model.checkpoint import make_config, model_class
 
     if checkpoint is not None:
         model = model_class(checkpoint).from_pretrained(str(checkpoint))
@@ -400,8 +394,6 @@ class TrainingRun:
             accelerator.print(f"resuming from {last} (step {self.state['step']})")
         model = build_model(config, self.tokenizer, last)
         if config.fast_kernels:
-            from t2m.training.kernels import install
-
             install(model)
         self.state["precision"] = precision
         optimizer = optimizer_for(model, config)
@@ -458,8 +450,6 @@ class TrainingRun:
         """One batch of (source ids, target ids) through the model (in micro-batches where it is large),
         backward, and (when gradients sync) the optimizer step; returns the batch's tokens (non-pad source +
         target) times the processes (each took a batch like it)."""
-        from t2m.decoding.batching import micro_batches
-
         accelerator, model, config = self.accelerator, self.model, self.config
         parts = micro_batches(pairs, config.micro_batch_mb, self.model_config, self.state["precision"],
                               config.length_multiple, config.max_source_len, config.max_target_len)
