@@ -1,8 +1,7 @@
 """The project's layering, read from the source with ``ast`` (imports inside functions included).
 
-    t2m applications   cli/ (one module per subcommand) · translate_job · tune · bench/ · report · recipes
-    t2m core           data · tasks · tokenizer · modeling · generate (Translator) · ...
-    libraries          datastore/ (kNN-MT for any HF encoder-decoder)    evaluation/ (strings -> numbers)
+    rooms (bottom to top): libraries (datastore/, evaluation/) · foundation (t2m's flat modules) · model/,
+    neighbours/ · decoding/ · knn/, training/ · application (cli/, bench/, serve/, recipes/, translate_job, ...)
 
 Fails on
 (a) ``evaluation`` or ``datastore`` importing ``t2m``;
@@ -12,6 +11,8 @@ Fails on
 (d) a source file over ``MAX_FILE_LINES`` lines, except the ones in ``FILE_LINES_ALLOWED``;
 (e) a function over ``MAX_FUNCTION_LINES`` lines, except the ones in ``FUNCTION_LINES_ALLOWED``;
 (f) a module of t2m's core importing one of t2m's applications (:func:`is_application`);
+(j) a room importing a room above it or beside it (``ROOMS``, ``ROOM_IMPORTS``; docs/architecture.md);
+(k) a project import inside a function, unless the module imports one of ``LAZY_IMPORTS_ALLOWED`` at its top;
 (g) command-line code outside ``t2m/cli/``: every ``t2m`` subcommand is a module ``t2m.cli.<command>`` with
     ``add_arguments`` and ``run``, and no other module parses arguments or runs as a script;
 (h) a module outside ``t2m/cli/`` that imports ``argparse`` or names a command-line flag in a string (the core
