@@ -127,9 +127,9 @@ class EchoTranslator:
 
 @pytest.fixture
 def echo(monkeypatch):
-    import t2m.decoding.translator
+    import t2m.translate_job
 
-    monkeypatch.setattr(t2m.decoding.translator, "Translator", EchoTranslator)
+    monkeypatch.setattr(t2m.translate_job, "Translator", EchoTranslator)  # the name translate_job decodes with
 
 
 @FUZZ

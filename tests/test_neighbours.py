@@ -235,7 +235,7 @@ def test_training_rankers_are_checked_against_the_training_pairs(neighbour_check
 def test_training_neighbours_are_cached_under_the_pairs_digest(tiny_chebi20, tiny_tokenizer_dir, tmp_path,
                                                               monkeypatch):
     """The second start reads the neighbours from the cache (no search); other counts search anew."""
-    from t2m.neighbours import database as neighbours
+    from t2m.training import data as training_data
     from t2m.training.data import NEIGHBOUR_CACHE, load_training_data
 
     config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path)
@@ -247,7 +247,7 @@ def test_training_neighbours_are_cached_under_the_pairs_digest(tiny_chebi20, tin
     def no_search(*args, **kwargs):
         raise AssertionError("searched again")
 
-    monkeypatch.setattr(neighbours, "training_neighbours", no_search)
+    monkeypatch.setattr(training_data, "training_neighbours", no_search)  # the name training/data.py calls
     again = load_training_data(config, tmp_path)
     assert again.train_neighbours == first.train_neighbours and again.dev_neighbours == first.dev_neighbours
     with pytest.raises(AssertionError, match="searched again"):
