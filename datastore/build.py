@@ -59,7 +59,7 @@ class PairBatches(Sequence):
     """Lazily encoded batches of (source, target) text pairs: ``batches[i]`` encodes batch ``i`` only.
 
     ``encode(sources, targets)`` returns ``input_ids`` (B, S), ``attention_mask`` (B, S) and ``labels``
-    (B, T) padded with -100 (``t2m.batching.encode_batch`` with its task arguments bound, or
+    (B, T) padded with -100 (``t2m.decoding.batching.encode_batch`` with its task arguments bound, or
     :func:`plain_encoder`). Each batch also carries ``rows`` (B,): the pair's index in the given lists
     (or in ``row_ids``), which the store keeps per entry. ``sort_by_length`` groups pairs of similar
     length (less padding, faster build); the order is deterministic.

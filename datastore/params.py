@@ -44,7 +44,7 @@ class KNNParams:
     """Retrieval-augmented decoding parameters: ``k`` neighbours, weight ``lambda_`` of the kNN
     distribution, softmax ``temperature`` over negative squared L2 distances; ``pairs``: search only the
     entries of each input's ``pairs`` nearest source rows (a caller that knows how to find them, e.g.
-    :mod:`t2m.knn_pairs`, passes them to :meth:`datastore.RowRestrictedRetriever.search`), 0 the whole store
+    :mod:`t2m.neighbours.pairs`, passes them to :meth:`datastore.RowRestrictedRetriever.search`), 0 the whole store
     (None is read as 0)."""
 
     k: int = 16

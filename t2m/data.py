@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from t2m.io import file_sha256
-
-from t2m.io import atomic_write_text
+from t2m.download import default_download_dir
+from t2m.io import atomic_write_text, file_sha256
+from t2m.tasks import TEXT2MOL, check_task
 
 if TYPE_CHECKING:  # datasets is imported lazily: plain-record users do not pay for it
     import datasets
@@ -347,8 +347,6 @@ def chebi20_dir_candidates() -> list[Path]:
     """Where ChEBI-20 is looked for, in order: ``$T2M_SHARED_DATA/chebi20``, ``../shared/data/chebi20`` from
     the working directory, and where ``t2m data download chebi20`` puts it (``$T2M_DATA_DIR/chebi20``, else
     ``data/downloads/chebi20`` under the working directory)."""
-    from t2m.download import default_download_dir
-
     candidates = []
     if os.environ.get("T2M_SHARED_DATA"):
         candidates.append(Path(os.environ["T2M_SHARED_DATA"]) / "chebi20")
@@ -563,8 +561,6 @@ def write_predictions(
     """Write MolT5's 3-column predictions TSV: header ``description`` (text2mol) or ``SMILES``
     (mol2text), then ``ground truth``, ``output``. SMILES are written unescaped, as in MolT5's files;
     tabs and line breaks inside fields become spaces. Raises ``ValueError`` on unequal lengths."""
-    from t2m.tasks import TEXT2MOL, check_task
-
     check_task(task)
     if not len(sources) == len(references) == len(outputs):
         raise ValueError(

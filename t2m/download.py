@@ -17,8 +17,6 @@ import json
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -159,6 +157,9 @@ def fetch_split(
         return FetchResult(split, name, MISSING, f"{name}: local-only split with no download URL; copy it with from_dir=DIR", required)
     else:
         source_label = url
+        import urllib.error  # stdlib, but slow to import (http, email): only when something is downloaded
+        import urllib.request
+
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 tmp = _copy_into_temp(response, to_dir, name)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2m.data import unescape_smiles
 from t2m.errors import OptionError
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
@@ -103,8 +104,6 @@ def _read_text(lines: list[str]) -> list[InputRow]:
 
 
 def _read_tsv(label: str, lines: list[str], task: str) -> tuple[list[InputRow], dict[str, str]]:
-    from t2m.data import unescape_smiles
-
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
     if start is None:
         return [], {}

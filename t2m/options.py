@@ -25,10 +25,22 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar
 
+from datastore.params import PartialKNNParams
+from datastore.store import Datastore, DatastoreError
 from t2m.errors import OptionError, check_range
-from t2m.mbr import OFF as MBR_OFF
-from t2m.mbr import check_utility
 from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL, check_task
+
+# MBR selection of a caption (t2m.decoding.mbr): its sentence utilities, and the value that switches it off
+MBR_UTILITIES = ("chrf", "bleu")
+MBR_OFF = "none"
+
+
+def check_mbr_utility(name: str) -> str:
+    """``name`` if it is a known MBR utility or ``"none"``; otherwise a ValueError listing them."""
+    if name not in MBR_UTILITIES and name != MBR_OFF:
+        raise ValueError(f"MBR utility {name!r}: choose one of {', '.join(MBR_UTILITIES)}, or {MBR_OFF!r} for none")
+    return name
+
 
 # inputs per batch, greedy (1) / beam search (>1): measured with the shipped model, one thread, 128 test rows at
 # beam 5: batches of 64 took text2mol 50-53 s (32: 57 s, 128: 60 s) and mol2text 82 s (32: 93 s, 128: 112 s),
@@ -58,14 +70,14 @@ def default_first_round(task: str, num_beams: int) -> int:
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    """How ``model.generate`` searches, for one :meth:`t2m.generate.Translator.translate` call.
+    """How ``model.generate`` searches, for one :meth:`t2m.decoding.translator.Translator.translate` call.
 
     ``num_return_sequences`` None: 1, or every beam when a choice among them follows (valid-SMILES
     reranking, MBR). ``batch_size`` None: :func:`default_batch_size`. ``repetition_penalty``,
     ``no_repeat_ngram_size``, ``length_penalty`` None: the checkpoint's recommendation, else off (pass
     1.0 / 0 / 1.0 to switch a recommendation off). ``mbr`` (``"chrf"``/``"bleu"``, mol2text): return the
-    candidate that agrees most with the others (:mod:`t2m.mbr`). ``first_round_tokens``: new tokens of the
-    first length round (:func:`t2m.fast_decoding.length_rounds`; None: :func:`default_first_round`, 0:
+    candidate that agrees most with the others (:mod:`t2m.decoding.mbr`). ``first_round_tokens``: new tokens of the
+    first length round (:func:`t2m.decoding.fast.length_rounds`; None: :func:`default_first_round`, 0:
     one round)."""
 
     num_beams: int = 1
@@ -93,14 +105,14 @@ class DecodingOptions:
         check_range("no_repeat_ngram_size", self.no_repeat_ngram_size, 0, rule="must be 0 or more (0: off)")
         check_range("first_round_tokens", self.first_round_tokens, 0, rule="must be 0 or more (0: one round)")
         check_range("sampling_temperature", self.sampling_temperature, 0, low_open=True, rule="must be > 0")
-        check_utility(self.mbr)
+        check_mbr_utility(self.mbr)
 
     def check_task(self, task: str) -> None:
         """Refuse what ``task`` cannot use (MBR selects among captions only)."""
         check_task(task)
         if self.mbr != MBR_OFF and task != MOL2TEXT:
             raise ValueError(f"mbr={self.mbr}: MBR selection is for captions (mol2text); for text2mol it lowered "
-                             "Morgan FTS on the dev slice (see t2m.mbr)")
+                             "Morgan FTS on the dev slice (see t2m.decoding.mbr)")
 
     @property
     def choose_by_mbr(self) -> bool:
@@ -146,9 +158,9 @@ class SmilesConstraints:
 
     ``valid_smiles``: return the best-scoring candidate RDKit parses (all beams are considered) and flag
     rows where none does. ``syntax``: keep every hypothesis a syntactically possible SMILES while it is
-    decoded (:mod:`t2m.smiles_grammar`: branches, ring bonds and bracket atoms closed by
+    decoded (:mod:`t2m.decoding.smiles_grammar`: branches, ring bonds and bracket atoms closed by
     ``max_new_tokens``); ``valence``, with it: keep every atom's valence and ring bond legal
-    (:mod:`t2m.smiles_valence`). ``canonicalize``: write outputs as RDKit canonical SMILES."""
+    (:mod:`t2m.decoding.smiles_valence`). ``canonicalize``: write outputs as RDKit canonical SMILES."""
 
     valid_smiles: bool = True
     syntax: bool = True
@@ -161,7 +173,7 @@ class RetrievalOptions:
     """kNN-MT retrieval for one call: the datastore (a folder or a loaded :class:`datastore.Datastore`) and
     the :class:`datastore.params.KNNParams` to search it with -- None: the store's own (tuned) parameters;
     a :class:`datastore.params.PartialKNNParams`: the ones it gives, the rest the store's. ``pairs`` N > 0
-    searches only the entries of each input's N nearest training pairs (:mod:`t2m.knn_pairs`). ``exact``:
+    searches only the entries of each input's N nearest training pairs (:mod:`t2m.neighbours.pairs`). ``exact``:
     search the keys exactly instead of the store's (approximate) index. ``trace``: a list that receives a
     ``datastore.StepTrace`` per decoding step (each input decoded in one round then)."""
 
@@ -210,8 +222,6 @@ def open_store(path: Any, task: str | None = None, field: str = "store") -> Any:
     wrong is an :class:`t2m.errors.OptionError` naming option ``field``."""
     from pathlib import Path
 
-    from datastore.store import Datastore, DatastoreError
-
     if not Path(path).is_dir():
         what = "no such folder" if not Path(path).exists() else "a file, not a folder"
         raise OptionError(f"{field}={path}: {what}; give the folder `t2m datastore build --out` wrote")
@@ -230,8 +240,6 @@ def open_store(path: Any, task: str | None = None, field: str = "store") -> Any:
 def _complete(params: Any, store_params: Any) -> Any:
     """The whole parameters of a choice ``params`` (KNNParams, PartialKNNParams or None) over a store's
     ``store_params`` (None when the store is not loaded: then only a whole choice is known)."""
-    from datastore.params import PartialKNNParams
-
     if params is None or isinstance(params, PartialKNNParams):
         if store_params is None:
             return None

@@ -22,6 +22,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from evaluation.meteor import MeteorScorer
+from evaluation.text_tokenizer import TextTokenizer, TokenizerNotFoundError
+from evaluation.wordnet import (
+    REQUIRED_VERSION,
+    WORDNET_FILES,
+    find_wordnet,
+    load_wordnet_reader,
+    project_nltk_data_dir,
+    read_wordnet_version,
+)
+
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_PACKAGES = ("wordnet-base", "wordnet-sense-index")
 CHROMIUM_PACKAGES = ("chromium", "fonts-dejavu-core", "fonts-liberation")
@@ -79,14 +90,10 @@ def apt_install(packages: tuple[str, ...]) -> None:
 
 
 def _debian_wordnet_complete(src: Path) -> bool:
-    from evaluation.wordnet import WORDNET_FILES
-
     return all((src / f).is_file() for f in WORDNET_FILES if f != "lexnames")
 
 
 def _wordnet_ready(target: Path) -> bool:
-    from evaluation.wordnet import REQUIRED_VERSION, WORDNET_FILES, read_wordnet_version
-
     return (
         all((target / f).is_file() for f in WORDNET_FILES)
         and (target / "lexnames").read_text(encoding="utf-8") == lexnames_text()
@@ -96,8 +103,6 @@ def _wordnet_ready(target: Path) -> bool:
 
 def layout_wordnet(src: Path, nltk_data: Path) -> Path:
     """Copy Debian's WordNet files from ``src`` into ``<nltk_data>/corpora/wordnet`` (atomically) with lexnames."""
-    from evaluation.wordnet import WORDNET_FILES
-
     target = nltk_data / "corpora" / "wordnet"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".wordnet."))
@@ -122,8 +127,6 @@ def layout_wordnet(src: Path, nltk_data: Path) -> Path:
 
 def check_wordnet_with_nltk(nltk_data: Path) -> str:
     """Load the laid-out corpus with nltk and look a word up; returns a one-line description."""
-    from evaluation.wordnet import find_wordnet, load_wordnet_reader
-
     loc = find_wordnet()
     if loc is None or loc.root.resolve() != nltk_data.resolve():
         raise SetupError(f"WordNet in {nltk_data} is not the one t2m finds first ({loc.path if loc else 'none found'})")
@@ -136,8 +139,6 @@ def check_wordnet_with_nltk(nltk_data: Path) -> str:
 
 def setup_wordnet(nltk_data: Path | None = None, use_apt: bool = True) -> Path:
     """Make WordNet 3.0 available as an nltk corpus in ``nltk_data``; returns the corpus directory."""
-    from evaluation.wordnet import project_nltk_data_dir
-
     nltk_data = Path(nltk_data) if nltk_data else project_nltk_data_dir()
     target = nltk_data / "corpora" / "wordnet"
     if _wordnet_ready(target):
@@ -161,9 +162,6 @@ def setup_wordnet(nltk_data: Path | None = None, use_apt: bool = True) -> Path:
 
 def prepare_meteor_table() -> None:
     """Build (or find cached) the METEOR table for the default SciBERT vocabulary, if that vocabulary exists."""
-    from evaluation.meteor import MeteorScorer
-    from evaluation.text_tokenizer import TextTokenizer, TokenizerNotFoundError
-
     try:
         tok = TextTokenizer.load(None)
     except TokenizerNotFoundError:

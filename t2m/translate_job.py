@@ -1,6 +1,6 @@
 """Translating a batch of inputs end to end, as ``t2m translate`` does: read the inputs, keep finished rows
 in ``OUTPUT.partial`` so an interrupted run resumes, decode (in this process or ``jobs`` worker processes,
-:mod:`t2m.decode_pool`), write the output. The command line (:mod:`t2m.cli.translate`) checks its options
+:mod:`t2m.decoding.pool`), write the output. The command line (:mod:`t2m.cli.translate`) checks its options
 and calls :func:`run_translation` with a :class:`TranslateJob`; a Python caller can do the same::
 
     from t2m.options import DecodingOptions
@@ -49,10 +49,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from datastore.params import PartialKNNParams
+from t2m.decoding.pool import DecodePool
+from t2m.decoding.translator import Translation, Translator
 from t2m.errors import OptionError, check_range, error_line
-from t2m.inputs import Inputs, InputRow, read_inputs
-from t2m.io import check_writable_file, file_sha256
-from t2m.modeling import checkpoint_dir
+from t2m.inputs import InputRow, Inputs, read_inputs
+from t2m.io import atomic_write_text, check_writable_file, file_sha256
+from t2m.model.checkpoint import checkpoint_dir, read_checkpoint_info
+from t2m.neighbours.database import Neighbour
 from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints, open_store
 from t2m.tasks import TEXT2MOL
 
@@ -115,7 +118,7 @@ class TranslateJob:
 
 @dataclass
 class Translated:
-    """What :func:`run_translation` did: the inputs read, one :class:`t2m.generate.Translation` per row,
+    """What :func:`run_translation` did: the inputs read, one :class:`t2m.decoding.translator.Translation` per row,
     the output's text (also written to ``job.output`` when given)."""
 
     inputs: Inputs
@@ -144,8 +147,6 @@ def resolve_system(job: TranslateJob, model_dir: Path) -> TranslateJob:
     """``job`` with its system decided: as given, else "model" with a kNN datastore (only the model decodes
     with one), else the checkpoint's default for the task (``t2m.json`` "system"; "model" when it has none)."""
     import dataclasses
-
-    from t2m.modeling import read_checkpoint_info
 
     system, d = job.system, job.decoding
     if system == "retrieval" and job.knn:
@@ -365,15 +366,12 @@ def translate_rows(job: TranslateJob, model_dir: Path, store, sources: dict[int,
 
     try:
         if job.jobs > 1 and job.system == "model":
-            from t2m.decode_pool import DecodePool
-
             with DecodePool(model_dir, job.jobs, allow_pickle=job.allow_pickle, prompt_style=job.prompt_style,
                             stores=[job.knn] if job.knn else (), database=job.database) as pool:
                 pool.translate([sources[r] for r in rows], job.task, decoding, constraints, retrieval,
                                chunk_size=chunk,
                                on_chunk=lambda indices, results: done([rows[i] for i in indices], results))
             return
-        from t2m.generate import Translator
 
         translator = (Translator.for_retrieval(model_dir, database=job.database) if job.system == "retrieval" else
                       Translator.from_pretrained(model_dir, allow_pickle=job.allow_pickle,
@@ -434,9 +432,6 @@ def open_partial(job: TranslateJob, output: Path, sig: dict[str, Any], rows: int
 def known_results(inputs: Inputs, partial: Partial | None) -> list:
     """One entry per row: a Translation for a row that cannot be read (flagged) or was kept by an earlier
     run, None for a row to translate."""
-    from t2m.generate import Translation
-    from t2m.neighbours import Neighbour
-
     results: list = [None] * len(inputs.rows)
     for i, row in enumerate(inputs.rows):
         if row.problem is not None:
@@ -479,7 +474,7 @@ def run_translation(job: TranslateJob) -> Translated:
             partial.add(rows, chunk_results)
 
     # the rows' flags are reported by row of the input, once (report_flags): not by the translator, per chunk
-    generate_log = logging.getLogger("t2m.generate")
+    generate_log = logging.getLogger("t2m.decoding.translator")
     level = generate_log.level
     generate_log.setLevel(logging.ERROR)
     try:
@@ -504,8 +499,6 @@ def run_translation(job: TranslateJob) -> Translated:
         generate_log.setLevel(level)
     text = format_output(job.task, inputs, results, job.decoding.num_return_sequences, job.show_neighbours)
     if output is not None:
-        from t2m.io import atomic_write_text
-
         atomic_write_text(output, text)
         partial.remove()
     return Translated(inputs, results, text)

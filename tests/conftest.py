@@ -64,7 +64,7 @@ def tiny_model_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
     import torch
     from transformers import GenerationConfig, T5ForConditionalGeneration
 
-    from t2m.modeling import make_config, write_checkpoint_info
+    from t2m.model.checkpoint import make_config, write_checkpoint_info
     from t2m.tokenizer import load_tokenizer
 
     torch.manual_seed(0)

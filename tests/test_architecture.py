@@ -1,8 +1,7 @@
 """The project's layering, read from the source with ``ast`` (imports inside functions included).
 
-    t2m applications   cli/ (one module per subcommand) · translate_job · tune · bench/ · report · recipes
-    t2m core           data · tasks · tokenizer · modeling · generate (Translator) · ...
-    libraries          datastore/ (kNN-MT for any HF encoder-decoder)    evaluation/ (strings -> numbers)
+    rooms (bottom to top): libraries (datastore/, evaluation/) · foundation (t2m's flat modules) · model/,
+    neighbours/ · decoding/ · knn/, training/ · application (cli/, bench/, serve/, recipes/, translate_job, ...)
 
 Fails on
 (a) ``evaluation`` or ``datastore`` importing ``t2m``;
@@ -12,6 +11,8 @@ Fails on
 (d) a source file over ``MAX_FILE_LINES`` lines, except the ones in ``FILE_LINES_ALLOWED``;
 (e) a function over ``MAX_FUNCTION_LINES`` lines, except the ones in ``FUNCTION_LINES_ALLOWED``;
 (f) a module of t2m's core importing one of t2m's applications (:func:`is_application`);
+(j) a room importing a room above it or beside it (``ROOMS``, ``ROOM_IMPORTS``; docs/architecture.md);
+(k) a project import inside a function, unless the module imports one of ``LAZY_IMPORTS_ALLOWED`` at its top;
 (g) command-line code outside ``t2m/cli/``: every ``t2m`` subcommand is a module ``t2m.cli.<command>`` with
     ``add_arguments`` and ``run``, and no other module parses arguments or runs as a script;
 (h) a module outside ``t2m/cli/`` that imports ``argparse`` or names a command-line flag in a string (the core
@@ -46,7 +47,7 @@ FILE_LINES_ALLOWED: set[str] = set()
 FUNCTION_LINES_ALLOWED: set[str] = set()
 # Files outside t2m/cli/ whose strings may still name a flag (test (h)), and why. Shrinking list: never add to it.
 FLAG_NAMES_ALLOWED: dict[str, str] = {
-    "t2m/smiles_grammar.py": "the flags of an output row (FLAG_UNFINISHED, FLAG_BROKEN_SYNTAX) name --max-new-tokens "
+    "t2m/decoding/smiles_grammar.py": "the flags of an output row (FLAG_UNFINISHED, FLAG_BROKEN_SYNTAX) name --max-new-tokens "
                              "and --no-smiles-syntax; changing them changes recorded outputs",
     "t2m/bench/config.py": "command_line rebuilds a saved run's `t2m bench` command from bench.json (the flag "
                            "table beside BenchConfig's fields; the report and `t2m report` rewrite take it as text)",
@@ -65,8 +66,8 @@ DYNAMIC_IMPORTS_ALLOWED: dict[str, str] = {
 
 
 # t2m's applications: the command line and the jobs built on the core. Every other t2m module is core.
-APPLICATIONS = {"t2m.cli", "t2m.__main__", "t2m.tune", "t2m.bench", "t2m.report", "t2m.plots",
-                "t2m.decode_pool", "t2m.resources", "t2m.recipes", "t2m.translate_job", "t2m.serve"}
+APPLICATIONS = {"t2m.cli", "t2m.__main__", "t2m.knn.tune", "t2m.bench", "t2m.report", "t2m.plots",
+                "t2m.decoding.pool", "t2m.resources", "t2m.recipes", "t2m.translate_job", "t2m.serve"}
 
 
 def is_application(module: str) -> bool:
@@ -188,7 +189,7 @@ def _where(module: str, line: int) -> str:
 
 def test_the_graph_sees_lazy_and_relative_imports():
     graph, _ = import_graph()
-    assert "t2m.generate" in graph["t2m.translate_job"]  # imported inside a function
+    assert "t2m.decoding.translator" in graph["t2m.translate_job"]  # imported inside a function
     assert "datastore.store" in graph["datastore"]  # datastore/__init__'s lazy _EXPORTS
     assert "t2m.cli.translate" in graph["t2m.cli"]  # t2m.cli's COMMANDS
     assert len(project_modules()) > 50
@@ -384,3 +385,123 @@ def test_nothing_is_reached_by_an_import_string():
                     bad.append(f"{rel}:{node.lineno}: imports a module named by a string")
     assert not bad, ("import project modules with import statements (or through an _EXPORTS / COMMANDS table the "
                      "layering test reads):\n" + "\n".join(bad))
+
+
+# t2m's rooms, bottom to top: each room's modules (by prefix) and the rooms it may import. A module not named is
+# in the foundation (t2m's flat modules). An arrow to a room not listed runs back up, or sideways between peers.
+ROOMS: dict[str, tuple[str, ...]] = {
+    "model": ("t2m.model",),
+    "neighbours": ("t2m.neighbours",),
+    "decoding": ("t2m.decoding",),
+    "knn": ("t2m.knn",),
+    "training": ("t2m.training",),
+    "application": ("t2m.translate_job", "t2m.report", "t2m.plots", "t2m.bench", "t2m.serve", "t2m.recipes",
+                    "t2m.cli", "t2m.__main__"),
+}
+ROOM_IMPORTS: dict[str, set[str]] = {
+    "libraries": set(),
+    "foundation": {"libraries"},
+    "model": {"foundation", "libraries"},
+    "neighbours": {"foundation", "libraries"},
+    "decoding": {"model", "neighbours", "foundation", "libraries"},
+    "knn": {"decoding", "model", "neighbours", "foundation", "libraries"},
+    "training": {"decoding", "model", "neighbours", "foundation", "libraries"},
+    "application": {"knn", "training", "decoding", "model", "neighbours", "foundation", "libraries"},
+}
+# the third-party modules a project module may import inside a function (start-up time): a project import
+# inside a function is allowed only of a module that imports one of these at its top (itself or through
+# the project modules it imports at its top); every other project import is at module top
+LAZY_IMPORTS_ALLOWED = ("torch", "transformers", "rdkit", "faiss")
+
+
+def room(module: str) -> str:
+    if top(module) in LIBRARIES:
+        return "libraries"
+    for name, prefixes in ROOMS.items():
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return name
+    return "foundation"
+
+
+def test_rooms_import_only_the_rooms_below():
+    _, imports = import_graph()
+    bad = sorted({f"{_where(m, line)}: {m} ({room(m)}) imports {t} ({room(t)})" for m, t, line in imports
+                  if room(m) != room(t) and room(t) not in ROOM_IMPORTS[room(m)]})
+    assert not bad, ("an import runs back up (or sideways) between rooms (ROOM_IMPORTS, docs/architecture.md); "
+                     "move what both need into the lower room:\n" + "\n".join(bad))
+
+
+def test_every_room_has_modules():
+    modules = project_modules()
+    empty = [name for name in ROOMS if not any(room(m) == name for m in modules)]
+    assert not empty, f"rooms without a module (delete them from ROOMS): {empty}"
+
+
+def _top_level_imports(tree: ast.Module, module: str, path: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """(names imported at module level, (name, line) imported inside a function) of one file."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    at_top, inside = [], []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)] + ([base] if base else []))
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        owner, in_function = node, False
+        while owner in parents:
+            owner = parents[owner]
+            if isinstance(owner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                in_function = True
+            if isinstance(owner, ast.If) and "TYPE_CHECKING" in ast.dump(owner.test):
+                names = []
+        if in_function:
+            inside += [(name, node.lineno) for name in names]
+        else:
+            at_top += names
+    return at_top, inside
+
+
+def heavy_modules() -> set[str]:
+    """Project modules whose import runs one of LAZY_IMPORTS_ALLOWED (at their top or through what they import
+    at their top)."""
+    modules = project_modules()
+    tops = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tops[module] = _top_level_imports(tree, module, path)[0]
+    heavy = {m for m, names in tops.items() if any(n.split(".")[0] in LAZY_IMPORTS_ALLOWED for n in names)}
+    grown = True
+    while grown:
+        grown = False
+        for module, names in tops.items():
+            if module not in heavy and any(resolve(n, modules) in heavy for n in names):
+                heavy.add(module)
+                grown = True
+    return heavy
+
+
+def test_project_imports_are_at_module_top():
+    modules, heavy = project_modules(), heavy_modules()
+    bad = []
+    for module, path in modules.items():
+        if top(module) != "t2m":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for name, line in _top_level_imports(tree, module, path)[1]:
+            target = resolve(name, modules)
+            if target is not None and target not in heavy:
+                bad.append(f"{_where(module, line)}: {name} imported inside a function")
+    assert not bad, ("import project modules at the module's top (only modules that import "
+                     f"{', '.join(LAZY_IMPORTS_ALLOWED)} may be imported inside a function):\n" + "\n".join(bad))
+
+
+def test_the_lazy_import_check_sees_heavy_modules():
+    heavy = heavy_modules()
+    assert "datastore.build" in heavy and "t2m.model.copy_head" in heavy  # they import torch at their top
+    assert "t2m.cli" not in heavy and "t2m.data" not in heavy  # `t2m --help` and data commands start fast

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from t2m import baselines, data
+from t2m import data
+
+from t2m.neighbours import baselines, similarity
 from t2m.chem import morgan_fingerprint
 
 
@@ -23,9 +25,9 @@ def columns(records: list[dict], key: str) -> list[str]:
 
 def test_mol2text_finds_the_same_molecule_and_falls_back_on_invalid(slices):
     db, test = slices
-    retriever = baselines.MoleculeRetriever(columns(db, "smiles"), columns(db, "description"))
+    retriever = similarity.MoleculeSimilarity(columns(db, "smiles"), columns(db, "description"))
     queries = [db[7]["smiles"], db[123]["smiles"], "C1CC(", "", test[0]["smiles"]]
-    result = retriever.retrieve(queries, progress=False)
+    result = retriever.most_similar(queries, progress=False)
     assert result.outputs[:2] == [db[7]["description"], db[123]["description"]]
     assert result.neighbours[:2] == [7, 123] and result.similarities[:2] == [1.0, 1.0]
     assert result.fallback == [False, False, True, True, False]
@@ -41,19 +43,19 @@ def test_mol2text_neighbour_is_the_most_similar(slices):
     from rdkit import DataStructs
 
     db, test = slices
-    result = baselines.MoleculeRetriever(columns(db, "smiles"), columns(db, "description")).retrieve(
+    result = similarity.MoleculeSimilarity(columns(db, "smiles"), columns(db, "description")).most_similar(
         columns(test[:5], "smiles"), progress=False
     )
     db_fps = [morgan_fingerprint(s) for s in columns(db, "smiles")]
-    for query, row, similarity in zip(test[:5], result.neighbours, result.similarities):
+    for query, row, tanimoto in zip(test[:5], result.neighbours, result.similarities):
         scores = DataStructs.BulkTanimotoSimilarity(morgan_fingerprint(query["smiles"]), db_fps)
-        assert similarity == pytest.approx(max(scores)) and row == scores.index(max(scores))
+        assert tanimoto == pytest.approx(max(scores)) and row == scores.index(max(scores))
 
 
 def test_text2mol_finds_the_same_description(slices):
     db, test = slices
-    retriever = baselines.TextRetriever(columns(db, "description"), columns(db, "smiles"))
-    result = retriever.retrieve([db[5]["description"], db[250]["description"].upper(), "", "zzzz qqqq"])
+    retriever = similarity.TextSimilarity(columns(db, "description"), columns(db, "smiles"))
+    result = retriever.most_similar([db[5]["description"], db[250]["description"].upper(), "", "zzzz qqqq"])
     assert result.outputs[:2] == [db[5]["smiles"], db[250]["smiles"]]
     assert result.similarities[0] == pytest.approx(1.0)
     # nothing in common with any description: first SMILES, flagged
@@ -66,17 +68,17 @@ def test_nearest_rows_rank_the_database_best_first_and_agree_with_retrieve(slice
 
     db, test = slices
     queries = columns(test[:6], "smiles") + ["C1CC("]
-    molecules = baselines.MoleculeRetriever(columns(db, "smiles"), columns(db, "description"))
+    molecules = similarity.MoleculeSimilarity(columns(db, "smiles"), columns(db, "description"))
     found = molecules.nearest_rows(queries, 5)
-    assert [int(rows[0]) for rows in found] == molecules.retrieve(queries, progress=False).neighbours
+    assert [int(rows[0]) for rows in found] == molecules.most_similar(queries, progress=False).neighbours
     db_fps = [morgan_fingerprint(s) for s in columns(db, "smiles")]
     for query, rows in zip(test[:6], found):
         scores = DataStructs.BulkTanimotoSimilarity(morgan_fingerprint(query["smiles"]), db_fps)
         assert [scores[r] for r in rows] == sorted(scores, reverse=True)[:5]
-    texts = baselines.TextRetriever(columns(db, "description"), columns(db, "smiles"))
+    texts = similarity.TextSimilarity(columns(db, "description"), columns(db, "smiles"))
     descriptions = columns(test[:6], "description")
     found = texts.nearest_rows(descriptions, 3)
-    assert [int(rows[0]) for rows in found] == texts.retrieve(descriptions, progress=False).neighbours
+    assert [int(rows[0]) for rows in found] == texts.most_similar(descriptions, progress=False).neighbours
     assert all(len(rows) == 3 and len(set(rows.tolist())) == 3 for rows in found)
     assert len(texts.nearest_rows([db[0]["description"]], 1000)[0]) == len(db)  # n beyond the database: all
 
@@ -99,7 +101,7 @@ def test_baselines_beat_chance_and_write_molt5_files(slices, tmp_path: Path):
     assert mean_tanimoto(outputs) > mean_tanimoto([db[0]["smiles"]] * len(test)) + 0.1
 
     path = tmp_path / "retrieval-text2mol.txt"
-    baselines.write_predictions(path, "text2mol", columns(test, "description"), columns(test, "smiles"), outputs)
+    data.write_predictions(path, "text2mol", columns(test, "description"), columns(test, "smiles"), outputs)
     lines = path.read_text().split("\n")
     assert lines[0] == "description\tground truth\toutput" and len(lines) == len(test) + 2
     assert lines[1].split("\t") == [test[0]["description"], test[0]["smiles"], outputs[0]]
@@ -107,9 +109,9 @@ def test_baselines_beat_chance_and_write_molt5_files(slices, tmp_path: Path):
 
 def test_mismatched_database_is_an_error():
     with pytest.raises(ValueError, match="one caption per SMILES"):
-        baselines.MoleculeRetriever(["CC"], [])
+        similarity.MoleculeSimilarity(["CC"], [])
     with pytest.raises(ValueError, match="one SMILES per description"):
-        baselines.TextRetriever(["a"], ["C", "CC"])
+        similarity.TextSimilarity(["a"], ["C", "CC"])
 
 
 def test_top_rows_is_a_stable_sort_cut_short_and_blocks_stay_bounded(monkeypatch):
@@ -117,20 +119,20 @@ def test_top_rows_is_a_stable_sort_cut_short_and_blocks_stay_bounded(monkeypatch
     text queries against a large database are scored in smaller blocks with the same results."""
     import numpy as np
 
-    from t2m import baselines
+    from t2m.neighbours import similarity
 
     rng = np.random.default_rng(0)
     for _ in range(500):
         scores = rng.integers(0, 5, rng.integers(1, 60)) / 4.0
         n = int(rng.integers(0, len(scores) + 3))
-        assert baselines.top_rows(scores, n).tolist() == np.argsort(-scores, kind="stable")[:n].tolist()
-    assert baselines.block_rows(26_407) == 256 and baselines.block_rows(300_000) == 55
+        assert similarity.top_rows(scores, n).tolist() == np.argsort(-scores, kind="stable")[:n].tolist()
+    assert similarity.block_rows(26_407) == 256 and similarity.block_rows(300_000) == 55
     descriptions = [f"The molecule is a {w} acid with {i} carbons." for i, w in enumerate(["fatty", "amino", "keto"] * 20)]
-    retriever = baselines.TextRetriever(descriptions, [f"C{i}" for i in range(len(descriptions))])
+    retriever = similarity.TextSimilarity(descriptions, [f"C{i}" for i in range(len(descriptions))])
     queries = descriptions[::7] + ["an amino acid", "a keto acid with 5 carbons"]
     whole = retriever.search(queries, 4)
-    monkeypatch.setattr(baselines, "BLOCK_VALUES", 3 * len(descriptions))  # blocks of 3 queries
-    assert baselines.block_rows(len(descriptions)) == 3
+    monkeypatch.setattr(similarity, "BLOCK_VALUES", 3 * len(descriptions))  # blocks of 3 queries
+    assert similarity.block_rows(len(descriptions)) == 3
     split = retriever.search(queries, 4)
     assert [r.tolist() for r, _ in split] == [r.tolist() for r, _ in whole]
-    assert retriever.retrieve(queries).neighbours == [int(r[0]) for r, _ in whole]
+    assert retriever.most_similar(queries).neighbours == [int(r[0]) for r, _ in whole]

@@ -219,7 +219,7 @@ def test_a_bench_tuned_for_nearest_pairs_decodes_with_them(tiny_model_dir, tiny_
     from evaluation.predictions import read_predictions
     from t2m.cli import main
     from t2m.data import load_chebi20_records
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.options import DecodingOptions, RetrievalOptions
 
     out = tmp_path / "bench_pairs"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from t2m.knn_store import subset_rows
+from t2m.knn.store import subset_rows
 from datastore.testing import read_tsv_rows, tiny_pairs
 
 N_ROWS = 24
@@ -59,8 +59,8 @@ def test_build_and_inspect_from_the_command_line(checkpoint, capsys):
         assert token["p_mixed"] == pytest.approx(1.0)
         assert nearest["token"] == token["token"]
     # inspect decodes as `t2m translate` does (Translator.decode): the same output, one row per generated token
-    from t2m.generate import Translator
-    from t2m.modeling import load_model
+    from t2m.decoding.translator import Translator
+    from t2m.model.checkpoint import load_model
     from t2m.options import DecodingOptions, RetrievalOptions
 
     model, tokenizer, info = load_model(folder / "model")
@@ -99,7 +99,7 @@ def test_a_store_cut_from_the_full_store_holds_the_entries_a_build_of_that_fract
     """subset_task_datastore (the bench's datastore-size stores) against build_task_datastore(fraction=0.5):
     the same (row, position, token) entries with the same keys, and its own index over them."""
     from datastore import Datastore
-    from t2m.knn_store import build_task_datastore, subset_task_datastore
+    from t2m.knn.store import build_task_datastore, subset_task_datastore
 
     folder, _ = checkpoint
     common = dict(data=folder / "pairs.tsv", index_factory="Flat", batch_size=8, progress=False)

@@ -253,7 +253,7 @@ def test_faiss_without_gpu_support_on_a_machine_with_gpus_is_a_warning(tmp_path,
 
 
 def _worker(path, mmap, barrier, results):
-    """What a ``--jobs`` worker does with a store (t2m.decode_pool: Datastore.load, then its retriever),
+    """What a ``--jobs`` worker does with a store (t2m.decoding.pool: Datastore.load, then its retriever),
     then a search over every IVF list; reports its anonymous (private) memory growth and the resident and
     proportional memory of the index file's mapping."""
     import faiss as f

@@ -1,4 +1,4 @@
-"""t2m.fast_decoding runs on the transformers minor version it is tested with (it patches transformers
+"""t2m.decoding.fast runs on the transformers minor version it is tested with (it patches transformers
 internals): setup.cfg pins that minor, and any other fails loudly, naming the fix. The decoding itself is
 tested in tests/test_translate.py (same beams as transformers' own beam search)."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from t2m import fast_decoding
-from t2m.fast_decoding import TRANSFORMERS_MINOR, check_transformers_version, transformers_pin
+from t2m.decoding import fast as fast_decoding
+from t2m.decoding.fast import TRANSFORMERS_MINOR, check_transformers_version, transformers_pin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_setup_cfg_pins_the_minor_fast_decoding_is_tested_with():
     requires = [line.strip() for line in config["options"]["install_requires"].splitlines()]
     pins = [line for line in requires if line.startswith("transformers")]
     assert pins == [transformers_pin()], (
-        f"setup.cfg pins {pins}, t2m/fast_decoding.py is tested with {transformers_pin()}: change them together")
+        f"setup.cfg pins {pins}, t2m/decoding/fast.py is tested with {transformers_pin()}: change them together")
 
 
 def test_another_minor_fails_naming_the_fix():

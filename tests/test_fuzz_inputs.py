@@ -118,7 +118,7 @@ class EchoTranslator:
         return cls()
 
     def translate(self, inputs, *options, **keywords):
-        from t2m.generate import FLAG_EMPTY, Translation
+        from t2m.decoding.translator import FLAG_EMPTY, Translation
 
         return [Translation(input=text, output=f"out\t{text}\nend" if text.strip() else "",
                             candidates=[f"out {text}"], flags=[] if text.strip() else [FLAG_EMPTY])
@@ -127,9 +127,9 @@ class EchoTranslator:
 
 @pytest.fixture
 def echo(monkeypatch):
-    import t2m.generate
+    import t2m.translate_job
 
-    monkeypatch.setattr(t2m.generate, "Translator", EchoTranslator)
+    monkeypatch.setattr(t2m.translate_job, "Translator", EchoTranslator)  # the name translate_job decodes with
 
 
 @FUZZ

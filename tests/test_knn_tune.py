@@ -16,7 +16,7 @@ DEV_SIZE = 16
 @pytest.fixture(scope="module")
 def small_chebi(shared_data, tmp_path_factory):
     """A ChEBI-20 folder (first 64 validation rows, first 8 test rows), a tiny checkpoint, its store."""
-    from t2m.knn_store import build_task_datastore
+    from t2m.knn.store import build_task_datastore
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("chebi")
@@ -38,11 +38,11 @@ def test_teacher_forced_scores_match_their_definition(small_chebi):
     retrieves every reference token (log-likelihood ~ 0)."""
     from datastore.build import PairBatches
     from t2m.data import training_records
-    from t2m.knn_store import encode_pairs
+    from t2m.knn.store import encode_pairs
     from datastore.store import Datastore
     from datastore.params import KNNParams
-    from t2m.tune import teacher_forced_scores
-    from t2m.modeling import load_model
+    from t2m.knn.tune import teacher_forced_scores
+    from t2m.model.checkpoint import load_model
 
     folder, data, store_dir = small_chebi
     model, tokenizer, info = load_model(folder / "model")
@@ -70,11 +70,11 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     same neighbours as restricting and searching one input at a time."""
     from datastore.build import PairBatches
     from t2m.data import training_records
-    from t2m.knn_store import encode_pairs
+    from t2m.knn.store import encode_pairs
     from datastore.store import Datastore
     from datastore.params import KNNParams
-    from t2m.tune import retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
-    from t2m.modeling import load_model
+    from t2m.knn.tune import retrieval_scopes, scopes_teacher_forced_scores, teacher_forced_scores
+    from t2m.model.checkpoint import load_model
 
     folder, data, store_dir = small_chebi
     model, tokenizer, info = load_model(folder / "model")
@@ -109,7 +109,7 @@ def test_tune_over_retrieval_scopes_writes_the_chosen_one(small_chebi, tmp_path)
     import shutil
 
     from datastore.store import Datastore
-    from t2m.tune import tune
+    from t2m.knn.tune import tune
 
     folder, data, store_dir = small_chebi
     copy = tmp_path / "store"
@@ -131,7 +131,7 @@ def test_tune_over_retrieval_scopes_writes_the_chosen_one(small_chebi, tmp_path)
 
 def test_tune_writes_its_choice_into_the_store(small_chebi):
     from datastore.store import Datastore
-    from t2m.tune import tune
+    from t2m.knn.tune import tune
 
     folder, data, store_dir = small_chebi
     result = tune(store_dir, folder / "model", data, lambdas=(0.5, 1.0), ks=(1, 4), finalists=2, batch_size=8,
@@ -149,7 +149,7 @@ def test_tune_writes_its_choice_into_the_store(small_chebi):
 
 
 def test_dev_metric_orders_text2mol_by_morgan_fts_over_all_rows_then_exact_match(shared_data):
-    from t2m.tune import dev_metric
+    from t2m.knn.tune import dev_metric
 
     refs = ["CCO", "c1ccccc1O"]
     exact_one, values = dev_metric("text2mol", refs, ["OCC", "CCCC"])  # OCC is CCO written differently
@@ -167,7 +167,7 @@ def test_dev_metric_orders_text2mol_by_morgan_fts_over_all_rows_then_exact_match
 
 
 def test_dev_metric_ranks_unparsable_outputs_last():
-    from t2m.tune import dev_metric
+    from t2m.knn.tune import dev_metric
 
     none_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["C(", "(("])
     some_parse, _ = dev_metric("text2mol", ["CCO", "c1ccccc1"], ["CCN", "(("])
@@ -179,11 +179,11 @@ def test_tuning_decodes_as_translator_does(small_chebi):
     """One decoding path: tune's decode (the bench's λ sweep) gives Translator.translate's outputs -- with kNN,
     with a restricted retrieval scope, and for text2mol with beam search and valid-SMILES reranking."""
     from datastore.store import Datastore
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.data import training_records
     from t2m.options import DecodingOptions, RetrievalOptions
     from datastore.params import KNNParams
-    from t2m.tune import decode, retrieval_scopes
+    from t2m.knn.tune import decode, retrieval_scopes
 
     folder, data, store_dir = small_chebi
     translator = Translator.from_pretrained(folder / "model")

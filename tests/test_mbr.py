@@ -1,4 +1,4 @@
-"""Minimum Bayes risk selection of captions (t2m.mbr) and its use in Translator / t2m translate."""
+"""Minimum Bayes risk selection of captions (t2m.decoding.mbr) and its use in Translator / t2m translate."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from t2m.generate import Translator
-from t2m.mbr import mbr_index
+from t2m.decoding.translator import Translator
+from t2m.decoding.mbr import mbr_index
 
 CONSENSUS = [
     "The molecule is a monocarboxylic acid.",  # most probable, short

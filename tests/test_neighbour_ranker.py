@@ -1,4 +1,4 @@
-"""The learned choice among an input's nearest database pairs (t2m.neighbour_ranker), on real ChEBI-20 rows."""
+"""The learned choice among an input's nearest database pairs (t2m.neighbours.ranker), on real ChEBI-20 rows."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from t2m.neighbour_ranker import FEATURES, NeighbourRanker, fit_ranker, load_rankers, save_rankers
-from t2m.neighbours import NeighbourDatabase, NeighbourFormat, load_checkpoint_database, training_neighbours
+from t2m.neighbours.ranker import FEATURES, NeighbourRanker, fit_ranker, load_rankers, save_rankers
+from t2m.neighbours.database import NeighbourDatabase, NeighbourFormat, load_checkpoint_database, training_neighbours
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from t2m.neighbours import (Neighbour, NeighbourDatabase, NeighbourFormat, conditioned_source,
+from t2m.neighbours.database import (Neighbour, NeighbourDatabase, NeighbourFormat, conditioned_source,
                             draw_neighbours, training_neighbours)
 from t2m.chem import canonical_smiles
 from t2m.options import DecodingOptions
@@ -64,7 +64,7 @@ def test_conditioned_source_layout_and_draws():
 def test_copy_head_mixture_is_a_distribution_and_copies():
     import torch
 
-    from t2m.copy_model import mix_copy
+    from t2m.model.copy_head import mix_copy
 
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 10)
@@ -82,7 +82,7 @@ def test_copy_head_mixture_is_a_distribution_and_copies():
 
 
 def _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, out, **kw):
-    from t2m.train import TrainConfig
+    from t2m.training.trainer import TrainConfig
 
     base = dict(out_dir=str(out), data_dir=str(tiny_chebi20), setting="benchmark", dev_size=20,
                 tokenizer=str(tiny_tokenizer_dir), preset="cpu-tiny", batch_size=8, max_source_len=256,
@@ -97,8 +97,8 @@ def neighbour_checkpoint(tiny_chebi20, tiny_tokenizer_dir, tmp_path_factory):
     """A tiny copy-head T5 trained 3 steps with one neighbour in its inputs, and neighbour rankers fitted on
     its training pairs (config "ranker")."""
     from t2m.data import load_chebi20_records
-    from t2m.neighbour_ranker import fit_rankers
-    from t2m.train import train
+    from t2m.neighbours.ranker import fit_rankers
+    from t2m.training.trainer import train
 
     out = tmp_path_factory.mktemp("neighbour_run")
     train_rows = load_chebi20_records(tiny_chebi20, "benchmark", dev_size=20).train
@@ -108,7 +108,7 @@ def neighbour_checkpoint(tiny_chebi20, tiny_tokenizer_dir, tmp_path_factory):
 
 
 def test_training_examples_carry_neighbours_never_their_own_pair(tiny_chebi20, tiny_tokenizer_dir, tmp_path):
-    from t2m.training_data import epoch_examples, load_training_data
+    from t2m.training.data import epoch_examples, load_training_data
 
     config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path)
     data = load_training_data(config, tmp_path)
@@ -125,7 +125,7 @@ def test_training_examples_carry_neighbours_never_their_own_pair(tiny_chebi20, t
 
 
 def test_copied_share_counts_output_ngrams_found_in_the_neighbours_targets():
-    from t2m.neighbours import Neighbour, copied_share
+    from t2m.neighbours.database import Neighbour, copied_share
 
     shown = [Neighbour(0, 0.9, "CCO", "The molecule is an alcohol that is ethane substituted by a hydroxy group.")]
     # all 4-grams copied; none copied; a 3-word output has no 4-gram and counts nothing
@@ -157,9 +157,9 @@ def test_training_logs_how_much_the_model_copies(neighbour_checkpoint):
 def test_checkpoint_knows_its_inputs_after_save_and_load(neighbour_checkpoint):
     import torch
 
-    from t2m.copy_model import T5CopyForConditionalGeneration
-    from t2m.generate import Translator
-    from t2m.training_data import load_training_data
+    from t2m.model.copy_head import T5CopyForConditionalGeneration
+    from t2m.decoding.translator import Translator
+    from t2m.training.data import load_training_data
 
     config, final = neighbour_checkpoint
     meta = json.loads((final / "t2m.json").read_text())
@@ -191,7 +191,7 @@ def test_a_trained_checkpoint_translates_as_the_shipped_one(neighbour_checkpoint
     """What t2m train saves carries what translating needs (decoding defaults, memory, rankers): with no
     decoding option given, it translates 20 rows exactly as the same weights after `t2m ship` do."""
     from t2m.data import read_tsv_records
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.recipes.ship_default_model import copy_model
 
     config, final = neighbour_checkpoint
@@ -212,9 +212,9 @@ def test_training_rankers_are_checked_against_the_training_pairs(neighbour_check
                                                                  tiny_tokenizer_dir, tmp_path):
     """A run takes the config's rankers only when fitted on its training pairs, else those of init_from when
     they are, else none, and says so."""
-    from t2m.neighbour_ranker import fit_rankers
-    from t2m.train import training_rankers
-    from t2m.training_data import load_training_data
+    from t2m.neighbours.ranker import fit_rankers
+    from t2m.training.trainer import training_rankers
+    from t2m.training.data import load_training_data
 
     config, final = neighbour_checkpoint
     data = load_training_data(config, Path(config.out_dir))
@@ -235,8 +235,8 @@ def test_training_rankers_are_checked_against_the_training_pairs(neighbour_check
 def test_training_neighbours_are_cached_under_the_pairs_digest(tiny_chebi20, tiny_tokenizer_dir, tmp_path,
                                                               monkeypatch):
     """The second start reads the neighbours from the cache (no search); other counts search anew."""
-    from t2m import neighbours
-    from t2m.training_data import NEIGHBOUR_CACHE, load_training_data
+    from t2m.training import data as training_data
+    from t2m.training.data import NEIGHBOUR_CACHE, load_training_data
 
     config = _neighbour_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path)
     first = load_training_data(config, tmp_path)
@@ -247,7 +247,7 @@ def test_training_neighbours_are_cached_under_the_pairs_digest(tiny_chebi20, tin
     def no_search(*args, **kwargs):
         raise AssertionError("searched again")
 
-    monkeypatch.setattr(neighbours, "training_neighbours", no_search)
+    monkeypatch.setattr(training_data, "training_neighbours", no_search)  # the name training/data.py calls
     again = load_training_data(config, tmp_path)
     assert again.train_neighbours == first.train_neighbours and again.dev_neighbours == first.dev_neighbours
     with pytest.raises(AssertionError, match="searched again"):
@@ -255,7 +255,7 @@ def test_training_neighbours_are_cached_under_the_pairs_digest(tiny_chebi20, tin
 
 
 def test_plain_checkpoints_read_no_neighbours(tiny_model_dir):
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
 
     translator = Translator.from_pretrained(tiny_model_dir)
     assert translator.neighbour_format is None and translator.database is None
@@ -266,8 +266,8 @@ def test_conditioned_datastore_build_and_translate_on_20_rows(neighbour_checkpoi
     from datastore.store import Datastore
     from t2m.data import read_tsv_records
     from datastore.params import PartialKNNParams
-    from t2m.generate import Translator
-    from t2m.knn_store import build_task_datastore
+    from t2m.decoding.translator import Translator
+    from t2m.knn.store import build_task_datastore
     from t2m.options import RetrievalOptions
 
     config, final = neighbour_checkpoint
@@ -289,8 +289,8 @@ def test_conditioned_datastore_build_and_translate_on_20_rows(neighbour_checkpoi
 def test_shipped_pipeline_runs_offline_on_its_memory(monkeypatch):
     """The README's first command: the shipped model reads its neighbours from the memory inside the package,
     with no network and no data folder."""
-    from t2m.generate import Translator
-    from t2m.modeling import default_model_dir
+    from t2m.decoding.translator import Translator
+    from t2m.model.checkpoint import default_model_dir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("T2M_SHARED_DATA", "/nonexistent")
@@ -336,7 +336,7 @@ def test_translate_cli_shows_neighbours_and_reads_another_database(neighbour_che
 
 
 def test_translation_neighbours_survive_json_as_resumed_runs_read_them():
-    from t2m.generate import Translation
+    from t2m.decoding.translator import Translation
 
     shown = [Neighbour(3, 0.8123, "CCO", "The molecule is ethanol.")]
     kept = json.loads(json.dumps(Translation("CCCO", "out", ["out"], None, [], shown).to_dict()))
@@ -349,8 +349,8 @@ def test_translate_system_retrieval_answers_with_the_ranked_pairs_targets(neighb
     import sys
 
     from t2m.data import read_tsv_records
-    from t2m.generate import Translator
-    from t2m.neighbour_ranker import fit_ranker
+    from t2m.decoding.translator import Translator
+    from t2m.neighbours.ranker import fit_ranker
 
     _, final = neighbour_checkpoint
     translator = Translator.from_pretrained(final)
@@ -390,8 +390,8 @@ def test_translate_runs_the_checkpoints_default_system(neighbour_checkpoint, tmp
     import subprocess
     import sys
 
-    from t2m.generate import Translator
-    from t2m.modeling import read_checkpoint_info
+    from t2m.decoding.translator import Translator
+    from t2m.model.checkpoint import read_checkpoint_info
     from t2m.options import DecodingOptions
     from t2m.errors import OptionError
     from t2m.translate_job import TranslateJob, resolve_system

@@ -347,8 +347,8 @@ def test_a_knn_store_adds_the_model_knn_system(tiny_chebi20, tmp_path):
     require_serve()
     import copy
 
-    from t2m.knn_store import build_task_datastore
-    from t2m.modeling import default_model_dir
+    from t2m.knn.store import build_task_datastore
+    from t2m.model.checkpoint import default_model_dir
     from t2m.options import open_store
     from t2m.serve.app import create_app
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from t2m.modeling import default_model_dir
+from t2m.model.checkpoint import default_model_dir
 from t2m.recipes.ship_default_model import kept_sections, model_card
 
 CARD = """# t2m default model
@@ -98,8 +98,8 @@ def test_replace_memory_ships_the_pairs_file_compressed_and_records_it(shared_da
     import pytest
 
     from t2m.download import git_blob_id
-    from t2m.neighbour_ranker import fit_rankers
-    from t2m.neighbours import NeighbourDatabase, NeighbourFormat, load_checkpoint_database
+    from t2m.neighbours.ranker import fit_rankers
+    from t2m.neighbours.database import NeighbourDatabase, NeighbourFormat, load_checkpoint_database
     from t2m.recipes.ship_default_model import memory_lines, replace_memory
 
     lines = (shared_data / "chebi20" / "test.txt").read_bytes().split(b"\n")

@@ -2,7 +2,7 @@
 flagged with its reason.
 
 Random scores (biased, per example, towards the characters that opened holes before: ``[``, digits, ``.``,
-``(``, ``%``, charges) are decoded greedily through :class:`t2m.smiles_grammar.SmilesSyntaxProcessor` with the
+``(``, ``%``, charges) are decoded greedily through :class:`t2m.decoding.smiles_grammar.SmilesSyntaxProcessor` with the
 shipped tokenizer and a short length budget, as ``Translator.translate`` does.
 
 - the output is complete syntax (every branch, ring bond and bracket closed, nothing after a bond);
@@ -12,7 +12,7 @@ shipped tokenizer and a short length budget, as ``Translator.translate`` does.
 - whatever RDKit refuses (those, and aromaticity or kekulization left to the model), the translator flags
   ``no valid SMILES among the beams``;
 - a budget too small to close what the first token opened (1 token: ``[``) leaves the output unfinished, and
-  the translator flags it so (:data:`t2m.smiles_grammar.FLAG_UNFINISHED`).
+  the translator flags it so (:data:`t2m.decoding.smiles_grammar.FLAG_UNFINISHED`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from t2m.smiles_grammar import SmilesState, SmilesSyntaxProcessor, advance
+from t2m.decoding.smiles_grammar import SmilesState, SmilesSyntaxProcessor, advance
 
 BIASED = "[]()%.0123456789+-:@=#/\\HCcNnOo"
 _ORGANIC = re.compile(r"Cl|Br|[BCNOSPFI]|[bcnops]|\*")
@@ -32,7 +32,7 @@ _ORGANIC = re.compile(r"Cl|Br|[BCNOSPFI]|[bcnops]|\*")
 
 @pytest.fixture(scope="module")
 def processor():
-    from t2m.modeling import default_model_dir
+    from t2m.model.checkpoint import default_model_dir
     from t2m.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(default_model_dir())
@@ -112,7 +112,7 @@ def test_constrained_outputs_parse_or_are_flagged(processor, seed, favoured, bon
     from rdkit import Chem, rdBase
 
     from t2m.chem import is_valid_smiles
-    from t2m.generate import FLAG_NO_VALID, Translator
+    from t2m.decoding.translator import FLAG_NO_VALID, Translator
 
     tokenizer, base = processor
     smiles = decode(tokenizer, base.limited(budget, num_beams=1), seed, favoured, bonus, budget)
@@ -156,8 +156,8 @@ def test_the_holes_issue_18_found_are_closed(prefix):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(**{**examples, "budget": st.integers(1, 3)})
 def test_a_budget_too_small_to_finish_is_flagged(processor, seed, favoured, bonus, budget):
-    from t2m.generate import Translator
-    from t2m.smiles_grammar import FLAG_UNFINISHED
+    from t2m.decoding.translator import Translator
+    from t2m.decoding.smiles_grammar import FLAG_UNFINISHED
 
     tokenizer, base = processor
     smiles = decode(tokenizer, base.limited(budget, num_beams=1), seed, favoured, bonus, budget)
@@ -166,8 +166,8 @@ def test_a_budget_too_small_to_finish_is_flagged(processor, seed, favoured, bonu
 
 
 def test_unfinished_and_broken_outputs_are_flagged_with_their_reason():
-    from t2m.generate import FLAG_NO_VALID, Translator
-    from t2m.smiles_grammar import FLAG_BROKEN_SYNTAX, FLAG_UNFINISHED
+    from t2m.decoding.translator import FLAG_NO_VALID, Translator
+    from t2m.decoding.smiles_grammar import FLAG_BROKEN_SYNTAX, FLAG_UNFINISHED
 
     def flags(smiles: str, rerank: bool = True) -> list[str]:
         return Translator._finish(None, [smiles], None, "text2mol", rerank, False).flags

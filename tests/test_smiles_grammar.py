@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t2m.smiles_grammar import SmilesState, SmilesSyntaxProcessor, advance, owed_tokens
-from t2m.smiles_valence import ValenceState, advance_valence, max_valence
+from t2m.decoding.smiles_grammar import SmilesState, SmilesSyntaxProcessor, advance, owed_tokens
+from t2m.decoding.smiles_valence import ValenceState, advance_valence, max_valence
 
 
 def _state(text: str) -> SmilesState:
@@ -43,7 +43,7 @@ def test_every_shared_chebi20_smiles_is_allowed_token_by_token(shared_data):
     unlabeled) has every token allowed, by syntax and by valence, and may end: the constraint never removes a
     real molecule."""
     from t2m.data import load_chebi20_records, load_chebi20_unlabeled_records
-    from t2m.modeling import default_model_dir
+    from t2m.model.checkpoint import default_model_dir
     from t2m.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(default_model_dir())
@@ -97,7 +97,7 @@ def test_processor_masks_what_would_break_syntax(tiny_tokenizer_dir):
 def test_constrained_decoding_of_a_random_model_is_always_syntactic(tiny_model_dir, one_torch_thread):
     """A randomly initialised model writes anything; constrained, every output is a complete SMILES syntax,
     ended by max_new_tokens at the latest."""
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.options import DecodingOptions, SmilesConstraints
 
     torch.manual_seed(0)
@@ -210,7 +210,7 @@ def test_processor_masks_what_would_break_valence(tiny_tokenizer_dir):
 
 def test_constrained_decoding_keeps_valences(tiny_model_dir, one_torch_thread):
     """A random model decoded under the constraint writes SMILES that pass the valence check whole."""
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.options import DecodingOptions, SmilesConstraints
 
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from t2m.modeling import default_model_dir
+from t2m.model.checkpoint import default_model_dir
 from t2m.tokenizer import load_tokenizer, round_trip_failures, train_tokenizer
 
 HARD_STRINGS = [

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from t2m.train import TrainConfig, checkpoint_dirs, native_bf16, train, training_precision
-from t2m.training_data import epoch_examples, load_training_data
+from t2m.training.trainer import TrainConfig, checkpoint_dirs, native_bf16, train, training_precision
+from t2m.training.data import epoch_examples, load_training_data
 
 
 def _config(tiny_chebi20: Path, tiny_tokenizer_dir: Path, out: Path, **kw) -> TrainConfig:
@@ -43,7 +43,7 @@ def test_back_translations_are_tagged_text2mol_pairs(tiny_chebi20, tiny_tokenize
     molecules, found by the synthetic description."""
     from t2m.data import load_chebi20_unlabeled_records
     from t2m.chem import canonical_smiles
-    from t2m.training_data import SYNTHETIC_TAG
+    from t2m.training.data import SYNTHETIC_TAG
 
     unlabeled = load_chebi20_unlabeled_records(tiny_chebi20)[:6]
     plain = load_training_data(_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "plain"))
@@ -131,7 +131,7 @@ def test_bf16_only_where_native(caplog):
     training falls back to float32 and says so, unless the config forces it."""
     assert training_precision(TrainConfig(bf16=False)) == "no"
     assert training_precision(TrainConfig(bf16="force")) == "bf16"
-    with caplog.at_level("WARNING", logger="t2m.train"):
+    with caplog.at_level("WARNING", logger="t2m.training.trainer"):
         chosen = training_precision(TrainConfig(bf16=True))
     assert chosen == ("bf16" if native_bf16() else "no")
     assert ("no native bf16" in caplog.text) == (not native_bf16())
@@ -175,20 +175,20 @@ def _tiny_t5(dropout: float = 0.0):
     import torch
     from transformers import T5ForConditionalGeneration
 
-    from t2m.modeling import make_config
+    from t2m.model.checkpoint import make_config
 
     torch.manual_seed(0)
     return T5ForConditionalGeneration(make_config("cpu-tiny", vocab_size=300, dropout_rate=dropout))
 
 
 def test_training_kernels_compute_the_stock_function():
-    """t2m.training_kernels (the trainer's dropout, attention and gated FF) give the stock model's loss and
+    """t2m.training.kernels (the trainer's dropout, attention and gated FF) give the stock model's loss and
     gradients in float32 (dropout off), keep dropout's rate, and leave evaluation to the stock modules."""
     import copy
 
     import torch
 
-    from t2m.training_kernels import ATTENTION_NAME, drop_mask, install
+    from t2m.training.kernels import ATTENTION_NAME, drop_mask, install
 
     stock = _tiny_t5()
     fast = copy.deepcopy(stock)
@@ -222,7 +222,7 @@ def test_micro_batches_keep_the_batch_loss():
     gradient when the parts' losses are weighted by their target tokens, as the trainer weights them."""
     import torch
 
-    from t2m.batching import activation_mb, collate, micro_batches
+    from t2m.decoding.batching import activation_mb, collate, micro_batches
 
     model = _tiny_t5()
     model.train()
@@ -258,10 +258,10 @@ def test_dev_numbers_are_t2m_evals_on_the_same_outputs(tiny_chebi20, tiny_tokeni
     validity are `t2m eval`'s on the same outputs (real ChEBI-20 dev rows): the model's greedy outputs, and the
     same with every other row replaced by its reference (so that BLEU-4 and exact match are not 0)."""
     from t2m.cli import main
-    from t2m.generate import Translator
-    from t2m.modeling import RECOMMENDED_DECODING, load_model
+    from t2m.decoding.translator import Translator
+    from t2m.model.checkpoint import RECOMMENDED_DECODING, load_model
     from t2m.options import DecodingOptions
-    from t2m.train import quick_dev_metrics, quick_dev_outputs, quick_dev_scores
+    from t2m.training.trainer import quick_dev_metrics, quick_dev_outputs, quick_dev_scores
 
     data = load_training_data(_config(tiny_chebi20, tiny_tokenizer_dir, tmp_path / "run"))
     model, tokenizer, info = load_model(tiny_model_dir)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from t2m.generate import FLAG_EMPTY, FLAG_INVALID_INPUT, FLAG_NO_VALID, FLAG_TRUNCATED, Translator
-from t2m.smiles_grammar import FLAG_UNFINISHED
-from t2m.modeling import load_model, read_checkpoint_info
+from t2m.decoding.translator import FLAG_EMPTY, FLAG_INVALID_INPUT, FLAG_NO_VALID, FLAG_TRUNCATED, Translator
+from t2m.decoding.smiles_grammar import FLAG_UNFINISHED
+from t2m.model.checkpoint import load_model, read_checkpoint_info
 from t2m.options import DecodingOptions, SmilesConstraints
 
 
@@ -259,12 +259,12 @@ def test_checkpoint_sets_the_defaults_of_every_option(tiny_model_dir, tmp_path, 
 
 
 def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(translator, tiny_chebi20, monkeypatch):
-    """t2m.fast_decoding (no cross-attention cache reordering, one source copy per input) against
+    """t2m.decoding.fast (no cross-attention cache reordering, one source copy per input) against
     transformers' own beam search: the same beams, scores equal up to float rounding, and the model's
     attention implementation restored afterwards."""
     import contextlib
 
-    import t2m.fast_decoding as fast_decoding
+    import t2m.decoding.fast as fast_decoding
     from t2m.data import read_tsv_records
 
     rows = read_tsv_records(tiny_chebi20 / "test.txt")[:6]
@@ -284,7 +284,7 @@ def test_beam_search_without_per_beam_source_copies_gives_the_same_beams(transla
 
 def test_shared_cross_attention_matches_the_models_attention(translator):
     """One decoder step by hand: cross-attention outputs with and without the shared copy agree."""
-    from t2m.fast_decoding import shared_cross_attention
+    from t2m.decoding.fast import shared_cross_attention
 
     model = translator.model
     enc = translator.tokenizer(["CCO", "c1ccccc1CC(=O)O", "N"], return_tensors="pt", padding=True)
@@ -301,7 +301,7 @@ def test_shared_cross_attention_matches_the_models_attention(translator):
 
 
 def test_length_rounds():
-    from t2m.fast_decoding import length_rounds
+    from t2m.decoding.fast import length_rounds
 
     assert length_rounds(256, 64) == [64, 128, 256]
     assert length_rounds(200, 64) == [64, 128, 200]
@@ -347,7 +347,7 @@ def test_growing_cache_layer_holds_what_transformers_dynamic_layer_holds():
     batch expansion / selection generate uses: the same keys and values after every operation."""
     from transformers.cache_utils import DynamicLayer
 
-    from t2m.fast_decoding import _growing_layer_class
+    from t2m.decoding.fast import _growing_layer_class
 
     generator = torch.Generator().manual_seed(0)
     growing, plain = _growing_layer_class()(), DynamicLayer()
@@ -393,7 +393,7 @@ def test_decode_pool_workers_leave_when_their_parent_is_killed(tiny_model_dir, t
     script = tmp_path / "pool.py"
     script.write_text(
         "import sys, time\n"
-        "from t2m.decode_pool import DecodePool\n"
+        "from t2m.decoding.pool import DecodePool\n"
         "if __name__ == '__main__':\n"
         f"    with DecodePool({str(tiny_model_dir)!r}, jobs=2, threads=1) as pool:\n"
         "        print(*pool._pool._processes, flush=True)\n"

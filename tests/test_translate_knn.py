@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from datastore.params import KNNParams, PartialKNNParams
-from t2m.generate import Translator
+from t2m.decoding.translator import Translator
 from t2m.options import DecodingOptions, RetrievalOptions
 
 
 @pytest.fixture(scope="module")
 def store_and_rows(tiny_model_dir, tiny_chebi20, tmp_path_factory):
     from t2m.data import training_records
-    from t2m.knn_store import build_task_datastore
+    from t2m.knn.store import build_task_datastore
 
     out = tmp_path_factory.mktemp("store") / "mol2text"
     build_task_datastore(tiny_model_dir, "mol2text", out, tiny_chebi20, setting="benchmark", dev_size=20,
@@ -95,7 +95,7 @@ def test_row_restricted_search_is_exact_search_over_those_rows(store_and_rows):
 def test_pair_finder_reads_the_store_pairs_and_finds_a_training_source_first(store_and_rows):
     from datastore import Datastore
     from t2m.chem import morgan_fingerprint
-    from t2m.knn_pairs import PairFinder
+    from t2m.neighbours.pairs import PairFinder
 
     store_dir, records = store_and_rows
     finder = PairFinder.for_store(Datastore.load(store_dir))
@@ -197,7 +197,7 @@ def test_cli_knn_pairs(tiny_model_dir, store_and_rows, tmp_path):
 def test_jobs_workers_search_the_memory_mapped_store_as_one_process_does(tiny_model_dir, store_and_rows):
     """``--jobs`` workers open the store memory-mapped (index, keys, values): their translations are the
     single process's."""
-    from t2m.decode_pool import DecodePool
+    from t2m.decoding.pool import DecodePool
 
     store, records = store_and_rows
     sources = [r["smiles"] for r in records[:4]]

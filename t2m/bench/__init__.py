@@ -6,7 +6,7 @@
 
 For each task, on the test split of the data setting (ChEBI-20 benchmark setting by default), it runs
 
-- ``retrieval``: the baseline with no model (:mod:`t2m.baselines`), database = the setting's train split;
+- ``retrieval``: the baseline with no model (:mod:`t2m.neighbours.baselines`), database = the setting's train split;
 - ``model``: the checkpoint alone, greedy and beam (text2mol with and without valid-SMILES reranking);
 - ``model+knn``: the same with the task's kNN-MT datastore (built under ``--store-dir`` when missing,
   tuned on the dev slice with ``t2m tune`` when it has no tuned λ, k, T);

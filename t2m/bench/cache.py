@@ -11,7 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from evaluation.predictions import read_predictions
 from t2m.bench.systems import SystemRun
+from t2m.data import write_predictions
 from t2m.io import write_json_atomic as write_json
 
 
@@ -65,8 +67,6 @@ class PredictionCache:
 
     def load(self, task: str, name: str, key: dict[str, Any]) -> SystemRun | None:
         """The cached run of ``name`` made with settings ``key``, or None."""
-        from evaluation.predictions import read_predictions
-
         tsv, sidecar = self._paths(task, name)
         if not self.enabled or not (tsv.is_file() and sidecar.is_file()):
             return None
@@ -84,8 +84,6 @@ class PredictionCache:
 
     def save(self, task: str, run: SystemRun, key: dict[str, Any], sources: Sequence[str],
              references: Sequence[str]) -> Path:
-        from t2m.data import write_predictions
-
         tsv, sidecar = self._paths(task, run.name)
         tsv.parent.mkdir(parents=True, exist_ok=True)
         write_predictions(tsv, task, sources, references, run.outputs)

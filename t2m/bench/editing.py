@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from t2m.editing import edit_agreement, molecule_similarities, similarity_bands
-from t2m.neighbours import Neighbour, copied_share
+from t2m.neighbours.database import Neighbour, copied_share
 from t2m.tasks import TEXT2MOL, source_and_target
 
 

@@ -7,9 +7,10 @@ import math
 import sys
 from typing import Any, Sequence
 
-from t2m.bench.config import EXAMPLE_SYSTEMS, BenchConfig
+from t2m.bench.config import BenchConfig, EXAMPLE_SYSTEMS
 from t2m.bench.statistics import RowScores, row_key
 from t2m.bench.systems import SystemRun
+from t2m.knn.inspect import inspect_translation
 from t2m.tasks import TEXT2MOL, source_and_target
 
 
@@ -26,10 +27,8 @@ def _neighbour_context(tokenizer: Any, target: str, position: int, width: int = 
 
 def trace_neighbours(translator: Any, store: Any, task: str, source: str, train: Sequence[dict],
                      knn_params: Any, config: BenchConfig, top_tokens: int = 5) -> dict[str, Any] | None:
-    """Greedy kNN decoding of ``source`` traced by :func:`t2m.knn_inspect.inspect_translation`: the tokens
+    """Greedy kNN decoding of ``source`` traced by :func:`t2m.knn.inspect.inspect_translation`: the tokens
     retrieval moved most, each with its nearest training entries. None when tracing fails."""
-    from t2m.knn_inspect import inspect_translation
-
     try:
         output, report = inspect_translation(
             store, translator.model, translator.tokenizer, translator.model_inputs([source], task)[0], task,

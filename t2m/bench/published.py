@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from evaluation import read_predictions
 from t2m.bench.systems import SystemRun
 from t2m.io import file_sha256
 from t2m.tasks import TEXT2MOL
@@ -54,8 +55,6 @@ def find_published_dir(given: Path | None, data_dir: Path) -> Path | None:
 def published_runs(task: str, sources: Sequence[str], references: Sequence[str], folder: Path) -> dict[str, SystemRun]:
     """{system name: its run} for every published model whose file in ``folder`` covers all the bench's
     test rows; a file that is missing or lacks a row is reported on stderr and left out."""
-    from evaluation import read_predictions
-
     runs = {}
     for model in PUBLISHED_MODELS:
         path = prediction_file(folder, model, task)

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from datastore.store import model_fingerprint
+from evaluation.signature import package_version
 from t2m.bench.cache import PredictionCache, write_json_atomic
 from t2m.bench.config import BenchConfig, command_line
 from t2m.bench.published import find_published_dir
@@ -20,14 +22,18 @@ from t2m.bench.stores import prepare_task_stores, store_path
 from t2m.bench.task import run_task
 from t2m.bench.verdicts import verdicts
 from t2m.chem import quiet
+from t2m.data import DEV_SIZE, load_chebi20_records
+from t2m.decoding.pool import DecodePool, cpu_count, use_threads
+from t2m.decoding.translator import Translator
 from t2m.io import atomic_write_text
+from t2m.model.checkpoint import default_model_dir
+from t2m.plots import make_plots
 from t2m.process_memory import peak_rss_mb
+from t2m.report import bench_markdown, write_report
 from t2m.tasks import MOL2TEXT
 
 
 def _dev_records(config: BenchConfig):
-    from t2m.data import DEV_SIZE, load_chebi20_records
-
     return load_chebi20_records(config.data, config.setting, dev_size=config.dev_size if config.dev_size is not None else DEV_SIZE)
 
 
@@ -42,10 +48,6 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
     import torch
-
-    from t2m.generate import Translator
-    from datastore.store import model_fingerprint
-    from t2m.modeling import default_model_dir
 
     model_dir = Path(config.model) if config.model is not None else default_model_dir()
     translator = Translator.from_pretrained(model_dir, allow_pickle=config.allow_pickle)
@@ -94,11 +96,10 @@ def _run_bench(config: BenchConfig, started: float) -> dict[str, Any]:
 
 
 def task_decode_pool(config: BenchConfig, model_dir: Path, task: str) -> Any:
-    """With ``config.jobs`` > 1, a :class:`t2m.decode_pool.DecodePool` whose workers hold the model and
+    """With ``config.jobs`` > 1, a :class:`t2m.decoding.pool.DecodePool` whose workers hold the model and
     ``task``'s datastores (a context manager); else a context that gives None."""
     if config.jobs < 2:
         return contextlib.nullcontext(None)
-    from t2m.decode_pool import DecodePool
 
     stores = [store_path(config, task, f) for f in sorted(set(config.fractions) | {1.0})] if config.knn else []
     return DecodePool(model_dir, config.jobs, allow_pickle=config.allow_pickle, stores=stores)
@@ -110,8 +111,6 @@ def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from t2m.decode_pool import cpu_count, use_threads
-
     workers = max(1, min(config.jobs, len(config.tasks)))
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                              initializer=use_threads, initargs=(max(1, cpu_count() // workers),)) as pool:
@@ -121,9 +120,6 @@ def prepare_in_parallel(config: BenchConfig, model_dir: Path) -> dict[str, dict[
 
 def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) -> dict[str, Path]:
     """bench.json, examples.json, bench.md, plots/*.png and report.html in ``out``."""
-    from t2m.plots import make_plots
-    from t2m.report import bench_markdown, write_report
-
     write_json_atomic(out / "bench.json", bench)
     write_json_atomic(out / "examples.json", examples)
     plots = make_plots(bench, out / "plots")
@@ -134,8 +130,6 @@ def write_outputs(out: Path, bench: dict[str, Any], examples: dict[str, Any]) ->
 
 
 def machine_info(torch: Any) -> dict[str, Any]:
-    from evaluation.signature import package_version
-
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),

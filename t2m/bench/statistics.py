@@ -12,7 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from evaluation import evaluate_mol2text, evaluate_text2mol
+from evaluation.meteor import MeteorScorer
 from evaluation.rows import RowStatistics
+from evaluation.text_tokenizer import TextTokenizer
 from t2m.bench.config import LOWER_IS_BETTER
 from t2m.tasks import TEXT2MOL
 
@@ -22,8 +25,6 @@ RowScores = RowStatistics  # the name the bench has always used
 def evaluate(task: str, references: Sequence[str], outputs: Sequence[str], fcd: bool,
              caption_scorer: "CaptionScorer | None" = None) -> Any:
     """``t2m eval``'s full metric set of ``outputs``, with its per-row statistics (``result.rows``)."""
-    from evaluation import evaluate_text2mol
-
     if task == TEXT2MOL:
         return evaluate_text2mol(list(references), list(outputs), fcd=fcd, per_row=True)
     return (caption_scorer or CaptionScorer()).evaluate(references, outputs)
@@ -39,8 +40,6 @@ def row_scores(task: str, references: Sequence[str], outputs: Sequence[str],
 
 def text2mol_row_scores(references: Sequence[str], outputs: Sequence[str]) -> RowStatistics:
     """Per-row text2mol statistics (MolT5 mode), as :func:`evaluation.evaluate_text2mol` counts them."""
-    from evaluation import evaluate_text2mol
-
     return evaluate_text2mol(list(references), list(outputs), fcd=False, sacrebleu=False, per_row=True).rows
 
 
@@ -49,16 +48,11 @@ class CaptionScorer:
     once, for every system of the bench (loading them first also fails early when one is missing)."""
 
     def __init__(self) -> None:
-        from evaluation.meteor import MeteorScorer
-        from evaluation.text_tokenizer import TextTokenizer
-
         self.tokenizer = TextTokenizer.load()
         self.meteor = MeteorScorer.for_vocabulary(self.tokenizer.vocabulary, self.tokenizer.vocab_sha256)
 
     def evaluate(self, references: Sequence[str], outputs: Sequence[str], sacrebleu: bool = True) -> Any:
         """The full mol2text metric set, with the per-row statistics (``result.rows``)."""
-        from evaluation import evaluate_mol2text
-
         return evaluate_mol2text(list(references), list(outputs), tokenizer=self.tokenizer, meteor_scorer=self.meteor,
                                  sacrebleu=sacrebleu, per_row=True)
 

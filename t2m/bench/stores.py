@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 # datastore builds, tuning and the λ sweep batch as `t2m datastore build` does (decoding: t2m.options.default_batch_size)
-from t2m.batching import DEFAULT_BATCH_SIZE
+from datastore.params import KNNParams
+from datastore.store import Datastore, DatastoreMismatchError
 from t2m.bench.config import BenchConfig
 from t2m.bench.systems import effective_decoding_options
+from t2m.decoding.batching import DEFAULT_BATCH_SIZE, encode_batch
+from t2m.knn.store import build_task_datastore, subset_task_datastore
+from t2m.knn.tune import decode, dev_metric, retrieval_scopes, teacher_forced_scores, tune
 from t2m.process_memory import peak_rss_mb
 from t2m.tasks import source_and_target
 
@@ -30,14 +34,10 @@ def store_path(config: BenchConfig, task: str, fraction: float) -> Path:
 
 def prepare_task_stores(config: BenchConfig, model_dir: Path, task: str) -> dict[str, Any]:
     """Build every missing datastore of ``task`` -- all the training pairs with the model, each of
-    ``config.fractions`` cut from that one (:func:`t2m.knn_store.subset_task_datastore`: the same
+    ``config.fractions`` cut from that one (:func:`t2m.knn.store.subset_task_datastore`: the same
     entries, no model run) -- and tune the full one on the dev slice (``t2m tune``) when it has only
     default λ, k, T. Returns the seconds each step took here and this process's peak memory; meant to
     run in a child process (:func:`run_prepare`), so that its memory is measured apart from decoding's."""
-    from t2m.knn_store import build_task_datastore, subset_task_datastore
-    from datastore.store import Datastore
-    from t2m.tune import tune
-
     built: dict[float, float] = {}
     for fraction in [1.0] + sorted(f for f in set(config.fractions) if f != 1.0):
         path = store_path(config, task, fraction)
@@ -87,8 +87,6 @@ def describe_store(config: BenchConfig, task: str, fraction: float, prepared: di
                    ) -> tuple[Any, dict[str, Any]]:
     """Load the task's datastore at ``fraction`` of the training pairs and describe it (entries, bytes,
     build time measured in this run or, for a store built earlier, recorded in the store)."""
-    from datastore.store import Datastore
-
     path = store_path(config, task, fraction)
     store = Datastore.load(path)
     data_meta = store.meta.get("data", {})
@@ -122,8 +120,6 @@ def describe_store(config: BenchConfig, task: str, fraction: float, prepared: di
 
 
 def check_store_model(store: Any, translator: Any) -> None:
-    from datastore.store import DatastoreMismatchError
-
     try:
         store.check_matches(model=translator.model, tokenizer=translator.tokenizer)
     except DatastoreMismatchError as error:
@@ -145,9 +141,6 @@ def lambda_sweep(config: BenchConfig, translator: Any, store: Any, task: str, de
     the reference tokens for every λ of ``config.knn_lambdas`` (one pass), and, on ``config.sweep_rows``
     dev rows, the task metric of greedy decoding at each λ."""
     from datastore.build import PairBatches
-    from datastore.params import KNNParams
-    from t2m.tune import decode, dev_metric, retrieval_scopes, teacher_forced_scores
-    from t2m.batching import encode_batch
 
     params = store.knn_params
     pairs = [source_and_target(r["smiles"], r["description"], task) for r in dev]

@@ -1,6 +1,6 @@
 """The systems the bench decodes: the model alone, the model with kNN-MT (:class:`t2m.options.RetrievalOptions`),
 text2mol without valid-SMILES reranking (read off the reranked decoding), and the no-model retrieval
-baseline (:mod:`t2m.baselines`). Each gives a :class:`SystemRun`: its outputs on the test rows, timed."""
+baseline (:mod:`t2m.neighbours.baselines`). Each gives a :class:`SystemRun`: its outputs on the test rows, timed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from t2m.bench.config import BenchConfig
+from t2m.neighbours.database import NeighbourDatabase
+from t2m.neighbours.ranker import NeighbourRanker
+from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
+from t2m.options import DecodingOptions, SmilesConstraints, default_batch_size
 from t2m.process_memory import current_rss_mb, peak_rss_mb
 from t2m.tasks import MOL2TEXT, TEXT2MOL
 
@@ -60,11 +64,9 @@ def effective_decoding_options(translator: Any, task: str, config: BenchConfig) 
 
 def decode_system(translator: Any, name: str, sources: Sequence[str], task: str, beam: int, rerank: bool,
                   knn: Any, config: BenchConfig, pool: Any = None) -> SystemRun:
-    """Translate ``sources`` with ``translator`` -- or, given a :class:`t2m.decode_pool.DecodePool`, in
+    """Translate ``sources`` with ``translator`` -- or, given a :class:`t2m.decoding.pool.DecodePool`, in
     its workers at once -- and time it (wall clock)."""
     from collections import Counter
-
-    from t2m.options import DecodingOptions, SmilesConstraints, default_batch_size
 
     decoding = DecodingOptions(num_beams=beam, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
                                repetition_penalty=config.repetition_penalty,
@@ -113,20 +115,18 @@ def without_rerank(run: SystemRun, name: str, tokenizer: Any) -> SystemRun:
 
 
 def retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], progress: bool) -> SystemRun:
-    """The no-model baseline over the training pairs (:mod:`t2m.baselines`); the timing covers the
+    """The no-model baseline over the training pairs (:mod:`t2m.neighbours.baselines`); the timing covers the
     queries, the database index is built before the clock starts (its time is in ``settings``)."""
-    from t2m.baselines import MoleculeRetriever, TextRetriever
-
     started = time.perf_counter()
     if task == MOL2TEXT:
-        retriever = MoleculeRetriever([r["smiles"] for r in train], [r["description"] for r in train])
+        retriever = MoleculeSimilarity([r["smiles"] for r in train], [r["description"] for r in train])
         how = "caption of the most similar training molecule (Morgan r=2 2048-bit Tanimoto)"
     else:
-        retriever = TextRetriever([r["description"] for r in train], [r["smiles"] for r in train])
+        retriever = TextSimilarity([r["description"] for r in train], [r["smiles"] for r in train])
         how = "SMILES of the most similar training description (TF-IDF word 1-2-grams, cosine)"
     index_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    found = retriever.retrieve(list(sources), progress=progress)
+    found = retriever.most_similar(list(sources), progress=progress)
     seconds = time.perf_counter() - started
     tokens = sum(len(o.split()) for o in found.outputs)
     return SystemRun("retrieval", {"decoder": "retrieval", "method": how, "database_rows": len(train),
@@ -137,11 +137,8 @@ def retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], p
 
 
 def ranked_retrieval_system(task: str, train: Sequence[dict], sources: Sequence[str], ranker: Any) -> SystemRun:
-    """The no-model baseline with a learned choice among the nearest pairs (:mod:`t2m.neighbour_ranker`):
+    """The no-model baseline with a learned choice among the nearest pairs (:mod:`t2m.neighbours.ranker`):
     the target of the pair the ranker puts first among the ``ranker.pool`` nearest training pairs."""
-    from t2m.neighbour_ranker import NeighbourRanker
-    from t2m.neighbours import NeighbourDatabase
-
     started = time.perf_counter()
     database = NeighbourDatabase.from_records(train, "train")
     database.use_rankers({task: NeighbourRanker.from_dict(ranker.to_dict())})
@@ -152,7 +149,7 @@ def ranked_retrieval_system(task: str, train: Sequence[dict], sources: Sequence[
     seconds = time.perf_counter() - started
     outputs = [n[0].target for n in found]
     how = (f"target of the training pair a learned ranker puts first among the {ranker.pool} nearest "
-           "(t2m.neighbour_ranker)")
+           "(t2m.neighbours.ranker)")
     return SystemRun("retrieval+ranker", {"decoder": "retrieval", "method": how, "database_rows": len(train),
                                           "ranker": ranker.to_dict(), "database_index_seconds": round(index_seconds, 3)},
                      outputs, seconds, sum(len(o.split()) for o in outputs), {}, neighbours=[n[0].row for n in found],

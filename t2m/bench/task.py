@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from t2m.bench.cache import PredictionCache, clean, sha
-from t2m.bench.config import HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_PUBLISHED, VERSUS_RETRIEVAL, BenchConfig
+from t2m.bench.config import BenchConfig, HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_PUBLISHED, VERSUS_RETRIEVAL
 from t2m.bench.editing import editing_part
 from t2m.bench.examples import example_rows, pick_examples, trace_neighbours
 from t2m.bench.published import is_published, published_runs
@@ -19,6 +19,7 @@ from t2m.bench.stores import check_store_model, describe_store, knn_record, lamb
 from t2m.bench.systems import (SystemRun, decode_system, effective_decoding_options, ranked_retrieval_system,
                                retrieval_system, system_name, without_rerank)
 from t2m.bench.verdicts import best_default_system, cost_summary
+from t2m.options import RetrievalOptions
 from t2m.tasks import TEXT2MOL, source_and_target
 
 
@@ -30,7 +31,7 @@ class TaskRuns:
     task: str
     translator: Any
     cache: PredictionCache
-    pool: Any  # a t2m.decode_pool.DecodePool that every decoding is split over, or None
+    pool: Any  # a t2m.decoding.pool.DecodePool that every decoding is split over, or None
     test: list[dict]
     train: list[dict]
     sources: list[str]
@@ -125,10 +126,8 @@ def run_task(config: BenchConfig, task: str, translator: Any, model_dir: Path, s
              published: Path | None = None) -> tuple[dict, dict]:
     """Every system, comparison and measurement of one task; returns (bench.json part, examples part).
     ``prepared``: :func:`prepare_task_stores`' record when the stores were prepared beforehand (else
-    it runs here); ``pool``: a :class:`t2m.decode_pool.DecodePool` that every decoding is split over;
+    it runs here); ``pool``: a :class:`t2m.decoding.pool.DecodePool` that every decoding is split over;
     ``published``: a folder of MolT5's published predictions, scored beside the systems."""
-    from t2m.options import RetrievalOptions
-
     t = TaskRuns.start(config, task, translator, splits, cache, model_fp, pool, caption_scorer)
     t.run_retrieval()
     t.run_plan("model", {"system": "model"}, None)
@@ -182,8 +181,6 @@ def _scaling_runs(t: TaskRuns, prepared: dict[str, Any], params: Any, store_key:
                   ) -> dict[float, tuple[SystemRun, dict]]:
     """Datastore scaling: model + kNN with the stores of fractions of the training pairs (the model and
     λ, k, T fixed) on the first ``t.scaling_rows`` test rows. {fraction: (run, store description)}."""
-    from t2m.options import RetrievalOptions
-
     config, task, translator = t.config, t.task, t.translator
     scaling_runs: dict[float, tuple[SystemRun, dict]] = {}
     for fraction in sorted(set(config.fractions)):

@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Mapping
 
+from t2m import __version__
 from t2m.cli.checks import UsageError, flag_names, with_flags
 from t2m.errors import OptionError, error_line
 
@@ -85,7 +86,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="t2m", description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
                                      epilog="Errors print one line; add --debug (or set T2M_DEBUG=1) to see the "
                                             "Python traceback.")
-    from t2m import __version__
 
     parser.add_argument("--version", action="version", version=f"t2m {__version__}")
     parser.add_argument(DEBUG_FLAG, action="store_true",

@@ -1,4 +1,4 @@
-"""``t2m baselines``: a thin wrapper over :func:`t2m.baselines.run_chebi20` (the retrieval baselines with no
+"""``t2m baselines``: a thin wrapper over :func:`t2m.neighbours.baselines.run_chebi20` (the retrieval baselines with no
 model, on the ChEBI-20 test split, written in MolT5's 3-column format for ``t2m eval``).
 
     t2m baselines --out DIR [--data DIR] [--setting auto|benchmark|official] [--database train|first-3001]
@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from t2m.data import SETTINGS
+from t2m.neighbours.baselines import run_chebi20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.baselines import run_chebi20
-
     for task, path in run_chebi20(args.out, args.data, args.setting, args.database).items():
         print(f"{task}: {path}")
     return 0

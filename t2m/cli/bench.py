@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from t2m.bench.config import SWEEP_LAMBDAS, BenchConfig
+from t2m.bench.config import BenchConfig, SWEEP_LAMBDAS
+from t2m.bench.run import run_bench
 from t2m.cli.checks import UsageError, check_chebi20, check_existing, parse_list, usage_errors
 from t2m.data import SETTINGS
 from t2m.io import check_writable_folder
-from t2m.modeling import checkpoint_dir
+from t2m.model.checkpoint import checkpoint_dir
 
 # the fields of BenchConfig the parser stores under other names (t2m.cli.checks.flag_names)
 FIELD_FLAGS = {"fcd=False": "--no-fcd", "isolate_builds=False": "--in-process", "knn=False": "--no-knn",
@@ -118,7 +119,6 @@ def check_options(args: argparse.Namespace) -> BenchConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = check_options(args)
-    from t2m.bench.run import run_bench
 
     bench = run_bench(config)
     print((config.out / "bench.md").read_text(encoding="utf-8"))

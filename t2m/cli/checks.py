@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, TypeVar
 
+from t2m.data import resolve_chebi20_dir
 from t2m.errors import error_line
 
 Number = TypeVar("Number", int, float)
@@ -97,8 +98,6 @@ def parse_list(option: str, text: str | None, kind: Callable[[str], Number]) -> 
 
 def check_chebi20(data: str | os.PathLike | None) -> Path:
     """The ChEBI-20 folder ``--data`` names (or t2m finds when it is left out); else UsageError."""
-    from t2m.data import resolve_chebi20_dir
-
     try:
         return resolve_chebi20_dir(data)
     except FileNotFoundError as err:

@@ -1,12 +1,12 @@
 """``t2m datastore build`` and ``t2m datastore inspect``: thin wrappers over
-:func:`t2m.knn_store.build_task_datastore` and :func:`t2m.knn_inspect.inspect_translation`.
+:func:`t2m.knn.store.build_task_datastore` and :func:`t2m.knn.inspect.inspect_translation`.
 
     t2m datastore build --model DIR --data DIR --task {text2mol,mol2text} --out DIR
                         [--index FACTORY] [--nprobe N] [--train-size N] [--gpu auto|yes|no]
                         [--layer LAYER] [--batch-size N] [--fraction F]
     t2m datastore inspect --store DIR --model DIR "input text"
 
-Multi-process builds: see :mod:`t2m.knn_store`. Each action's options are checked before the model loads
+Multi-process builds: see :mod:`t2m.knn.store`. Each action's options are checked before the model loads
 (:func:`check_build`, :func:`check_inspect`).
 """
 
@@ -20,14 +20,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from datastore.params import KNNParams, PartialKNNParams
-from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
+from datastore.store import Datastore
 from t2m.cli.checks import UsageError, check_existing, usage_errors
 from t2m.data import SETTINGS, training_records
+from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN
+from t2m.decoding.translator import Translator
 from t2m.errors import check_range
 from t2m.io import check_writable_file, check_writable_folder
-from t2m.knn_inspect import format_inspection, inspect_translation
-from t2m.knn_store import build_task_datastore, device
-from t2m.modeling import CHECKPOINT_FIX, checkpoint_dir
+from t2m.knn.inspect import format_inspection, inspect_translation
+from t2m.knn.store import build_task_datastore, device
+from t2m.model.checkpoint import CHECKPOINT_FIX, checkpoint_dir, load_model
 from t2m.options import open_store
 
 # the fields the core names otherwise than the parser (t2m.cli.checks.flag_names)
@@ -154,8 +156,6 @@ def check_inspect(args: argparse.Namespace) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from datastore.store import Datastore
-
     knn = check_build(args)
     try:
         out = _build(args, knn)
@@ -188,7 +188,7 @@ def interrupted_build(out: Path) -> str:
 
 
 def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
-    """:func:`t2m.knn_store.build_task_datastore` with the options of ``args``."""
+    """:func:`t2m.knn.store.build_task_datastore` with the options of ``args``."""
     return build_task_datastore(args.model, args.task, args.out, args.data, setting=args.setting,
                                 index_factory=args.index, layer=args.layer, batch_size=args.batch_size,
                                 max_source_len=args.max_source_len, max_target_len=args.max_target_len,
@@ -201,9 +201,6 @@ def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from datastore.store import Datastore
-    from t2m.modeling import load_model
-
     check_inspect(args)
     model, tokenizer, info = load_model(args.model, allow_pickle=args.allow_pickle, device=device())
     store = Datastore.load(args.store, model=model, tokenizer=tokenizer)
@@ -214,7 +211,6 @@ def _run_inspect(args: argparse.Namespace) -> int:
             records, _ = training_records(args.data, data_meta.get("setting", "auto"), data_meta.get("dev_size"))
         except (FileNotFoundError, ValueError) as error:
             print(f"(neighbour CIDs not shown: {error})")
-    from t2m.generate import Translator
 
     text = Translator(model, tokenizer, info).model_inputs([args.input], args.task or store.task)[0]
     output, report = inspect_translation(store, model, tokenizer, text, args.task,

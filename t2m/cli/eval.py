@@ -11,6 +11,10 @@ import os
 import sys
 from pathlib import Path
 
+from evaluation.evaluate import evaluate_file
+from evaluation.predictions import PredictionsFormatError, read_predictions, task_contradiction
+from evaluation.text_tokenizer import TokenizerNotFoundError
+from evaluation.wordnet import WordNetMissingError
 from t2m.cli.checks import with_flags
 from t2m.io import check_writable_file
 
@@ -73,11 +77,6 @@ def _is_command_process() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation.evaluate import evaluate_file
-    from evaluation.predictions import PredictionsFormatError, read_predictions, task_contradiction
-    from evaluation.text_tokenizer import TokenizerNotFoundError
-    from evaluation.wordnet import WordNetMissingError
-
     try:
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers {args.workers}: must be 1 or more")

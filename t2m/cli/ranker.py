@@ -1,4 +1,4 @@
-"""``t2m ranker``: a thin wrapper over :func:`t2m.neighbour_ranker.fit_rankers` (fit the learned choice among
+"""``t2m ranker``: a thin wrapper over :func:`t2m.neighbours.ranker.fit_rankers` (fit the learned choice among
 each input's nearest database pairs, one ranker per task, on the database itself).
 
     t2m ranker --out ranker.json [--database PAIRS.tsv | --data DIR --setting official] [--task mol2text] [--pool 8]
@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from t2m.data import DEV_SIZE, SETTINGS
-from t2m.neighbour_ranker import POOL
+from t2m.cli.checks import UsageError
+from t2m.data import DEV_SIZE, SETTINGS, load_chebi20_records
+from t2m.neighbours.database import NeighbourDatabase
+from t2m.neighbours.ranker import POOL, fit_rankers
 from t2m.tasks import TASKS
 
 
@@ -31,17 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.cli.checks import UsageError
-    from t2m.neighbour_ranker import fit_rankers
-    from t2m.neighbours import NeighbourDatabase
-
     if args.pool < 2:
         raise UsageError(f"--pool {args.pool}: a ranker chooses among at least 2 pairs; pass --pool 2 or more")
     if args.database is not None:
         database = NeighbourDatabase.from_file(args.database)
     else:
-        from t2m.data import load_chebi20_records
-
         splits = load_chebi20_records(args.data, args.setting, dev_size=args.dev_size)
         database = NeighbourDatabase.from_records(splits.train, f"ChEBI-20 {splits.setting} train ({splits.sources['train']})")
         print(f"database: the ChEBI-20 {splits.setting} setting's train split, {len(database)} pairs")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from t2m.bench.rewrite import rewrite_report
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bench_dir", type=Path, help="a t2m bench --out folder")
@@ -20,8 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.bench.rewrite import rewrite_report
-
     for path in rewrite_report(args.bench_dir, args.replot, args.readme, args.readme_plots):
         print(path)
     return 0

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from t2m.cli.checks import UsageError, usage_errors
 from t2m.errors import check_range
+from t2m.serve.app import create_app
+from t2m.serve.service import Limits
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # option -> (Limits field, help)
@@ -24,8 +26,6 @@ LIMIT_OPTIONS = {
 
 
 def add_arguments(parser) -> None:
-    from t2m.serve.service import Limits
-
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; anything but 127.0.0.1/localhost lets other machines use the page "
                              "(there is no login)")
@@ -84,8 +84,6 @@ def run(args) -> int:
     except ImportError as err:
         raise UsageError(f"t2m serve needs the serve extra ({err.name} is not installed): pip install -e '.[serve]' "
                          "(Starlette and uvicorn)") from None
-    from t2m.serve.app import create_app
-    from t2m.serve.service import Limits
 
     check_options(args)
     sock = bind(args.host, args.port)

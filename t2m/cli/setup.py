@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from t2m.cli.checks import with_flags
+from t2m.resources import SetupError, setup
 
 # the fields of t2m.resources.setup the parser stores under other names (t2m.cli.checks.flag_names)
 FIELD_FLAGS = {"use_apt=False": "--no-apt"}
@@ -35,8 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.resources import SetupError, setup
-
     try:
         if args.nltk_data is not None:
             os.environ["T2M_NLTK_DATA"] = str(args.nltk_data)  # so that evaluation finds what we lay out

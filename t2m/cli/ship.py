@@ -13,6 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
+from t2m.cli.checks import UsageError
+from t2m.recipes.ship_default_model import ship_default_model
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="training run folder (holds model/ and train_log.jsonl)")
@@ -41,9 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.cli.checks import UsageError
-    from t2m.recipes.ship_default_model import ship_default_model
-
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if set(tasks) != {"text2mol", "mol2text"} and not args.card_only:
         raise UsageError("--tasks with fewer than both tasks needs --card-only (a new model is scored on both)")

@@ -1,4 +1,4 @@
-"""``t2m train``: a thin wrapper over :func:`t2m.train.train` (multitask training of one T5, resumable).
+"""``t2m train``: a thin wrapper over :func:`t2m.training.trainer.train` (multitask training of one T5, resumable).
 
     t2m train --config CONFIG [--out DIR] [--data DIR] [--max-steps N] [--max-minutes M] [--stop-at-step N] [--no-resume]
 """
@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 
+from t2m.training.trainer import TrainConfig, train
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training config (JSON or TOML; keys of t2m.train.TrainConfig)")
+    parser.add_argument("--config", required=True, help="training config (JSON or TOML; keys of t2m.training.trainer.TrainConfig)")
     parser.add_argument("--out", dest="out_dir", help="output directory (overrides the config's out_dir)")
     parser.add_argument("--data", dest="data_dir", help="ChEBI-20 folder (overrides the config's data_dir)")
     parser.add_argument("--max-steps", type=int, help="overrides the config's max_steps")
@@ -21,8 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2m.train import TrainConfig, train
-
     config = TrainConfig.load(args.config, out_dir=args.out_dir, data_dir=args.data_dir, max_steps=args.max_steps,
                               max_minutes=args.max_minutes, stop_at_step=args.stop_at_step)
     final = train(config, resume=not args.no_resume)

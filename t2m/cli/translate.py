@@ -1,6 +1,6 @@
 """``t2m translate``: a thin wrapper over :func:`t2m.translate_job.run_translation` (which reads the inputs,
 keeps finished rows in ``OUTPUT.partial`` so an interrupted run resumes, decodes with
-:meth:`t2m.generate.Translator.translate` or ``--jobs`` worker processes, and writes the output; its
+:meth:`t2m.decoding.translator.Translator.translate` or ``--jobs`` worker processes, and writes the output; its
 docstring describes the formats).
 
 Inputs are texts on the command line, or a file (``--input``) read as ``--format`` (``tsv``: a ChEBI-20 or
@@ -17,9 +17,12 @@ import logging
 import sys
 from pathlib import Path
 
+from datastore.params import PartialKNNParams
 from t2m.cli.checks import UsageError, usage_errors, with_flags
 from t2m.inputs import FORMATS
+from t2m.options import DecodingOptions, SmilesConstraints
 from t2m.tasks import MOL2TEXT, TASKS
+from t2m.translate_job import TranslateJob, TranslationInterrupted, report_flags, run_translation
 
 # the fields of t2m's option objects that the parser stores under other names (t2m.cli.checks.flag_names)
 FIELD_FLAGS = {"num_return_sequences": "--n-best", "do_sample=True": "--sample", "syntax=False": "--no-smiles-syntax",
@@ -49,15 +52,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens generated per output")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes sharing the inputs (each with its own model copy and cores/N "
-                             "threads; t2m.decode_pool); 1: this process")
+                             "threads; t2m.decoding.pool); 1: this process")
     parser.add_argument("--no-valid-smiles", dest="valid_smiles", action="store_false",
                         help="text2mol: do not rerank beams to the best one RDKit parses")
     parser.add_argument("--no-smiles-syntax", dest="smiles_syntax", action="store_false",
                         help="text2mol: do not constrain decoding to syntactically possible SMILES (balanced "
-                             "branches, ring bonds and brackets; see t2m.smiles_grammar)")
+                             "branches, ring bonds and brackets; see t2m.decoding.smiles_grammar)")
     parser.add_argument("--no-smiles-valence", dest="smiles_valence", action="store_false",
                         help="text2mol: keep the syntax constraint but do not check valences and ring bonds "
-                             "(see t2m.smiles_valence)")
+                             "(see t2m.decoding.smiles_valence)")
     parser.add_argument("--canonical", action="store_true", help="text2mol: write RDKit canonical SMILES")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy/beam search")
     parser.add_argument("--top-p", type=float, help="with --sample: nucleus sampling mass, in (0, 1] (default: off)")
@@ -94,7 +97,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--system", choices=("model", "retrieval"),
                         help="model: the T5 translates (reading its neighbours when trained with them); retrieval: "
                              "no model, the target of the database pair the checkpoint's neighbour ranker puts first "
-                             "among the nearest (t2m.neighbour_ranker; the nearest pair without one); --n-best gives "
+                             "among the nearest (t2m.neighbours.ranker; the nearest pair without one); --n-best gives "
                              "the next pairs' targets, the decoding and --knn options do not apply. Default: the "
                              "checkpoint's choice for the task (t2m.json \"system\", the best system t2m bench "
                              "measured for the shipped model; model for checkpoints without one, and with --knn)")
@@ -129,10 +132,6 @@ def check_options(args):
 
 def translate_job(args):
     """The :class:`t2m.translate_job.TranslateJob` of the command line's arguments."""
-    from datastore.params import PartialKNNParams
-    from t2m.options import DecodingOptions, SmilesConstraints
-    from t2m.translate_job import TranslateJob
-
     decoding = DecodingOptions(num_beams=args.num_beams, num_return_sequences=args.n_best, batch_size=args.batch_size,
                                max_new_tokens=args.max_new_tokens, do_sample=args.sample, top_p=args.top_p,
                                top_k=args.top_k, repetition_penalty=args.repetition_penalty,
@@ -150,8 +149,6 @@ def translate_job(args):
 
 
 def run(args) -> int:
-    from t2m.translate_job import TranslationInterrupted, report_flags, run_translation
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     job = check_options(args)
     try:

@@ -1,4 +1,4 @@
-"""``t2m tune``: a thin wrapper over :func:`t2m.tune.tune` (choose kNN λ, k, T and the retrieval scope on
+"""``t2m tune``: a thin wrapper over :func:`t2m.knn.tune.tune` (choose kNN λ, k, T and the retrieval scope on
 the dev slice, and write them into the store).
 
     t2m tune --store DIR --model DIR [--data DIR] [--knn-lambdas 0.1,0.2,...] [--ks 4,8,16,32]
@@ -16,9 +16,9 @@ from pathlib import Path
 from datastore.params import KNNParams
 from t2m.cli.checks import UsageError, check_chebi20, parse_list, usage_errors
 from t2m.errors import check_each, check_range
-from t2m.modeling import CHECKPOINT_FIX, checkpoint_dir
+from t2m.model.checkpoint import CHECKPOINT_FIX, checkpoint_dir
 from t2m.options import open_store
-from t2m.tune import DEFAULT_KS, DEFAULT_LAMBDAS, tune
+from t2m.knn.tune import DEFAULT_KS, DEFAULT_LAMBDAS, tune
 
 
 # -------------------------------------------------------------------------------------------- CLI

@@ -28,7 +28,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2m.modeling import RECOMMENDED_DECODING, default_model_dir
+from t2m.bench.verdicts import best_default_system
+from t2m.data import read_file_bytes, read_records, read_tsv_records, resolve_chebi20_dir
+from t2m.decoding.pool import cpu_count
+from t2m.download import git_blob_id
+from t2m.io import atomic_write_text
+from t2m.model.checkpoint import RECOMMENDED_DECODING, default_model_dir
+from t2m.neighbours.database import NeighbourDatabase, NeighbourFormat, load_checkpoint_database
+from t2m.neighbours.ranker import fit_rankers, fitted_for, load_rankers, save_rankers
+from t2m.tokenizer import load_tokenizer
 
 SHIPPED_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "spiece.model", "t2m.json",
@@ -47,12 +55,6 @@ def replace_memory(model_dir: Path, pairs: Path, ranker: Path | None = None) -> 
     sha256 and git blob id of the uncompressed file), and the rankers refit on it -- or taken from
     ``ranker``, a file ``t2m ranker`` fitted on the same pairs (checked by their count). Returns the record."""
     import lzma
-
-    from t2m.data import read_file_bytes, read_records
-    from t2m.download import git_blob_id
-    from t2m.io import atomic_write_text
-    from t2m.neighbour_ranker import fitted_for, load_rankers, save_rankers
-    from t2m.neighbours import NeighbourDatabase
 
     pairs = Path(pairs)
     raw = read_file_bytes(pairs)
@@ -117,12 +119,8 @@ def copy_model(run: Path, dest: Path, fit_ranker: bool = True, keep_float32: boo
 
 def add_neighbour_ranker(model_dir: Path) -> None:
     """For a checkpoint that reads neighbours: fit the neighbour rankers on its memory
-    (:mod:`t2m.neighbour_ranker`), write them to ``ranker.json`` and name them in ``t2m.json``."""
+    (:mod:`t2m.neighbours.ranker`), write them to ``ranker.json`` and name them in ``t2m.json``."""
     import dataclasses
-
-    from t2m.io import atomic_write_text
-    from t2m.neighbour_ranker import fit_rankers
-    from t2m.neighbours import NeighbourFormat, load_checkpoint_database
 
     meta_file = model_dir / "t2m.json"
     meta = json.loads(meta_file.read_text())
@@ -197,7 +195,6 @@ def run_settings(model: Path, test_file: Path, out: Path, jobs: int, rows: int |
 
 def machine_name() -> str:
     """The CPU this runs on, as the model card names it (model name and its widest vector unit)."""
-    from t2m.decode_pool import cpu_count
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -258,9 +255,6 @@ def results_from_bench(bench_dirs: list[Path], out: Path) -> dict:
 def mean_token_lengths(model_dir: Path, data_dir: Path) -> dict[str, float]:
     """Mean tokens per SMILES and per description (without the end token) of the checkpoint's tokenizer
     over ChEBI-20 validation and test: shorter sequences are faster everywhere downstream."""
-    from t2m.data import read_tsv_records
-    from t2m.tokenizer import load_tokenizer
-
     tokenizer = load_tokenizer(model_dir)
     rows = read_tsv_records(data_dir / "validation.txt") + read_tsv_records(data_dir / "test.txt")
     means = {}
@@ -274,8 +268,6 @@ def default_systems_from_bench(bench_dirs: Sequence[Path], tasks: Sequence[str])
     """Per task, the best system ``t2m translate`` can run by default as measured by the first of the
     ``t2m bench`` folders whose ``bench.json`` has the task (:func:`t2m.bench.verdicts.best_default_system`):
     {task: {"system", "translate", "metrics", "scores", "rows", "beam"}}."""
-    from t2m.bench.verdicts import best_default_system
-
     chosen: dict[str, dict[str, Any]] = {}
     for folder in bench_dirs:
         for bench_file in sorted(Path(folder).glob("**/bench.json")):
@@ -290,8 +282,6 @@ def default_systems_from_bench(bench_dirs: Sequence[Path], tasks: Sequence[str])
 
 def set_default_systems(model_dir: Path, chosen: dict[str, dict[str, Any]]) -> None:
     """Write ``t2m.json`` "system" (what ``t2m translate`` runs by default) from :func:`default_systems_from_bench`."""
-    from t2m.io import atomic_write_text
-
     meta_file = model_dir / "t2m.json"
     meta = json.loads(meta_file.read_text())
     meta["system"] = {**meta.get("system", {}), **{task: c["translate"] for task, c in chosen.items()}}
@@ -337,7 +327,7 @@ def ranker_lines(meta: dict) -> list[str]:
     ranker = meta.get("neighbours", {}).get("ranker")
     if not ranker:
         return []
-    return [f"- ranker: `{ranker}`, boosted regression trees (`t2m.neighbour_ranker`, fitted on the memory itself by "
+    return [f"- ranker: `{ranker}`, boosted regression trees (`t2m.neighbours.ranker`, fitted on the memory itself by "
             "`t2m ranker`) that choose, among the 8 nearest pairs, the one whose target is likely closest to the truth; "
             "the model reads that pair, and `t2m translate --system retrieval` answers with its target (no model)."]
 
@@ -367,7 +357,7 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
             "",
             "One shared-encoder T5 for both directions (text2mol and mol2text), Text+Chem T5 task prompts, that",
             f"reads in its input the nearest training pair of what it translates (its memory, `{meta['neighbours'].get('database', 'memory.tsv')}`) and",
-            "has a copy head (`t2m.copy_model`: a pointer-generator mixture of the vocabulary and the input's",
+            "has a copy head (`t2m.model.copy_head`: a pointer-generator mixture of the vocabulary and the input's",
             "tokens). Trained on this project's 2-core CPU in two stages: `t2m train --config",
             "t2m/recipes/default_model.json` (from scratch, no neighbours), then `t2m train --config",
             "t2m/recipes/retrieval_model.json` (warm-started from stage 1, neighbours in the input, copy head)",
@@ -430,8 +420,8 @@ def model_card(dest: Path, run: Path, results: dict, history: str | None = None,
               + " (captions otherwise loop on a phrase; SMILES on a motif until the length limit); "
               "`t2m translate` and `Translator` apply it unless given another value (`--no-repeat-ngram-size 0` "
               "switches it off). text2mol decoding is also kept to syntactically possible SMILES, finished "
-              "within the length limit (`t2m.smiles_grammar`; `--no-smiles-syntax` switches it off), with legal "
-              "valences and ring bonds (`t2m.smiles_valence`; `--no-smiles-valence`) and, at beam search, the best "
+              "within the length limit (`t2m.decoding.smiles_grammar`; `--no-smiles-syntax` switches it off), with legal "
+              "valences and ring bonds (`t2m.decoding.smiles_valence`; `--no-smiles-valence`) and, at beam search, the best "
               "beam RDKit parses is chosen."]
     lines += ["", "## Scores on ChEBI-20 test, as `t2m eval` prints them", ""]
     for key, res in results.items():
@@ -463,9 +453,6 @@ def ship_default_model(run: Path, data: str | Path | None = None, jobs: int = 2,
     make ``memory`` (a pairs file) its memory when given (:func:`replace_memory`, with ``memory_ranker``),
     score it on the test split (or take the scores from the ``from_bench`` folders), and write its model
     card; returns {setting: metrics}, also written to ``run/eval/summary.json``."""
-    from t2m.data import resolve_chebi20_dir
-    from t2m.io import atomic_write_text
-
     run, tasks = Path(run), tuple(tasks)
     dest = default_model_dir() if dest is None else Path(dest)
     if set(tasks) != {"text2mol", "mol2text"} and not card_only:

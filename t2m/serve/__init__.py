@@ -10,9 +10,9 @@ Needs the ``serve`` extra (``pip install -e '.[serve]'``: Starlette and uvicorn)
 
 from __future__ import annotations
 
+from t2m.serve.app import create_app as create
+
 
 def create_app(*args, **kwargs):
     """:func:`t2m.serve.app.create_app` (imported on first use: Starlette is an optional dependency)."""
-    from t2m.serve.app import create_app as create
-
     return create(*args, **kwargs)

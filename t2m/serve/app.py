@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from t2m.serve.files import MEDIA_TYPE, FileJobs
+from t2m.errors import error_line
+from t2m.serve.files import FileJobs, MEDIA_TYPE
 from t2m.serve.service import ApiError, Limits, TranslationService, _count
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,6 @@ def create_app(model: str | Path | None = None, database: str | Path | None = No
         return error_response(error.status_code, str(error.detail))
 
     async def server_error(request: Request, error: Exception) -> Response:
-        from t2m.errors import error_line
-
         log.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, f"the server failed on this request ({type(error).__name__}: "
                                    f"{error_line(error)[:200]}); it is still running: report this with the input")

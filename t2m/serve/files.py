@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from t2m.decoding.translator import Translation
+from t2m.errors import OptionError, error_line
+from t2m.inputs import FORMATS, parse_inputs
 from t2m.serve.service import ApiError, TranslationService, _count
+from t2m.translate_job import format_output, known_results
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +83,6 @@ class FileJobs:
     def start(self, data: bytes, name: str, task: str, system: str | None, num_beams: int, format: str) -> FileJob:
         """Read ``data`` (the file ``name``) and start translating it; ApiError when it cannot be read, is
         over the limits, or too many files are being translated."""
-        from t2m.errors import OptionError
-        from t2m.inputs import FORMATS, parse_inputs
-
         limits = self.service.limits
         request = self.service.check_options(task, system, num_beams)
         if format not in FORMATS:
@@ -123,9 +124,6 @@ class FileJobs:
             del self._jobs[job.id]
 
     def _run(self, job: FileJob) -> None:
-        from t2m.generate import Translation
-        from t2m.translate_job import format_output, known_results
-
         started = time.perf_counter()
         try:
             results = known_results(job.inputs, None)
@@ -148,7 +146,6 @@ class FileJobs:
             job.text = format_output(job.task, job.inputs, results, None)
             job.state = "done"
         except Exception as err:  # noqa: BLE001 - a failed file is reported on its status, the server stays up
-            from t2m.errors import error_line
 
             log.exception("file %s (%s) failed", job.id, job.name)
             job.error, job.state = f"translating failed after {job.done} of {job.rows} rows: {error_line(err)}", "failed"

@@ -20,7 +20,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+from datastore.store import DatastoreError
+import t2m
 from t2m.chem import is_valid_smiles, molecule_svg
+from t2m.decoding.translator import Translator
+from t2m.errors import OptionError
+from t2m.model.checkpoint import checkpoint_dir, default_model_dir, read_checkpoint_info
+from t2m.options import DecodingOptions, RetrievalOptions, open_store
 from t2m.tasks import MOL2TEXT, TASKS, TEXT2MOL
 
 log = logging.getLogger(__name__)
@@ -99,11 +105,6 @@ class TranslationService:
     def __init__(self, model: str | Path | None = None, database: str | Path | None = None,
                  knn: Sequence[str | Path] = (), limits: Limits | None = None, allow_pickle: bool = False,
                  load_model: bool = False):
-        from t2m.errors import OptionError
-        from t2m.generate import Translator
-        from t2m.modeling import checkpoint_dir, default_model_dir, read_checkpoint_info
-        from t2m.options import open_store
-
         self.limits = limits or Limits()
         self.model_dir = checkpoint_dir(model, allow_pickle)
         self.shipped = self.model_dir.resolve() == default_model_dir().resolve()
@@ -153,7 +154,6 @@ class TranslationService:
     def health(self) -> dict[str, Any]:
         """GET /api/health: the model, its default systems, the limits, the versions."""
         database = self.retriever.database if self.retriever is not None else None
-        import t2m
 
         return {
             "status": "ok",
@@ -244,8 +244,6 @@ class TranslationService:
         """The T5 translator, loaded on first use (once, whatever the number of callers waiting)."""
         with self._load_lock:
             if self._t5 is None:
-                from t2m.generate import Translator
-
                 log.info("loading the T5 of %s", self.model_dir)
                 database = self.retriever.database if self.retriever is not None else None
                 t5 = Translator.from_pretrained(self.model_dir, allow_pickle=self.allow_pickle, database=database)
@@ -255,9 +253,6 @@ class TranslationService:
 
     def _check_stores(self, t5) -> None:
         """Refuse a ``knn`` store built for another model (at start; with the T5 loaded lazily, on its load)."""
-        from datastore.store import DatastoreError
-        from t2m.errors import OptionError
-
         for store in self.stores.values():
             try:
                 store.check_matches(model=t5.model, tokenizer=t5.tokenizer)
@@ -265,13 +260,12 @@ class TranslationService:
                 raise OptionError(f"knn={err}") from None
 
     def run(self, task: str, texts: list[str], system: str, num_beams: int = 1, n_best: bool = True) -> list:
-        """:class:`t2m.generate.Translation` of each text by ``system``, one call at a time. ``n_best``: list
+        """:class:`t2m.decoding.translator.Translation` of each text by ``system``, one call at a time. ``n_best``: list
         every beam (retrieval: the :data:`RETRIEVAL_CANDIDATES` best-ranked pairs) as candidates; else the
         candidates ``t2m translate`` gives with the same options (an uploaded file is written as it writes it)."""
         if system == RETRIEVAL:
             with self._lock:
                 return self.retriever.retrieve(texts, task, RETRIEVAL_CANDIDATES if n_best else 1)
-        from t2m.options import DecodingOptions, RetrievalOptions
 
         translator = self.t5()
         decoding = DecodingOptions(num_beams=num_beams, num_return_sequences=num_beams if n_best else None)

@@ -55,7 +55,7 @@ import torch
 
 
 def _setup(args):
-    from t2m.modeling import load_model, make_config
+    from t2m.model.checkpoint import load_model, make_config
 
     if args.model:
         model, tokenizer, info = load_model(args.model)
@@ -89,7 +89,7 @@ def _batches(tokenizer, records, task, prompt_style, batch_size, max_len):
 
 
 def _encode(tokenizer, sources, targets, task, prompt_style, max_len):
-    from t2m.batching import encode_batch
+    from t2m.decoding.batching import encode_batch
 
     return encode_batch(tokenizer, sources, targets, task, prompt_style, max_len, max_len)
 
@@ -181,7 +181,7 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
     from datastore import Datastore, knn_generation
     from datastore.index import build_index, exact_index, set_search_params
     from datastore.retrieve import Retriever
-    from t2m.batching import encode_batch
+    from t2m.decoding.batching import encode_batch
 
     store = Datastore.load(store_dir)
     batches = [encode_batch(tokenizer, sources[i:i + batch_size], None, task, prompt_style)
@@ -190,12 +190,12 @@ def bench_decode(model, tokenizer, store_dir: Path, sources, task, prompt_style,
                   **(generate_options or {}))
 
     def one(retriever, batch):
-        from t2m.fast_decoding import fast_decoding
+        from t2m.decoding.fast import fast_decoding
 
         context = nullcontext(None) if retriever is None else knn_generation(
             model, store, k=k, lambda_=0.5, temperature=10.0, retriever=retriever, check=False)
         start = time.perf_counter()
-        # beam search as t2m.generate.Translator runs it (no per-beam copies of the source keys/values)
+        # beam search as t2m.decoding.translator.Translator runs it (no per-beam copies of the source keys/values)
         with context as processors, fast_decoding(model, beams) as beam_options:
             out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                  logits_processor=processors, **beam_options, **kwargs)
@@ -263,7 +263,7 @@ def bench_metric(model, tokenizer, store_dir: Path, rows, task, prompt_style, ba
     from datastore.index import build_index, exact_index, set_search_params
     from datastore.retrieve import Retriever
     from datastore.params import KNNParams
-    from t2m.tune import decode, dev_metric
+    from t2m.knn.tune import decode, dev_metric
 
     store = Datastore.load(store_dir)
     sources, references = _pairs(rows, task)

@@ -1,4 +1,4 @@
-"""t2m.fast_decoding against transformers' own generate: wall time and equal outputs.
+"""t2m.decoding.fast against transformers' own generate: wall time and equal outputs.
 
     OMP_NUM_THREADS=1 python tests/benchmarks/bench_fast_decoding.py [--rows 32] [--beams 1 5]
 
@@ -14,8 +14,8 @@ import time
 
 import torch
 
-import t2m.fast_decoding as fd
-import t2m.generate as g
+import t2m.decoding.fast as fd
+import t2m.decoding.translator as g
 from t2m.data import load_chebi20_records
 
 

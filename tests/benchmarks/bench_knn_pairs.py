@@ -6,8 +6,8 @@
 Decodes the benchmark setting's dev slice (ChEBI-20 validation rows with the smallest sha256(CID); the
 model and the store never saw them) with the shipped model, or ``--model``, at beam ``--beams`` with all
 beams returned: once with no retrieval and once per ``--pairs`` value (0: kNN over the whole store,
-N: over each input's N nearest training pairs, ``t2m.knn_pairs``). For mol2text it scores the top beam
-and the MBR choice among the beams (chrF, ``t2m.mbr``) with BLEU-4 / METEOR / ROUGE-L as ``t2m eval``;
+N: over each input's N nearest training pairs, ``t2m.neighbours.pairs``). For mol2text it scores the top beam
+and the MBR choice among the beams (chrF, ``t2m.decoding.mbr``) with BLEU-4 / METEOR / ROUGE-L as ``t2m eval``;
 for text2mol the reranked output's validity and Morgan FTS (over the valid rows, as MolT5, and over all
 rows), the wall time and each worker's peak resident memory. Build a store with ``t2m datastore build
 --model DIR --task T --setting benchmark --out STORE``.
@@ -18,10 +18,10 @@ import time
 
 from t2m.data import load_chebi20_records
 from datastore.params import KNNParams
-from t2m.decode_pool import DecodePool
+from t2m.decoding.pool import DecodePool
 from t2m.options import DecodingOptions, RetrievalOptions
-from t2m.mbr import mbr_index
-from t2m.modeling import default_model_dir
+from t2m.decoding.mbr import mbr_index
+from t2m.model.checkpoint import default_model_dir
 
 
 def scores(task: str, references: list[str], translations: list) -> dict:

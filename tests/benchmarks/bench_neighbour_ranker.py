@@ -5,7 +5,7 @@
 
 Database: the benchmark setting's training pairs (validation minus the dev slice + the recovered train
 rows, as the shipped model's memory). Rankers: ``--ranker`` (e.g. ``t2m/default_model/ranker.json``), else
-fitted here on that database (:func:`t2m.neighbour_ranker.fit_ranker`). Each test input gets the target
+fitted here on that database (:func:`t2m.neighbours.ranker.fit_ranker`). Each test input gets the target
 of its nearest pair (the retrieval baseline) and of the pair the ranker puts first; both are scored by
 the evaluator (as ``t2m eval``) and compared by the bench's paired bootstrap (1,000 resamples, 95%).
 """
@@ -32,8 +32,8 @@ def main() -> None:
 
     from t2m.bench.statistics import evaluate, paired_bootstrap
     from t2m.data import load_chebi20_records
-    from t2m.neighbour_ranker import fit_ranker, load_rankers
-    from t2m.neighbours import NeighbourDatabase
+    from t2m.neighbours.ranker import fit_ranker, load_rankers
+    from t2m.neighbours.database import NeighbourDatabase
     from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
 
     splits = load_chebi20_records(args.data, "benchmark")

@@ -7,7 +7,7 @@ size of the database: the shipped memory, or a pairs file, optionally repeated t
 ``--copies N`` searches N copies of the database (each copy's CIDs made unique; molecules and descriptions
 repeated), a stand-in for a user's database N times the size: the work per lookup is the same as for
 distinct pairs (every pair is scored). Per task, on the first ``--rows`` test inputs, one call of
-:meth:`t2m.generate.Translator.retrieve` (the learned ranker among the 8 nearest, as ``t2m translate``)
+:meth:`t2m.decoding.translator.Translator.retrieve` (the learned ranker among the 8 nearest, as ``t2m translate``)
 and of the nearest pair alone, timed after the search structures are built. Prints JSON: database rows,
 load and build seconds, translations per second with and without the ranker, peak resident memory.
 """
@@ -34,11 +34,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from t2m.data import load_chebi20_records, read_records
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.process_memory import peak_rss_mb
-    from t2m.modeling import default_model_dir, read_checkpoint_info
-    from t2m.neighbour_ranker import load_rankers
-    from t2m.neighbours import NeighbourDatabase, NeighbourFormat
+    from t2m.model.checkpoint import default_model_dir, read_checkpoint_info
+    from t2m.neighbours.ranker import load_rankers
+    from t2m.neighbours.database import NeighbourDatabase, NeighbourFormat
     from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
 
     test = load_chebi20_records(args.data).test[: args.rows]

@@ -4,7 +4,7 @@
 
 Decodes the benchmark setting's dev slice (ChEBI-20 validation rows with the smallest sha256(CID); the
 model never trained on them) with the shipped model, or ``--model``, three ways -- ``off`` (no
-constraint), ``syntax`` (``t2m.smiles_grammar`` with its length budget, ``smiles_valence=False``) and
+constraint), ``syntax`` (``t2m.decoding.smiles_grammar`` with its length budget, ``smiles_valence=False``) and
 ``syntax+valence`` (the default) -- each with valid-SMILES reranking and the checkpoint's n-gram blocking,
 in ``--jobs`` worker processes, and prints one JSON line per setting: validity, Morgan FTS over the valid
 rows (as MolT5's evaluation averages it) and over all rows (an unparsable output counts 0), seconds.
@@ -14,8 +14,8 @@ import json
 import time
 
 from t2m.data import load_chebi20_records
-from t2m.decode_pool import DecodePool
-from t2m.modeling import default_model_dir
+from t2m.decoding.pool import DecodePool
+from t2m.model.checkpoint import default_model_dir
 from t2m.options import DecodingOptions, SmilesConstraints
 
 SETTINGS = {"off": SmilesConstraints(syntax=False), "syntax": SmilesConstraints(valence=False),

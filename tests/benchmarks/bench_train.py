@@ -3,7 +3,7 @@
     python tests/benchmarks/bench_train.py OUT.json [--recipe t2m/recipes/retrieval_model.json]
         [--data ../shared/data] [--steps 12] [--precisions bf16 fp32] [--threads N] [--profile FILE]
 
-Speed (per precision): ``t2m.train.train`` runs the recipe (its options, ``--steps`` steps, a fresh
+Speed (per precision): ``t2m.training.trainer.train`` runs the recipe (its options, ``--steps`` steps, a fresh
 ``out_dir`` under ``--work``, no evaluation or checkpoint inside the timed steps) on the real ChEBI-20 data
 path: epoch examples, neighbours, SMILES augmentation, batching, collation, accelerate, logging. After each
 of its optimizer steps, in the same process, and timed apart from it, run
@@ -113,7 +113,7 @@ def rate(tokens: list[int], seconds: list[float]) -> dict:
 
 
 def trainer_config(args, precision: str, out_dir: Path):
-    from t2m.train import TrainConfig
+    from t2m.training.trainer import TrainConfig
 
     overrides = dict(out_dir=str(out_dir), data_dir=args.data, max_steps=args.steps, max_minutes=None,
                      bf16=precision == "bf16", log_every=1, eval_every=10**9, save_every=10**9, threads=args.threads)
@@ -150,7 +150,7 @@ class Bare:
     def __init__(self, model, config, precision: str):
         import torch
 
-        from t2m.train import optimizer_for
+        from t2m.training.trainer import optimizer_for
 
         self.model = model
         self.model.train()
@@ -176,7 +176,7 @@ class Bare:
 
 def trainer_model(config, tokenizer):
     """A fresh model as the trainer builds it (its class, config and initial weights)."""
-    from t2m.train import build_model
+    from t2m.training.trainer import build_model
 
     return build_model(config, tokenizer, None)
 
@@ -202,8 +202,8 @@ def fixed_batch(shape: tuple[int, int, int], vocab: int) -> dict:
 
 def speed(args, precision: str, fixed: tuple[int, int, int], profile: Path | None) -> dict:
     """The trainer's steps, each followed by a bare step on the same batch and one on the fixed batch."""
-    from t2m import train as train_module
-    from t2m.train import TrainingRun, collate_pairs
+    from t2m.training import trainer as train_module
+    from t2m.training.trainer import TrainingRun, collate_pairs
 
     reset_accelerate()
     out_dir = fresh_out_dir(args, f"speed-{precision}")
@@ -295,8 +295,8 @@ class Peak:
 def memory(args, precision: str, which: str) -> dict:
     """Peak memory (run in a fresh process): ``trainer``: the trainer set up, on its first batches, its
     largest one and an evaluation; ``bare``: the bare step of the trainer's model on that largest batch."""
-    from t2m.train import TrainingRun, collate_pairs, epoch_batches, prepare_tokenizer
-    from t2m.training_data import epoch_examples, load_training_data
+    from t2m.training.trainer import TrainingRun, collate_pairs, epoch_batches, prepare_tokenizer
+    from t2m.training.data import epoch_examples, load_training_data
 
     out_dir = fresh_out_dir(args, f"memory-{precision}-{which}")
     config = trainer_config(args, precision, out_dir)
@@ -374,7 +374,7 @@ def main() -> None:
 
     import torch
 
-    from t2m.train import native_bf16
+    from t2m.training.trainer import native_bf16
 
     if args.threads:
         torch.set_num_threads(args.threads)

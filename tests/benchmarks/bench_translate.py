@@ -30,7 +30,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from t2m.data import read_tsv_records, resolve_chebi20_dir
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.options import DecodingOptions
 
     rows = read_tsv_records(resolve_chebi20_dir(args.data) / "test.txt")[: args.rows]

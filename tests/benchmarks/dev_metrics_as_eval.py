@@ -1,6 +1,6 @@
 """The trainer's dev numbers are `t2m eval`'s: decode dev rows with the trainer's quick dev evaluation
-(:func:`t2m.train.quick_dev_metrics` in its two steps, :func:`~t2m.train.quick_dev_outputs` -- greedy through
-``Translator.decode`` -- and :func:`~t2m.train.quick_dev_scores`) and score the same outputs with
+(:func:`t2m.training.trainer.quick_dev_metrics` in its two steps, :func:`~t2m.training.trainer.quick_dev_outputs` -- greedy through
+``Translator.decode`` -- and :func:`~t2m.training.trainer.quick_dev_scores`) and score the same outputs with
 ``t2m eval`` (a predictions file per task, the command run as a separate process); print both and exit 1
 when a number differs.
 
@@ -30,7 +30,7 @@ def dev_data(translator, rows: int):
     """A TrainingData of the first ``rows`` dev rows, with the neighbours the checkpoint's translations show."""
     from t2m.data import DEV_SIZE, load_chebi20_records
     from t2m.tasks import MOL2TEXT, TEXT2MOL
-    from t2m.training_data import TrainingData
+    from t2m.training.data import TrainingData
 
     described = translator.info.extra.get("training_data", {})
     splits = load_chebi20_records(DATA, described.get("setting", "benchmark"),
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="checkpoint directory (default: the shipped model)")
     parser.add_argument("--work", type=Path, required=True, help="folder for the predictions files")
     args = parser.parse_args(argv)
-    from t2m.generate import Translator
-    from t2m.train import quick_dev_outputs, quick_dev_scores
+    from t2m.decoding.translator import Translator
+    from t2m.training.trainer import quick_dev_outputs, quick_dev_scores
 
     args.work.mkdir(parents=True, exist_ok=True)
     translator = Translator.from_pretrained(args.model)

@@ -69,7 +69,7 @@ def training_file(work: Path, store_rows: int) -> Path:
 
 
 def store_for(task: str, work: Path, store_rows: int) -> Path:
-    from t2m.knn_store import build_task_datastore
+    from t2m.knn.store import build_task_datastore
 
     out = work / f"store_{task}_{store_rows}"
     if not (out / "datastore.json").is_file():
@@ -79,7 +79,7 @@ def store_for(task: str, work: Path, store_rows: int) -> Path:
 
 
 def default_model() -> Path:
-    from t2m.modeling import default_model_dir
+    from t2m.model.checkpoint import default_model_dir
 
     return default_model_dir()
 
@@ -103,7 +103,7 @@ def translate(translator, sources, task: str, options: dict, knn: dict | None, s
 
 def run(rows: int, work: Path, store_rows: int) -> dict:
     from t2m.data import load_chebi20_records
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
     from t2m.tasks import MOL2TEXT, TEXT2MOL, source_and_target
 
     dev = load_chebi20_records(DATA, "benchmark").dev[:rows]

@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from t2m.decoding.batching import encode_sources
+from t2m.decoding.translator import Translator
+from t2m.model.checkpoint import CheckpointInfo
+from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
+from t2m.tasks import add_prompt
+
 
 # ----------------------------------------------------------------------------------------- inspect
 
@@ -47,15 +53,9 @@ def inspect_translation(store: Any, model: Any, tokenizer: Any, text: str, task:
                         ) -> tuple[str, list[TokenInspection]]:
     """Greedy-decode ``text`` with retrieval and return (output text, one :class:`TokenInspection` per
     generated token). ``records``: the store's training rows, to name each neighbour's CID. Decoded by
-    :meth:`t2m.generate.Translator.decode` -- the code ``t2m translate`` decodes with -- with the store's kNN
+    :meth:`t2m.decoding.translator.Translator.decode` -- the code ``t2m translate`` decodes with -- with the store's kNN
     parameters (``k``, ``lambda_``, ``temperature`` substituted where given) over the whole store, and
     nothing else: no repetition settings, no SMILES constraint."""
-    from t2m.batching import encode_sources
-    from t2m.generate import Translator
-    from t2m.modeling import CheckpointInfo
-    from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
-    from t2m.tasks import add_prompt
-
     task = task or store.task
     store.check_matches(model=model)
     translator = Translator(model, tokenizer, CheckpointInfo(path="", prompt_style=prompt_style))

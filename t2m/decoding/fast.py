@@ -58,10 +58,10 @@ def check_transformers_version(version: str | None = None) -> None:
     if Version(version).release[:2] != TRANSFORMERS_MINOR:
         major, minor = TRANSFORMERS_MINOR
         raise RuntimeError(
-            f"t2m.fast_decoding patches transformers internals and is tested with transformers {major}.{minor}.x, "
+            f"t2m.decoding.fast patches transformers internals and is tested with transformers {major}.{minor}.x, "
             f"but transformers {version} is installed: install the tested one (pip install '{transformers_pin()}', "
             "as setup.cfg pins it), or, to move t2m to this transformers, run tests/test_translate.py under it "
-            "and change TRANSFORMERS_MINOR in t2m/fast_decoding.py and the pin in setup.cfg together")
+            "and change TRANSFORMERS_MINOR in t2m/decoding/fast.py and the pin in setup.cfg together")
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,15 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-MBR_UTILITIES = ("chrf", "bleu")
-OFF = "none"
-
-
-def check_utility(name: str) -> str:
-    """``name`` if it is a known utility or ``"none"``; otherwise a ValueError listing them."""
-    if name not in MBR_UTILITIES and name != OFF:
-        raise ValueError(f"MBR utility {name!r}: choose one of {', '.join(MBR_UTILITIES)}, or {OFF!r} for none")
-    return name
+from t2m.options import MBR_OFF, check_mbr_utility
 
 
 def _sentence_scorer(utility: str):
@@ -42,8 +34,8 @@ def _sentence_scorer(utility: str):
 def mbr_index(candidates: Sequence[str], utility: str = "chrf") -> int:
     """Index of the candidate with the highest summed ``utility`` against the other candidates; ties go to
     the earlier (more probable) one. Identical candidates are scored once each way."""
-    check_utility(utility)
-    if utility == OFF or len(candidates) < 3:  # with two, each is the other's only reference: keep the first
+    check_mbr_utility(utility)
+    if utility == MBR_OFF or len(candidates) < 3:  # with two, each is the other's only reference: keep the first
         return 0
     score = _sentence_scorer(utility)
     cache: dict[tuple[str, str], float] = {}

@@ -1,6 +1,6 @@
 """Valence and ring-bond checks for SMILES written a token at a time (text2mol decoding).
 
-Once :mod:`t2m.smiles_grammar` keeps a small model's SMILES syntactic, what RDKit still refuses is
+Once :mod:`t2m.decoding.smiles_grammar` keeps a small model's SMILES syntactic, what RDKit still refuses is
 chemistry: on 300 dev rows of the shipped model at beam 5, after the syntax constraint, the outputs no beam
 of which parsed were an oxygen or carbon with one bond too many (``C(=OC)``, a fifth bond on ``[C@@H]``), a
 ring bond from an atom to itself (``C77``) or doubling a bond that is already there (``C6=C6``).

@@ -8,7 +8,7 @@ the nearest descriptions and their SMILES, each with its similarity::
 
 The model copies what fits from the neighbour's side of the target and changes what differs (Neural Fuzzy
 Repair, Bulte & Tezcan 2019; Xu et al. 2020). Neighbours are found as the retrieval baselines find them
-(:mod:`t2m.baselines`): Morgan-fingerprint Tanimoto between molecules, TF-IDF cosine between descriptions.
+(:mod:`t2m.neighbours.baselines`): Morgan-fingerprint Tanimoto between molecules, TF-IDF cosine between descriptions.
 
 In training, a pair never sees itself or another pair of the same molecule (same RDKit canonical SMILES),
 so that training and test neighbours are alike in distance.
@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from t2m.chem import canonical_smiles
-from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
+from t2m.data import read_records
+from t2m.io import atomic_write_text
+from t2m.neighbours.ranker import load_rankers
+from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
+from t2m.tasks import MOL2TEXT, TEXT2MOL, add_prompt, check_task, strip_prompt
 
 SEPARATOR = " || "
 ARROW = " => "
@@ -51,7 +55,7 @@ class NeighbourFormat:
 
     ``k`` pairs after the input, best first; ``show_similarity`` writes each one's similarity (2 decimals)
     before it; ``database`` is the TSV of pairs searched (ChEBI-20 format), relative to the checkpoint
-    folder unless absolute; ``ranker`` (optional, same rule) the JSON of :mod:`t2m.neighbour_ranker`
+    folder unless absolute; ``ranker`` (optional, same rule) the JSON of :mod:`t2m.neighbours.ranker`
     rankers that order each input's nearest pairs before the first ``k`` are taken; ``memory`` (optional)
     records where the database came from (``source``, ``rows``, ``sha256`` and ``git_blob`` of the file), as
     ``t2m ship --memory`` writes it.
@@ -134,8 +138,6 @@ class NeighbourDatabase:
     @classmethod
     def from_file(cls, path: str | Path) -> "NeighbourDatabase":
         """A ChEBI-20-format TSV (``CID``, ``SMILES``, ``description``) or JSONL of pairs."""
-        from t2m.data import read_records
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: neighbour database not found; pass a ChEBI-20-format TSV of "
@@ -151,7 +153,7 @@ class NeighbourDatabase:
         return pairs_digest(self.smiles, self.descriptions)
 
     def use_rankers(self, rankers: Mapping[str, Any]) -> "NeighbourDatabase":
-        """Order each query's nearest pairs by these :class:`t2m.neighbour_ranker.NeighbourRanker` (by task)
+        """Order each query's nearest pairs by these :class:`t2m.neighbours.ranker.NeighbourRanker` (by task)
         before the first ``k`` are returned; training searches (``exclude_same_molecule_as``) stay by
         similarity."""
         self.rankers = {task: ranker.bind(self) for task, ranker in rankers.items()}
@@ -159,10 +161,8 @@ class NeighbourDatabase:
 
     def _retriever(self, task: str):
         if task not in self._retrievers:
-            from t2m.baselines import MoleculeRetriever, TextRetriever
-
-            self._retrievers[task] = (MoleculeRetriever(self.smiles, self.descriptions) if task == MOL2TEXT
-                                      else TextRetriever(self.descriptions, self.smiles))
+            self._retrievers[task] = (MoleculeSimilarity(self.smiles, self.descriptions) if task == MOL2TEXT
+                                      else TextSimilarity(self.descriptions, self.smiles))
         return self._retrievers[task]
 
     def prepare(self, tasks: Sequence[str] = (MOL2TEXT, TEXT2MOL)) -> None:
@@ -291,8 +291,6 @@ def copied_share(outputs: Sequence[str], neighbours: Sequence[Sequence[Neighbour
 
 
 def save_neighbour_cache(path: Path, found: Mapping[str, list[list[Neighbour]]]) -> None:
-    from t2m.io import atomic_write_text
-
     atomic_write_text(path, json.dumps({task: [[asdict(n) for n in row] for row in rows] for task, rows in found.items()}))
 
 
@@ -308,8 +306,6 @@ def model_inputs(texts: Sequence[str], task: str, prompt_style: str = "textchem"
     """The text a checkpoint reads for each input: its task prompt, the input and, when it was trained with
     neighbours (``neighbour_format``), the input's neighbours in ``database`` (found here unless given;
     ``exclude_same_molecule_as`` as in :meth:`NeighbourDatabase.search`, for training pairs)."""
-    from t2m.tasks import add_prompt, strip_prompt
-
     texts = [strip_prompt(t, task) for t in texts]
     if neighbour_format is not None:
         if neighbours is None:
@@ -329,8 +325,6 @@ def load_checkpoint_database(checkpoint: str | Path, neighbour_format: Neighbour
         database = NeighbourDatabase.from_file(database or neighbour_format.database_path(checkpoint))
         ranker_file = neighbour_format.ranker_path(checkpoint)
         if ranker_file is not None:
-            from t2m.neighbour_ranker import load_rankers
-
             database.use_rankers(load_rankers(ranker_file))
     return database
 

@@ -39,15 +39,15 @@ class TrainConfig:
     # training or dev molecule are dropped. `back_translations_per_epoch` drawn each epoch (0: all).
     back_translations: str | None = None
     back_translations_per_epoch: int = 0
-    # retrieval-augmented inputs (t2m.neighbours): each source carries its `neighbours` nearest training pairs
+    # retrieval-augmented inputs (t2m.neighbours.database): each source carries its `neighbours` nearest training pairs
     # (never itself nor the same molecule), drawn each epoch from its `neighbour_pool` nearest
     neighbours: int = 0
     neighbour_pool: int = 4
     neighbour_p_nearest: float = 0.5  # probability of showing the nearest ones rather than a draw from the pool
     show_similarity: bool = True
-    copy_head: bool = False  # pointer-generator head (t2m.copy_model): copy tokens from the input
+    copy_head: bool = False  # pointer-generator head (t2m.model.copy_head): copy tokens from the input
     # what every checkpoint carries so that `t2m translate --model CHECKPOINT` decodes as `t2m ship` makes it:
-    # per-task decoding defaults (t2m.json "decoding"; None: t2m.modeling.RECOMMENDED_DECODING, {}: none), and,
+    # per-task decoding defaults (t2m.json "decoding"; None: t2m.model.checkpoint.RECOMMENDED_DECODING, {}: none), and,
     # with neighbours, the neighbour rankers (t2m ranker) fitted on the training pairs; None: those of
     # `init_from` when fitted on the same pairs, else none (the run says so when it starts)
     decoding: dict[str, dict[str, Any]] | None = None
@@ -67,10 +67,10 @@ class TrainConfig:
     # "force" uses bf16 regardless.
     bf16: bool | str = True
     # a batch whose forward + backward would take more activation memory than this (MiB, estimated by
-    # t2m.batching.activation_mb) is split into micro-batches, each padded to its own length; the optimizer
+    # t2m.decoding.batching.activation_mb) is split into micro-batches, each padded to its own length; the optimizer
     # step and the loss (token-weighted) stay those of the whole batch. None: never split.
     micro_batch_mb: float | None = 1500
-    # t2m.training_kernels: dropout from 16 random bits per element and attention without a materialised
+    # t2m.training.kernels: dropout from 16 random bits per element and attention without a materialised
     # mask (the same function, 1.5x faster steps here); false: transformers' own modules
     fast_kernels: bool = True
     seed: int = 0
@@ -94,7 +94,7 @@ class TrainConfig:
             raw = json.loads(text)
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"{path}: unknown training option(s) {', '.join(sorted(unknown))}; see t2m.train.TrainConfig")
+            raise ValueError(f"{path}: unknown training option(s) {', '.join(sorted(unknown))}; see t2m.training.trainer.TrainConfig")
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**raw)
 

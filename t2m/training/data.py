@@ -1,5 +1,5 @@
 """What a training run reads: the pairs, the dev slice, unlabeled molecules, each pair's neighbours, and
-tagged back-translations; and the examples of one epoch (:func:`epoch_examples`). :mod:`t2m.train` trains
+tagged back-translations; and the examples of one epoch (:func:`epoch_examples`). :mod:`t2m.training.trainer` trains
 on them."""
 
 from __future__ import annotations
@@ -10,10 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2m.chem import canonical_smiles, randomized_smiles
-from t2m.io import file_sha256
-from t2m.neighbours import Neighbour
+from t2m.io import atomic_write_text, file_sha256
+from t2m.neighbours.database import (
+    Neighbour,
+    NeighbourDatabase,
+    conditioned_source,
+    draw_neighbours,
+    load_neighbour_cache,
+    pairs_digest,
+    save_neighbour_cache,
+    training_neighbours,
+)
+from t2m.data import ColumnNames, load_chebi20_records, load_chebi20_unlabeled_records, read_records
 from t2m.tasks import MOL2TEXT, PROMPTS, TEXT2MOL
-from t2m.train_config import TrainConfig
+from t2m.training.config import TrainConfig
 
 SMILES2SMILES = "smiles2smiles"
 AUX_PROMPT = "Write the SMILES of the molecule: "
@@ -38,8 +48,6 @@ class TrainingData:
     def source(self, row: int, task: str, neighbours=None, split: str = "train", show_similarity: bool = True) -> str:
         """The prompted model input of row ``row`` of ``split`` for ``task``, with ``neighbours`` (default:
         the row's nearest ones) when the data has neighbours."""
-        from t2m.neighbours import conditioned_source
-
         record = (self.train if split == "train" else self.dev)[row]
         text = record["description"] if task == TEXT2MOL else record["smiles"]
         found = self.train_neighbours if split == "train" else self.dev_neighbours
@@ -51,8 +59,6 @@ class TrainingData:
 
 
 def load_training_data(config: TrainConfig, cache_dir: Path | None = None) -> TrainingData:
-    from t2m.data import load_chebi20_records, load_chebi20_unlabeled_records
-
     splits = load_chebi20_records(config.data_dir, config.setting, dev_size=config.dev_size)
     unlabeled: list[str] = []
     if config.aux_unlabeled_per_epoch or (config.tokenizer is None and config.tokenizer_uses_unlabeled):
@@ -77,8 +83,6 @@ def load_back_translations(path: str | Path, data: TrainingData) -> list[dict]:
     with an empty description. ``path`` is what ``t2m translate --task mol2text --output FILE.tsv`` writes
     (MolT5's columns ``SMILES``, ``ground truth``, ``output``: the output is the description), or a ChEBI-20
     TSV or JSONL of SMILES and descriptions."""
-    from t2m.data import ColumnNames, read_records
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: back-translation file not found (training option back_translations: "
@@ -100,8 +104,6 @@ def find_synthetic_neighbours(config: TrainConfig, data: TrainingData, cache_dir
     """Each synthetic pair's ``neighbour_pool`` nearest training pairs by its description (never its own
     molecule), as real text2mol training rows get theirs; cached in ``cache_dir/synthetic_neighbours.json``
     under the back-translation file's hash (another file, even of as many pairs, is searched anew)."""
-    from t2m.neighbours import NeighbourDatabase, load_neighbour_cache, save_neighbour_cache, training_neighbours
-
     key = f"{TEXT2MOL}-{data.described.get('back_translations', {}).get('sha256', '')}"
     cache = cache_dir / "synthetic_neighbours.json" if cache_dir is not None else None
     if cache is not None and cache.is_file():
@@ -127,9 +129,6 @@ def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir:
     ``neighbours`` nearest pairs (as at test time). Cached in ``cache_dir/neighbours.json`` under the digests
     of the training and dev pairs and the counts, as (row, similarity) only: a run resumed, or another run
     over the same pairs, reads it instead of searching again; different pairs or counts search anew."""
-    from t2m.io import atomic_write_text
-    from t2m.neighbours import NeighbourDatabase, pairs_digest, training_neighbours
-
     database = NeighbourDatabase.from_records(data.train)
     key = {"format": 2, "train": database.digest(), "pool": config.neighbour_pool, "k": config.neighbours,
            "dev": pairs_digest([r["smiles"] for r in data.dev], [r["description"] for r in data.dev])}
@@ -159,8 +158,6 @@ def find_training_neighbours(config: TrainConfig, data: TrainingData, cache_dir:
 
 def epoch_examples(data: TrainingData, config: TrainConfig, epoch: int) -> list[tuple[str, str, str]]:
     """(prompted source, target, task) for one epoch: every pair in both directions, plus aux rows."""
-    from t2m.neighbours import conditioned_source, draw_neighbours
-
     rng = random.Random(config.seed * 100003 + epoch)
     examples = []
     for i, row in enumerate(data.train):

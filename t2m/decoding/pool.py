@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from datastore.store import Datastore
+from t2m.decoding.translator import Translator
+from t2m.process_memory import peak_rss_mb
+
 # The worker process's loaded checkpoint and datastores, set by _start_worker. Module state because a
 # ProcessPoolExecutor initializer has nowhere else to leave it; it exists only in worker processes.
 _WORKER: dict[str, Any] = {}
@@ -74,14 +78,13 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tupl
     use_threads(threads)
     # a chunk's bad-input warnings would name rows of the chunk, not of the call: the caller reports the
     # flags each result carries, by its own row numbers
-    logging.getLogger("t2m.generate").setLevel(logging.ERROR)
+    logging.getLogger("t2m.decoding.translator").setLevel(logging.ERROR)
     try:
         import faiss
 
         faiss.omp_set_num_threads(threads)
     except ImportError:
         pass
-    from t2m.generate import Translator
 
     translator = Translator.from_pretrained(model_dir, allow_pickle=allow_pickle, prompt_style=prompt_style,
                                             database=database)
@@ -96,8 +99,6 @@ def _start_worker(model_dir: str, allow_pickle: bool, threads: int, stores: tupl
 def _load_store(path: str) -> Any:
     stores = _WORKER["stores"]
     if path not in stores:
-        from datastore.store import Datastore
-
         translator = _WORKER["translator"]
         store = Datastore.load(path, model=translator.model, tokenizer=translator.tokenizer)
         translator.preload_retrieval(store, store.knn_params.pairs)  # the store's default scope
@@ -119,8 +120,6 @@ def _worker_retrieval(retrieval: Any) -> Any:
 
 def _translate_chunk(sources: list[str], task: str, decoding: Any, constraints: Any, retrieval: Any
                      ) -> tuple[list, float, int, float]:
-    from t2m.process_memory import peak_rss_mb
-
     started = time.perf_counter()
     results = _WORKER["translator"].translate(sources, task, decoding, constraints, _worker_retrieval(retrieval))
     return results, time.perf_counter() - started, os.getpid(), peak_rss_mb()

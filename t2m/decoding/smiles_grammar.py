@@ -23,7 +23,7 @@ Without it a small model's runaway SMILES (a chain of rings that never closes) r
 unfinished and unparsable; with it they close their branches and rings and end by the limit.
 
 With ``valence`` (the default) each hypothesis's best tokens are also checked against valences and ring
-bonds (:mod:`t2m.smiles_valence`), a Python walk per token, so only as many as the search can pick. Aromaticity
+bonds (:mod:`t2m.decoding.smiles_valence`), a Python walk per token, so only as many as the search can pick. Aromaticity
 and stereo are left to the model (and to valid-SMILES reranking). The syntax mask is exact for the syntax it
 covers and cheap (per step, one dictionary lookup and one token transition per hypothesis, one vectorised
 mask). Tokens are read through the tokenizer's own pieces (SentencePiece ``▁``
@@ -35,6 +35,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from typing import Any
+
+from t2m.decoding.smiles_valence import ValenceState, advance_valence
 
 _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 _BONDS = set("-=#$:/\\~")
@@ -48,7 +50,7 @@ START, ATOM, RING, OPEN, CLOSE, BOND, BOND_OPEN, DOT = range(8)
 _AFTER_ATOM = (ATOM, RING, CLOSE)  # where a ring bond, a branch, a ``)``, a ``.`` or the end may come
 
 # Phases of a bracket atom ``[isotope symbol chirality H-count charge :class]``, each part optional but the
-# symbol, in this order (the grammar of t2m.smiles_valence's _BRACKET): ``bracket`` is 0 outside one.
+# symbol, in this order (the grammar of t2m.decoding.smiles_valence's _BRACKET): ``bracket`` is 0 outside one.
 (I0, I1, I2, I3, S1, S2, C1, CXT, CXA, CXS, CXO, CY, C2, H1, H2, Q1, Q2, Q3, K0, K1, K2, K3, SH) = range(1, 24)
 _BRACKET_PHASES = 23
 _CLOSABLE = {SH, S1, S2, C1, C2, H1, H2, Q1, Q2, Q3, K1, K2, K3}  # a ``]`` may end the atom here
@@ -221,7 +223,7 @@ def advance(state: SmilesState, text: str) -> SmilesState:
 
 _BROKEN = SmilesState(broken=True)
 
-# a translation's flags (t2m.generate.Translation.flags) for a SMILES output whose syntax is not complete
+# a translation's flags (t2m.decoding.translator.Translation.flags) for a SMILES output whose syntax is not complete
 FLAG_UNFINISHED = ("SMILES unfinished when decoding stopped (empty, or a branch, ring bond or bracket atom open): "
                    "raise --max-new-tokens")
 FLAG_BROKEN_SYNTAX = "SMILES syntax broken (decoded without the syntax constraint, --no-smiles-syntax)"
@@ -384,10 +386,8 @@ class SmilesSyntaxProcessor:
         return state
 
     def valence_of(self, tokens: list[int]) -> Any:
-        """The :class:`t2m.smiles_valence.ValenceState` after ``tokens``; None once they broke a valence or
+        """The :class:`t2m.decoding.smiles_valence.ValenceState` after ``tokens``; None once they broke a valence or
         ring-bond rule (and stay broken)."""
-        from t2m.smiles_valence import ValenceState, advance_valence
-
         key = tuple(tokens)
         if key in self._valence:
             return self._valence[key]
@@ -431,7 +431,7 @@ class SmilesSyntaxProcessor:
 
     def _keep_valences(self, sub: Any, rows: list[list[int]], states: list[SmilesState]) -> Any:
         """``sub`` (one row per live hypothesis, syntax already masked) keeping, for each hypothesis, its best
-        :attr:`candidates` tokens that break no valence or ring-bond rule (:mod:`t2m.smiles_valence`) and
+        :attr:`candidates` tokens that break no valence or ring-bond rule (:mod:`t2m.decoding.smiles_valence`) and
         no other: tokens are checked best first -- a Python walk each -- until that many pass (beam search
         picks each step's hypotheses among each one's best ``2 * num_beams`` tokens, greedy search the best
         one, so they decode as if every token had been checked), or, once one has passed, until the best
@@ -439,8 +439,6 @@ class SmilesSyntaxProcessor:
         dropped in beam search (every token ``-inf``: the other beams go on) and otherwise keeps its scores,
         as one already broken does (greedy search and sampling need a token)."""
         import torch
-
-        from t2m.smiles_valence import advance_valence
 
         need, vocab = self.candidates, sub.shape[1]
         width = min(vocab, need + 4)

@@ -1,49 +1,34 @@
-"""Retrieval baselines with no model: answer with the nearest training pair's other side.
+"""Similarity search over training pairs, no model: for each query, the most similar database rows.
 
-- mol2text: the caption of the training molecule most similar to the input molecule — Morgan bit vectors
-  (radius 2, 2048 bits), Tanimoto similarity (RDKit ``BulkTanimotoSimilarity``). An input SMILES RDKit
-  cannot parse (or an empty one) falls back to the training SMILES most similar *as text* (TF-IDF over
-  character 1–4-grams, cosine) and is flagged in :attr:`Retrieved.fallback`.
-- text2mol: the SMILES of the training pair whose description is most similar to the input — TF-IDF over
-  word 1–2-grams with sublinear term frequency (``1 + log tf``; scikit-learn defaults otherwise:
-  lower-cased, ``\\b\\w\\w+\\b`` tokens, smoothed idf, l2-normalised rows), cosine similarity. An
-  input sharing no term with any training description gets the first training SMILES, flagged.
+- molecules (:class:`MoleculeSimilarity`): Morgan bit vectors (radius 2, 2048 bits), Tanimoto similarity
+  (RDKit ``BulkTanimotoSimilarity``). A query SMILES RDKit cannot parse (or an empty one) falls back to the
+  database SMILES most similar *as text* (TF-IDF over character 1–4-grams, cosine) and is flagged in
+  :attr:`Nearest.fallback`.
+- texts (:class:`TextSimilarity`): TF-IDF over word 1–2-grams with sublinear term frequency (``1 + log tf``;
+  scikit-learn defaults otherwise: lower-cased, ``\\b\\w\\w+\\b`` tokens, smoothed idf, l2-normalised rows),
+  cosine similarity. A query sharing no term with any database description gets the first row, flagged.
 
-Ties go to the earliest training row, so results are deterministic. :func:`run_chebi20` writes both
-baselines' predictions on ChEBI-20 in MolT5's format (on the command line: ``t2m baselines``)::
-
-    t2m baselines --out DIR [--data DIR] [--setting benchmark] [--database train|first-3001]
+Ties go to the earliest database row, so results are deterministic. Used by the retrieval baselines
+(:mod:`t2m.neighbours.baselines`), the neighbour database (:mod:`t2m.neighbours.database`) and
+pair-restricted kNN-MT (:mod:`t2m.neighbours.pairs`).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from t2m.chem import morgan_fingerprint, morgan_fingerprints
-from t2m.data import write_predictions  # re-exported: baselines write MolT5's 3-column TSV
-from t2m.tasks import MOL2TEXT, TEXT2MOL
-
-__all__ = [
-    "Retrieved",
-    "MoleculeRetriever",
-    "TextRetriever",
-    "mol2text_baseline",
-    "text2mol_baseline",
-    "write_predictions",
-]
 
 QUERY_CHUNK = 256  # text queries scored per sparse product: (256, database) floats at a time
 BLOCK_VALUES = 1 << 24  # at most this many floats in one (queries, database) block
 
 
 @dataclass
-class Retrieved:
+class Nearest:
     """One retrieval per query: the output, the database row it came from, and how it was found."""
 
     outputs: list[str]
@@ -102,8 +87,9 @@ def _nearest_by_tfidf(vectorizer, database_matrix, queries: Sequence[str]) -> tu
     return rows, scores
 
 
-class MoleculeRetriever:
-    """mol2text baseline: nearest training molecule by Morgan-fingerprint Tanimoto, answer its caption."""
+class MoleculeSimilarity:
+    """The database molecules most similar to a query SMILES, by Morgan-fingerprint Tanimoto; each row's
+    answer is its caption (the mol2text baseline)."""
 
     def __init__(self, smiles: Sequence[str], captions: Sequence[str], *, radius: int = 2, n_bits: int = 2048):
         smiles, captions = list(smiles), list(captions)
@@ -125,9 +111,9 @@ class MoleculeRetriever:
             self._text_index = (vectorizer, vectorizer.fit_transform(self.smiles))
         return self._text_index
 
-    def retrieve(self, queries: Sequence[str], *, progress: bool = True) -> Retrieved:
+    def most_similar(self, queries: Sequence[str], *, progress: bool = True) -> Nearest:
         found = self._search(queries, 1, progress)
-        return Retrieved(outputs=[self.captions[int(rows[0])] for rows, _, _ in found],
+        return Nearest(outputs=[self.captions[int(rows[0])] for rows, _, _ in found],
                          neighbours=[int(rows[0]) for rows, _, _ in found],
                          similarities=[float(scores[0]) for _, scores, _ in found],
                          fallback=[by_text for _, _, by_text in found])
@@ -166,9 +152,9 @@ class MoleculeRetriever:
         return found  # type: ignore[return-value]
 
 
-class TextRetriever:
-    """text2mol baseline: nearest training description by TF-IDF (word 1–2-grams, sublinear tf) cosine,
-    answer its SMILES."""
+class TextSimilarity:
+    """The database descriptions most similar to a query, by TF-IDF (word 1–2-grams, sublinear tf) cosine;
+    each row's answer is its SMILES (the text2mol baseline)."""
 
     def __init__(self, descriptions: Sequence[str], smiles: Sequence[str], *, ngram_range: tuple[int, int] = (1, 2)):
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -180,9 +166,9 @@ class TextRetriever:
         self._vectorizer = TfidfVectorizer(ngram_range=ngram_range, sublinear_tf=True)
         self._matrix = self._vectorizer.fit_transform(descriptions)  # (database, vocabulary), l2-normalised rows
 
-    def retrieve(self, queries: Sequence[str], *, progress: bool = True) -> Retrieved:
+    def most_similar(self, queries: Sequence[str], *, progress: bool = True) -> Nearest:
         rows, scores = _nearest_by_tfidf(self._vectorizer, self._matrix, queries)
-        return Retrieved(
+        return Nearest(
             outputs=[self.smiles[int(r)] for r in rows],
             neighbours=[int(r) for r in rows],
             similarities=[float(s) for s in scores],
@@ -201,40 +187,3 @@ class TextRetriever:
                 top = top_rows(scores, n)
                 found.append((top, scores[top]))
         return found
-
-
-def mol2text_baseline(queries: Sequence[str], database_smiles: Sequence[str], database_captions: Sequence[str], **options) -> list[str]:
-    """Caption of the most similar database molecule for each query SMILES (see :class:`MoleculeRetriever`)."""
-    return MoleculeRetriever(database_smiles, database_captions, **options).retrieve(queries).outputs
-
-
-def text2mol_baseline(queries: Sequence[str], database_descriptions: Sequence[str], database_smiles: Sequence[str], **options) -> list[str]:
-    """SMILES of the most similar database description for each query (see :class:`TextRetriever`)."""
-    return TextRetriever(database_descriptions, database_smiles, **options).retrieve(queries).outputs
-
-
-def run_chebi20(out_dir: Path, data_dir: Path | None = None, setting: str = "auto", database: str = "train") -> dict[str, Path]:
-    """Write ``retrieval-mol2text.txt`` and ``retrieval-text2mol.txt`` (MolT5 format) for the test split.
-
-    ``database="train"`` uses the setting's train split; ``"first-3001"`` the first 3,001 rows of
-    ``validation.txt`` (how the reference numbers in issue 5 were computed)."""
-    from t2m.data import load_chebi20_records, read_tsv_records, resolve_chebi20_dir
-
-    splits = load_chebi20_records(data_dir, setting)
-    if database == "train":
-        db = splits.train
-    elif database == "first-3001":
-        db = read_tsv_records(resolve_chebi20_dir(data_dir) / "validation.txt")[:3001]
-    else:
-        raise ValueError(f"unknown database {database!r}: choose 'train' or 'first-3001'")
-    db_smiles, db_text = [r["smiles"] for r in db], [r["description"] for r in db]
-    test_smiles, test_text = [r["smiles"] for r in splits.test], [r["description"] for r in splits.test]
-
-    mol = MoleculeRetriever(db_smiles, db_text).retrieve(test_smiles)
-    text = TextRetriever(db_text, db_smiles).retrieve(test_text)
-    paths = {MOL2TEXT: out_dir / "retrieval-mol2text.txt", TEXT2MOL: out_dir / "retrieval-text2mol.txt"}
-    write_predictions(paths[MOL2TEXT], MOL2TEXT, test_smiles, test_text, mol.outputs)
-    write_predictions(paths[TEXT2MOL], TEXT2MOL, test_text, test_smiles, text.outputs)
-    print(f"setting {splits.setting}, database {database} ({len(db)} pairs), test {len(splits.test)} rows; "
-          f"fallbacks: mol2text {mol.n_fallback}, text2mol {text.n_fallback}", file=sys.stderr)
-    return paths

@@ -39,9 +39,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from t2m.chem import ranker_fingerprints
+from t2m.io import atomic_write_text
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
 
-# (t2m.neighbours imports this module: its types, Neighbour and NeighbourDatabase, are named here in strings only)
+# (t2m.neighbours.database imports this module: its types, Neighbour and NeighbourDatabase, are named here in strings only)
 POOL = 8  # candidates ranked per input
 # the boosted trees (chosen by 5-fold cross-validation on the benchmark training pairs)
 TREES = dict(learning_rate=0.05, max_iter=200, max_leaf_nodes=15, min_samples_leaf=40, random_state=0)
@@ -241,8 +242,6 @@ class NeighbourRanker:
 
 
 def save_rankers(path: str | Path, rankers: dict[str, NeighbourRanker]) -> None:
-    from t2m.io import atomic_write_text
-
     atomic_write_text(Path(path), json.dumps({"format": FORMAT_VERSION,
                                               "rankers": {t: r.to_dict() for t, r in rankers.items()}}) + "\n")
 
@@ -267,7 +266,7 @@ def fit_ranker(database: "NeighbourDatabase", task: str, pool: int = POOL, progr
     from tqdm.auto import tqdm
 
     check_task(task)
-    # as t2m.neighbours.training_neighbours finds them: never the pair itself nor another pair of its molecule
+    # as t2m.neighbours.database.training_neighbours finds them: never the pair itself nor another pair of its molecule
     queries = [database.sides(i, task)[0] for i in range(len(database))]
     found = database.search(queries, task, pool, exclude_same_molecule_as=database.smiles, pool=pool + 8)
     maker = FeatureMaker(task, database.descriptions)
@@ -290,7 +289,7 @@ def fit_ranker(database: "NeighbourDatabase", task: str, pool: int = POOL, progr
                               "trees": {k: v for k, v in settings.items() if k != "random_state"}})
     if not np.allclose(ranker.predict(x), model.predict(x), atol=1e-9):  # the JSON trees are the fitted model
         raise RuntimeError("the exported trees do not reproduce scikit-learn's predictions; this scikit-learn's "
-                           "tree layout is not the one t2m.neighbour_ranker reads")
+                           "tree layout is not the one t2m.neighbours.ranker reads")
     return ranker.bind(database)
 
 

@@ -3,7 +3,7 @@
 kNN-MT over the whole datastore finds decoder states that look alike, wherever they came from. SK-MT
 (Dai et al., "SK-MT: Simple and Scalable Nearest Neighbor Machine Translation", 2023) first retrieves
 the few training pairs nearest the input sentence and lets the tokens of those pairs alone vote. Here the
-nearness is chemistry's, as in :mod:`t2m.baselines`: Morgan-fingerprint Tanimoto between molecules for
+nearness is chemistry's, as in :mod:`t2m.neighbours.baselines`: Morgan-fingerprint Tanimoto between molecules for
 mol2text, TF-IDF cosine between descriptions for text2mol. :class:`datastore.RowRestrictedRetriever`
 then searches each input's entries exactly.
 
@@ -18,16 +18,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from datastore.store import META_FILE
 from t2m.data import training_records
 from t2m.io import file_sha256
+from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task
 
 
 def store_training_pairs(store: Any) -> list[dict]:
     """The training pairs ``store`` was built from (the rows its ``rows.npy`` ids index), from the files
     its JSON records; a missing or changed file raises naming the file and what to do."""
-    from datastore.store import META_FILE
-
     data = store.meta.get("data", {})
     files = data.get("files") or []
     where = store.path / META_FILE
@@ -57,16 +57,14 @@ class PairFinder:
     def __init__(self, records: Sequence[dict], task: str, rows: Sequence[int] | None = None) -> None:
         """``records``: the store's training pairs; ``rows``: the store row ids that hold entries (a subset
         store keeps some rows only; None: all)."""
-        from t2m.baselines import MoleculeRetriever, TextRetriever
-
         check_task(task)
         self.rows = np.arange(len(records)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         picked = [records[int(r)] for r in self.rows]
         smiles, descriptions = [r["smiles"] for r in picked], [r["description"] for r in picked]
         if task == MOL2TEXT:
-            self._retriever = MoleculeRetriever(smiles, descriptions)
+            self._retriever = MoleculeSimilarity(smiles, descriptions)
         else:
-            self._retriever = TextRetriever(descriptions, smiles)
+            self._retriever = TextSimilarity(descriptions, smiles)
         self.task = task
 
     @classmethod

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from t2m.errors import OptionError
-from t2m.options import DECODING_OFF
+from t2m.options import DECODING_OFF, check_checkpoint_section
+from t2m.tokenizer import load_tokenizer
 
 T2M_META_FILE = "t2m.json"
 
@@ -151,8 +152,6 @@ def check_decoding_defaults(meta_file: Path | str, decoding: Any) -> dict[str, d
     """Validate the ``decoding`` section of ``t2m.json`` (or of a training config, ``meta_file`` naming where it
     is): {task: {option: value}}, options being fields of :class:`t2m.options.DecodingOptions` and
     :class:`t2m.options.SmilesConstraints`. Returns it."""
-    from t2m.options import check_checkpoint_section
-
     if not isinstance(decoding, dict) or not all(isinstance(v, dict) for v in decoding.values()):
         raise ValueError(f'{meta_file}: "decoding" must map a task to decoding options, e.g. '
                          '{"mol2text": {"no_repeat_ngram_size": 3}}')
@@ -185,7 +184,7 @@ def _check_weights(path: Path, allow_pickle: bool) -> None:
 
 
 def model_class(config_or_path: Any):
-    """The model class of a checkpoint folder or ``T5Config``: :class:`t2m.copy_model.T5CopyForConditionalGeneration`
+    """The model class of a checkpoint folder or ``T5Config``: :class:`t2m.model.copy_head.T5CopyForConditionalGeneration`
     when its config says ``copy_head: true``, else ``T5ForConditionalGeneration``."""
     from transformers import T5ForConditionalGeneration
 
@@ -195,7 +194,7 @@ def model_class(config_or_path: Any):
     else:
         copy = bool(getattr(config_or_path, "copy_head", False))
     if copy:
-        from t2m.copy_model import T5CopyForConditionalGeneration
+        from t2m.model.copy_head import T5CopyForConditionalGeneration
 
         return T5CopyForConditionalGeneration
     return T5ForConditionalGeneration
@@ -206,8 +205,6 @@ def load_model(path: str | Path, allow_pickle: bool = False, device: str | None 
 
     ``prompt_style`` overrides the stored or guessed one ("textchem" or "none").
     """
-    from t2m.tokenizer import load_tokenizer
-
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json); pass a directory saved by `t2m train` or `save_pretrained`")
@@ -229,7 +226,7 @@ def load_model(path: str | Path, allow_pickle: bool = False, device: str | None 
 
 def default_model_dir() -> Path:
     """The small model that ships inside the package."""
-    return Path(__file__).resolve().parent / "default_model"
+    return Path(__file__).resolve().parents[1] / "default_model"  # t2m/default_model
 
 
 CHECKPOINT_FIX = "give the folder `t2m train` wrote (config.json, weights, tokenizer)"

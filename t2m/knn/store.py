@@ -18,8 +18,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from t2m.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
+from datastore.store import Datastore, DatastoreError
+from datastore.write import subset_datastore
 from t2m.data import training_records
+from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
+from t2m.model.checkpoint import load_model
+from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
+from t2m.tasks import check_task, source_and_target
 
 
 def subset_rows(count: int, fraction: float, seed: int = 0) -> list[int]:
@@ -64,9 +69,6 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
     default: the checkpoint's own), as in training. ``index_factory`` (default ``"auto"``: sized by the entry
     count), ``nprobe``, ``ef_search``, ``train_size``, ``use_gpu``: :func:`datastore.index.build_index`."""
     from datastore.build import PairBatches, build_datastore
-    from t2m.modeling import load_model
-    from t2m.neighbours import NeighbourFormat, load_checkpoint_database, model_inputs
-    from t2m.tasks import check_task, source_and_target
 
     check_task(task)
     model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=device())
@@ -104,9 +106,6 @@ def subset_task_datastore(full: str | os.PathLike, out: str | os.PathLike, fract
     """The ``fraction`` store of the training pairs (:func:`subset_rows`, the rows
     :func:`build_task_datastore` with that ``fraction`` would use) cut from the full store in ``full``
     (:func:`datastore.write.subset_datastore`: the same entries, no model run); returns ``out``."""
-    from datastore.write import subset_datastore
-    from datastore.store import Datastore, DatastoreError
-
     store = Datastore.load(full)
     data = dict(store.meta.get("data", {}))
     if float(data.get("fraction", 1.0)) != 1.0:
@@ -121,5 +120,5 @@ def subset_task_datastore(full: str | os.PathLike, out: str | os.PathLike, fract
 
 
 def encode_pairs(tokenizer, sources, targets, *, task, prompt_style, max_source_len, max_target_len):
-    """:func:`t2m.batching.encode_batch` with keyword settings, as :class:`datastore.build.PairBatches` calls it."""
+    """:func:`t2m.decoding.batching.encode_batch` with keyword settings, as :class:`datastore.build.PairBatches` calls it."""
     return encode_batch(tokenizer, sources, targets, task, prompt_style, max_source_len, max_target_len)

@@ -13,7 +13,7 @@ Two stages, so the grid can be wide on a CPU:
    exact match, then Morgan FTS), ties broken by stage 1's likelihood.
 
 ``--pairs 0,4`` adds the retrieval scope to the grid: 0 searches the whole store, N only the entries of
-each dev input's N nearest training pairs (SK-MT, :mod:`t2m.knn_pairs`); T's data-driven grid is set per
+each dev input's N nearest training pairs (SK-MT, :mod:`t2m.neighbours.pairs`); T's data-driven grid is set per
 scope (restricted neighbours are farther). The chosen scope is written with λ, k, T, and ``t2m translate
 --knn STORE`` then restricts by default.
 
@@ -32,7 +32,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from datastore.params import KNNParams
+from datastore.store import Datastore
 from evaluation.metrics import caption_bleu, molecule_scores
+from t2m.data import DEV_SIZE, load_chebi20_records
+from t2m.decoding.batching import encode_sources
+from t2m.decoding.translator import Translator
+from t2m.knn.store import device, encode_pairs
+from t2m.model.checkpoint import CheckpointInfo, load_model
+from t2m.neighbours.pairs import PairFinder
+from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
+from t2m.tasks import add_prompt, source_and_target
 
 DEFAULT_LAMBDAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DEFAULT_KS = (4, 8, 16, 32)
@@ -163,19 +172,13 @@ def decode(model: Any, tokenizer: Any, store: Any, sources: Sequence[str], task:
            max_new_tokens: int = 256, progress: bool = True,
            generate_options: dict[str, Any] | None = None, smiles_syntax: bool = True,
            pair_rows: Sequence[Any] | None = None) -> list[str]:
-    """Outputs for ``sources`` -- the text the model reads (:meth:`t2m.generate.Translator.model_inputs`,
+    """Outputs for ``sources`` -- the text the model reads (:meth:`t2m.decoding.translator.Translator.model_inputs`,
     neighbours included; the prompt is added when missing) -- with the model alone (``candidate`` None or
     λ = 0) or with kNN, searching ``retriever`` (with ``pair_rows``: per source, the store rows a
-    :class:`datastore.RowRestrictedRetriever` may search). Decoded by :meth:`t2m.generate.Translator.decode`,
+    :class:`datastore.RowRestrictedRetriever` may search). Decoded by :meth:`t2m.decoding.translator.Translator.decode`,
     the code ``Translator.translate`` decodes with: ``generate_options`` are the checkpoint's repetition
     settings, ``smiles_syntax`` the SMILES constraint (text2mol; with valid-SMILES reranking, as
     ``Translator``)."""
-    from t2m.batching import encode_sources
-    from t2m.generate import Translator
-    from t2m.modeling import CheckpointInfo
-    from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
-    from t2m.tasks import add_prompt
-
     info = CheckpointInfo(path="", prompt_style=prompt_style, decoding={task: dict(generate_options or {})})
     translator = Translator(model, tokenizer, info)
     encoded = encode_sources(tokenizer, [add_prompt(s, task, prompt_style) for s in sources], translator.max_source_len)
@@ -200,7 +203,7 @@ def describe(candidate: KNNParams) -> str:
 def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], exact: bool = False,
                      pair_search: tuple[Any, Any] | None = None) -> dict[int, tuple[Any, list | None]]:
     """For each scope of ``pairs`` (0: the whole store; N: each source's N nearest training pairs), the
-    retriever and, for N > 0, per source the store rows it may search (:class:`t2m.knn_pairs.PairFinder`).
+    retriever and, for N > 0, per source the store rows it may search (:class:`t2m.neighbours.pairs.PairFinder`).
     The restricted scopes share one :class:`datastore.RowRestrictedRetriever` (each search is given its rows);
     ``pair_search``: the store's (PairFinder, RowRestrictedRetriever) to reuse, e.g.
     ``Translator.pair_search(store)``, instead of building them."""
@@ -213,7 +216,6 @@ def retrieval_scopes(store: Any, sources: Sequence[str], pairs: Sequence[int], e
     restricted = [n for n in wanted if n > 0]
     if restricted:
         from datastore.retrieve import RowRestrictedRetriever
-        from t2m.knn_pairs import PairFinder
 
         finder, retriever = pair_search or (PairFinder.for_store(store), RowRestrictedRetriever(store))
         nearest = finder.nearest(sources, max(restricted))  # nearest first: each scope takes its head
@@ -234,13 +236,6 @@ def tune(store_dir: str | os.PathLike, model_dir: str | os.PathLike, data: str |
     the store's default kNN parameters. ``pairs``: retrieval scopes to try (0: the whole store; N: each
     input's N nearest training pairs). Returns the :class:`TuneResult`."""
     from datastore.build import PairBatches
-    from t2m.knn_store import device, encode_pairs
-    from datastore.store import Datastore
-    from t2m.data import DEV_SIZE, load_chebi20_records
-    from t2m.generate import Translator
-    from t2m.options import DecodingOptions, RetrievalOptions
-    from t2m.modeling import load_model
-    from t2m.tasks import source_and_target
 
     started = time.perf_counter()
     model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=device())

@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import datastore
 from t2m.chem import canonical_smiles, is_valid_smiles
-from t2m.fast_decoding import generate_in_rounds
-from t2m.mbr import OFF as MBR_OFF
-from t2m.mbr import mbr_index
-from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints, with_checkpoint_defaults
-from t2m.smiles_grammar import syntax_flags
+from t2m.decoding.batching import collate
+from t2m.decoding.fast import generate_in_rounds
+from t2m.decoding.mbr import mbr_index
+from t2m.decoding.smiles_grammar import SmilesSyntaxProcessor, syntax_flags
+from t2m.model.checkpoint import CheckpointInfo, default_model_dir, load_model, read_checkpoint_info
+from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
+from t2m.neighbours.pairs import PairFinder
+from t2m.options import DecodingOptions, MBR_OFF, RetrievalOptions, SmilesConstraints, with_checkpoint_defaults
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task, strip_prompt
 
 log = logging.getLogger(__name__)
@@ -66,11 +70,8 @@ class Translator:
 
     def __init__(self, model, tokenizer, info=None, max_source_len: int = 512, database=None):
         """``database``: the neighbour database of a checkpoint trained with neighbours in its input (a
-        :class:`t2m.neighbours.NeighbourDatabase` or a TSV of pairs); None reads the one the checkpoint's
+        :class:`t2m.neighbours.database.NeighbourDatabase` or a TSV of pairs); None reads the one the checkpoint's
         ``t2m.json`` names (the shipped model carries its own)."""
-        from t2m.modeling import CheckpointInfo
-        from t2m.neighbours import NeighbourFormat
-
         self.model = model.eval() if model is not None else None  # None: retrieval only (for_retrieval)
         self.tokenizer = tokenizer
         self.info = info or CheckpointInfo(path="")
@@ -85,8 +86,6 @@ class Translator:
                         prompt_style: str | None = None, device: str | None = None, database=None) -> "Translator":
         """Load a checkpoint directory; ``None`` loads the default model that ships with t2m. ``database``
         replaces the neighbour database of a checkpoint that reads neighbours (see ``__init__``)."""
-        from t2m.modeling import default_model_dir, load_model
-
         if path is None:
             path = default_model_dir()
             if not (Path(path) / "config.json").is_file():
@@ -100,8 +99,6 @@ class Translator:
         """A translator of the checkpoint at ``path`` (None: the shipped one) that only retrieves
         (:meth:`retrieve`): its neighbour database and rankers, without loading the model's weights or
         tokenizer (``t2m translate --system retrieval`` starts in half the time)."""
-        from t2m.modeling import default_model_dir, read_checkpoint_info
-
         path = Path(path) if path is not None else default_model_dir()
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: not a checkpoint directory; pass a directory saved by `t2m train`")
@@ -114,10 +111,8 @@ class Translator:
 
     @property
     def database(self):
-        """The :class:`t2m.neighbours.NeighbourDatabase` this checkpoint's inputs are conditioned on (loaded on
+        """The :class:`t2m.neighbours.database.NeighbourDatabase` this checkpoint's inputs are conditioned on (loaded on
         first use), or None for a checkpoint that reads no neighbours."""
-        from t2m.neighbours import load_checkpoint_database
-
         self._database = load_checkpoint_database(self.info.path, self.neighbour_format, self._database)
         return self._database
 
@@ -130,8 +125,6 @@ class Translator:
     def model_inputs(self, texts: Sequence[str], task: str, neighbours: Sequence[Sequence[Any]] | None = None) -> list[str]:
         """The text the model reads for each input: the task prompt, the input and, for a checkpoint trained
         with neighbours, its neighbours (found here unless given) in the checkpoint's layout."""
-        from t2m.neighbours import model_inputs
-
         return model_inputs(texts, task, self.info.prompt_style, self.neighbour_format, self.database, neighbours)
 
     def decoding_defaults(self, task: str) -> dict[str, Any]:
@@ -140,7 +133,7 @@ class Translator:
         return dict(self.info.decoding.get(task, {}))
 
     def decoding_options(self, task: str, **given: Any) -> dict[str, Any]:
-        """:meth:`t2m.modeling.CheckpointInfo.decoding_options` of this checkpoint."""
+        """:meth:`t2m.model.checkpoint.CheckpointInfo.decoding_options` of this checkpoint."""
         return self.info.decoding_options(task, **given)
 
     def options(self, task: str, decoding: DecodingOptions | None = None, constraints: SmilesConstraints | None = None
@@ -181,10 +174,10 @@ class Translator:
         MBR; ``constraints`` (:class:`SmilesConstraints`, text2mol): valid-SMILES reranking, the SMILES
         syntax and valence constraints, canonical output; ``retrieval`` (:class:`RetrievalOptions`): a
         kNN-MT datastore to decode with (with ``params.pairs``, each input retrieves only among the tokens
-        of its nearest training pairs: :mod:`t2m.knn_pairs`). Fields left at their defaults take the
+        of its nearest training pairs: :mod:`t2m.neighbours.pairs`). Fields left at their defaults take the
         checkpoint's recommendations for ``task`` (:meth:`options`).
 
-        Decoding runs in length rounds (:func:`t2m.fast_decoding.length_rounds`): every input is first
+        Decoding runs in length rounds (:func:`t2m.decoding.fast.length_rounds`): every input is first
         decoded with at most ``first_round_tokens`` new tokens, and only the inputs not finished by then
         are decoded again, with twice the limit, up to ``max_new_tokens``; each input gets the result it
         gets in one round.
@@ -228,8 +221,6 @@ class Translator:
         import torch
         from tqdm.auto import tqdm
 
-        from t2m.batching import collate
-
         self._need_model()
         constraints = constraints or SmilesConstraints()
         decoding.check_task(task)
@@ -270,7 +261,7 @@ class Translator:
 
     def retrieve(self, inputs: Sequence[str] | str, task: str, n_best: int = 1) -> list[Translation]:
         """No model: each input's answer is the target of the database pair the checkpoint's neighbour ranker
-        puts first among the nearest (:mod:`t2m.neighbour_ranker`; the nearest pair where it has no
+        puts first among the nearest (:mod:`t2m.neighbours.ranker`; the nearest pair where it has no
         ranker); ``candidates`` are the first ``n_best`` targets, ``neighbours`` their pairs. Bad inputs are
         flagged by row as in :meth:`translate`. Needs a checkpoint that reads a database (or ``database=``)."""
         check_task(task)
@@ -334,8 +325,6 @@ class Translator:
         with contextlib.ExitStack() as stack:
             processors = []
             if retrieval is not None:
-                import datastore  # retrieval is datastore's: t2m's core imports it where decoding is augmented
-
                 processors += stack.enter_context(datastore.knn_generation(
                     self.model, retrieval.store, params=retrieval.params, exact=retrieval.exact, trace=retrieval.trace,
                     retriever=retriever, check=False))  # _resolve_retrieval checked it
@@ -352,9 +341,7 @@ class Translator:
                     [knn.restricted(retriever.restriction([pair_rows[i] for i in rows])), *rest])}
 
     def _smiles_syntax_processor(self):
-        """This translator's :class:`t2m.smiles_grammar.SmilesSyntaxProcessor` (tables built on first use)."""
-        from t2m.smiles_grammar import SmilesSyntaxProcessor
-
+        """This translator's :class:`t2m.decoding.smiles_grammar.SmilesSyntaxProcessor` (tables built on first use)."""
         if self._syntax is None:
             self._syntax = SmilesSyntaxProcessor(self.tokenizer)
         return self._syntax
@@ -364,7 +351,6 @@ class Translator:
         the store's parameters where it chose none; None without retrieval."""
         if retrieval is None:
             return None
-        import datastore
 
         store = retrieval.store
         if isinstance(store, (str, Path)):
@@ -375,11 +361,8 @@ class Translator:
         return retrieval.resolved(store)
 
     def pair_search(self, store):
-        """(:class:`t2m.knn_pairs.PairFinder`, :class:`datastore.RowRestrictedRetriever`) of ``store``, built
+        """(:class:`t2m.neighbours.pairs.PairFinder`, :class:`datastore.RowRestrictedRetriever`) of ``store``, built
         on first use and kept for the store's folder."""
-        import datastore
-        from t2m.knn_pairs import PairFinder
-
         key = str(store.path)
         if key not in self._pair_finders:
             self._pair_finders[key] = (PairFinder.for_store(store), datastore.RowRestrictedRetriever(store))
@@ -395,7 +378,7 @@ class Translator:
 
     def _pair_restriction(self, store, task: str, pairs: int, inputs: Sequence[str]) -> tuple[Any, list]:
         """A :class:`datastore.RowRestrictedRetriever` over ``store`` and, per input, the store rows of its
-        ``pairs`` nearest training pairs (:class:`t2m.knn_pairs.PairFinder`, built once per store)."""
+        ``pairs`` nearest training pairs (:class:`t2m.neighbours.pairs.PairFinder`, built once per store)."""
         if store.task not in (None, task):
             raise ValueError(f"{store.path}: a {store.task} datastore cannot restrict a {task} translation")
         finder, retriever = self.pair_search(store)

@@ -7,7 +7,7 @@ which teaches the decoder SMILES syntax from many more molecules than the pairs 
 
 Speed and memory on CPU (``tests/benchmarks/bench_train.py`` measures them against a bare training step):
 batches grouped by both lengths and padded to multiples of 8, large batches split into micro-batches
-(``micro_batch_mb``), dropout and attention through :mod:`t2m.training_kernels` (``fast_kernels``), the
+(``micro_batch_mb``), dropout and attention through :mod:`t2m.training.kernels` (``fast_kernels``), the
 copy head's loss from the gold tokens only, and freed memory returned to the system after every step.
 
 Runs unchanged under ``accelerate launch`` (each process takes its share of every step's batches;
@@ -31,16 +31,28 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.metrics import caption_bleu, molecule_scores, text_tokenizer
-from t2m.batching import encode_sources
+from t2m.decoding.batching import collate, encode_sources, micro_batches
 from t2m.editing import edit_agreement
-from t2m.generate import Translator
+from t2m.decoding.translator import Translator
 from t2m.process_memory import peak_rss_mb
-from t2m.modeling import DECODING_KEYS, CheckpointInfo
-from t2m.neighbours import copied_share
+from t2m.model.checkpoint import (
+    CheckpointInfo,
+    DECODING_KEYS,
+    RECOMMENDED_DECODING,
+    check_decoding_defaults,
+    make_config,
+    model_class,
+    write_checkpoint_info,
+)
+from t2m.data import write_records_tsv
+from t2m.neighbours.database import NeighbourDatabase, NeighbourFormat, copied_share
+from t2m.neighbours.ranker import fitted_for, load_rankers, save_rankers
 from t2m.options import DecodingOptions, SmilesConstraints
 from t2m.tasks import MOL2TEXT, TEXT2MOL
-from t2m.train_config import TrainConfig
-from t2m.training_data import TrainingData, epoch_examples, load_training_data
+from t2m.tokenizer import load_tokenizer, train_tokenizer
+from t2m.training.config import TrainConfig
+from t2m.training.data import TrainingData, epoch_examples, load_training_data
+from t2m.training.kernels import install
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +62,6 @@ SORT_GROUP = 8  # batches of a pool sorted by target length together (epoch_batc
 
 def collate_pairs(batch_pairs, pad_id: int, config: TrainConfig) -> dict:
     """Padded tensors of one batch of (source ids, target ids) pairs, as the trainer feeds the model."""
-    from t2m.batching import collate
-
     return collate(*zip(*batch_pairs), pad_id, config.length_multiple, config.max_source_len, config.max_target_len)
 
 
@@ -61,10 +71,8 @@ def epoch_batches(tokenizer, examples, config: TrainConfig, epoch: int) -> list[
     worth by target length: a batch holds pairs alike in both lengths. Sorting by source + target length in
     pools of 50 left 42% of the default recipe's batches padding (30% with neighbours in the inputs) at
     lengths rounded to 32; this way, rounded to 8 and split as the trainer splits large batches
-    (t2m.batching.micro_batches), 16% (9%).
+    (t2m.decoding.batching.micro_batches), 16% (9%).
     """
-    from t2m.batching import encode_sources
-
     rng = random.Random(config.seed * 7919 + epoch)
     sources = encode_sources(tokenizer, [e[0] for e in examples], config.max_source_len)
     targets = encode_sources(tokenizer, [e[1] for e in examples], config.max_target_len)
@@ -95,8 +103,6 @@ def checkpoint_dirs(out_dir: Path) -> list[Path]:
 
 def checkpoint_decoding(config: TrainConfig) -> dict[str, dict[str, Any]]:
     """The decoding defaults every checkpoint of ``config`` carries (t2m.json "decoding"), validated."""
-    from t2m.modeling import RECOMMENDED_DECODING, check_decoding_defaults
-
     return check_decoding_defaults('the training config\'s "decoding"',
                                    RECOMMENDED_DECODING if config.decoding is None else config.decoding)
 
@@ -107,8 +113,6 @@ def training_rankers(config: TrainConfig, data: TrainingData, say=print) -> dict
     pairs, else None -- and ``say`` tells how checkpoints will translate without one."""
     if not config.neighbours:
         return None
-    from t2m.neighbour_ranker import fitted_for, load_rankers
-    from t2m.neighbours import NeighbourDatabase, NeighbourFormat
 
     database = NeighbourDatabase.from_records(data.train)
     fit_hint = "t2m ranker --database OUT/model/memory.tsv --out ranker.json, then name it in the config's \"ranker\""
@@ -139,8 +143,6 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
     are built and ``rankers`` (``ranker.json``) where the run has them."""
     import torch
 
-    from t2m.modeling import write_checkpoint_info
-
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -150,10 +152,6 @@ def save_checkpoint(path: Path, model, tokenizer, config: TrainConfig, state: di
     if data is not None and data.described:
         extra["training_data"] = data.described
     if config.neighbours and data is not None:
-        from t2m.data import write_records_tsv
-        from t2m.neighbour_ranker import save_rankers
-        from t2m.neighbours import NeighbourFormat
-
         neighbour_format = NeighbourFormat(k=config.neighbours, show_similarity=config.show_similarity,
                                            ranker="ranker.json" if rankers else None)
         write_records_tsv(tmp / neighbour_format.database, data.train)
@@ -180,7 +178,7 @@ UNCONSTRAINED = SmilesConstraints(valid_smiles=False, syntax=False, valence=Fals
 def quick_dev_outputs(model, tokenizer, data: TrainingData, n: int, max_len: int = 256,
                       decoding: dict[str, dict[str, Any]] | None = None) -> dict[str, tuple[list[str], list[str]]]:
     """Per task, (references, outputs) of the first ``n`` dev rows: greedy decoding through
-    :meth:`t2m.generate.Translator.decode` (the code ``t2m translate`` decodes with) with the repetition
+    :meth:`t2m.decoding.translator.Translator.decode` (the code ``t2m translate`` decodes with) with the repetition
     options of ``decoding`` (the run's checkpoint defaults, as ``t2m translate`` applies them) and no SMILES
     constraint. Leaves ``model`` in eval mode."""
     rows = data.dev[:n]
@@ -206,7 +204,7 @@ def quick_dev_scores(data: TrainingData, outputs: dict[str, tuple[list[str], lis
     :class:`evaluation.text_tokenizer.TextTokenizer`, None: the default one). With neighbours in the inputs,
     per task the share of the outputs' n-grams copied from the neighbours shown (``dev_copied_<task>``) beside
     the same share of the references (``dev_gold_copied_<task>``: what copying could give), see
-    :func:`t2m.neighbours.copied_share`, and whether the outputs change the neighbour's target where the
+    :func:`t2m.neighbours.database.copied_share`, and whether the outputs change the neighbour's target where the
     reference does (``dev_changed_where_gold_changed_<task>``, ``dev_kept_where_gold_kept_<task>``,
     :mod:`t2m.editing`)."""
     out: dict[str, float] = {}
@@ -277,7 +275,7 @@ def native_bf16() -> bool:
 def training_precision(config: TrainConfig) -> str:
     """The ``mixed_precision`` for accelerate that ``config.bf16`` means here: "bf16", or "no" (float32)."""
     if config.bf16 not in (True, False, "force"):
-        raise ValueError(f"bf16 = {config.bf16!r}: use true, false or \"force\" (see t2m.train.TrainConfig)")
+        raise ValueError(f"bf16 = {config.bf16!r}: use true, false or \"force\" (see t2m.training.trainer.TrainConfig)")
     if config.bf16 == "force":
         return "bf16"
     if config.bf16 and not native_bf16():
@@ -299,8 +297,6 @@ def _lr_lambda(config: TrainConfig):
 
 
 def prepare_tokenizer(config: TrainConfig, data: TrainingData, out_dir: Path):
-    from t2m.tokenizer import load_tokenizer, train_tokenizer
-
     if config.tokenizer:
         return load_tokenizer(config.tokenizer)
     if config.init_from:
@@ -320,8 +316,6 @@ def build_model(config: TrainConfig, tokenizer, checkpoint: Path | None):
     preset; with the copy head when the config asks for it, and a generation config for the quick eval."""
     from transformers import GenerationConfig
 
-    from t2m.modeling import make_config, model_class
-
     if checkpoint is not None:
         model = model_class(checkpoint).from_pretrained(str(checkpoint))
     elif config.init_from:
@@ -331,7 +325,7 @@ def build_model(config: TrainConfig, tokenizer, checkpoint: Path | None):
                                    dropout_rate=config.dropout)
         model = model_class(model_config)(model_config)
     if config.copy_head and not getattr(model.config, "copy_head", False):
-        from t2m.copy_model import with_copy_head
+        from t2m.model.copy_head import with_copy_head
 
         model = with_copy_head(model)
     model.generation_config = GenerationConfig(
@@ -400,8 +394,6 @@ class TrainingRun:
             accelerator.print(f"resuming from {last} (step {self.state['step']})")
         model = build_model(config, self.tokenizer, last)
         if config.fast_kernels:
-            from t2m.training_kernels import install
-
             install(model)
         self.state["precision"] = precision
         optimizer = optimizer_for(model, config)
@@ -458,8 +450,6 @@ class TrainingRun:
         """One batch of (source ids, target ids) through the model (in micro-batches where it is large),
         backward, and (when gradients sync) the optimizer step; returns the batch's tokens (non-pad source +
         target) times the processes (each took a batch like it)."""
-        from t2m.batching import micro_batches
-
         accelerator, model, config = self.accelerator, self.model, self.config
         parts = micro_batches(pairs, config.micro_batch_mb, self.model_config, self.state["precision"],
                               config.length_multiple, config.max_source_len, config.max_target_len)

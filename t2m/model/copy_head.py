@@ -10,13 +10,13 @@ decoder state and the attended encoder state mixes it with the vocabulary distri
 The mixture is returned as ``logits`` holding log-probabilities (mixed in log space with ``logaddexp``),
 so ``generate``'s log-softmax leaves them unchanged and beam search, sampling, logits processors (SMILES
 constraints) and kNN-MT (which hooks the decoder's final hidden state) work as with any T5. Trained with
-neighbours in the input (:mod:`t2m.neighbours`), it learns when to copy the neighbour's target and when
+neighbours in the input (:mod:`t2m.neighbours.database`), it learns when to copy the neighbour's target and when
 to write tokens of its own.
 
 ``copy_gate_shift`` in ``config.json`` (default 0) shifts the gate's logit at decoding time only: chosen
 on the dev slice, it trades copying against writing without retraining.
 
-The head is switched on by ``copy_head: true`` in the checkpoint's ``config.json``; :func:`t2m.modeling.load_model`
+The head is switched on by ``copy_head: true`` in the checkpoint's ``config.json``; :func:`t2m.model.checkpoint.load_model`
 then loads this class. Plain ``T5ForConditionalGeneration`` still loads such a checkpoint (without the
 head: it then decodes with the vocabulary distribution alone).
 """
