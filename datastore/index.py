@@ -356,15 +356,39 @@ def _no_polysemous_training(index: Any) -> None:
             part.do_polysemous_training = False
 
 
+def _out_of_gpu_memory(error: BaseException) -> bool:
+    """Whether ``error`` is faiss's GPU allocation failure (``StandardGpuResources: alloc fail ... cudaMalloc
+    error out of memory``)."""
+    text = str(error).lower()
+    return "cudamalloc" in text or "alloc fail" in text or "out of memory" in text
+
+
 def _train(index: Any, keys: np.ndarray, factory: str, size: int, seed: int) -> int:
     sample = _sample_rows(keys, size, seed)
     try:
         index.train(sample)
     except RuntimeError as error:
+        if _out_of_gpu_memory(error):
+            raise  # build_index builds on the CPU instead
         raise ValueError(f"faiss could not train {factory!r} on {len(sample):,} keys of dim {keys.shape[1]} "
                          f"({str(error).splitlines()[0]}); choose a smaller index (e.g. 'Flat' or "
                          f"'HNSW32') for a store this small") from error
     return len(sample)
+
+
+def _fill(index: Any, keys: np.ndarray, factory: str, train_size: int, seed: int, progress: bool
+          ) -> tuple[int, float]:
+    """Train ``index`` (when it needs it) on ``train_size`` random keys, then add every key a block of
+    :data:`ADD_BATCH` at a time; returns (keys trained on, ``time.perf_counter()`` when training ended)."""
+    trained_on = _train(index, keys, factory, train_size, seed) if not index.is_trained else 0
+    trained_at = time.perf_counter()
+    quantizer_graph = _hnsw(index) if _ivf(index) is not None else None
+    if quantizer_graph is not None:  # a greedy graph search over clustered centroids misplaces keys
+        quantizer_graph.efSearch = max(int(quantizer_graph.efSearch), ADD_EF_SEARCH)
+    for start in tqdm(range(0, len(keys), ADD_BATCH), desc=f"faiss add ({factory})", unit="batch",
+                      disable=not progress, dynamic_ncols=True):
+        index.add(np.ascontiguousarray(keys[start:start + ADD_BATCH], dtype=np.float32))
+    return trained_on, trained_at
 
 
 def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str = DEFAULT_FACTORY, *,
@@ -399,16 +423,20 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
     on_gpu = False
     if gpu_count(use_gpu, record):
         index, on_gpu = to_gpu(index, record, gpus=gpus)
-    trained_on = 0
-    if not index.is_trained:
-        trained_on = _train(index, keys, factory, min(count, train_size or default_train_size(factory, count)), seed)
-    train_seconds = time.perf_counter() - started
-    quantizer_graph = _hnsw(index) if _ivf(index) is not None else None
-    if quantizer_graph is not None:  # a greedy graph search over clustered centroids misplaces keys
-        quantizer_graph.efSearch = max(int(quantizer_graph.efSearch), ADD_EF_SEARCH)
-    for start in tqdm(range(0, count, ADD_BATCH), desc=f"faiss add ({factory})", unit="batch",
-                      disable=not progress, dynamic_ncols=True):
-        index.add(np.ascontiguousarray(keys[start:start + ADD_BATCH], dtype=np.float32))
+    train_size = min(count, train_size or default_train_size(factory, count))
+    try:
+        trained_on, trained_at = _fill(index, keys, factory, train_size, seed, progress)
+    except RuntimeError as error:
+        if not (on_gpu and _out_of_gpu_memory(error)):
+            raise
+        step = "adding keys" if index.is_trained else "training"
+        fallback(f"faiss ran out of GPU memory while {step} ({str(error).strip().splitlines()[-1]}): the index is "
+                 "built on the CPU instead; free GPU memory, or pass use_gpu=False (--gpu no) to skip the GPU", record)
+        del index
+        index, on_gpu = faiss.index_factory(dim, factory, faiss.METRIC_L2), False
+        _no_polysemous_training(index)
+        trained_on, trained_at = _fill(index, keys, factory, train_size, seed, progress)
+    train_seconds = trained_at - started
     params = {**default_params(factory), **{k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search))
                                             if v is not None}}
     set_search_params(index, params.get("nprobe"), params.get("ef_search"), record)
@@ -423,7 +451,9 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
         tmp = path.with_name(f".{path.name}.tmp")
         faiss.write_index(_to_cpu(index), str(tmp))
         os.replace(tmp, path)
-        meta["type"] = type(faiss.downcast_index(faiss.read_index(str(path), mmap_flags()))).__name__  # as loaded
+        # what the file holds as a CPU loads it (a GPU index reports no code size and a GPU quantizer)
+        stored = index_params(faiss.read_index(str(path), mmap_flags()))
+        meta.update({name: stored[name] for name in ("type", "nlist", "code_size", "quantizer") if name in stored})
         meta["bytes"] = path.stat().st_size
         meta["bytes_per_entry"] = round(meta["bytes"] / max(count, 1), 2)
     return (meta, index) if return_index else meta

@@ -249,6 +249,161 @@ def test_faiss_without_gpu_support_on_a_machine_with_gpus_is_a_warning(tmp_path,
         write_datastore(tmp_path / "ds2", keys, values, factory="IVF32,SQfp16", use_gpu=False)
 
 
+# ------------------------------------------------ simulated GPU indexes (what faiss-gpu hands back)
+
+
+class _GpuIndex:
+    """A stand-in for faiss-gpu's index proxies as datastore.index sees them: a ``Gpu*`` type name, the
+    ``IndexIVFInterface`` fields (``nlist``, ``nprobe``, ``quantizer``, itself a GPU flat index) but no
+    ``code_size`` and no inverted lists; ``extract_index_ivf`` refuses it (it is no ``IndexIVF``). It trains,
+    adds and searches through the CPU index it wraps; ``fail`` ("train" or "add") raises faiss's GPU
+    out-of-memory error there instead."""
+
+    def __init__(self, cpu, fail=None):
+        self._cpu, self._fail = cpu, fail
+        ivf = faiss.extract_index_ivf(cpu) if "IVF" in type(cpu).__name__ else None
+        self._ivf = faiss.downcast_index(ivf) if ivf is not None else None
+        if self._ivf is not None:
+            self.nlist = int(self._ivf.nlist)
+            self.quantizer = _gpu_type(faiss.downcast_index(self._ivf.quantizer))
+
+    nprobe = property(lambda self: self._ivf.nprobe, lambda self, value: setattr(self._ivf, "nprobe", value))
+    ntotal = property(lambda self: self._cpu.ntotal)
+    is_trained = property(lambda self: self._cpu.is_trained)
+    d = property(lambda self: self._cpu.d)
+
+    def train(self, x):
+        if self._fail == "train":
+            raise RuntimeError(GPU_OOM)
+        self._cpu.train(x)
+
+    def add(self, x):
+        if self._fail == "add":
+            raise RuntimeError(GPU_OOM)
+        self._cpu.add(x)
+
+    def search(self, x, k):
+        return self._cpu.search(x, k)
+
+
+class _Replicas:
+    """faiss's IndexReplicas over GPU indexes (one per GPU), as the cloner returns it."""
+
+    def __init__(self, parts):
+        self._parts = parts
+
+    def at(self, i):
+        return self._parts[i]
+
+    def count(self):
+        return len(self._parts)
+
+    ntotal = property(lambda self: self._parts[0].ntotal)
+
+    def search(self, x, k):
+        return self._parts[0].search(x, k)
+
+
+_Replicas.__name__ = "IndexReplicas"
+
+
+def _gpu_type(cpu, fail=None):
+    return type(f"Gpu{type(cpu).__name__}", (_GpuIndex,), {})(cpu, fail)
+
+
+GPU_OOM = ("Error in virtual void* faiss::gpu::StandardGpuResourcesImpl::allocMemory(const faiss::gpu::AllocRequest&) "
+           "at faiss/gpu/StandardGpuResources.cpp:530: Error: 'err == cudaSuccess' failed: StandardGpuResources: "
+           "alloc fail type IVFLists dev 0 space Device stream 0x5581 size 536870912 bytes (cudaMalloc error out of "
+           "memory [2])")
+NOT_ON_GPU = ("Error in virtual faiss::Index* faiss::gpu::ToGpuCloner::clone_Index(const faiss::Index*) at "
+              "faiss/gpu/GpuCloner.cpp:229: This index type is not implemented on GPU.")
+
+
+def _simulated_gpus(monkeypatch, count=1, fail=None):
+    """faiss-cpu dressed as faiss-gpu whose cloner returns :class:`_GpuIndex` stand-ins (an IndexReplicas of
+    them for ``count`` > 1) and whose GpuParameterSpace sets them; returns the parameter-space calls."""
+    calls = []
+    downcast = faiss.downcast_index
+
+    class GpuParameterSpace:
+        def set_index_parameter(self, index, name, value):
+            assert isinstance(index, _GpuIndex), "GpuParameterSpace takes GPU indexes only"
+            calls.append((type(index).__name__, name, value))
+            setattr(index, name, value)
+
+    def to_gpu(index, co=None, ngpu=-1):
+        index = downcast(index)
+        if "HNSW" in type(index).__name__ and "IVF" not in type(index).__name__:
+            raise RuntimeError(NOT_ON_GPU)
+        parts = [_gpu_type(faiss.clone_index(index), fail) for _ in range(count)]  # copies, as on GPUs
+        return parts[0] if count == 1 else _Replicas(parts)
+
+    def to_cpu(index):
+        index = index.at(0) if isinstance(index, _Replicas) else index
+        return index._cpu if isinstance(index, _GpuIndex) else index
+
+    _fake_gpus(monkeypatch, count=count, to_gpu=to_gpu, to_cpu=to_cpu)
+    monkeypatch.setattr(faiss, "GpuParameterSpace", GpuParameterSpace, raising=False)
+    monkeypatch.setattr(faiss, "downcast_index",
+                        lambda index: index if isinstance(index, (_GpuIndex, _Replicas)) else downcast(index))
+    return calls
+
+
+@pytest.mark.parametrize("factory", ["IVF32,PQ8", "IVF32,Flat", "IVF32,SQfp16"])
+def test_an_index_built_on_a_gpu_records_what_the_loaded_index_reports(tmp_path, monkeypatch, keys, values, factory):
+    """A GPU index has no code_size and a GPU quantizer: datastore.json records the stored index as it is
+    loaded (the CPU's view of the file), and the nprobe set through GpuParameterSpace."""
+    calls = _simulated_gpus(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IndexFallbackWarning)
+        out = write_datastore(tmp_path / "ds", keys, values, factory=factory, nprobe=7)
+    recorded = json.loads((out / "datastore.json").read_text())["index"]
+    assert recorded["built_on_gpu"] is True and ("GpuIndex" + factory.split(",")[0][:3]) in calls[0][0]
+    assert calls == [(calls[0][0], "nprobe", 7)]
+    monkeypatch.undo()  # the same store on a machine without GPUs
+    loaded = Datastore.load(out).retriever().state
+    assert {name: recorded.get(name) for name in (*IN_FORCE, "quantizer")} == \
+        {name: loaded.get(name) for name in (*IN_FORCE, "quantizer")}
+    assert recorded["code_size"] == {"IVF32,PQ8": 8, "IVF32,Flat": 4 * DIM, "IVF32,SQfp16": 2 * DIM}[factory]
+
+
+def test_gpu_replicas_get_nprobe_through_the_gpu_parameter_space(tmp_path, monkeypatch, keys, values):
+    out = write_datastore(tmp_path / "ds", keys, values, factory="IVF32,SQfp16", use_gpu=False)
+    calls = _simulated_gpus(monkeypatch, count=2)
+    retriever = Datastore.load(out).retriever(nprobe=9)
+    assert retriever.state["on_gpu"] and retriever.state["replicas"] == 2 and retriever.state["nprobe"] == 9
+    assert calls == [("GpuIndexIVFScalarQuantizer", "nprobe", 9)] * 2
+    assert [part.nprobe for part in ix.replicas(retriever.index)] == [9, 9]
+    assert retriever.state["type"] == "GpuIndexIVFScalarQuantizer" and not retriever.state["fallbacks"]
+    found = retriever.search(torch.from_numpy(keys[:20].astype(np.float32)), 1)
+    np.testing.assert_array_equal(found.indices[:, 0].numpy(), np.arange(20))
+
+
+@pytest.mark.parametrize("step", ["train", "add"])
+def test_gpu_out_of_memory_while_building_builds_on_the_cpu(tmp_path, monkeypatch, keys, values, step):
+    _simulated_gpus(monkeypatch, fail=step)
+    with pytest.warns(IndexFallbackWarning, match=f"out of GPU memory while .*{step}.*built on the CPU"):
+        out = write_datastore(tmp_path / "ds", keys, values, factory="IVF32,SQfp16", nprobe=4)
+    monkeypatch.undo()
+    store = Datastore.load(out)
+    meta = store.meta["index"]
+    assert meta["built_on_gpu"] is False and meta["count"] == COUNT and meta["nprobe"] == 4
+    assert "out of memory" in meta["fallbacks"][0] and meta["type"] == "IndexIVFScalarQuantizer"
+    found = store.retriever().search(torch.from_numpy(keys[:20].astype(np.float32)), 1)
+    np.testing.assert_array_equal(found.indices[:, 0].numpy(), np.arange(20))
+
+
+def test_an_index_type_without_a_gpu_version_is_built_and_searched_on_the_cpu(tmp_path, monkeypatch, keys, values):
+    _simulated_gpus(monkeypatch)
+    with pytest.warns(IndexFallbackWarning, match="not implemented on GPU.*stays on the CPU; use an index type faiss "
+                                                  "has on GPUs"):
+        out = write_datastore(tmp_path / "ds", keys, values, factory="HNSW16")
+    assert Datastore.load(out).meta["index"]["built_on_gpu"] is False
+    with pytest.warns(IndexFallbackWarning, match="not implemented on GPU"):
+        retriever = Datastore.load(out).retriever()
+    assert retriever.state["mapped"] and not retriever.state["on_gpu"] and retriever.state["type"] == "IndexHNSWFlat"
+
+
 # --------------------------------------------------------------- memory-mapped, shared by workers
 
 
