@@ -33,7 +33,7 @@ STEP_ROWS = 160  # a decoding step of batch 32 x beam 5
 def _keys(work: Path, count: int, dim: int, clusters: int) -> Path:
     from datastore.testing import mixture_keys
 
-    path = work / f"keys-{count}-{dim}.npy"
+    path = work / f"keys-{count}-{dim}-{clusters}.npy"
     if not path.is_file():
         tmp = path.with_suffix(".tmp.npy")
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(count, dim))

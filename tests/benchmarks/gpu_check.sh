@@ -14,7 +14,8 @@
 #      ChEBI-20's train split) and `t2m translate --knn` of 100 ChEBI-20 test rows with it;
 #   4. what ran where, read back from datastore.json and from the loaded indexes and model.
 # ChEBI-20 is looked for in --data, $T2M_SHARED_DATA/chebi20, ./shared/data/chebi20, ../shared/data/chebi20.
-# --cpu-smoke: the same steps at small sizes on a CPU (20k entries, 2% of the pairs, 10 rows, 32 tokens).
+# --cpu-smoke: the same steps at small sizes on a CPU (20k entries of 128 clusters, 2% of the pairs, 10 rows,
+# 32 tokens).
 # Exit status: 0 when every step ran (and, without --cpu-smoke, the indexes ran on the GPU); 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -31,9 +32,9 @@ while [ $# -gt 0 ]; do
 done
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ $SMOKE = 1 ]; then
-    ENTRIES=20000; FRACTION=0.02; ROWS=10; TOKENS=32; GPU=auto
+    ENTRIES=20000; CLUSTERS=128; FRACTION=0.02; ROWS=10; TOKENS=32; GPU=auto
 else
-    ENTRIES=1000000; FRACTION=0.1; ROWS=100; TOKENS=256; GPU=auto
+    ENTRIES=1000000; CLUSTERS=2048; FRACTION=0.1; ROWS=100; TOKENS=256; GPU=auto
 fi
 mkdir -p "$WORK"
 FAILED=()
@@ -83,7 +84,7 @@ else
 fi
 
 step "1. a store of $ENTRIES entries from arrays: IVF-PQ64 and IVF-Flat, built, loaded, searched"
-python tests/benchmarks/gpu_check.py index --entries $ENTRIES --gpu $GPU --work "$WORK" \
+python tests/benchmarks/gpu_check.py index --entries $ENTRIES --clusters $CLUSTERS --gpu $GPU --work "$WORK" \
     --json "$WORK/index.json" || FAILED+=("index")
 
 step "2. t2m datastore build (shipped model, ${FRACTION} of ChEBI-20 train) and t2m translate --knn ($ROWS rows)"
@@ -106,7 +107,7 @@ else
         start=$SECONDS
         if python -m t2m translate --task mol2text --knn "$STORE" --knn-pairs 0 --input "$WORK/rows.tsv" \
                 --max-new-tokens $TOKENS --output "$WORK/translations.txt" --overwrite --no-resume; then
-            echo "translate: $ROWS rows in $((SECONDS - start)) s; first: $(head -n 1 "$WORK/translations.txt" | cut -c1-150)"
+            echo "translate: $ROWS rows in $((SECONDS - start)) s; first: $(sed -n 2p "$WORK/translations.txt" | cut -c1-150)"
             [ "$(wc -l < "$WORK/translations.txt")" -ge "$ROWS" ] || FAILED+=("translate wrote too few rows")
         else
             FAILED+=("translate")
