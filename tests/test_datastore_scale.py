@@ -518,3 +518,30 @@ def test_subset_is_copied_in_blocks(tmp_path, keys, values):
     np.testing.assert_array_equal(part.keys, keys[picks])
     np.testing.assert_array_equal(part.values, values[picks])
     assert part.meta["build"]["subset_rows"] == 1000 and part.meta["index"]["factory"] == "Flat"
+
+
+# ------------------------------------------------------------------------------ larger models
+
+
+def test_model_fingerprint_samples_tensors_of_more_than_2_24_values():
+    """MolT5-base's 32,128 x 768 embedding has more values than float32 counts exactly (the sampled positions
+    rounded up to one past the end: the build failed); smaller tensors are sampled as before, so the
+    fingerprints recorded in existing stores still match."""
+    from datastore.store import _SAMPLES_PER_TENSOR, model_fingerprint
+    from datastore.testing import tiny_t5
+
+    model = tiny_t5(50)
+    digest = __import__("hashlib").sha256()
+    for name, tensor in sorted(model.state_dict().items()):  # the sampling before the fix
+        flat = tensor.reshape(-1)
+        if flat.numel() > _SAMPLES_PER_TENSOR:
+            flat = flat[torch.linspace(0, flat.numel() - 1, _SAMPLES_PER_TENSOR).long()]
+        digest.update(name.encode())
+        digest.update(json.dumps(list(tensor.shape)).encode())
+        digest.update(flat.to(torch.float16).numpy().tobytes())
+    assert model_fingerprint(model)["weights_sha256"] == digest.hexdigest()
+    big = torch.zeros(32_128 * 768, dtype=torch.float16)
+    model.register_buffer("embedding_sized", big)
+    first = model_fingerprint(model)
+    big[-1] = 1.0  # the last value is sampled
+    assert model_fingerprint(model)["weights_sha256"] != first["weights_sha256"]
