@@ -420,5 +420,7 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
     finish_store(work, out_dir, fields, {**knn.to_json(), "source": "default"}, index_factory=index_factory,
                  index_options=index_options, auto_temperature=auto_temperature, overwrite=overwrite,
                  progress=progress, before_publish=drop_chunks,
-                 build={"world_size": world, "compute_seconds": round(compute_seconds, 3),
+                 build={"world_size": world, "device": str(next(model.parameters()).device),
+                        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                        "compute_seconds": round(compute_seconds, 3),
                         "tokens_per_second": round(count / max(compute_seconds, 1e-9), 1) if world == 1 else None})

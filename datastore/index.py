@@ -58,6 +58,17 @@ INDEX_FILE = "index.faiss"  # in the store folder (datastore.store re-exports it
 DEFAULT_FACTORY = "auto"
 DEFAULT_CODEC = "SQfp16"
 DEFAULT_NPROBE = 10
+# nprobe sized by the list count (bench_scale.py --nprobes, the mixture of docs/datastore_scale.md, d 256,
+# IVF-SQfp16 as `auto` sizes it, 320 queries; recall@16 at nprobe 6 / 8 / 10 / 12 / 16 / 20):
+#   100k, IVF1024:  0.976 / 0.977 / 0.979 / 0.980 / 0.981 / 0.981
+#   300k, IVF2048:  0.987 / 0.992 / 0.993 / 0.994 / 0.994 / 0.994
+#   1M,   IVF4096:  0.967 / 0.983 / 0.990 / 0.995 / 0.998 / 0.999
+#   3M,   IVF8192:    -   / 0.914 / 0.947 / 0.979 (14) / 0.986 / 0.994
+# A fixed nprobe covers a smaller share of a query's neighbourhood as lists shrink: 3M fell below 0.95 at
+# 10. nprobe 10 up to 2,048 lists (the shipped stores' index, unchanged), then 10 * sqrt(nlist / 2048):
+# 14 at 4,096 lists, 20 at 8,192, 28 at 16,384 (10M), 57 at 65,536. Codes scanned per query then grow as
+# N^0.75 instead of N^0.5 (nprobe fixed) or N (nprobe proportional to nlist).
+NPROBE_REFERENCE_LISTS = 2048
 DEFAULT_EF_SEARCH = 64
 DEFAULT_TRAIN_SIZE = 100_000
 TRAIN_PER_LIST = 64  # training keys per IVF list (faiss warns below 39, its guidance is 30-256)
@@ -303,10 +314,17 @@ def resolve_factory(factory: str, count: int, dim: int) -> str:
     return fit_factory_to_size(factory, count)
 
 
+def default_nprobe(nlist: int) -> int:
+    """IVF lists a search visits by default: :data:`DEFAULT_NPROBE` up to :data:`NPROBE_REFERENCE_LISTS`
+    lists, then growing as the square root of the list count (see the measurements above it)."""
+    return max(DEFAULT_NPROBE, int(round(DEFAULT_NPROBE * np.sqrt(max(nlist, 1) / NPROBE_REFERENCE_LISTS))))
+
+
 def default_params(factory: str) -> dict[str, int]:
     params = {}
-    if re.search(r"IVF\d+", factory):
-        params["nprobe"] = DEFAULT_NPROBE
+    match = re.search(r"IVF(\d+)", factory)
+    if match:
+        params["nprobe"] = default_nprobe(int(match.group(1)))
     if "HNSW" in factory:
         params["ef_search"] = DEFAULT_EF_SEARCH
     return params
@@ -356,15 +374,39 @@ def _no_polysemous_training(index: Any) -> None:
             part.do_polysemous_training = False
 
 
+def _out_of_gpu_memory(error: BaseException) -> bool:
+    """Whether ``error`` is faiss's GPU allocation failure (``StandardGpuResources: alloc fail ... cudaMalloc
+    error out of memory``)."""
+    text = str(error).lower()
+    return "cudamalloc" in text or "alloc fail" in text or "out of memory" in text
+
+
 def _train(index: Any, keys: np.ndarray, factory: str, size: int, seed: int) -> int:
     sample = _sample_rows(keys, size, seed)
     try:
         index.train(sample)
     except RuntimeError as error:
+        if _out_of_gpu_memory(error):
+            raise  # build_index builds on the CPU instead
         raise ValueError(f"faiss could not train {factory!r} on {len(sample):,} keys of dim {keys.shape[1]} "
                          f"({str(error).splitlines()[0]}); choose a smaller index (e.g. 'Flat' or "
                          f"'HNSW32') for a store this small") from error
     return len(sample)
+
+
+def _fill(index: Any, keys: np.ndarray, factory: str, train_size: int, seed: int, progress: bool
+          ) -> tuple[int, float]:
+    """Train ``index`` (when it needs it) on ``train_size`` random keys, then add every key a block of
+    :data:`ADD_BATCH` at a time; returns (keys trained on, ``time.perf_counter()`` when training ended)."""
+    trained_on = _train(index, keys, factory, train_size, seed) if not index.is_trained else 0
+    trained_at = time.perf_counter()
+    quantizer_graph = _hnsw(index) if _ivf(index) is not None else None
+    if quantizer_graph is not None:  # a greedy graph search over clustered centroids misplaces keys
+        quantizer_graph.efSearch = max(int(quantizer_graph.efSearch), ADD_EF_SEARCH)
+    for start in tqdm(range(0, len(keys), ADD_BATCH), desc=f"faiss add ({factory})", unit="batch",
+                      disable=not progress, dynamic_ncols=True):
+        index.add(np.ascontiguousarray(keys[start:start + ADD_BATCH], dtype=np.float32))
+    return trained_on, trained_at
 
 
 def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str = DEFAULT_FACTORY, *,
@@ -399,16 +441,20 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
     on_gpu = False
     if gpu_count(use_gpu, record):
         index, on_gpu = to_gpu(index, record, gpus=gpus)
-    trained_on = 0
-    if not index.is_trained:
-        trained_on = _train(index, keys, factory, min(count, train_size or default_train_size(factory, count)), seed)
-    train_seconds = time.perf_counter() - started
-    quantizer_graph = _hnsw(index) if _ivf(index) is not None else None
-    if quantizer_graph is not None:  # a greedy graph search over clustered centroids misplaces keys
-        quantizer_graph.efSearch = max(int(quantizer_graph.efSearch), ADD_EF_SEARCH)
-    for start in tqdm(range(0, count, ADD_BATCH), desc=f"faiss add ({factory})", unit="batch",
-                      disable=not progress, dynamic_ncols=True):
-        index.add(np.ascontiguousarray(keys[start:start + ADD_BATCH], dtype=np.float32))
+    train_size = min(count, train_size or default_train_size(factory, count))
+    try:
+        trained_on, trained_at = _fill(index, keys, factory, train_size, seed, progress)
+    except RuntimeError as error:
+        if not (on_gpu and _out_of_gpu_memory(error)):
+            raise
+        step = "adding keys" if index.is_trained else "training"
+        fallback(f"faiss ran out of GPU memory while {step} ({str(error).strip().splitlines()[-1]}): the index is "
+                 "built on the CPU instead; free GPU memory, or pass use_gpu=False (--gpu no) to skip the GPU", record)
+        del index
+        index, on_gpu = faiss.index_factory(dim, factory, faiss.METRIC_L2), False
+        _no_polysemous_training(index)
+        trained_on, trained_at = _fill(index, keys, factory, train_size, seed, progress)
+    train_seconds = trained_at - started
     params = {**default_params(factory), **{k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search))
                                             if v is not None}}
     set_search_params(index, params.get("nprobe"), params.get("ef_search"), record)
@@ -423,7 +469,9 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
         tmp = path.with_name(f".{path.name}.tmp")
         faiss.write_index(_to_cpu(index), str(tmp))
         os.replace(tmp, path)
-        meta["type"] = type(faiss.downcast_index(faiss.read_index(str(path), mmap_flags()))).__name__  # as loaded
+        # what the file holds as a CPU loads it (a GPU index reports no code size and a GPU quantizer)
+        stored = index_params(faiss.read_index(str(path), mmap_flags()))
+        meta.update({name: stored[name] for name in ("type", "nlist", "code_size", "quantizer") if name in stored})
         meta["bytes"] = path.stat().st_size
         meta["bytes_per_entry"] = round(meta["bytes"] / max(count, 1), 2)
     return (meta, index) if return_index else meta

@@ -83,8 +83,10 @@ def model_fingerprint(model: Any) -> dict[str, Any]:
                 continue
             flat = tensor.detach().reshape(-1)
             if flat.numel() > _SAMPLES_PER_TENSOR:
-                picks = torch.linspace(0, flat.numel() - 1, _SAMPLES_PER_TENSOR, device=flat.device).long()
-                flat = flat[picks]
+                # on the CPU whatever the model's device (the same picks everywhere); float32 rounds the last
+                # of more than 2**24 values up to numel (MolT5-base's 32,128 x 768 embedding): clamp it
+                picks = torch.linspace(0, flat.numel() - 1, _SAMPLES_PER_TENSOR).long().clamp_(max=flat.numel() - 1)
+                flat = flat[picks.to(flat.device)]
             digest.update(name.encode())
             digest.update(json.dumps(list(tensor.shape)).encode())
             digest.update(flat.to(torch.float16).cpu().numpy().tobytes())

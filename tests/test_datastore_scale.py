@@ -102,6 +102,17 @@ def test_sized_factory_follows_faiss_guidance():
     assert ix.default_train_size("IVF4096_HNSW32,SQfp16", 10 ** 7) == 64 * 4096
 
 
+def test_default_nprobe_grows_with_the_list_count():
+    """10 up to 2,048 lists (the shipped stores' IVF2048 keep theirs), then 10 * sqrt(nlist / 2048)."""
+    nprobes = {factory: ix.default_params(factory)["nprobe"] for factory in (
+        "IVF51,SQfp16", "IVF1024,SQfp16", "IVF2048,SQfp16", "IVF4096,SQfp16", "IVF8192,PQ64",
+        "IVF16384,SQfp16", "IVF65536_HNSW32,SQfp16")}
+    assert list(nprobes.values()) == [10, 10, 10, 14, 20, 28, 57]
+    assert ix.default_params(ix.sized_factory(260_000, 256)) == {"nprobe": 10}
+    assert ix.default_params("IVF65536_HNSW32,SQfp16")["ef_search"] == ix.DEFAULT_EF_SEARCH
+    assert "nprobe" not in ix.default_params("HNSW32") and ix.default_params("Flat") == {}
+
+
 # ------------------------------------------------------------------- recorded is what is in force
 
 
@@ -249,6 +260,161 @@ def test_faiss_without_gpu_support_on_a_machine_with_gpus_is_a_warning(tmp_path,
         write_datastore(tmp_path / "ds2", keys, values, factory="IVF32,SQfp16", use_gpu=False)
 
 
+# ------------------------------------------------ simulated GPU indexes (what faiss-gpu hands back)
+
+
+class _GpuIndex:
+    """A stand-in for faiss-gpu's index proxies as datastore.index sees them: a ``Gpu*`` type name, the
+    ``IndexIVFInterface`` fields (``nlist``, ``nprobe``, ``quantizer``, itself a GPU flat index) but no
+    ``code_size`` and no inverted lists; ``extract_index_ivf`` refuses it (it is no ``IndexIVF``). It trains,
+    adds and searches through the CPU index it wraps; ``fail`` ("train" or "add") raises faiss's GPU
+    out-of-memory error there instead."""
+
+    def __init__(self, cpu, fail=None):
+        self._cpu, self._fail = cpu, fail
+        ivf = faiss.extract_index_ivf(cpu) if "IVF" in type(cpu).__name__ else None
+        self._ivf = faiss.downcast_index(ivf) if ivf is not None else None
+        if self._ivf is not None:
+            self.nlist = int(self._ivf.nlist)
+            self.quantizer = _gpu_type(faiss.downcast_index(self._ivf.quantizer))
+
+    nprobe = property(lambda self: self._ivf.nprobe, lambda self, value: setattr(self._ivf, "nprobe", value))
+    ntotal = property(lambda self: self._cpu.ntotal)
+    is_trained = property(lambda self: self._cpu.is_trained)
+    d = property(lambda self: self._cpu.d)
+
+    def train(self, x):
+        if self._fail == "train":
+            raise RuntimeError(GPU_OOM)
+        self._cpu.train(x)
+
+    def add(self, x):
+        if self._fail == "add":
+            raise RuntimeError(GPU_OOM)
+        self._cpu.add(x)
+
+    def search(self, x, k):
+        return self._cpu.search(x, k)
+
+
+class _Replicas:
+    """faiss's IndexReplicas over GPU indexes (one per GPU), as the cloner returns it."""
+
+    def __init__(self, parts):
+        self._parts = parts
+
+    def at(self, i):
+        return self._parts[i]
+
+    def count(self):
+        return len(self._parts)
+
+    ntotal = property(lambda self: self._parts[0].ntotal)
+
+    def search(self, x, k):
+        return self._parts[0].search(x, k)
+
+
+_Replicas.__name__ = "IndexReplicas"
+
+
+def _gpu_type(cpu, fail=None):
+    return type(f"Gpu{type(cpu).__name__}", (_GpuIndex,), {})(cpu, fail)
+
+
+GPU_OOM = ("Error in virtual void* faiss::gpu::StandardGpuResourcesImpl::allocMemory(const faiss::gpu::AllocRequest&) "
+           "at faiss/gpu/StandardGpuResources.cpp:530: Error: 'err == cudaSuccess' failed: StandardGpuResources: "
+           "alloc fail type IVFLists dev 0 space Device stream 0x5581 size 536870912 bytes (cudaMalloc error out of "
+           "memory [2])")
+NOT_ON_GPU = ("Error in virtual faiss::Index* faiss::gpu::ToGpuCloner::clone_Index(const faiss::Index*) at "
+              "faiss/gpu/GpuCloner.cpp:229: This index type is not implemented on GPU.")
+
+
+def _simulated_gpus(monkeypatch, count=1, fail=None):
+    """faiss-cpu dressed as faiss-gpu whose cloner returns :class:`_GpuIndex` stand-ins (an IndexReplicas of
+    them for ``count`` > 1) and whose GpuParameterSpace sets them; returns the parameter-space calls."""
+    calls = []
+    downcast = faiss.downcast_index
+
+    class GpuParameterSpace:
+        def set_index_parameter(self, index, name, value):
+            assert isinstance(index, _GpuIndex), "GpuParameterSpace takes GPU indexes only"
+            calls.append((type(index).__name__, name, value))
+            setattr(index, name, value)
+
+    def to_gpu(index, co=None, ngpu=-1):
+        index = downcast(index)
+        if "HNSW" in type(index).__name__ and "IVF" not in type(index).__name__:
+            raise RuntimeError(NOT_ON_GPU)
+        parts = [_gpu_type(faiss.clone_index(index), fail) for _ in range(count)]  # copies, as on GPUs
+        return parts[0] if count == 1 else _Replicas(parts)
+
+    def to_cpu(index):
+        index = index.at(0) if isinstance(index, _Replicas) else index
+        return index._cpu if isinstance(index, _GpuIndex) else index
+
+    _fake_gpus(monkeypatch, count=count, to_gpu=to_gpu, to_cpu=to_cpu)
+    monkeypatch.setattr(faiss, "GpuParameterSpace", GpuParameterSpace, raising=False)
+    monkeypatch.setattr(faiss, "downcast_index",
+                        lambda index: index if isinstance(index, (_GpuIndex, _Replicas)) else downcast(index))
+    return calls
+
+
+@pytest.mark.parametrize("factory", ["IVF32,PQ8", "IVF32,Flat", "IVF32,SQfp16"])
+def test_an_index_built_on_a_gpu_records_what_the_loaded_index_reports(tmp_path, monkeypatch, keys, values, factory):
+    """A GPU index has no code_size and a GPU quantizer: datastore.json records the stored index as it is
+    loaded (the CPU's view of the file), and the nprobe set through GpuParameterSpace."""
+    calls = _simulated_gpus(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IndexFallbackWarning)
+        out = write_datastore(tmp_path / "ds", keys, values, factory=factory, nprobe=7)
+    recorded = json.loads((out / "datastore.json").read_text())["index"]
+    assert recorded["built_on_gpu"] is True and ("GpuIndex" + factory.split(",")[0][:3]) in calls[0][0]
+    assert calls == [(calls[0][0], "nprobe", 7)]
+    monkeypatch.undo()  # the same store on a machine without GPUs
+    loaded = Datastore.load(out).retriever().state
+    assert {name: recorded.get(name) for name in (*IN_FORCE, "quantizer")} == \
+        {name: loaded.get(name) for name in (*IN_FORCE, "quantizer")}
+    assert recorded["code_size"] == {"IVF32,PQ8": 8, "IVF32,Flat": 4 * DIM, "IVF32,SQfp16": 2 * DIM}[factory]
+
+
+def test_gpu_replicas_get_nprobe_through_the_gpu_parameter_space(tmp_path, monkeypatch, keys, values):
+    out = write_datastore(tmp_path / "ds", keys, values, factory="IVF32,SQfp16", use_gpu=False)
+    calls = _simulated_gpus(monkeypatch, count=2)
+    retriever = Datastore.load(out).retriever(nprobe=9)
+    assert retriever.state["on_gpu"] and retriever.state["replicas"] == 2 and retriever.state["nprobe"] == 9
+    assert calls == [("GpuIndexIVFScalarQuantizer", "nprobe", 9)] * 2
+    assert [part.nprobe for part in ix.replicas(retriever.index)] == [9, 9]
+    assert retriever.state["type"] == "GpuIndexIVFScalarQuantizer" and not retriever.state["fallbacks"]
+    found = retriever.search(torch.from_numpy(keys[:20].astype(np.float32)), 1)
+    np.testing.assert_array_equal(found.indices[:, 0].numpy(), np.arange(20))
+
+
+@pytest.mark.parametrize("step", ["train", "add"])
+def test_gpu_out_of_memory_while_building_builds_on_the_cpu(tmp_path, monkeypatch, keys, values, step):
+    _simulated_gpus(monkeypatch, fail=step)
+    with pytest.warns(IndexFallbackWarning, match=f"out of GPU memory while .*{step}.*built on the CPU"):
+        out = write_datastore(tmp_path / "ds", keys, values, factory="IVF32,SQfp16", nprobe=4)
+    monkeypatch.undo()
+    store = Datastore.load(out)
+    meta = store.meta["index"]
+    assert meta["built_on_gpu"] is False and meta["count"] == COUNT and meta["nprobe"] == 4
+    assert "out of memory" in meta["fallbacks"][0] and meta["type"] == "IndexIVFScalarQuantizer"
+    found = store.retriever().search(torch.from_numpy(keys[:20].astype(np.float32)), 1)
+    np.testing.assert_array_equal(found.indices[:, 0].numpy(), np.arange(20))
+
+
+def test_an_index_type_without_a_gpu_version_is_built_and_searched_on_the_cpu(tmp_path, monkeypatch, keys, values):
+    _simulated_gpus(monkeypatch)
+    with pytest.warns(IndexFallbackWarning, match="not implemented on GPU.*stays on the CPU; use an index type faiss "
+                                                  "has on GPUs"):
+        out = write_datastore(tmp_path / "ds", keys, values, factory="HNSW16")
+    assert Datastore.load(out).meta["index"]["built_on_gpu"] is False
+    with pytest.warns(IndexFallbackWarning, match="not implemented on GPU"):
+        retriever = Datastore.load(out).retriever()
+    assert retriever.state["mapped"] and not retriever.state["on_gpu"] and retriever.state["type"] == "IndexHNSWFlat"
+
+
 # --------------------------------------------------------------- memory-mapped, shared by workers
 
 
@@ -352,3 +518,30 @@ def test_subset_is_copied_in_blocks(tmp_path, keys, values):
     np.testing.assert_array_equal(part.keys, keys[picks])
     np.testing.assert_array_equal(part.values, values[picks])
     assert part.meta["build"]["subset_rows"] == 1000 and part.meta["index"]["factory"] == "Flat"
+
+
+# ------------------------------------------------------------------------------ larger models
+
+
+def test_model_fingerprint_samples_tensors_of_more_than_2_24_values():
+    """MolT5-base's 32,128 x 768 embedding has more values than float32 counts exactly (the sampled positions
+    rounded up to one past the end: the build failed); smaller tensors are sampled as before, so the
+    fingerprints recorded in existing stores still match."""
+    from datastore.store import _SAMPLES_PER_TENSOR, model_fingerprint
+    from datastore.testing import tiny_t5
+
+    model = tiny_t5(50)
+    digest = __import__("hashlib").sha256()
+    for name, tensor in sorted(model.state_dict().items()):  # the sampling before the fix
+        flat = tensor.reshape(-1)
+        if flat.numel() > _SAMPLES_PER_TENSOR:
+            flat = flat[torch.linspace(0, flat.numel() - 1, _SAMPLES_PER_TENSOR).long()]
+        digest.update(name.encode())
+        digest.update(json.dumps(list(tensor.shape)).encode())
+        digest.update(flat.to(torch.float16).numpy().tobytes())
+    assert model_fingerprint(model)["weights_sha256"] == digest.hexdigest()
+    big = torch.zeros(32_128 * 768, dtype=torch.float16)
+    model.register_buffer("embedding_sized", big)
+    first = model_fingerprint(model)
+    big[-1] = 1.0  # the last value is sampled
+    assert model_fingerprint(model)["weights_sha256"] != first["weights_sha256"]

@@ -59,10 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--out", required=True, help="store folder to create")
     build.add_argument("--index", default=None,
                        help="FAISS index: 'auto' (default: IVF with about 4*sqrt(N) lists and float16 codes, an HNSW "
-                            "coarse quantizer from 1M entries; IVF2048,SQfp16 at 260k), 'auto,PQ' (8x smaller codes, "
+                            "coarse quantizer from 65,536 lists; IVF2048,SQfp16 at 260k), 'auto,PQ' (8x smaller codes, "
                             "re-ranked exactly from the keys), any index_factory string ('Flat': exact search), or "
                             "'none' (no index)")
-    build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default; default 10)")
+    build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default; default 10, "
+                       "from 4,096 lists 10*sqrt(lists/2048): 14 at 4,096, 20 at 8,192)")
     build.add_argument("--ef-search", type=int, default=None,
                        help="HNSW efSearch, of the index or its coarse quantizer (saved as the default; default 64)")
     build.add_argument("--train-size", type=int, default=None,

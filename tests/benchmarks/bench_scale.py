@@ -121,14 +121,34 @@ def _step_ms(retriever: Any, queries: np.ndarray, rows: int, budget: float = 20.
             "codes_scanned_per_query": round(float(np.mean(scanned)), 1) if scanned else None}
 
 
-def _recall(store: Any, retriever: Any, queries: np.ndarray) -> float:
+def _recall(store: Any, retriever: Any, queries: np.ndarray, truth: np.ndarray | None = None) -> float:
     import torch
 
     from datastore.index import StreamedExactIndex
 
-    _, truth = StreamedExactIndex(store.keys).search(queries, K)
+    if truth is None:
+        _, truth = StreamedExactIndex(store.keys).search(queries, K)
     found = retriever.search(torch.from_numpy(queries), K).indices.numpy()
     return round(float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)])), 4)
+
+
+def _nprobe_sweep(path: Path, recall_queries: np.ndarray, step_queries: np.ndarray, nprobes: list[int]
+                  ) -> list[dict[str, Any]]:
+    """recall@16, ms per step of 40 queries and codes scanned per query at each nprobe (``--nprobes``)."""
+    from datastore import Datastore
+
+    from datastore.index import StreamedExactIndex
+
+    store = Datastore.load(path)
+    _, truth = StreamedExactIndex(store.keys).search(recall_queries, K)
+    rows = []
+    for nprobe in nprobes:
+        retriever = store.retriever(nprobe=nprobe)
+        row = {"nprobe": nprobe, "recall_at_16": _recall(store, retriever, recall_queries, truth),
+               **_step_ms(retriever, step_queries, 40, budget=8.0)}
+        print(json.dumps({"entries": store.count, **row}), flush=True)
+        rows.append(row)
+    return rows
 
 
 def _keys_file(work: Path, count: int, args: argparse.Namespace) -> Path:
@@ -172,6 +192,12 @@ def run_one(count: int, codec: str, args: argparse.Namespace, work: Path) -> dic
     result["theory_bytes"] = theory
     result["bytes_vs_theory"] = round(meta["bytes"] / theory, 4)
     queries = _queries(max(args.recall_queries, 640, args.step_queries), args.dim, args.clusters, args.spread, 1)
+    if args.nprobes:
+        result["nprobe_sweep"] = _nprobe_sweep(out, queries[:args.recall_queries],
+                                               _queries(args.step_queries, args.dim, args.clusters, args.spread, 2),
+                                               [int(n) for n in args.nprobes.split(",")])
+    if args.no_workers:
+        return result
     result["workers"] = _two_workers(out, queries, args.worker_steps)
     result["two_workers_pss_of_index_mb"] = round(sum(w["index_pss_mb"] for w in result["workers"]), 1)
     result["index_mb"] = round(meta["bytes"] / 2 ** 20, 1)
@@ -195,6 +221,9 @@ def main() -> None:
     parser.add_argument("--recall-queries", type=int, default=320)
     parser.add_argument("--step-queries", type=int, default=3200, help="queries timed, cut into steps")
     parser.add_argument("--worker-steps", type=int, default=20)
+    parser.add_argument("--nprobes", default=None, help="comma list: also sweep these nprobe values (recall, speed)")
+    parser.add_argument("--no-workers", action="store_true", help="skip the two-worker memory measurement "
+                        "(and everything after it: speed and recall at the default nprobe)")
     parser.add_argument("--work", default="/tmp/scale-bench")
     parser.add_argument("--json", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the stores (the keys files are always kept)")
