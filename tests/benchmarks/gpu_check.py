@@ -133,7 +133,7 @@ def run_where(args: argparse.Namespace) -> int:
     import torch
 
     from datastore import Datastore
-    from t2m.generate import Translator
+    from t2m.decoding.translator import Translator
 
     store = Datastore.load(args.store)
     build, index = store.meta.get("build", {}), store.meta.get("index", {})
