@@ -449,7 +449,7 @@ def build_index(keys: np.ndarray, folder: str | os.PathLike | None, factory: str
             raise
         step = "adding keys" if index.is_trained else "training"
         fallback(f"faiss ran out of GPU memory while {step} ({str(error).strip().splitlines()[-1]}): the index is "
-                 "built on the CPU instead; free GPU memory, or pass use_gpu=False (--gpu no) to skip the GPU", record)
+                 "built on the CPU instead; free GPU memory, or pass use_gpu=False to skip the GPU", record)
         del index
         index, on_gpu = faiss.index_factory(dim, factory, faiss.METRIC_L2), False
         _no_polysemous_training(index)

@@ -10,6 +10,7 @@ Text+Chem T5 reads task prompts) and a refusal to unpickle weights unless the us
 from __future__ import annotations
 
 import json
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ def load_model(path: str | Path, allow_pickle: bool = False, device: str | None 
 
 def default_model_dir() -> Path:
     """The small model that ships inside the package."""
-    return Path(__file__).resolve().parents[1] / "default_model"  # t2m/default_model
+    return Path(str(resources.files("t2m") / "default_model")).resolve()  # t2m/default_model, installed or not
 
 
 CHECKPOINT_FIX = "give the folder `t2m train` wrote (config.json, weights, tokenizer)"
