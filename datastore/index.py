@@ -170,6 +170,9 @@ def to_gpu(index: Any, record: list[str] | None = None, what: str = "index", gpu
         cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         if "shared memory" in cause.lower() or "lookup" in cause.lower():
             fix = "use fewer PQ bytes per code (e.g. PQ32), or use_gpu=False"
+        elif "sub-quantizers" in cause.lower():  # e.g. auto,PQ at d 1,024: PQ256
+            fix = ("faiss-gpu's IVF-PQ codes take 1-4, 8, 12, ..., 32, 40, 48, 56, 64 or 96 bytes: use e.g. "
+                   "'auto,PQ64' or 'auto,PQ96', or use_gpu=False")
         elif "memory" in cause.lower() or "alloc" in cause.lower():
             fix = "free GPU memory, or use_gpu=False to search the memory-mapped index on the CPU"
         else:

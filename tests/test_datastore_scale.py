@@ -182,6 +182,21 @@ def test_pq_refused_by_the_gpu_is_a_warning_and_built_on_gpu_is_false(tmp_path, 
     assert meta["type"] == "IndexIVFPQ" and meta["count"] == COUNT
 
 
+def test_pq_code_size_without_a_gpu_kernel_is_a_warning_naming_the_sizes_it_has(tmp_path, monkeypatch, keys, values):
+    """``auto,PQ`` at d 1,024 is PQ256; faiss-gpu's IVF-PQ has no kernel for 256-byte codes."""
+    def refuse(index, co=None, ngpu=-1):
+        raise RuntimeError("Error in void faiss::gpu::GpuIndexIVFPQ::verifyPQSettings_() const at faiss/gpu/"
+                           "GpuIndexIVFPQ.cu:589: Error: 'ivfpqConfig_.interleavedLayout || IVFPQ::"
+                           "isSupportedPQCodeLength(subQuantizers_)' failed: Number of bytes per encoded vector / "
+                           "sub-quantizers (256) is not supported")
+
+    _fake_gpus(monkeypatch, to_gpu=refuse)
+    with pytest.warns(IndexFallbackWarning, match=r"\(256\) is not supported\): it stays on the CPU; faiss-gpu's "
+                                                  r"IVF-PQ codes take .* 'auto,PQ64'"):
+        out = write_datastore(tmp_path / "ds", keys, values, factory="IVF32,PQ8")
+    assert Datastore.load(out).meta["index"]["built_on_gpu"] is False
+
+
 def test_gpu_pq_asks_for_float16_lookup_tables(monkeypatch):
     class Options:
         useFloat16 = False

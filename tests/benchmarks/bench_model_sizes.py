@@ -6,16 +6,22 @@ item 7): peak memory and time per size, on this machine.
         [--json docs/model_sizes.json] [--doc docs/datastore_scale.md]
 
 Each model has random weights and the configuration of ``google/t5-v1_1-{small,base,large}`` (MolT5's
-starting points: gated-GELU feed-forward, untied LM head, d_kv 64), built in code, nothing downloaded; its
-tokenizer is a BPE (Metaspace pieces, datastore.testing.train_tokenizer) trained here on ChEBI-20's train captions and SMILES to ``--vocab`` pieces
-(MolT5's T5 vocabulary has 32,128). The checkpoint folder is named ``molt5-<size>-random`` so t2m reads it
+starting points: gated-GELU feed-forward, d_kv 64), built in code, nothing downloaded. transformers 5 ties
+T5's LM head to the embedding whatever the config says (``tie_word_embeddings=False`` only turns off the
+output rescaling), so the models have 77 / 248 / 783M parameters less one 32k x d matrix. The tokenizer is
+a BPE (Metaspace pieces, :func:`datastore.testing.train_tokenizer`) trained here on ChEBI-20's train
+captions and SMILES to ``--vocab`` pieces (MolT5's T5 vocabulary has 32,128). The checkpoint folder is named ``molt5-<size>-random`` so t2m reads it
 as a MolT5 checkpoint (bare inputs, no prompts). Per size, each step is its own process, timed, with its
 peak resident memory (``ru_maxrss`` of that process):
 - ``make``: build the random model and ``save_pretrained`` it (float32 safetensors);
 - ``build``: ``t2m datastore build --task mol2text`` over ``--pairs`` ChEBI-20 train pairs;
 - ``translate``: ``t2m translate --task mol2text`` of ``--rows`` ChEBI-20 test rows, greedy, with the store
-  (``--knn STORE --knn-pairs 0``: the store's FAISS index) and without it (the model alone). Random
-  weights never emit end-of-sequence, so every row runs ``--max-new-tokens`` steps.
+  (``--knn STORE --knn-pairs 0``: the store's FAISS index) and without it (the model alone). The random
+  LM head's rows of the special tokens are zeroed: a random T5 without output rescaling puts nearly all
+  its mass on one token (logits of standard deviation ~sqrt(d)), which was often end-of-sequence or pad,
+  so rows ended at once; now every row runs ``--max-new-tokens`` steps (retrieval, at weight 0.3 against
+  such a peaked model, does not change the greedy pick) and the runs compare. The table also counts the
+  output's tokens (re-tokenized).
 With ``--doc`` the table is written into that markdown file between ``<!-- model-sizes -->`` markers.
 """
 
@@ -56,6 +62,9 @@ def make_model(size: str, tokenizer_dir: str, out: str, seed: int = 0) -> dict[s
                       relative_attention_max_distance=128, layer_norm_epsilon=1e-6)
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # the (tied) LM head's rows of the special tokens: logit 0, never the greedy pick,
+        specials = sorted({tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id})
+        model.get_output_embeddings().weight[specials] = 0.0  # so every row decodes --max-new-tokens steps
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer), **shape}
@@ -114,12 +123,26 @@ def bench_size(size: str, args: argparse.Namespace, work: Path) -> dict[str, Any
                                                str(work / f"{size}-knn.tsv")], work / f"{size}-knn.log")
     result["translate_model"] = run(translate + ["--output", str(work / f"{size}-model.tsv")],
                                     work / f"{size}-model.log")
-    outputs = (work / f"{size}-knn.tsv").read_text().splitlines()
-    result["rows_written"] = len(outputs) - 1
+    result.update(generated_tokens(work, size))
     if not args.keep:
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
     return result
+
+
+def generated_tokens(work: Path, size: str) -> dict[str, Any]:
+    """Rows written and tokens generated (the output column, re-tokenized) by the kNN and the model-alone
+    translations of ``size``: random weights stop only where retrieval puts an end-of-sequence token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
+    found: dict[str, Any] = {}
+    for run_name in ("knn", "model"):
+        rows = (work / f"{size}-{run_name}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+        outputs = [row.split("\t")[-1] for row in rows]
+        found[f"rows_{run_name}"] = len(rows)
+        found[f"tokens_{run_name}"] = sum(len(ids) for ids in tokenizer(outputs, add_special_tokens=False)["input_ids"])
+    return found
 
 
 def table(results: list[dict[str, Any]], args: dict[str, Any], machine: dict[str, Any]) -> str:
@@ -128,19 +151,22 @@ def table(results: list[dict[str, Any]], args: dict[str, Any], machine: dict[str
              f"--rows {args['rows']} --max-new-tokens {args['max_new_tokens']} --batch-size {args['batch_size']}` "
              f"({machine['cpu']}, {machine['cpus']} cores shared with a training run and other jobs, "
              f"torch {machine['torch']}, {machine['threads']} threads). Store: mol2text over {args['pairs']} ChEBI-20 "
-             f"train pairs; translate: {args['rows']} test rows, greedy, {args['max_new_tokens']} tokens each "
-             f"(random weights never stop early), batch {args['batch_size']}. Peak RSS: of that step's process.",
+             f"train pairs; translate: {args['rows']} test rows, greedy, {args['max_new_tokens']} new tokens each "
+             f"(the random LM head never picks a special token), batch "
+             f"{args['batch_size']}. Each step is its own process (start-up included); peak RSS is that process's.",
              "",
-             "| size | parameters | d (keys) | checkpoint MB | store entries, index | build s | build peak MB "
-             "| translate + kNN s | peak MB | model alone s | peak MB | kNN / alone |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| size | parameters | d (keys) | checkpoint MB | make s, peak MB | store entries, index | build s "
+             "| build peak MB | translate + kNN s | output tokens | peak MB | model alone s | output tokens | peak MB |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         knn, alone = r["translate_knn"], r["translate_model"]
         lines.append(
             f"| {r['size']} | {r['parameters'] / 1e6:,.1f}M | {r['store']['dim']} | {r['checkpoint_mb']:,.0f} "
+            f"| {r['make']['seconds']}, {r['make']['peak_rss_mb']:,.0f} "
             f"| {r['store']['entries']:,}, {r['store']['factory']} | {r['build']['seconds']} "
-            f"| {r['build']['peak_rss_mb']:,.0f} | {knn['seconds']} | {knn['peak_rss_mb']:,.0f} | {alone['seconds']} "
-            f"| {alone['peak_rss_mb']:,.0f} | {knn['seconds'] / max(alone['seconds'], 1e-9):.2f} |")
+            f"| {r['build']['peak_rss_mb']:,.0f} | {knn['seconds']} | {r.get('tokens_knn', '–'):,} "
+            f"| {knn['peak_rss_mb']:,.0f} | {alone['seconds']} | {r.get('tokens_model', '–'):,} "
+            f"| {alone['peak_rss_mb']:,.0f} |")
     return "\n".join(lines + ["", END])
 
 
@@ -167,9 +193,19 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--doc", default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--table", action="store_true", help="write the table of --json's results (and the outputs "
+                        "in --work) to --doc and stop")
     parser.add_argument("--make", default=None, help=argparse.SUPPRESS)  # the child process that builds a model
     args = parser.parse_args()
     work = Path(args.work)
+    if args.table:
+        saved = json.loads(Path(args.json).read_text())
+        results = [{**r, **generated_tokens(work, r["size"])} for r in saved["results"]]
+        text = table(results, saved["args"], saved["machine"])
+        print(text)
+        if args.doc:
+            write_doc(Path(args.doc), text)
+        return
     if args.make:
         out = work / f"molt5-{args.make}-random"
         info = make_model(args.make, str(work / "tokenizer"), str(out))
