@@ -58,7 +58,7 @@ class TrainConfig:
     warmup_steps: int = 300
     max_steps: int = 10000
     min_lr_ratio: float = 0.05
-    max_minutes: float | None = None  # stop (and save) after this much wall time
+    max_minutes: float | None = None  # stop (and save) after this much wall time of one invocation (a piece)
     # stop (and save) at this step while the learning-rate schedule still follows max_steps: a run trained in
     # pieces, or a recipe reproducing a run that was stopped early
     stop_at_step: int | None = None

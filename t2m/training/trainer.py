@@ -408,7 +408,8 @@ class TrainingRun:
         # the caption tokens dev BLEU-4 counts (SciBERT, as `t2m eval`): a missing one fails now, not at step eval_every
         self.text_tokenizer = text_tokenizer() if config.quick_eval_rows and accelerator.is_main_process else None
         self.log_file = out_dir / "train_log.jsonl"
-        self.start_time = time.time() - self.state["elapsed_s"]
+        self.start_time = time.time() - self.state["elapsed_s"]  # the run's wall time, all pieces (logged)
+        self.piece_start = time.time()  # this invocation's: what max_minutes bounds, so the same command resumes
         self.window = {"tokens": 0, "start": time.time(), "loss": 0.0, "n": 0}
         self._malloc_trim = None
 
@@ -499,7 +500,7 @@ class TrainingRun:
             self.log_window()
         if step % config.eval_every == 0 and self.accelerator.is_main_process:
             self.evaluate()
-        out_of_time = config.max_minutes is not None and (time.time() - self.start_time) > 60 * config.max_minutes
+        out_of_time = config.max_minutes is not None and (time.time() - self.piece_start) > 60 * config.max_minutes
         if step >= config.max_steps or out_of_time or (config.stop_at_step is not None and step >= config.stop_at_step):
             return True
         if step % config.save_every == 0:
