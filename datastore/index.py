@@ -62,7 +62,7 @@ DEFAULT_NPROBE = 10
 # IVF-SQfp16 as `auto` sizes it, 320 queries; recall@16 at nprobe 6 / 8 / 10 / 12 / 16 / 20):
 #   100k, IVF1024:  0.976 / 0.977 / 0.979 / 0.980 / 0.981 / 0.981
 #   300k, IVF2048:  0.987 / 0.992 / 0.993 / 0.994 / 0.994 / 0.994
-#   1M,   IVF4096:  0.967 / 0.983 / 0.990 / 0.995 / 0.998 / 0.999
+#   1M,   IVF4096:  0.967 / 0.983 / 0.990 / 0.995 / 0.998 / 0.999   (14: 0.997)
 #   3M,   IVF8192:    -   / 0.914 / 0.947 / 0.979 (14) / 0.986 / 0.994
 # A fixed nprobe covers a smaller share of a query's neighbourhood as lists shrink: 3M fell below 0.95 at
 # 10. nprobe 10 up to 2,048 lists (the shipped stores' index, unchanged), then 10 * sqrt(nlist / 2048):

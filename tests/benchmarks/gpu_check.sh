@@ -107,7 +107,7 @@ else
         start=$SECONDS
         if python -m t2m translate --task mol2text --knn "$STORE" --knn-pairs 0 --input "$WORK/rows.tsv" \
                 --max-new-tokens $TOKENS --output "$WORK/translations.txt" --overwrite --no-resume; then
-            echo "translate: $ROWS rows in $((SECONDS - start)) s; first: $(sed -n 2p "$WORK/translations.txt" | cut -c1-150)"
+            echo "translate: $ROWS rows in $((SECONDS - start)) s; first output: $(sed -n 2p "$WORK/translations.txt" | awk -F'\t' '{print $NF}' | cut -c1-150)"
             [ "$(wc -l < "$WORK/translations.txt")" -ge "$ROWS" ] || FAILED+=("translate wrote too few rows")
         else
             FAILED+=("translate")
