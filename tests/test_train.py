@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from t2m.training.trainer import TrainConfig, checkpoint_dirs, native_bf16, train, training_precision
+from t2m.model.precision import native_bf16
+from t2m.training.trainer import TrainConfig, checkpoint_dirs, train, training_precision
 from t2m.training.data import epoch_examples, load_training_data
 
 

@@ -23,6 +23,7 @@ from datastore.write import subset_datastore
 from t2m.data import training_records
 from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
 from t2m.model.checkpoint import load_model
+from t2m.model.precision import compute_dtype
 from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
 from t2m.tasks import check_task, source_and_target
 
@@ -62,15 +63,18 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
                          allow_pickle: bool = False,
                          overwrite: bool = False,
                          resume: bool = True, chunk_batches: int = 8, progress: bool = True,
-                         neighbour_database: Any = None) -> Path:
+                         neighbour_database: Any = None, precision: str = "auto") -> Path:
     """Build the ``task`` datastore of the checkpoint in ``model_dir`` over the training pairs of
     ``data`` (see :func:`t2m.data.training_records`) into ``out``; returns ``out``. A checkpoint trained with
     neighbours reads each pair with its nearest other-molecule pairs of its database (``neighbour_database``,
     default: the checkpoint's own), as in training. ``index_factory`` (default ``"auto"``: sized by the entry
-    count), ``nprobe``, ``ef_search``, ``train_size``, ``use_gpu``: :func:`datastore.index.build_index`."""
+    count), ``nprobe``, ``ef_search``, ``train_size``, ``use_gpu``: :func:`datastore.index.build_index`.
+    ``precision``: the forward pass's arithmetic (:func:`t2m.model.precision.compute_dtype`; "auto": bf16
+    autocast where the hardware has native bf16, else float32)."""
     from datastore.build import PairBatches, build_datastore
 
     check_task(task)
+    dtype = compute_dtype(precision)
     model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=device())
     records, data_meta = training_records(data, setting, dev_size)
     rows = subset_rows(len(records), fraction)
@@ -98,7 +102,7 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
     return build_datastore(model, batches, Path(out), tokenizer=tokenizer, task=task, layer=layer, data=data_meta,
                            knn=knn, auto_temperature=auto_temperature, index_factory=index_factory,
                            index_options=options,
-                           chunk_batches=chunk_batches, resume=resume, overwrite=overwrite, progress=progress)
+                           chunk_batches=chunk_batches, compute_dtype=dtype, resume=resume, overwrite=overwrite, progress=progress)
 
 
 def subset_task_datastore(full: str | os.PathLike, out: str | os.PathLike, fraction: float, *,

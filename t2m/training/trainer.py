@@ -35,6 +35,7 @@ from t2m.decoding.batching import collate, encode_sources, micro_batches
 from t2m.editing import edit_agreement
 from t2m.decoding.translator import Translator
 from t2m.process_memory import peak_rss_mb
+from t2m.model.precision import native_bf16
 from t2m.model.checkpoint import (
     CheckpointInfo,
     DECODING_KEYS,
@@ -251,25 +252,6 @@ def dev_loss(model, batches, autocast) -> float:
 
 # ------------------------------------------------------------------------------------------------
 # the loop
-
-
-def native_bf16() -> bool:
-    """Whether bf16 arithmetic is native here: a CUDA device that supports it, or a CPU with AVX512-BF16 or
-    AMX. Elsewhere (e.g. an AVX2-only CPU) PyTorch emulates bf16 matmuls: a 10.5M-parameter T5 trained at
-    about 40 tokens/s in bf16 autocast against 446 in float32 on one AVX2 core here."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if any(check is not None for check in checks):
-        return any(check() for check in checks if check is not None)
-    try:  # older PyTorch: read the CPU flags
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def training_precision(config: TrainConfig) -> str:
