@@ -383,6 +383,7 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
                        auto_temperature: bool, index_factory: str, index_options: dict,
                        compute_seconds: float, world: int, overwrite: bool, progress: bool,
                        compute_dtype: str | None) -> None:
+    merge_started = time.perf_counter()
     chunk_dir = work / "chunks"
     manifests = []
     for chunk in range(num_chunks):
@@ -439,4 +440,6 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
                         "dtype": _dtype_name(next(model.parameters()).dtype),
                         "compute_dtype": compute_dtype or _dtype_name(next(model.parameters()).dtype),
                         "compute_seconds": round(compute_seconds, 3),
+                        "merge_seconds": round(time.perf_counter() - merge_started, 3),
+                        "seconds_before_index": compute_seconds + time.perf_counter() - merge_started,
                         "tokens_per_second": round(count / max(compute_seconds, 1e-9), 1) if world == 1 else None})
