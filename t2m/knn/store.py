@@ -23,6 +23,7 @@ from datastore.write import subset_datastore
 from t2m.data import training_records
 from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
 from t2m.model.checkpoint import load_model
+from t2m.model.kernels import install
 from t2m.model.precision import compute_dtype
 from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
 from t2m.tasks import check_task, source_and_target
@@ -76,6 +77,7 @@ def build_task_datastore(model_dir: str | os.PathLike, task: str, out: str | os.
     check_task(task)
     dtype = compute_dtype(precision)
     model, tokenizer, info = load_model(model_dir, allow_pickle=allow_pickle, device=device())
+    install(model, evaluation=True)  # attention without a materialised position-bias mask: a faster pass
     records, data_meta = training_records(data, setting, dev_size)
     rows = subset_rows(len(records), fraction)
     batches, neighbours_meta = task_batches(tokenizer, info, task, records, rows, batch_size=batch_size,

@@ -7,7 +7,7 @@ which teaches the decoder SMILES syntax from many more molecules than the pairs 
 
 Speed and memory on CPU (``tests/benchmarks/bench_train.py`` measures them against a bare training step):
 batches grouped by both lengths and padded to multiples of 8, large batches split into micro-batches
-(``micro_batch_mb``), dropout and attention through :mod:`t2m.training.kernels` (``fast_kernels``), the
+(``micro_batch_mb``), dropout and attention through :mod:`t2m.model.kernels` (``fast_kernels``), the
 copy head's loss from the gold tokens only, and freed memory returned to the system after every step.
 
 Runs unchanged under ``accelerate launch`` (each process takes its share of every step's batches;
@@ -53,7 +53,7 @@ from t2m.tasks import MOL2TEXT, TEXT2MOL
 from t2m.tokenizer import load_tokenizer, train_tokenizer
 from t2m.training.config import TrainConfig
 from t2m.training.data import TrainingData, epoch_examples, load_training_data
-from t2m.training.kernels import install
+from t2m.model.kernels import install
 
 log = logging.getLogger(__name__)
 
