@@ -21,12 +21,18 @@ from typing import Any
 from datastore.store import Datastore, DatastoreError
 from datastore.write import subset_datastore
 from t2m.data import training_records
-from t2m.decoding.batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LEN, encode_batch
+from t2m.decoding.batching import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_LEN,
+    LENGTH_MULTIPLE,
+    encode_batch,
+    encode_sources,
+)
 from t2m.model.checkpoint import load_model
 from t2m.model.kernels import install
 from t2m.model.precision import compute_dtype
 from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
-from t2m.tasks import check_task, source_and_target
+from t2m.tasks import add_prompt, check_task, source_and_target
 
 
 def subset_rows(count: int, fraction: float, seed: int = 0) -> list[int]:
@@ -121,8 +127,13 @@ def task_batches(tokenizer: Any, info: Any, task: str, records: list[dict], rows
                 "exclude": "the pair itself and every pair of the same molecule"}
     encode = partial(encode_pairs, tokenizer, task=task, prompt_style=info.prompt_style,
                      max_source_len=max_source_len, max_target_len=max_target_len)
-    batches = PairBatches(encode, [s for s, _ in pairs], [t for _, t in pairs], batch_size, row_ids=rows,
-                          sort_by_length=True)
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    # token lengths as the batches will have them (prompt added, truncated), to sort by
+    lengths = ([len(ids) for ids in encode_sources(tokenizer, [add_prompt(s, task, info.prompt_style) for s in sources],
+                                                   max_source_len)],
+               [len(ids) for ids in encode_sources(tokenizer, targets, max_target_len)])
+    batches = PairBatches(encode, sources, targets, batch_size, row_ids=rows, sort_by_length=True, lengths=lengths,
+                          length_multiple=LENGTH_MULTIPLE)
     return batches, meta
 
 

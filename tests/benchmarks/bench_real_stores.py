@@ -14,7 +14,8 @@ Per store (built by ``t2m datastore build``; its task, split and batching are re
 2. index: recall@k of the store's index at its recorded nprobe against exact search streamed over the
    memory-mapped keys (:class:`datastore.index.StreamedExactIndex`), the queries being decoder states of
    test rows (teacher-forced, read with their neighbours as ``t2m translate`` reads them); milliseconds per
-   search of 160 queries (a decoding step of 32 rows x beam 5) through ``Datastore.load(...).retriever()``;
+   search of 160 queries (a decoding step of 32 rows x beam 5) through ``Datastore.load(...).retriever()``
+   on one faiss thread, and the codes scanned per query;
 3. decoding: beam search over the first ``--rows`` test rows, the model alone and with kNN-MT (the
    store's k, λ, T), batch by batch in turn; the wall-time ratio.
 """
@@ -124,12 +125,22 @@ def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: 
             keys.append(batch_entries(model, batch, capture, model.config.pad_token_id)["keys"])
     q = np.concatenate(keys).astype(np.float32)
     q = q[np.random.default_rng(0).permutation(len(q))[:queries]]
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # search timed on one thread, as bench_scale.py times it
     retriever = store.retriever()
-    times, found = [], []
+    stats = getattr(faiss.cvar, "indexIVF_stats", None)
+    times, found, scanned = [], [], []
     for start in range(0, len(q), step):
+        if stats is not None:
+            stats.reset()
         begin = time.perf_counter()
         found.append(retriever.search(torch.from_numpy(q[start:start + step]), k).ids.numpy())
         times.append(time.perf_counter() - begin)
+        if stats is not None:
+            scanned.append(stats.ndis / len(q[start:start + step]))
+    faiss.omp_set_num_threads(threads)
     ids = np.concatenate(found)
     begin = time.perf_counter()
     _, exact = StreamedExactIndex(store.keys).search(q, k)
@@ -137,6 +148,7 @@ def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: 
     recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, exact)]))
     return {"queries": len(q), "k": k, f"recall@{k}": round(recall, 4),
             "ms_per_search_of_160": round(1000 * float(np.median(times)), 2), "exact_search_s": round(exact_s, 1),
+            "codes_scanned_per_query": round(float(np.mean(scanned))) if scanned else None,
             "retriever": getattr(retriever, "state", None) and {k_: v for k_, v in retriever.state.items()
                                                                  if k_ in ("type", "nprobe", "mapped", "on_gpu")}}
 
