@@ -8,9 +8,10 @@ Per store (built by ``t2m datastore build``; its task, split and batching are re
 1. build: entries, bytes on disk, the build's wall time (``build.seconds``: teacher-forced pass, merge,
    index; or ``--build-seconds`` for a store built before that was recorded), entries per second;
    against a bare teacher-forced forward (``model(**batch)``: LM head and loss included, under the
-   build's precision) and the build's key extraction (:func:`datastore.build.batch_entries`) over every
+   build's precision) of the stock model and of the model as the build runs it (its kernels installed),
+   and the build's key extraction (:func:`datastore.build.batch_entries`), over every
    ``--sample-every``-th batch of the very batches the build ran (:func:`t2m.knn.store.task_batches`),
-   interleaved batch by batch so both see the same machine load;
+   in turn batch by batch so all see the same machine load;
 2. index: recall@k of the store's index at its recorded nprobe against exact search streamed over the
    memory-mapped keys (:class:`datastore.index.StreamedExactIndex`), the queries being decoder states of
    test rows (teacher-forced, read with their neighbours as ``t2m translate`` reads them); milliseconds per
@@ -60,40 +61,51 @@ def store_batches(store, model_dir: str):
 
 
 def bench_build(store, model, batches, every: int, build_seconds: float | None) -> dict:
+    """Bare forward of the stock model, bare forward of the model as the build runs it (its kernels
+    installed: :func:`t2m.model.kernels.install`) and the build's key extraction, in turn per batch."""
+    import copy
+
     from datastore.build import batch_entries
     from datastore.hooks import StateCapture
+    from t2m.model.kernels import install
 
     build = store.meta["build"]
     dtype = {"bfloat16": torch.bfloat16}.get(build.get("compute_dtype"))
-    forward_s = extract_s = 0.0
+    fast = copy.deepcopy(model)
+    install(fast, evaluation=True)
+    fast.eval()
+    seconds_of = {"stock forward": 0.0, "forward": 0.0, "key extraction": 0.0}
     entries = 0
     picks = list(range(0, len(batches), every))
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
         for n, i in enumerate(picks):
             batch = batches[i]
             entries += int((batch["labels"] != -100).sum())
-            for which in ((0, 1) if n % 2 == 0 else (1, 0)):
+            names = list(seconds_of)
+            for name in names[n % 3:] + names[:n % 3]:  # a different one first each batch
                 start = time.perf_counter()
-                if which == 0:
-                    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-                    forward_s += time.perf_counter() - start
+                if name == "key extraction":
+                    with StateCapture(fast, store.layer, stop=True) as capture:
+                        batch_entries(fast, batch, capture, model.config.pad_token_id)
                 else:
-                    with StateCapture(model, store.layer, stop=True) as capture:
-                        batch_entries(model, batch, capture, model.config.pad_token_id)
-                    extract_s += time.perf_counter() - start
+                    (model if name == "stock forward" else fast)(
+                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+                seconds_of[name] += time.perf_counter() - start
     seconds = build_seconds or build.get("seconds")
-    forward_rate = entries / forward_s
+    forward_rate = entries / seconds_of["forward"]
     out = {"entries": store.count, "dim": store.dim, "bytes": folder_bytes(store.path),
            "index": {k: store.meta["index"].get(k) for k in ("factory", "type", "nlist", "nprobe", "bytes_per_entry",
                                                              "build_seconds", "train_size")},
            "compute_dtype": build.get("compute_dtype"), "compute_seconds": build.get("compute_seconds"),
            "merge_seconds": build.get("merge_seconds"), "build_seconds": seconds,
            "sampled_batches": len(picks), "of_batches": len(batches), "sampled_entries": entries,
+           "stock_forward_entries_per_s": round(entries / seconds_of["stock forward"], 1),
            "bare_forward_entries_per_s": round(forward_rate, 1),
-           "key_extraction_entries_per_s": round(entries / extract_s, 1)}
+           "key_extraction_entries_per_s": round(entries / seconds_of["key extraction"], 1)}
     if seconds:
         out["build_entries_per_s"] = round(store.count / seconds, 1)
         out["build_vs_bare_forward"] = round(store.count / seconds / forward_rate, 3)
+        out["build_vs_stock_forward"] = round(store.count / seconds / out["stock_forward_entries_per_s"], 3)
     return out
 
 
@@ -101,7 +113,7 @@ def test_sources(store, tokenizer, info, rows: int):
     from t2m.data import load_chebi20_records
     from t2m.tasks import source_and_target
 
-    records = load_chebi20_records(None, "test")[:rows]
+    records = load_chebi20_records(None, "official").test[:rows]
     pairs = [source_and_target(r["smiles"], r["description"], store.task) for r in records]
     return [s for s, _ in pairs], [t for _, t in pairs]
 
@@ -136,7 +148,7 @@ def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: 
         if stats is not None:
             stats.reset()
         begin = time.perf_counter()
-        found.append(retriever.search(torch.from_numpy(q[start:start + step]), k).ids.numpy())
+        found.append(retriever.search(torch.from_numpy(q[start:start + step]), k).indices.numpy())
         times.append(time.perf_counter() - begin)
         if stats is not None:
             scanned.append(stats.ndis / len(q[start:start + step]))
@@ -153,7 +165,10 @@ def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: 
                                                                  if k_ in ("type", "nprobe", "mapped", "on_gpu")}}
 
 
-def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: int) -> dict:
+def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: int, pairs: int | None = None) -> dict:
+    """The model alone against the model with kNN-MT (the store's parameters; ``pairs`` N: each input's N
+    nearest training pairs' entries searched instead of the whole store)."""
+    from datastore.params import PartialKNNParams
     from t2m.decoding.translator import Translator
     from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
 
@@ -161,7 +176,7 @@ def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: in
     sources, _ = test_sources(store, tokenizer, info, rows)
     decoding = DecodingOptions(num_beams=beams, batch_size=batch)
     constraints = SmilesConstraints()
-    knn = RetrievalOptions(store)
+    knn = RetrievalOptions(store, None if pairs is None else PartialKNNParams(pairs=pairs))
     translator.translate(sources[:2], store.task, decoding, constraints, knn)  # warm-up: load the index
     translator.translate(sources[:2], store.task, decoding, constraints)
     seconds = {"model": 0.0, "model+knn": 0.0}
@@ -177,7 +192,8 @@ def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: in
         same += sum(a == b for a, b in zip(outputs["model"], outputs["model+knn"]))
     params = store.knn_params
     return {"rows": len(sources), "beams": beams, "batch": batch,
-            "knn": {"k": params.k, "lambda": params.lambda_, "temperature": params.temperature, "pairs": params.pairs},
+            "knn": {"k": params.k, "lambda": params.lambda_, "temperature": params.temperature,
+                    "pairs": params.pairs if pairs is None else pairs},
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
             "knn_vs_model_time": round(seconds["model+knn"] / seconds["model"], 3), "same_outputs": same}
 
@@ -193,6 +209,9 @@ def main(argv=None) -> int:
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--queries", type=int, default=2000, help="test decoder states searched for recall (0: skip)")
+    parser.add_argument("--knn-pairs", default="", help="also decode with each input's N nearest pairs' entries "
+                        "only, for each N of this comma list")
+    parser.add_argument("--parts", default="build,index,decoding", help="what to measure, comma list")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -203,15 +222,20 @@ def main(argv=None) -> int:
         store = Datastore.load(path)
         model, tokenizer, info, batches = store_batches(store, args.model)
         given = args.build_seconds[n] if args.build_seconds else None
-        result = {"store": str(path), "task": store.task, "build": bench_build(store, model, batches,
-                                                                               args.sample_every, given)}
-        print(json.dumps(result), flush=True)
-        if args.queries:
+        result = {"store": str(path), "task": store.task}
+        if "build" in args.parts:
+            result["build"] = bench_build(store, model, batches, args.sample_every, given)
+            print(json.dumps(result), flush=True)
+        if args.queries and "index" in args.parts:
             result["index"] = bench_index(store, model, tokenizer, info, args.queries)
             print(json.dumps(result["index"]), flush=True)
-        if args.rows:
+        if args.rows and "decoding" in args.parts:
             result["decoding"] = bench_decode(store, model, tokenizer, info, args.rows, args.beams, args.batch_size)
             print(json.dumps(result["decoding"]), flush=True)
+            for pairs in [int(p) for p in args.knn_pairs.split(",") if p]:
+                result[f"decoding_pairs_{pairs}"] = bench_decode(store, model, tokenizer, info, args.rows, args.beams,
+                                                                 args.batch_size, pairs)
+                print(json.dumps(result[f"decoding_pairs_{pairs}"]), flush=True)
         results["stores"].append(result)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
