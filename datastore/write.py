@@ -88,7 +88,10 @@ def finish_store(work: Path, out_dir: Path, fields: Mapping[str, Any], knn_meta:
     """Index the arrays in ``work``, write ``datastore.json`` (the header, ``fields`` -- key, task, data,
     model, tokenizer --, ``knn_meta``, the index's description, ``build``) and publish ``work`` as
     ``out_dir``; returns the JSON written. ``auto_temperature`` replaces ``knn_meta``'s temperature by the
-    keys' scale (:func:`nearest_other_distance`). ``before_publish()`` runs after the index is written."""
+    keys' scale (:func:`nearest_other_distance`). ``before_publish()`` runs after the index is written.
+    ``build["seconds_before_index"]`` (the caller's time so far) becomes ``build["seconds"]``, the whole
+    build's wall time, with the indexing added."""
+    started = time.perf_counter()
     keys = np.load(work / ARRAY_FILES["keys"], mmap_mode="r")
     count, dim = keys.shape
     index_meta, index = build_index(keys, work, factory=index_factory, progress=progress, return_index=True,
@@ -101,6 +104,9 @@ def finish_store(work: Path, out_dir: Path, fields: Mapping[str, Any], knn_meta:
             knn_meta.setdefault("temperature_source", "median squared L2 distance of 1,024 random stored keys to "
                                                       "their nearest other key")
     del index
+    build = dict(build)
+    if "seconds_before_index" in build:
+        build["seconds"] = round(build.pop("seconds_before_index") + time.perf_counter() - started, 3)
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "count": int(count), "dim": int(dim),
             "arrays": array_specs(count, dim), **fields, "knn": knn_meta, "index": index_meta,
             "build": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **build,

@@ -126,6 +126,38 @@ def test_keys_are_what_the_lm_head_reads(setup, tmp_path, tied):
     assert torch.equal(logits.argmax(-1), out.logits[0, :n].argmax(-1))
 
 
+def test_bf16_build_records_its_precision_and_keeps_the_keys_close(setup, store, tmp_path):
+    """compute_dtype=bf16 runs the forward under autocast: the same entries, keys within bf16's rounding of
+    the float32 build's, the dtype recorded; a resumed build in another precision starts over."""
+    tokenizer, model, _, _, batches = setup
+    out = tmp_path / "bf16"
+    stopped = []
+
+    def stop_after_first(chunk):
+        stopped.append(chunk)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a float32 build interrupted after its first chunk
+        build_datastore(model, batches, out, tokenizer=tokenizer, index_factory="Flat", chunk_batches=2,
+                        progress=False, on_chunk_done=stop_after_first)
+    done = []
+    build_datastore(model, batches, out, tokenizer=tokenizer, task="text2mol", index_factory="Flat",
+                    data={"files": [{"path": "validation.txt", "rows": N_ROWS}]}, chunk_batches=2,
+                    compute_dtype=torch.bfloat16, progress=False, on_chunk_done=done.append)
+    assert done[0] == 0  # the float32 chunk was not reused
+    built = Datastore.load(out, model=model, tokenizer=tokenizer)
+    assert built.meta["build"]["compute_dtype"] == "bfloat16" and built.meta["build"]["dtype"] == "float32"
+    assert store.meta["build"]["compute_dtype"] == "float32"
+    np.testing.assert_array_equal(built.values, store.values)
+    np.testing.assert_array_equal(built.rows, store.rows)
+    a, b = built.keys.astype(np.float32), store.keys.astype(np.float32)
+    relative = np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+    assert 0 < np.median(relative) < 0.02
+    # the nearest stored key of each float32 key is (nearly always) itself in the bf16 store
+    nearest = ((b[:, None, :] - a[None, :, :]) ** 2).sum(-1).argmin(1)
+    assert np.mean(nearest == np.arange(len(b))) > 0.95
+
+
 def test_layer_option_block(setup, tmp_path):
     tokenizer, model, sources, targets, _ = setup
     batches = PairBatches(plain_encoder(tokenizer), sources[:4], targets[:4], 4)

@@ -560,3 +560,25 @@ def test_model_fingerprint_samples_tensors_of_more_than_2_24_values():
     first = model_fingerprint(model)
     big[-1] = 1.0  # the last value is sampled
     assert model_fingerprint(model)["weights_sha256"] != first["weights_sha256"]
+
+
+def test_a_mixture_fitted_to_keys_draws_keys_like_them(tmp_path):
+    """fit_mixture recovers a known mixture's spreads and weights; the fitted one saves, loads and draws."""
+    from datastore.testing import Mixture, fit_mixture
+
+    rng = np.random.default_rng(0)
+    truth = Mixture(rng.standard_normal((8, DIM)) * 4, [0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05],
+                    [0.2, 0.3, 0.4, 0.5, 0.2, 0.3, 0.4, 0.5])
+    keys = truth.draw(20_000, np.random.default_rng(1))
+    fitted = fit_mixture(keys, clusters=8, sample=20_000)
+    order = [int(np.argmin(((truth.centres - c) ** 2).sum(1))) for c in fitted.centres]
+    assert sorted(order) == list(range(8))  # each fitted cluster is one true cluster
+    np.testing.assert_allclose(fitted.spreads, truth.spreads[order], rtol=0.05)
+    np.testing.assert_allclose(fitted.weights, truth.weights[order], atol=0.01)
+    fitted.save(tmp_path / "m.npz")
+    again = Mixture.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(again.centres, fitted.centres)
+    drawn = mixture_keys(5_000, DIM, seed=3, mixture=again)
+    assert drawn.shape == (5_000, DIM) and drawn.dtype == np.float16
+    spread_drawn, spread_keys = float(np.std(drawn.astype(np.float32))), float(np.std(keys.astype(np.float32)))
+    assert abs(spread_drawn - spread_keys) < 0.05 * spread_keys

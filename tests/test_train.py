@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from t2m.training.trainer import TrainConfig, checkpoint_dirs, native_bf16, train, training_precision
+from t2m.model.precision import native_bf16
+from t2m.training.trainer import TrainConfig, checkpoint_dirs, train, training_precision
 from t2m.training.data import epoch_examples, load_training_data
 
 
@@ -185,13 +186,13 @@ def _tiny_t5(dropout: float = 0.0):
 
 
 def test_training_kernels_compute_the_stock_function():
-    """t2m.training.kernels (the trainer's dropout, attention and gated FF) give the stock model's loss and
+    """t2m.model.kernels (the trainer's dropout, attention and gated FF) give the stock model's loss and
     gradients in float32 (dropout off), keep dropout's rate, and leave evaluation to the stock modules."""
     import copy
 
     import torch
 
-    from t2m.training.kernels import ATTENTION_NAME, drop_mask, install
+    from t2m.model.kernels import ATTENTION_NAME, drop_mask, install
 
     stock = _tiny_t5()
     fast = copy.deepcopy(stock)
@@ -218,6 +219,12 @@ def test_training_kernels_compute_the_stock_function():
         same = [model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
                 for model in (stock, fast)]
     assert torch.equal(same[0], same[1])
+    # evaluation=True: the same attention in evaluation (a datastore build's teacher-forced pass)
+    evaluating = copy.deepcopy(stock)
+    assert install(evaluating, evaluation=True)
+    with torch.no_grad():
+        logits = [model(input_ids=ids, attention_mask=mask, labels=labels).logits for model in (stock, evaluating)]
+    assert torch.allclose(logits[0], logits[1], atol=1e-5, rtol=1e-4)
 
 
 def test_micro_batches_keep_the_batch_loss():

@@ -3,7 +3,7 @@
 
     t2m datastore build --model DIR --data DIR --task {text2mol,mol2text} --out DIR
                         [--index FACTORY] [--nprobe N] [--train-size N] [--gpu auto|yes|no]
-                        [--layer LAYER] [--batch-size N] [--fraction F]
+                        [--layer LAYER] [--batch-size N] [--fraction F] [--precision auto|bf16|fp32]
     t2m datastore inspect --store DIR --model DIR "input text"
 
 Multi-process builds: see :mod:`t2m.knn.store`. Each action's options are checked before the model loads
@@ -30,6 +30,7 @@ from t2m.io import check_writable_file, check_writable_folder
 from t2m.knn.inspect import format_inspection, inspect_translation
 from t2m.knn.store import build_task_datastore, device
 from t2m.model.checkpoint import CHECKPOINT_FIX, checkpoint_dir, load_model
+from t2m.model.precision import PRECISIONS
 from t2m.options import open_store
 
 # the fields the core names otherwise than the parser (t2m.cli.checks.flag_names)
@@ -86,6 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--temperature", type=float, default=None,
                        help="default temperature saved (default: the median squared distance between "
                             "neighbouring keys)")
+    build.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="arithmetic of the forward pass that computes the keys: auto (default: bf16 autocast where "
+                            "the hardware has native bf16 -- a CUDA GPU that supports it, or a CPU with AVX512-BF16 or "
+                            "AMX -- else fp32), bf16, fp32; keys are stored as float16 either way")
     build.add_argument("--chunk-batches", type=int, default=8, help="batches per resumable chunk")
     build.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     build.add_argument("--no-resume", dest="resume", action="store_false",
@@ -169,7 +174,8 @@ def _run_build(args: argparse.Namespace) -> int:
         index = store.meta["index"]
         print(f"{out}: {store.count:,} entries of dim {store.dim} ({store.layer}); index {index.get('factory')} "
               f"{index.get('bytes_per_entry', '-')} bytes/entry, built in {index.get('build_seconds', '-')} s; "
-              f"{store.meta['build']['tokens_per_second'] or '-'} tokens/s")
+              f"{store.meta['build']['tokens_per_second'] or '-'} tokens/s "
+              f"({store.meta['build'].get('compute_dtype') or '-'})")
     return 0
 
 
@@ -198,7 +204,7 @@ def _build(args: argparse.Namespace, knn: KNNParams) -> Path:
                                 knn=knn,
                                 auto_temperature=args.temperature is None,
                                 allow_pickle=args.allow_pickle, overwrite=args.overwrite,
-                                resume=args.resume, chunk_batches=args.chunk_batches)
+                                resume=args.resume, chunk_batches=args.chunk_batches, precision=args.precision)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:

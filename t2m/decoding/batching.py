@@ -16,6 +16,7 @@ LABEL_PAD = -100
 # (t2m.options.default_batch_size)
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LEN = 512  # tokens of a source or a target
+LENGTH_MULTIPLE = 32  # padded lengths are multiples of this (collate, encode_batch)
 
 
 def bucket_length(n: int, multiple: int = 32, maximum: int | None = None) -> int:
@@ -98,7 +99,7 @@ def encode_sources(tokenizer, texts: Sequence[str], max_len: int) -> list[list[i
 
 
 def collate(source_ids: Sequence[Sequence[int]], target_ids: Sequence[Sequence[int]] | None, pad_id: int,
-            multiple: int = 32, max_source_len: int = 512, max_target_len: int = 512) -> dict:
+            multiple: int = LENGTH_MULTIPLE, max_source_len: int = 512, max_target_len: int = 512) -> dict:
     """Pad to bucketed lengths: ``input_ids``, ``attention_mask`` and (if targets) ``labels`` (-100 padded)."""
     src_len = bucket_length(max(len(r) for r in source_ids), multiple, max_source_len)
     input_ids = pad_ids(source_ids, src_len, pad_id)  # (batch, src_len)
@@ -111,7 +112,7 @@ def collate(source_ids: Sequence[Sequence[int]], target_ids: Sequence[Sequence[i
 
 def encode_batch(tokenizer, sources: Sequence[str], targets: Sequence[str] | None, task: str | Sequence[str],
                  prompt_style: str = "textchem", max_source_len: int = 512, max_target_len: int = 512,
-                 multiple: int = 32) -> dict:
+                 multiple: int = LENGTH_MULTIPLE) -> dict:
     """Prompt, tokenize and pad a batch. ``task`` is one task for all rows or one per row."""
     tasks = [task] * len(sources) if isinstance(task, str) else list(task)
     prompted = [add_prompt(s, t, prompt_style) for s, t in zip(sources, tasks)]

@@ -70,7 +70,7 @@ class TrainConfig:
     # t2m.decoding.batching.activation_mb) is split into micro-batches, each padded to its own length; the optimizer
     # step and the loss (token-weighted) stay those of the whole batch. None: never split.
     micro_batch_mb: float | None = 1500
-    # t2m.training.kernels: dropout from 16 random bits per element and attention without a materialised
+    # t2m.model.kernels: dropout from 16 random bits per element and attention without a materialised
     # mask (the same function, 1.5x faster steps here); false: transformers' own modules
     fast_kernels: bool = True
     seed: int = 0

@@ -7,7 +7,7 @@ which teaches the decoder SMILES syntax from many more molecules than the pairs 
 
 Speed and memory on CPU (``tests/benchmarks/bench_train.py`` measures them against a bare training step):
 batches grouped by both lengths and padded to multiples of 8, large batches split into micro-batches
-(``micro_batch_mb``), dropout and attention through :mod:`t2m.training.kernels` (``fast_kernels``), the
+(``micro_batch_mb``), dropout and attention through :mod:`t2m.model.kernels` (``fast_kernels``), the
 copy head's loss from the gold tokens only, and freed memory returned to the system after every step.
 
 Runs unchanged under ``accelerate launch`` (each process takes its share of every step's batches;
@@ -35,6 +35,7 @@ from t2m.decoding.batching import collate, encode_sources, micro_batches
 from t2m.editing import edit_agreement
 from t2m.decoding.translator import Translator
 from t2m.process_memory import peak_rss_mb
+from t2m.model.precision import native_bf16
 from t2m.model.checkpoint import (
     CheckpointInfo,
     DECODING_KEYS,
@@ -52,7 +53,7 @@ from t2m.tasks import MOL2TEXT, TEXT2MOL
 from t2m.tokenizer import load_tokenizer, train_tokenizer
 from t2m.training.config import TrainConfig
 from t2m.training.data import TrainingData, epoch_examples, load_training_data
-from t2m.training.kernels import install
+from t2m.model.kernels import install
 
 log = logging.getLogger(__name__)
 
@@ -251,25 +252,6 @@ def dev_loss(model, batches, autocast) -> float:
 
 # ------------------------------------------------------------------------------------------------
 # the loop
-
-
-def native_bf16() -> bool:
-    """Whether bf16 arithmetic is native here: a CUDA device that supports it, or a CPU with AVX512-BF16 or
-    AMX. Elsewhere (e.g. an AVX2-only CPU) PyTorch emulates bf16 matmuls: a 10.5M-parameter T5 trained at
-    about 40 tokens/s in bf16 autocast against 446 in float32 on one AVX2 core here."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if any(check is not None for check in checks):
-        return any(check() for check in checks if check is not None)
-    try:  # older PyTorch: read the CPU flags
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def training_precision(config: TrainConfig) -> str:

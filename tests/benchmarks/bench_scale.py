@@ -18,8 +18,9 @@ re-ranked from the keys) it measures
 - recall@16 of ``--recall-queries`` queries against exact search streamed over the memory-mapped keys.
 
 The keys are a Gaussian mixture (:func:`datastore.testing.mixture_keys`, ``--clusters`` centres, spread
-``--spread``): not fitted to a real store's keys (none was at hand), so its recall is the index's on
-clustered data of this shape, not a claim about decoder states. Queries are fresh draws of the same mixture.
+``--spread``), or one fitted to a real store's keys (``--fit STORE --mixture FILE`` fits and saves it:
+:func:`datastore.testing.fit_mixture`; ``--mixture FILE`` then draws from it). Queries are fresh draws of
+the same mixture. Against the real store itself: ``tests/benchmarks/bench_real_stores.py``.
 """
 
 from __future__ import annotations
@@ -56,10 +57,18 @@ def _smaps(index_name: str = "index.faiss") -> dict[str, float]:
     return found
 
 
-def _queries(count: int, dim: int, clusters: int, spread: float, seed: int) -> np.ndarray:
+def _mixture(args: argparse.Namespace):
+    """The fitted mixture of ``--mixture`` (None: the random one of ``--clusters`` and ``--spread``)."""
+    from datastore.testing import Mixture
+
+    return Mixture.load(args.mixture) if args.mixture else None
+
+
+def _queries(count: int, args: argparse.Namespace, seed: int) -> np.ndarray:
     from datastore.testing import mixture_keys
 
-    return mixture_keys(count, dim, clusters=clusters, spread=spread, seed=0, draw_seed=seed).astype(np.float32)
+    return mixture_keys(count, args.dim, clusters=args.clusters, spread=args.spread, seed=0, draw_seed=seed,
+                        mixture=_mixture(args)).astype(np.float32)
 
 
 def _worker(path: str, queries: np.ndarray, steps: int, barrier: Any, results: Any) -> None:
@@ -154,11 +163,13 @@ def _nprobe_sweep(path: Path, recall_queries: np.ndarray, step_queries: np.ndarr
 def _keys_file(work: Path, count: int, args: argparse.Namespace) -> Path:
     from datastore.testing import mixture_keys
 
-    path = work / f"keys-{count}-{args.dim}-{args.clusters}-{args.spread}.npy"
+    shape = f"fitted-{Path(args.mixture).stem}" if args.mixture else f"{args.clusters}-{args.spread}"
+    path = work / f"keys-{count}-{args.dim}-{shape}.npy"
     if not path.is_file():
         out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float16,
                                         shape=(count, args.dim))
-        mixture_keys(count, args.dim, clusters=args.clusters, spread=args.spread, seed=0, out=out)
+        mixture_keys(count, args.dim, clusters=args.clusters, spread=args.spread, seed=0, out=out,
+                     mixture=_mixture(args))
         out.flush()
         del out
         path.with_suffix(".tmp.npy").rename(path)
@@ -191,10 +202,10 @@ def run_one(count: int, codec: str, args: argparse.Namespace, work: Path) -> dic
     theory = _theory_bytes(meta, args.dim)
     result["theory_bytes"] = theory
     result["bytes_vs_theory"] = round(meta["bytes"] / theory, 4)
-    queries = _queries(max(args.recall_queries, 640, args.step_queries), args.dim, args.clusters, args.spread, 1)
+    queries = _queries(max(args.recall_queries, 640, args.step_queries), args, 1)
     if args.nprobes:
         result["nprobe_sweep"] = _nprobe_sweep(out, queries[:args.recall_queries],
-                                               _queries(args.step_queries, args.dim, args.clusters, args.spread, 2),
+                                               _queries(args.step_queries, args, 2),
                                                [int(n) for n in args.nprobes.split(",")])
     if args.no_workers:
         return result
@@ -204,7 +215,7 @@ def run_one(count: int, codec: str, args: argparse.Namespace, work: Path) -> dic
     started = time.perf_counter()
     retriever = Datastore.load(out).retriever()
     result["load_seconds_here"] = round(time.perf_counter() - started, 4)
-    steps = _queries(args.step_queries, args.dim, args.clusters, args.spread, 2)
+    steps = _queries(args.step_queries, args, 2)
     result.update(_step_ms(retriever, steps, 40))
     result.update({k: v for k, v in _step_ms(retriever, steps, 160).items() if k != "codes_scanned_per_query"})
     result["recall_at_16"] = _recall(store, retriever, queries[:args.recall_queries])
@@ -218,6 +229,11 @@ def main() -> None:
     parser.add_argument("--codecs", default="auto", help="comma list: auto, auto:PQ, or factory strings with ':' for ','")
     parser.add_argument("--clusters", type=int, default=2048)
     parser.add_argument("--spread", type=float, default=0.5)
+    parser.add_argument("--mixture", default=None,
+                        help="draw keys and queries from this fitted mixture (.npz; --fit makes one) instead of the "
+                             "random one of --clusters and --spread; --dim is taken from it")
+    parser.add_argument("--fit", default=None, metavar="STORE",
+                        help="fit a mixture of --clusters Gaussians to STORE's keys, save it as --mixture and stop")
     parser.add_argument("--recall-queries", type=int, default=320)
     parser.add_argument("--step-queries", type=int, default=3200, help="queries timed, cut into steps")
     parser.add_argument("--worker-steps", type=int, default=20)
@@ -235,6 +251,19 @@ def main() -> None:
     import faiss
 
     faiss.omp_set_num_threads(1)
+    if args.fit:
+        from datastore import Datastore
+        from datastore.testing import fit_mixture
+
+        started = time.perf_counter()
+        fitted = fit_mixture(Datastore.load(args.fit).keys, clusters=args.clusters)
+        fitted.save(args.mixture)
+        print(json.dumps({"fitted": args.fit, "clusters": len(fitted.weights), "dim": fitted.dim,
+                          "spread_median": float(np.median(fitted.spreads)),
+                          "weight_max": float(fitted.weights.max()), "seconds": round(time.perf_counter() - started, 1)}))
+        return
+    if args.mixture:
+        args.dim = _mixture(args).dim
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     machine = {"cpu": _cpu_model(), "cpus": os.cpu_count(), "faiss": faiss.__version__, "python": platform.python_version(),
@@ -248,7 +277,7 @@ def main() -> None:
             results.append(result)
             if args.json:
                 Path(args.json).write_text(json.dumps({"machine": machine, "synthetic": {
-                    "clusters": args.clusters, "spread": args.spread}, "results": results}, indent=1) + "\n")
+                    "clusters": args.clusters, "spread": args.spread, "mixture": args.mixture}, "results": results}, indent=1) + "\n")
             if not args.keep:
                 import shutil
 

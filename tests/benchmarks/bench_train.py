@@ -374,7 +374,7 @@ def main() -> None:
 
     import torch
 
-    from t2m.training.trainer import native_bf16
+    from t2m.model.precision import native_bf16
 
     if args.threads:
         torch.set_num_threads(args.threads)
