@@ -18,7 +18,8 @@ Per store (built by ``t2m datastore build``; its task, split and batching are re
    search of 160 queries (a decoding step of 32 rows x beam 5) through ``Datastore.load(...).retriever()``
    on one faiss thread, and the codes scanned per query;
 3. decoding: beam search over the first ``--rows`` test rows, the model alone and with kNN-MT (the
-   store's k, λ, T), batch by batch in turn; the wall-time ratio.
+   store's k, λ, T), batch by batch in turn; the wall-time ratio, and per output token (kNN-MT changes
+   the outputs, and longer outputs take more steps).
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: in
     translator.translate(sources[:2], store.task, decoding, constraints, knn)  # warm-up: load the index
     translator.translate(sources[:2], store.task, decoding, constraints)
     seconds = {"model": 0.0, "model+knn": 0.0}
+    tokens = {"model": 0, "model+knn": 0}
     same = 0
     for n, start in enumerate(range(0, len(sources), batch)):
         part = sources[start:start + batch]
@@ -189,13 +191,17 @@ def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: in
             outputs[name] = [r.output for r in translator.translate(part, store.task, decoding, constraints,
                                                                      knn if name == "model+knn" else None)]
             seconds[name] += time.perf_counter() - begin
+            tokens[name] += sum(len(ids) + 1 for ids in tokenizer(outputs[name], add_special_tokens=False)["input_ids"])
         same += sum(a == b for a, b in zip(outputs["model"], outputs["model+knn"]))
     params = store.knn_params
     return {"rows": len(sources), "beams": beams, "batch": batch,
             "knn": {"k": params.k, "lambda": params.lambda_, "temperature": params.temperature,
                     "pairs": params.pairs if pairs is None else pairs},
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
-            "knn_vs_model_time": round(seconds["model+knn"] / seconds["model"], 3), "same_outputs": same}
+            "knn_vs_model_time": round(seconds["model+knn"] / seconds["model"], 3), "output_tokens": tokens,
+            "knn_vs_model_time_per_output_token": round(seconds["model+knn"] / tokens["model+knn"]
+                                                        / (seconds["model"] / tokens["model"]), 3),
+            "same_outputs": same}
 
 
 def main(argv=None) -> int:
