@@ -442,13 +442,14 @@ def _merge_and_publish(model: Any, model_fp: dict, tok_fp: dict, work: Path, out
         shutil.rmtree(chunk_dir)
         (work / PROGRESS_FILE).unlink()
 
+    merge_seconds = time.perf_counter() - merge_started
     finish_store(work, out_dir, fields, {**knn.to_json(), "source": "default"}, index_factory=index_factory,
                  index_options=index_options, auto_temperature=auto_temperature, overwrite=overwrite,
                  progress=progress, before_publish=drop_chunks,
+                 seconds_before=compute_seconds + merge_seconds,
                  build={"world_size": world, "device": str(next(model.parameters()).device),
                         "dtype": _dtype_name(next(model.parameters()).dtype),
                         "compute_dtype": compute_dtype or _dtype_name(next(model.parameters()).dtype),
                         "compute_seconds": round(compute_seconds, 3),
-                        "merge_seconds": round(time.perf_counter() - merge_started, 3),
-                        "seconds_before_index": compute_seconds + time.perf_counter() - merge_started,
+                        "merge_seconds": round(merge_seconds, 3),
                         "tokens_per_second": round(count / max(compute_seconds, 1e-9), 1) if world == 1 else None})

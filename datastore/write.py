@@ -84,13 +84,13 @@ def array_specs(count: int, dim: int) -> dict[str, dict[str, Any]]:
 def finish_store(work: Path, out_dir: Path, fields: Mapping[str, Any], knn_meta: dict[str, Any], *,
                  index_factory: str, index_options: Mapping[str, Any], auto_temperature: bool,
                  build: Mapping[str, Any], overwrite: bool, progress: bool,
-                 before_publish: Any = None) -> dict[str, Any]:
+                 before_publish: Any = None, seconds_before: float | None = None) -> dict[str, Any]:
     """Index the arrays in ``work``, write ``datastore.json`` (the header, ``fields`` -- key, task, data,
     model, tokenizer --, ``knn_meta``, the index's description, ``build``) and publish ``work`` as
     ``out_dir``; returns the JSON written. ``auto_temperature`` replaces ``knn_meta``'s temperature by the
     keys' scale (:func:`nearest_other_distance`). ``before_publish()`` runs after the index is written.
-    ``build["seconds_before_index"]`` (the caller's time so far) becomes ``build["seconds"]``, the whole
-    build's wall time, with the indexing added."""
+    ``seconds_before`` (the caller's build time so far) plus the indexing here is recorded as
+    ``build["seconds"]``, the whole build's wall time."""
     started = time.perf_counter()
     keys = np.load(work / ARRAY_FILES["keys"], mmap_mode="r")
     count, dim = keys.shape
@@ -105,8 +105,8 @@ def finish_store(work: Path, out_dir: Path, fields: Mapping[str, Any], knn_meta:
                                                       "their nearest other key")
     del index
     build = dict(build)
-    if "seconds_before_index" in build:
-        build["seconds"] = round(build.pop("seconds_before_index") + time.perf_counter() - started, 3)
+    if seconds_before is not None:
+        build["seconds"] = round(seconds_before + time.perf_counter() - started, 3)
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "count": int(count), "dim": int(dim),
             "arrays": array_specs(count, dim), **fields, "knn": knn_meta, "index": index_meta,
             "build": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **build,

@@ -148,6 +148,8 @@ def test_bf16_build_records_its_precision_and_keeps_the_keys_close(setup, store,
     built = Datastore.load(out, model=model, tokenizer=tokenizer)
     assert built.meta["build"]["compute_dtype"] == "bfloat16" and built.meta["build"]["dtype"] == "float32"
     assert store.meta["build"]["compute_dtype"] == "float32"
+    build = built.meta["build"]  # the whole build's wall time: forward, merge and index
+    assert build["seconds"] >= build["compute_seconds"] + build["merge_seconds"] > 0
     np.testing.assert_array_equal(built.values, store.values)
     np.testing.assert_array_equal(built.rows, store.rows)
     a, b = built.keys.astype(np.float32), store.keys.astype(np.float32)

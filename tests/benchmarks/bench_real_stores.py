@@ -42,10 +42,6 @@ def versions() -> dict:
             "threads": torch.get_num_threads()}
 
 
-def folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
 def store_batches(store, model_dir: str):
     """The store's model, tokenizer, checkpoint info and the batches its build ran."""
     from t2m.data import training_records
@@ -94,6 +90,8 @@ def bench_build(store, model, batches, every: int, build_seconds: float | None) 
                 seconds_of[name] += time.perf_counter() - start
     seconds = build_seconds or build.get("seconds")
     forward_rate = entries / seconds_of["forward"]
+    from t2m.bench.stores import folder_bytes
+
     out = {"entries": store.count, "dim": store.dim, "bytes": folder_bytes(store.path),
            "index": {k: store.meta["index"].get(k) for k in ("factory", "type", "nlist", "nprobe", "bytes_per_entry",
                                                              "build_seconds", "train_size")},
@@ -110,7 +108,7 @@ def bench_build(store, model, batches, every: int, build_seconds: float | None) 
     return out
 
 
-def test_sources(store, tokenizer, info, rows: int):
+def test_sources(store, rows: int):
     from t2m.data import load_chebi20_records
     from t2m.tasks import source_and_target
 
@@ -128,7 +126,7 @@ def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: 
     from t2m.knn.store import encode_pairs
 
     translator = Translator(model, tokenizer, info)
-    sources, targets = test_sources(store, tokenizer, info, max(8, queries // 40))
+    sources, targets = test_sources(store, max(8, queries // 40))
     sources = translator.model_inputs(sources, store.task)
     keys = []
     with torch.inference_mode(), StateCapture(model, store.layer, stop=True) as capture:
@@ -170,11 +168,12 @@ def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: in
     """The model alone against the model with kNN-MT (the store's parameters; ``pairs`` N: each input's N
     nearest training pairs' entries searched instead of the whole store)."""
     from datastore.params import PartialKNNParams
+    from t2m.bench.systems import count_output_tokens
     from t2m.decoding.translator import Translator
     from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints
 
     translator = Translator(model, tokenizer, info)
-    sources, _ = test_sources(store, tokenizer, info, rows)
+    sources, _ = test_sources(store, rows)
     decoding = DecodingOptions(num_beams=beams, batch_size=batch)
     constraints = SmilesConstraints()
     knn = RetrievalOptions(store, None if pairs is None else PartialKNNParams(pairs=pairs))
@@ -191,7 +190,7 @@ def bench_decode(store, model, tokenizer, info, rows: int, beams: int, batch: in
             outputs[name] = [r.output for r in translator.translate(part, store.task, decoding, constraints,
                                                                      knn if name == "model+knn" else None)]
             seconds[name] += time.perf_counter() - begin
-            tokens[name] += sum(len(ids) + 1 for ids in tokenizer(outputs[name], add_special_tokens=False)["input_ids"])
+            tokens[name] += count_output_tokens(tokenizer, outputs[name])
         same += sum(a == b for a, b in zip(outputs["model"], outputs["model+knn"]))
     params = store.knn_params
     return {"rows": len(sources), "beams": beams, "batch": batch,
