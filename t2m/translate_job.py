@@ -55,7 +55,6 @@ from t2m.errors import OptionError, check_range, error_line
 from t2m.inputs import InputRow, Inputs, read_inputs
 from t2m.io import atomic_write_text, check_writable_file, file_sha256
 from t2m.model.checkpoint import checkpoint_dir, read_checkpoint_info
-from t2m.neighbours.database import Neighbour
 from t2m.options import DecodingOptions, RetrievalOptions, SmilesConstraints, open_store
 from t2m.tasks import TEXT2MOL
 
@@ -200,6 +199,7 @@ class Partial:
     def __init__(self, output: Path):
         self.path = output.with_name(output.name + PARTIAL_SUFFIX)
         self.done: dict[int, dict] = {}
+        self.extra: list[dict] = []  # per kept line, the fields :meth:`add` was given besides row and result
         self._handle = None
 
     def load(self, sig: dict[str, Any], resume: bool) -> None:
@@ -218,12 +218,14 @@ class Partial:
             raise OptionError(f"{self.path}: not a t2m translate partial file (damaged?); pass resume=False to "
                               "start over (it is replaced)")
         done: dict[int, dict] = {}
+        extra: list[dict] = []
         for number, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
             try:
                 entry = json.loads(line)
                 done[int(entry["row"])] = dict(entry["result"])
+                extra.append({k: v for k, v in entry.items() if k not in ("row", "result")})
             except (ValueError, KeyError, TypeError):
                 if number < len(lines) - 1 and any(rest.strip() for rest in lines[number:]):
                     raise OptionError(f"{self.path}:{number}: damaged line; pass resume=False to start over") from None
@@ -242,7 +244,7 @@ class Partial:
                                           if old.get("options", {}).get(k) != sig["options"].get(k)) + ")"
             raise OptionError(f"{self.path} keeps {len(done)} rows of another translation (different {names}); "
                               "rerun that command to finish it, or pass resume=False to start this one over")
-        self.done = done
+        self.done, self.extra = done, extra
 
     def start(self, sig: dict[str, Any]) -> None:
         """Open the file for appending (created with the header when new): the writability check, before
@@ -259,10 +261,13 @@ class Partial:
             self._handle.write(json.dumps({"format": PARTIAL_FORMAT, "signature": sig}) + "\n")
             self._sync()
 
-    def add(self, rows: list[int], results: list) -> None:
+    def add(self, rows: list[int], results: list, **extra: Any) -> None:
+        """Keep ``results`` (Translations) of ``rows``; ``extra``: JSON fields written on each row's line
+        (read back into :attr:`extra`)."""
         for row, result in zip(rows, results):
             self.done[row] = result.to_dict()
-            self._handle.write(json.dumps({"row": row, "result": self.done[row]}, ensure_ascii=False) + "\n")
+            self.extra.append(dict(extra))
+            self._handle.write(json.dumps({"row": row, "result": self.done[row], **extra}, ensure_ascii=False) + "\n")
         self._sync()
 
     def _sync(self) -> None:
@@ -437,11 +442,7 @@ def known_results(inputs: Inputs, partial: Partial | None) -> list:
         if row.problem is not None:
             results[i] = Translation(input=row.source, output="", candidates=[], flags=[row.problem])
         elif partial is not None and i in partial.done:
-            kept = partial.done[i]
-            results[i] = Translation(input=kept.get("input", ""), output=kept.get("output", ""),
-                                     candidates=list(kept.get("candidates") or []), scores=kept.get("scores"),
-                                     flags=list(kept.get("flags") or []),
-                                     neighbours=[Neighbour(**n) for n in kept.get("neighbours") or []])
+            results[i] = Translation.from_dict(partial.done[i])
     return results
 
 

@@ -320,3 +320,48 @@ def test_published_predictions_are_matched_to_the_test_rows_by_input_and_truth(s
     err = capsys.readouterr().err
     assert "t5-v1_1-small-caption2smiles.txt not found; published:T5-small left out" in err
     assert "has no prediction for" in err and "published:MolT5-small left out" in err
+
+
+def test_an_interrupted_decoding_resumes_from_the_rows_it_kept(tiny_model_dir, tiny_chebi20, tmp_path):
+    """The bench keeps every finished chunk of a model decoding beside its prediction cache
+    (``<system>.tsv.partial``): a rerun decodes only the rest, gives the outputs and n-best of one whole
+    run, and counts the earlier pieces' time; rows kept for other settings are not used."""
+    from t2m.bench import BenchConfig
+    from t2m.bench.cache import PredictionCache
+    from t2m.bench.systems import decode_system
+    from t2m.data import load_chebi20_records
+    from t2m.decoding.translator import Translator
+
+    torch.set_num_threads(1)
+    translator = Translator.from_pretrained(tiny_model_dir)
+    sources = [r["smiles"] for r in load_chebi20_records(tiny_chebi20, dev_size=DEV_SIZE).test[:6]]
+    config = BenchConfig(out=tmp_path, max_new_tokens=16, batch_size=4, progress=False)
+    cache = PredictionCache(tmp_path / "predictions")
+    key = {"system": "model", "beam": 2}
+    whole = decode_system(translator, "model", sources, "mol2text", 2, True, None, config)
+
+    kept = cache.open_partial("mol2text", "model", key)
+    done = translator.translate(sources[:3], "mol2text", config_decoding(config, 2))
+    kept.add([0, 1, 2], done, piece="1", elapsed=100.0)  # what an interrupted run left
+    kept.close()
+
+    decoded: list[int] = []
+    translate = translator.translate
+    translator.translate = lambda inputs, *a, **k: (decoded.append(len(inputs)), translate(inputs, *a, **k))[1]
+    resumed = cache.open_partial("mol2text", "model", key)
+    assert sorted(resumed.done) == [0, 1, 2]
+    run = decode_system(translator, "model", sources, "mol2text", 2, True, None, config, kept=resumed)
+    resumed.close()
+    assert decoded == [2, 3]  # the untimed warm-up, then the three rows left
+    assert run.outputs == whole.outputs and run.nbest == whole.nbest
+    assert run.seconds >= 100.0 and run.memory["pieces_seconds"][0] == 100.0
+
+    other = cache.open_partial("mol2text", "model", {**key, "beam": 3})
+    assert other.done == {}  # another decoding's rows are dropped
+    other.remove()
+
+
+def config_decoding(config, beam):
+    from t2m.options import DecodingOptions
+
+    return DecodingOptions(num_beams=beam, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens)

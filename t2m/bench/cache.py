@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,7 +15,9 @@ import numpy as np
 from evaluation.predictions import read_predictions
 from t2m.bench.systems import SystemRun
 from t2m.data import write_predictions
+from t2m.errors import OptionError
 from t2m.io import write_json_atomic as write_json
+from t2m.translate_job import Partial
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -80,7 +83,27 @@ class PredictionCache:
         if len(outputs) != meta.get("rows"):
             return None
         return SystemRun(name, meta["settings"], outputs, meta["seconds"], meta["output_tokens"], meta.get("flags", {}),
-                         meta.get("neighbours"), meta.get("memory", {}), reused=True, first_beam=meta.get("first_beam"))
+                         meta.get("neighbours"), meta.get("memory", {}), reused=True, first_beam=meta.get("first_beam"),
+                         nbest=meta.get("nbest"))
+
+    def open_partial(self, task: str, name: str, key: dict[str, Any]) -> Partial | None:
+        """The rows of ``name`` with settings ``key`` that an interrupted bench decoded
+        (``<system>.tsv.partial``, the format of ``t2m translate``'s), opened to keep more; rows kept for
+        other settings are dropped. None when the cache is off."""
+        if not self.enabled:
+            return None
+        tsv, _ = self._paths(task, name)
+        partial = Partial(tsv)
+        signature = json.loads(json.dumps(key, default=json_default))
+        try:
+            partial.load(signature, resume=True)
+        except OptionError:  # another decoding's rows, or a damaged file: start over
+            partial.load(signature, resume=False)
+        partial.start(signature)
+        if partial.done:
+            print(f"bench: {task} {name}: resuming: {len(partial.done)} rows were decoded by an earlier run "
+                  f"({partial.path})", file=sys.stderr)
+        return partial
 
     def save(self, task: str, run: SystemRun, key: dict[str, Any], sources: Sequence[str],
              references: Sequence[str]) -> Path:
@@ -89,6 +112,7 @@ class PredictionCache:
         write_predictions(tsv, task, sources, references, run.outputs)
         write_json_atomic(sidecar, {"key": key, "settings": run.settings, "rows": len(run.outputs),
                                     "seconds": run.seconds, "output_tokens": run.output_tokens, "flags": run.flags,
-                                    "neighbours": run.neighbours, "memory": run.memory, "first_beam": run.first_beam})
+                                    "neighbours": run.neighbours, "memory": run.memory, "first_beam": run.first_beam,
+                                    "nbest": run.nbest})
         return tsv
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from t2m.bench.config import BenchConfig
+from t2m.decoding.translator import Translation
 from t2m.neighbours.database import NeighbourDatabase
 from t2m.neighbours.ranker import NeighbourRanker
 from t2m.neighbours.similarity import MoleculeSimilarity, TextSimilarity
@@ -31,6 +32,8 @@ class SystemRun:
     memory: dict[str, Any] = field(default_factory=dict)
     reused: bool = False
     first_beam: list[str] | None = None  # text2mol: the top beam of each row (the output without reranking)
+    # model systems: each row's n-best, {"candidates": [...], "scores": [...]} (best first; scores may be None)
+    nbest: list[dict[str, Any]] | None = None
 
     @property
     def speed(self) -> dict[str, Any]:
@@ -62,11 +65,20 @@ def effective_decoding_options(translator: Any, task: str, config: BenchConfig) 
                                        no_repeat_ngram_size=config.no_repeat_ngram_size)
 
 
+# rows per piece of a decoding (at most, with worker processes): each piece's results are kept (``kept``)
+# as soon as it is done, so an interruption loses at most this many rows' work per process
+KEEP_EVERY = 128
+
+
 def decode_system(translator: Any, name: str, sources: Sequence[str], task: str, beam: int, rerank: bool,
-                  knn: Any, config: BenchConfig, pool: Any = None) -> SystemRun:
+                  knn: Any, config: BenchConfig, pool: Any = None, kept: Any = None) -> SystemRun:
     """Translate ``sources`` with ``translator`` -- or, given a :class:`t2m.decoding.pool.DecodePool`, in
-    its workers at once -- and time it (wall clock)."""
+    its workers at once -- and time it (wall clock). ``kept``: a :class:`t2m.translate_job.Partial` of this
+    decoding: its rows are not decoded again, and every finished chunk is added to it, so that an
+    interrupted bench resumes; the time is then the sum of the pieces' wall times."""
     from collections import Counter
+
+    from tqdm.auto import tqdm
 
     decoding = DecodingOptions(num_beams=beam, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
                                repetition_penalty=config.repetition_penalty,
@@ -74,17 +86,41 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
     constraints = SmilesConstraints(valid_smiles=rerank)
     rss_before = current_rss_mb()
     memory: dict[str, Any] = {}
-    if pool is not None:  # the store goes by folder
-        done = pool.translate(list(sources), task, decoding, constraints, knn, progress=config.progress)
-        results, seconds = done.translations, done.seconds
+    results: list = [None] * len(sources)
+    earlier = kept_seconds(kept)
+    for row, data in (kept.done.items() if kept is not None else ()):
+        if 0 <= row < len(results):
+            results[row] = Translation.from_dict(data)
+    todo = [i for i, r in enumerate(results) if r is None]
+    piece = f"{time.time():.6f}"
+    started = time.perf_counter()
+
+    def keep(rows: list[int], chunk: list) -> None:  # rows: positions in todo
+        for r, result in zip(rows, chunk):
+            results[todo[r]] = result
+        if kept is not None:
+            kept.add([todo[r] for r in rows], chunk, piece=piece, elapsed=round(time.perf_counter() - started, 3))
+
+    if pool is not None and todo:  # the store goes by folder
+        done = pool.translate([sources[i] for i in todo], task, decoding, constraints, knn, progress=config.progress,
+                              chunk_size=KEEP_EVERY, on_chunk=keep)
+        seconds = done.seconds
         memory = {"workers": pool.jobs, "threads_per_worker": pool.threads, "chunk_seconds": done.chunk_seconds,
                   "worker_peak_rss_mb": sorted(done.worker_peak_rss_mb.values())}
     else:
-        # warm-up (untimed): the first generate call of a configuration pays one-off costs
-        translator.translate(list(sources[:2]), task, decoding, constraints, knn)
+        if todo:  # warm-up (untimed): the first generate call of a configuration pays one-off costs
+            translator.translate([sources[i] for i in todo[:2]], task, decoding, constraints, knn)
         started = time.perf_counter()
-        results = translator.translate(list(sources), task, decoding, constraints, knn, progress=config.progress)
+        with tqdm(total=len(todo), desc=f"{task} {name}", disable=not config.progress or not todo,
+                  dynamic_ncols=True) as bar:
+            for first in range(0, len(todo), KEEP_EVERY):
+                rows = list(range(first, min(first + KEEP_EVERY, len(todo))))
+                keep(rows, translator.translate([sources[todo[r]] for r in rows], task, decoding, constraints, knn))
+                bar.update(len(rows))
         seconds = time.perf_counter() - started
+    if earlier:
+        memory["pieces_seconds"] = [*earlier, round(seconds, 3)]
+    seconds += sum(earlier)
     outputs = [r.output for r in results]
     flags = Counter(flag for r in results for flag in r.flags)
     settings = {"decoder": "model+knn" if knn is not None else "model", "num_beams": beam,
@@ -97,9 +133,21 @@ def decode_system(translator: Any, name: str, sources: Sequence[str], task: str,
         settings["knn"] = {"k": knn.k, "lambda": knn.lambda_, "temperature": knn.temperature, "pairs": knn.pairs,
                            "store": str(knn.store.path), "entries": knn.store.count}
     first_beam = [r.candidates[0] if r.candidates else r.output for r in results] if task == TEXT2MOL else None
+    nbest = [{"candidates": list(r.candidates), "scores": r.scores} for r in results]
     return SystemRun(name, settings, outputs, seconds, count_output_tokens(translator.tokenizer, outputs), dict(flags),
                      memory={"rss_before_mb": rss_before, "rss_after_mb": current_rss_mb(),
-                             "peak_rss_so_far_mb": peak_rss_mb(), **memory}, first_beam=first_beam)
+                             "peak_rss_so_far_mb": peak_rss_mb(), **memory}, first_beam=first_beam, nbest=nbest)
+
+
+def kept_seconds(kept: Any) -> list[float]:
+    """The wall seconds of each earlier piece of a decoding kept in ``kept`` (a Partial whose lines carry
+    ``piece`` and ``elapsed``): each piece's last kept chunk. Work lost with an unfinished chunk is
+    done again, so it does not count."""
+    pieces: dict[str, float] = {}
+    for extra in (kept.extra if kept is not None else ()):
+        if "piece" in extra and isinstance(extra.get("elapsed"), (int, float)):
+            pieces[extra["piece"]] = max(pieces.get(extra["piece"], 0.0), float(extra["elapsed"]))
+    return [round(v, 3) for _, v in sorted(pieces.items())]
 
 
 def without_rerank(run: SystemRun, name: str, tokenizer: Any) -> SystemRun:

@@ -72,10 +72,11 @@ class TaskRuns:
     def name(self, base: str, beam: int, rerank: bool = True) -> str:
         return system_name(base, beam, self.config.headline_beam, rerank, self.task)
 
-    def run_or_reuse(self, name: str, key: dict[str, Any], make: Callable[[], SystemRun],
-                     rows: int | None = None) -> SystemRun:
+    def run_or_reuse(self, name: str, key: dict[str, Any], make: Callable[..., SystemRun],
+                     rows: int | None = None, resumable: bool = False) -> SystemRun:
         """The cached run of ``name`` with these settings or a new one from ``make()``, on the first
-        ``rows`` test rows (None: all)."""
+        ``rows`` test rows (None: all). ``resumable``: ``make(kept)`` is given the
+        :meth:`PredictionCache.open_partial` of the run, the rows an interrupted bench decoded."""
         task, sources, references = self.task, self.sources, self.references
         rows = len(sources) if rows is None else rows
         full_key = {**self.rows_key, **key}
@@ -87,9 +88,16 @@ class TaskRuns:
             return cached
         print(f"bench: {task} {name} on {rows} test rows", file=sys.stderr)
         started = time.perf_counter()
-        run = make()
+        kept = self.cache.open_partial(task, name, full_key) if resumable else None
+        try:
+            run = make(kept) if resumable else make()
+        finally:
+            if kept is not None:
+                kept.close()
         run.name = name
         self.cache.save(task, run, full_key, sources[:rows], references[:rows])
+        if kept is not None:
+            kept.remove()
         print(f"bench: {task} {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         return run
 
@@ -98,8 +106,9 @@ class TaskRuns:
         for beam, rerank in self.plan:
             name = self.name(base, beam, rerank)
             if rerank:
-                self.runs[name] = self.run_or_reuse(name, {**key, "beam": beam, "rerank": True}, lambda: decode_system(
-                    self.translator, name, self.sources, self.task, beam, True, knn, self.config, self.pool))
+                self.runs[name] = self.run_or_reuse(name, {**key, "beam": beam, "rerank": True}, lambda kept: decode_system(
+                    self.translator, name, self.sources, self.task, beam, True, knn, self.config, self.pool, kept),
+                    resumable=True)
             else:
                 self.runs[name] = without_rerank(self.runs[self.name(base, beam, True)], name,
                                                  self.translator.tokenizer)
@@ -193,9 +202,9 @@ def _scaling_runs(t: TaskRuns, prepared: dict[str, Any], params: Any, store_key:
         knn = RetrievalOptions(f_store, params)
         key = {"system": "model+knn", "beam": t.scaling_beam, "rerank": True, **store_key,
                "store_entries": f_store.count, "fraction": fraction}
-        scaling_runs[fraction] = (t.run_or_reuse(name, key, lambda: decode_system(
-            translator, name, t.sources[:t.scaling_rows], task, t.scaling_beam, True, knn, config, t.pool),
-            rows=t.scaling_rows), f_info)
+        scaling_runs[fraction] = (t.run_or_reuse(name, key, lambda kept: decode_system(
+            translator, name, t.sources[:t.scaling_rows], task, t.scaling_beam, True, knn, config, t.pool, kept),
+            rows=t.scaling_rows, resumable=True), f_info)
     return scaling_runs
 
 
@@ -227,11 +236,19 @@ def _knn_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[str, 
         for metric in metrics:
             c = paired_bootstrap(rows[knn_name], rows[model_name], metric, config.bootstrap, config.seed)
             comparisons.append({"system": knn_name, "baseline": model_name, **c})
-    for metric in metrics:
-        for system in ("model+knn", "model"):
-            c = paired_bootstrap(rows[system], rows["retrieval"], metric, config.bootstrap, config.seed)
-            comparisons.append({"system": system, "baseline": "retrieval", **c})
+    comparisons += _versus_retrieval(t, rows, ["model+knn", "model"], metrics)
     return comparisons + _ranker_comparisons(t, rows)
+
+
+def _versus_retrieval(t: TaskRuns, rows: dict[str, RowScores], systems: list[str], metrics: Any
+                      ) -> list[dict[str, Any]]:
+    """Paired bootstrap of each of ``systems`` minus the retrieval baseline and, where the checkpoint has
+    a neighbour ranker, minus retrieval + ranker (the system the T5 must beat to earn its place)."""
+    config = t.config
+    baselines = [b for b in ("retrieval", "retrieval+ranker") if b in rows]
+    return [{"system": system, "baseline": baseline,
+             **paired_bootstrap(rows[system], rows[baseline], metric, config.bootstrap, config.seed)}
+            for baseline in baselines for metric in metrics for system in systems]
 
 
 def _ranker_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[str, Any]]:
@@ -312,12 +329,8 @@ def _model_only_part(t: TaskRuns) -> tuple[dict, dict]:
     config, task = t.config, t.task
     results, rows, signature = _scores(t)
     systems = _systems(t.runs, results)
-    comparisons = []
-    for beam, rerank in t.plan:
-        name = t.name("model", beam, rerank)
-        for metric in dict.fromkeys((*HEADLINE_METRICS[task], *VERSUS_RETRIEVAL[task])):
-            c = paired_bootstrap(rows[name], rows["retrieval"], metric, config.bootstrap, config.seed)
-            comparisons.append({"system": name, "baseline": "retrieval", **c})
+    metrics = list(dict.fromkeys((*HEADLINE_METRICS[task], *VERSUS_RETRIEVAL[task])))
+    comparisons = _versus_retrieval(t, rows, [t.name("model", beam, rerank) for beam, rerank in t.plan], metrics)
     comparisons += _ranker_comparisons(t, rows)
     default = best_default_system(task, systems)
     comparisons += _published_comparisons(t, rows, default)

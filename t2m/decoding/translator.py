@@ -23,7 +23,7 @@ from t2m.decoding.fast import generate_in_rounds
 from t2m.decoding.mbr import mbr_index
 from t2m.decoding.smiles_grammar import SmilesSyntaxProcessor, syntax_flags
 from t2m.model.checkpoint import CheckpointInfo, default_model_dir, load_model, read_checkpoint_info
-from t2m.neighbours.database import NeighbourFormat, load_checkpoint_database, model_inputs
+from t2m.neighbours.database import Neighbour, NeighbourFormat, load_checkpoint_database, model_inputs
 from t2m.neighbours.pairs import PairFinder
 from t2m.options import DecodingOptions, MBR_OFF, RetrievalOptions, SmilesConstraints, with_checkpoint_defaults
 from t2m.tasks import MOL2TEXT, TEXT2MOL, check_task, strip_prompt
@@ -57,6 +57,13 @@ class Translation:
             out["neighbours"] = [{"row": n.row, "similarity": n.similarity, "source": n.source, "target": n.target}
                                  for n in self.neighbours]
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Translation":
+        """The translation :meth:`to_dict` wrote (a kept row of an interrupted run)."""
+        return cls(input=data.get("input", ""), output=data.get("output", ""),
+                   candidates=list(data.get("candidates") or []), scores=data.get("scores"),
+                   flags=list(data.get("flags") or []), neighbours=[Neighbour(**n) for n in data.get("neighbours") or []])
 
 
 def _generated_ids(sequence: list[int], eos: int | None) -> list[int]:
