@@ -13,9 +13,14 @@ re-ranked from the keys) it measures
 - memory: two worker processes (what ``--jobs 2`` workers do: load the store, take its retriever, search
   ``--worker-steps`` steps of 160 queries): their anonymous (private) memory growth, RSS and PSS, and the
   RSS / PSS of the index file's mapping;
-- speed: ms per decoding step of 40 and 160 queries, k 16, in this process (one faiss thread), the codes
-  scanned per query (faiss's IVF statistics);
+- speed: ms per decoding step of 40 and 160 queries, k 16, in this process (one faiss thread, and two:
+  ``ms_per_step_*_2threads``), the codes scanned per query (faiss's IVF statistics);
 - recall@16 of ``--recall-queries`` queries against exact search streamed over the memory-mapped keys.
+
+``--build-threads N`` builds with N faiss threads (µs per entry are then of N threads; default 1).
+``--keep`` keeps each store and ``--reuse`` measures a kept store of the same N and index again instead of
+building it (its build figures are the ones recorded when it was built): build on a busy machine, measure
+on a quiet one.
 
 The keys are a Gaussian mixture (:func:`datastore.testing.mixture_keys`, ``--clusters`` centres, spread
 ``--spread``), or one fitted to a real store's keys (``--fit STORE --mixture FILE`` fits and saves it:
@@ -176,24 +181,39 @@ def _keys_file(work: Path, count: int, args: argparse.Namespace) -> Path:
     return path
 
 
+def _built(out: Path, count: int) -> dict[str, Any] | None:
+    """What ``--reuse`` takes from a kept store of ``count`` entries: its build record, or None (build it)."""
+    try:
+        meta = json.loads((out / "datastore.json").read_text())
+        built = json.loads((out / "bench_build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {**built, "reused": True} if int(meta.get("count", -1)) == count else None
+
+
 def run_one(count: int, codec: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import faiss
 
     from datastore import Datastore, write_datastore
 
-    faiss.omp_set_num_threads(1)
     keys = _keys_file(work, count, args)
     values = np.zeros(count, dtype=np.int32)
     out = work / f"store-{count}-{codec.replace(',', '_')}"
-    started = time.perf_counter()
-    write_datastore(out, keys, values, factory=codec.replace(":", ","), knn=None, auto_temperature=False,
-                    overwrite=True, use_gpu=False)
-    total = time.perf_counter() - started
+    built = _built(out, count) if args.reuse else None
+    if built is None:
+        faiss.omp_set_num_threads(args.build_threads)
+        started = time.perf_counter()
+        write_datastore(out, keys, values, factory=codec.replace(":", ","), knn=None, auto_temperature=False,
+                        overwrite=True, use_gpu=False)
+        built = {"write_datastore_seconds": round(time.perf_counter() - started, 1), "build_threads": args.build_threads,
+                 "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        (out / "bench_build.json").write_text(json.dumps(built) + "\n")
+    faiss.omp_set_num_threads(1)
     store = Datastore.load(out)
     meta = store.meta["index"]
     result: dict[str, Any] = {"entries": count, "dim": args.dim, "requested": codec, "factory": meta["factory"],
                               "nlist": meta.get("nlist"), "nprobe": meta.get("nprobe"), "rerank": meta.get("rerank"),
-                              "trained_on": meta["trained_on"], "write_datastore_seconds": round(total, 1),
+                              "trained_on": meta["trained_on"], **built,
                               "train_seconds": meta["train_seconds"],
                               "add_seconds": round(meta["build_seconds"] - meta["train_seconds"], 3),
                               "index_bytes": meta["bytes"], "bytes_per_entry": meta["bytes_per_entry"]}
@@ -218,6 +238,10 @@ def run_one(count: int, codec: str, args: argparse.Namespace, work: Path) -> dic
     steps = _queries(args.step_queries, args, 2)
     result.update(_step_ms(retriever, steps, 40))
     result.update({k: v for k, v in _step_ms(retriever, steps, 160).items() if k != "codes_scanned_per_query"})
+    faiss.omp_set_num_threads(2)  # a step's queries searched by two threads
+    for rows in (40, 160):
+        result[f"ms_per_step_{rows}_2threads"] = _step_ms(retriever, steps, rows)[f"ms_per_step_{rows}"]
+    faiss.omp_set_num_threads(1)
     result["recall_at_16"] = _recall(store, retriever, queries[:args.recall_queries])
     return result
 
@@ -243,6 +267,9 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/scale-bench")
     parser.add_argument("--json", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the stores (the keys files are always kept)")
+    parser.add_argument("--reuse", action="store_true", help="measure a store kept by an earlier --keep run of the "
+                        "same size and index instead of building it")
+    parser.add_argument("--build-threads", type=int, default=1, help="faiss threads of the index build (default 1)")
     parser.add_argument("--table", action="store_true", help="print the table of --json's results and stop")
     args = parser.parse_args()
     if args.table:
