@@ -136,3 +136,24 @@ def test_top_rows_is_a_stable_sort_cut_short_and_blocks_stay_bounded(monkeypatch
     split = retriever.search(queries, 4)
     assert [r.tolist() for r, _ in split] == [r.tolist() for r, _ in whole]
     assert retriever.most_similar(queries).neighbours == [int(r[0]) for r, _ in whole]
+
+
+def test_molecule_similarities_are_rdkits_bulk_tanimoto_exactly(slices):
+    """The sparse-product Tanimoto equals RDKit's BulkTanimotoSimilarity to the last bit for every
+    (query, database) pair, so the nearest rows and their order (ties: earliest row) are RDKit's."""
+    import numpy as np
+    from rdkit import DataStructs
+
+    from t2m.chem import morgan_fingerprints
+
+    db, test = slices
+    molecules = similarity.MoleculeSimilarity(columns(db, "smiles"), columns(db, "description"))
+    queries = columns(test, "smiles") + columns(db[:20], "smiles")
+    db_fps = [fp for fp in morgan_fingerprints(columns(db, "smiles")) if fp is not None]
+    query_fps = morgan_fingerprints(queries)
+    ours = molecules._tanimoto(query_fps)
+    rdkit = np.array([DataStructs.BulkTanimotoSimilarity(fp, db_fps) for fp in query_fps])
+    assert ours.shape == rdkit.shape and np.array_equal(ours, rdkit)
+    for (rows, scores), want in zip(molecules.search(queries, 8), rdkit):
+        assert np.array_equal(rows, molecules._fp_rows[similarity.top_rows(want, 8)])
+        assert np.array_equal(scores, want[similarity.top_rows(want, 8)])
