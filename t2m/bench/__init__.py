@@ -15,7 +15,8 @@ scores every system with ``t2m eval``'s full metric set, and measures what retri
 and output tokens/s with and without kNN, datastore build time, entries, bytes, peak memory). Paired
 bootstrap 95% intervals (rows resampled, each metric recomputed from the evaluator's per-row statistics:
 BLEU from resampled n-gram counts, as sacrebleu's paired bootstrap) give the kNN-minus-model differences on the headline metrics, and
-kNN-minus-retrieval. Datastores built from 25/50/100% of the training pairs (the model fixed, the λ, k, T
+the model's and model + kNN's differences to the retrieval baselines (``retrieval`` and, for a checkpoint
+with a neighbour ranker, ``retrieval+ranker``). Datastores built from 25/50/100% of the training pairs (the model fixed, the λ, k, T
 tuned on the full store) show how the gain scales with the datastore.
 
 System names: the headline beam (the largest of ``--beams``) has the bare names ``model``,
@@ -25,7 +26,9 @@ System names: the headline beam (the largest of ``--beams``) has the bare names 
 Outputs in ``--out``: ``bench.json`` (every number, settings, evaluation signatures), ``bench.md``
 (the tables for docs/results.md), ``plots/*.png``, ``examples.json`` and ``report.html`` (:mod:`t2m.report`), and
 ``predictions/<task>/<system>.tsv`` (MolT5's format, ready for ``t2m eval``). Decoded predictions are
-reused on a rerun with the same settings (an interrupted bench resumes); ``--fresh`` recomputes them.
+reused on a rerun with the same settings, and the finished chunks of a decoding that was cut short are
+kept beside them (``<system>.tsv.partial``), so a rerun of the same command resumes a full-test bench
+of hours where it stopped (its time is the sum of the pieces'); ``--fresh`` recomputes them.
 
 Everything is a thin layer over :func:`run_bench` (Python: ``run_bench(BenchConfig(...))``). The package:
 
