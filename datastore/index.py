@@ -65,9 +65,16 @@ DEFAULT_NPROBE = 10
 #   1M,   IVF4096:  0.967 / 0.983 / 0.990 / 0.995 / 0.998 / 0.999   (14: 0.997)
 #   3M,   IVF8192:    -   / 0.914 / 0.947 / 0.979 (14) / 0.986 / 0.994
 # A fixed nprobe covers a smaller share of a query's neighbourhood as lists shrink: 3M fell below 0.95 at
-# 10. nprobe 10 up to 2,048 lists (the shipped stores' index, unchanged), then 10 * sqrt(nlist / 2048):
-# 14 at 4,096 lists, 20 at 8,192, 28 at 16,384 (10M), 57 at 65,536. Codes scanned per query then grow as
-# N^0.75 instead of N^0.5 (nprobe fixed) or N (nprobe proportional to nlist).
+# 10. That mixture is harder than real keys (twice the codes scanned of the official stores' keys for
+# the same recall). Real keys (the official split's stores, 2,000 test decoder states, bench_real_stores.py
+# --nprobes) and a mixture fitted to them (bench_scale.py --mixture, 320 queries):
+#   text2mol 1.7M, IVF4096: nprobe 10 / 13 / 14 / 16: 0.996 / 0.998 / 0.9985 / 0.999
+#   mol2text 2.3M, IVF8192: nprobe 10 / 13 / 16 / 20: 0.992 / 0.995 / 0.996 / 0.997
+#   fitted 10M, IVF16384:   nprobe 10 / 13 / 20 / 28: 0.973 / 0.991 / 0.999 / 0.999
+# nprobe 10 up to 2,048 lists (the shipped stores' index, unchanged), then 10 * (nlist / 2048)^(1/3):
+# 13 at 4,096 lists, 16 at 8,192, 20 at 16,384 (10M), 32 at 65,536 (the random mixture at 3M: 0.986 at
+# 16). Codes scanned per query then grow as N^(2/3) instead of N^0.5 (nprobe fixed) or N (nprobe
+# proportional to nlist).
 NPROBE_REFERENCE_LISTS = 2048
 DEFAULT_EF_SEARCH = 64
 DEFAULT_TRAIN_SIZE = 100_000
@@ -319,8 +326,8 @@ def resolve_factory(factory: str, count: int, dim: int) -> str:
 
 def default_nprobe(nlist: int) -> int:
     """IVF lists a search visits by default: :data:`DEFAULT_NPROBE` up to :data:`NPROBE_REFERENCE_LISTS`
-    lists, then growing as the square root of the list count (see the measurements above it)."""
-    return max(DEFAULT_NPROBE, int(round(DEFAULT_NPROBE * np.sqrt(max(nlist, 1) / NPROBE_REFERENCE_LISTS))))
+    lists, then growing as the cube root of the list count (see the measurements above it)."""
+    return max(DEFAULT_NPROBE, int(round(DEFAULT_NPROBE * np.cbrt(max(nlist, 1) / NPROBE_REFERENCE_LISTS))))
 
 
 def default_params(factory: str) -> dict[str, int]:

@@ -103,11 +103,11 @@ def test_sized_factory_follows_faiss_guidance():
 
 
 def test_default_nprobe_grows_with_the_list_count():
-    """10 up to 2,048 lists (the shipped stores' IVF2048 keep theirs), then 10 * sqrt(nlist / 2048)."""
+    """10 up to 2,048 lists (the shipped stores' IVF2048 keep theirs), then 10 * (nlist / 2048)^(1/3)."""
     nprobes = {factory: ix.default_params(factory)["nprobe"] for factory in (
         "IVF51,SQfp16", "IVF1024,SQfp16", "IVF2048,SQfp16", "IVF4096,SQfp16", "IVF8192,PQ64",
         "IVF16384,SQfp16", "IVF65536_HNSW32,SQfp16")}
-    assert list(nprobes.values()) == [10, 10, 10, 14, 20, 28, 57]
+    assert list(nprobes.values()) == [10, 10, 10, 13, 16, 20, 32]
     assert ix.default_params(ix.sized_factory(260_000, 256)) == {"nprobe": 10}
     assert ix.default_params("IVF65536_HNSW32,SQfp16")["ef_search"] == ix.DEFAULT_EF_SEARCH
     assert "nprobe" not in ix.default_params("HNSW32") and ix.default_params("Flat") == {}

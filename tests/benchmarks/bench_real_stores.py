@@ -117,8 +117,10 @@ def test_sources(store, rows: int):
     return [s for s, _ in pairs], [t for _, t in pairs]
 
 
-def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: int = 160) -> dict:
-    """Recall@k of the store's index for decoder states of test rows, against exact search."""
+def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: int = 160,
+                nprobes: list[int] | None = None) -> dict:
+    """Recall@k of the store's index for decoder states of test rows, against exact search; with
+    ``nprobes``, also at each of those nprobe values (``by_nprobe``)."""
     from datastore.build import batch_entries
     from datastore.hooks import StateCapture
     from datastore.index import StreamedExactIndex
@@ -136,11 +138,23 @@ def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: 
             keys.append(batch_entries(model, batch, capture, model.config.pad_token_id)["keys"])
     q = np.concatenate(keys).astype(np.float32)
     q = q[np.random.default_rng(0).permutation(len(q))[:queries]]
+    begin = time.perf_counter()
+    _, exact = StreamedExactIndex(store.keys).search(q, k)
+    exact_s = time.perf_counter() - begin
+    result = {"queries": len(q), "k": k, **_search_figures(store.retriever(), q, exact, k, step),
+              "exact_search_s": round(exact_s, 1)}
+    if nprobes:
+        result["by_nprobe"] = [{"nprobe": n, **_search_figures(store.retriever(nprobe=n), q, exact, k, step)}
+                               for n in nprobes]
+    return result
+
+
+def _search_figures(retriever, q: np.ndarray, exact: np.ndarray, k: int, step: int) -> dict:
+    """recall@k against ``exact``, median ms per search of ``step`` queries, codes scanned per query."""
     import faiss
 
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # search timed on one thread, as bench_scale.py times it
-    retriever = store.retriever()
     stats = getattr(faiss.cvar, "indexIVF_stats", None)
     times, found, scanned = [], [], []
     for start in range(0, len(q), step):
@@ -153,12 +167,8 @@ def bench_index(store, model, tokenizer, info, queries: int, k: int = 16, step: 
             scanned.append(stats.ndis / len(q[start:start + step]))
     faiss.omp_set_num_threads(threads)
     ids = np.concatenate(found)
-    begin = time.perf_counter()
-    _, exact = StreamedExactIndex(store.keys).search(q, k)
-    exact_s = time.perf_counter() - begin
     recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, exact)]))
-    return {"queries": len(q), "k": k, f"recall@{k}": round(recall, 4),
-            "ms_per_search_of_160": round(1000 * float(np.median(times)), 2), "exact_search_s": round(exact_s, 1),
+    return {f"recall@{k}": round(recall, 4), "ms_per_search_of_160": round(1000 * float(np.median(times)), 2),
             "codes_scanned_per_query": round(float(np.mean(scanned))) if scanned else None,
             "retriever": getattr(retriever, "state", None) and {k_: v for k_, v in retriever.state.items()
                                                                  if k_ in ("type", "nprobe", "mapped", "on_gpu")}}
@@ -214,6 +224,7 @@ def main(argv=None) -> int:
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--queries", type=int, default=2000, help="test decoder states searched for recall (0: skip)")
+    parser.add_argument("--nprobes", default=None, help="comma list: recall and speed also at these nprobe values")
     parser.add_argument("--knn-pairs", default="", help="also decode with each input's N nearest pairs' entries "
                         "only, for each N of this comma list")
     parser.add_argument("--parts", default="build,index,decoding", help="what to measure, comma list")
@@ -232,7 +243,8 @@ def main(argv=None) -> int:
             result["build"] = bench_build(store, model, batches, args.sample_every, given)
             print(json.dumps(result), flush=True)
         if args.queries and "index" in args.parts:
-            result["index"] = bench_index(store, model, tokenizer, info, args.queries)
+            result["index"] = bench_index(store, model, tokenizer, info, args.queries,
+                                          nprobes=[int(n) for n in args.nprobes.split(",")] if args.nprobes else None)
             print(json.dumps(result["index"]), flush=True)
         if args.rows and "decoding" in args.parts:
             result["decoding"] = bench_decode(store, model, tokenizer, info, args.rows, args.beams, args.batch_size)
