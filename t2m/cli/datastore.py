@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "re-ranked exactly from the keys), any index_factory string ('Flat': exact search), or "
                             "'none' (no index)")
     build.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (saved as the default; default 10, "
-                       "from 4,096 lists 10*sqrt(lists/2048): 14 at 4,096, 20 at 8,192)")
+                       "from 4,096 lists 10*(lists/2048)^(1/3): 13 at 4,096, 16 at 8,192, 20 at 16,384)")
     build.add_argument("--ef-search", type=int, default=None,
                        help="HNSW efSearch, of the index or its coarse quantizer (saved as the default; default 64)")
     build.add_argument("--train-size", type=int, default=None,
