@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from t2m.chem import morgan_fingerprint, morgan_fingerprints
+from t2m.chem import morgan_fingerprints
 
 QUERY_CHUNK = 256  # text queries scored per sparse product: (256, database) floats at a time
 BLOCK_VALUES = 1 << 24  # at most this many floats in one (queries, database) block
