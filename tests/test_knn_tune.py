@@ -105,6 +105,22 @@ def test_teacher_forced_scores_with_each_rows_nearest_pair(small_chebi):
     assert together[0][0][0] == pytest.approx(together[1][0][0])  # λ = 0: the model alone in either scope
 
 
+def test_every_retrieval_scope_gets_a_finalist_however_unlikely():
+    from datastore.params import KNNParams
+    from t2m.knn.tune import finalist_picks
+
+    grid = [KNNParams(k, lam, 0.1, pairs) for pairs in (0, 4, 1) for k in (4, 8) for lam in (0.5, 0.8)]
+    # the whole store likeliest everywhere, then the 4-pair scope, the 1-pair scope last
+    scores = [-0.3 - 0.01 * i for i in range(len(grid))]
+    picks = finalist_picks(grid, scores, 4)
+    assert picks[:3] == [grid[0], grid[4], grid[8]]  # each scope's likeliest, scopes in the grid's order
+    assert picks[3] == grid[1]  # then the likeliest of the rest
+    assert finalist_picks(grid, scores, 1) == picks[:3]  # never fewer than one per scope
+    assert finalist_picks(grid[:4], scores[:4], 2) == grid[:2]  # one scope: the likeliest, as before
+    shuffled = [scores[i] if i != 7 else 0.0 for i in range(len(grid))]  # a 4-pair point becomes likeliest
+    assert finalist_picks(grid, shuffled, 3) == [grid[0], grid[7], grid[8]]
+
+
 def test_tune_over_retrieval_scopes_writes_the_chosen_one(small_chebi, tmp_path):
     import shutil
 

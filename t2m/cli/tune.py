@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", default="0",
                         help="retrieval scopes, comma list: 0 = the whole store, N = each input's N nearest training "
                              "pairs (default: %(default)s)")
-    parser.add_argument("--finalists", type=int, default=4, help="grid points decoded in stage 2")
+    parser.add_argument("--finalists", type=int, default=4,
+                        help="grid points decoded in stage 2 (at least the likeliest of each retrieval scope)")
     parser.add_argument("--num-beams", type=int, default=1, help="beams when decoding the dev rows (1: greedy search)")
     parser.add_argument("--batch-size", type=int, default=32, help="dev rows per batch")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens generated per dev row")
