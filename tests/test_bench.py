@@ -106,6 +106,10 @@ def test_bench_json_names_every_system_with_eval_metrics_and_speed(bench_dir):
         if editing["systems"]["retrieval"]["rows"]:  # retrieval answers with the neighbour's target itself
             assert editing["systems"]["retrieval"]["identical_to_neighbour"] == 1.0
         assert set(editing["systems"]["model"]["exact_by_band"]) == {"≥0.999", "0.9–0.999", "<0.9"}
+        # model + kNN against the model and the retrieval baseline on each headline metric (MACCS FTS too)
+        wanted = ("bleu4", "meteor") if task == "mol2text" else ("exact_match", "morgan_fts", "maccs_fts")
+        knn_versus = {(c["baseline"], c["metric"]) for c in t["comparisons"] if c["system"] == "model+knn"}
+        assert {(b, m) for b in ("model", "retrieval") for m in wanted} <= knn_versus
         # the default system against every published model's predictions, on the same rows
         versus = {(c["baseline"], c["metric"]) for c in t["comparisons"] if c["system"] == best["system"]}
         metrics = ("bleu4", "meteor") if task == "mol2text" else ("morgan_fts", "maccs_fts", "exact_match", "validity")

@@ -227,8 +227,9 @@ def _systems(runs: dict[str, SystemRun], results: dict[str, Any]) -> dict[str, d
 
 def _knn_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[str, Any]]:
     """Paired bootstrap of model + kNN minus the model at each (beam, rerank), and of the headline model
-    and model + kNN minus the retrieval baseline."""
-    config, metrics = t.config, HEADLINE_METRICS[t.task]
+    and model + kNN minus the retrieval baseline, on the headline metrics and MACCS FTS (text2mol)."""
+    config = t.config
+    metrics = list(dict.fromkeys((*HEADLINE_METRICS[t.task], *VERSUS_RETRIEVAL[t.task])))
     comparisons = []
     for beam, rerank in t.plan:
         knn_name = t.name("model+knn", beam, rerank)
