@@ -18,6 +18,9 @@ HEADLINE_METRICS = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "mo
 PRIMARY_METRIC = {MOL2TEXT: "bleu4", TEXT2MOL: "exact_match"}
 # metrics the model (with or without kNN) is compared with the retrieval baseline on
 VERSUS_RETRIEVAL = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("exact_match", "morgan_fts", "maccs_fts")}
+# metrics every paired bootstrap among the bench's own systems reports: the headline ones, then the rest of VERSUS_RETRIEVAL
+COMPARED_METRICS = {task: tuple(dict.fromkeys((*HEADLINE_METRICS[task], *VERSUS_RETRIEVAL[task])))
+                    for task in HEADLINE_METRICS}
 # metrics the default system is compared with published predictions on (t2m.bench.published)
 VERSUS_PUBLISHED = {MOL2TEXT: ("bleu4", "meteor"), TEXT2MOL: ("morgan_fts", "maccs_fts", "exact_match", "validity")}
 LOWER_IS_BETTER = {"levenshtein", "fcd"}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from t2m.bench.cache import PredictionCache, clean, sha
-from t2m.bench.config import BenchConfig, HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_PUBLISHED, VERSUS_RETRIEVAL
+from t2m.bench.config import BenchConfig, COMPARED_METRICS, HEADLINE_METRICS, PRIMARY_METRIC, VERSUS_PUBLISHED
 from t2m.bench.editing import editing_part
 from t2m.bench.examples import example_rows, pick_examples, trace_neighbours
 from t2m.bench.published import is_published, published_runs
@@ -228,8 +228,7 @@ def _systems(runs: dict[str, SystemRun], results: dict[str, Any]) -> dict[str, d
 def _knn_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[str, Any]]:
     """Paired bootstrap of model + kNN minus the model at each (beam, rerank), and of the headline model
     and model + kNN minus the retrieval baseline, on the headline metrics and MACCS FTS (text2mol)."""
-    config = t.config
-    metrics = list(dict.fromkeys((*HEADLINE_METRICS[t.task], *VERSUS_RETRIEVAL[t.task])))
+    config, metrics = t.config, COMPARED_METRICS[t.task]
     comparisons = []
     for beam, rerank in t.plan:
         knn_name = t.name("model+knn", beam, rerank)
@@ -237,15 +236,14 @@ def _knn_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[str, 
         for metric in metrics:
             c = paired_bootstrap(rows[knn_name], rows[model_name], metric, config.bootstrap, config.seed)
             comparisons.append({"system": knn_name, "baseline": model_name, **c})
-    comparisons += _versus_retrieval(t, rows, ["model+knn", "model"], metrics)
+    comparisons += _versus_retrieval(t, rows, ["model+knn", "model"])
     return comparisons + _ranker_comparisons(t, rows)
 
 
-def _versus_retrieval(t: TaskRuns, rows: dict[str, RowScores], systems: list[str], metrics: Any
-                      ) -> list[dict[str, Any]]:
+def _versus_retrieval(t: TaskRuns, rows: dict[str, RowScores], systems: list[str]) -> list[dict[str, Any]]:
     """Paired bootstrap of each of ``systems`` minus the retrieval baseline and, where the checkpoint has
     a neighbour ranker, minus retrieval + ranker (the system the T5 must beat to earn its place)."""
-    config = t.config
+    config, metrics = t.config, COMPARED_METRICS[t.task]
     baselines = [b for b in ("retrieval", "retrieval+ranker") if b in rows]
     return [{"system": system, "baseline": baseline,
              **paired_bootstrap(rows[system], rows[baseline], metric, config.bootstrap, config.seed)}
@@ -260,7 +258,7 @@ def _ranker_comparisons(t: TaskRuns, rows: dict[str, RowScores]) -> list[dict[st
     config = t.config
     return [{"system": "retrieval+ranker", "baseline": "retrieval",
              **paired_bootstrap(rows["retrieval+ranker"], rows["retrieval"], metric, config.bootstrap, config.seed)}
-            for metric in dict.fromkeys((*HEADLINE_METRICS[t.task], *VERSUS_RETRIEVAL[t.task]))]
+            for metric in COMPARED_METRICS[t.task]]
 
 
 def _published_comparisons(t: TaskRuns, rows: dict[str, RowScores], default: dict[str, Any] | None
@@ -330,8 +328,7 @@ def _model_only_part(t: TaskRuns) -> tuple[dict, dict]:
     config, task = t.config, t.task
     results, rows, signature = _scores(t)
     systems = _systems(t.runs, results)
-    metrics = list(dict.fromkeys((*HEADLINE_METRICS[task], *VERSUS_RETRIEVAL[task])))
-    comparisons = _versus_retrieval(t, rows, [t.name("model", beam, rerank) for beam, rerank in t.plan], metrics)
+    comparisons = _versus_retrieval(t, rows, [t.name("model", beam, rerank) for beam, rerank in t.plan])
     comparisons += _ranker_comparisons(t, rows)
     default = best_default_system(task, systems)
     comparisons += _published_comparisons(t, rows, default)
